@@ -1,0 +1,141 @@
+"""``autonomath-loops``: build the demo world, run loops, list the catalog, benchmark.
+
+Exit codes: 0 success; 1 a loop failed; 2 the request itself is wrong (unknown loop, bad
+partition key, missing database) — reported in one line naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from typing import Sequence
+
+from autonomath_pipelines.catalog import LOOPS as CATALOG
+from autonomath_pipelines.resources.db import DatabaseMissingError, default_db_path
+from autonomath_pipelines.schema import SchemaError
+
+EXIT_OK, EXIT_LOOP_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _progress_bar(stage: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / total) if total else width
+    end = "\n" if done >= total else ""
+    print(f"\r  {stage:<28} [{'#' * filled}{'.' * (width - filled)}] {done:>10,}/{total:,}", end=end, flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from autonomath_pipelines.demo import build_world, truth_path
+
+    as_of = dt.date.fromisoformat(args.as_of) if args.as_of else None
+    _say(f"building the {args.scale} demo world (seed {args.seed}) at {args.db} ...")
+    summary = build_world(args.db, scale=args.scale, seed=args.seed, as_of=as_of, progress=_progress_bar)
+    _say(f"built in {summary.seconds:.1f} s, logs up to {summary.as_of} (JST):")
+    for table, count in summary.row_counts.items():
+        _say(f"  {table:<26} {count:>12,}")
+    _say(f"planted truth: {truth_path(args.db)}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from autonomath_pipelines.orchestrator import run_loops
+
+    report = run_loops(only=args.only, partition=args.partition, until=args.to, execute=args.execute,
+                       db_path=args.db, reports_dir=args.reports_dir, progress=_say,
+                       log_level="DEBUG" if args.verbose else "WARNING")
+    _say("")
+    _say(f"{'loop':<30} {'partition':<12} {'status':<10} {'scanned':>9} {'proposed':>9} {'executed':>9} {'CPU s':>7} {'ceiling':>8}")
+    for r in report.results:
+        _say(f"{r.loop_id:<30} {r.partition_key:<12} {r.status:<10} {r.scanned:>9,} {r.actions_proposed:>9,} "
+             f"{r.actions_executed:>9,} {r.cpu_seconds:>7.1f} {r.cost_ceiling_cpu_seconds:>7.0f}s")
+    mode = "dry run (nothing written; add --execute to write)" if report.dry_run else "executed"
+    _say(f"\n{report.loops_succeeded}/{report.loops_total} loop runs succeeded, {mode}; "
+         f"scanned {report.totals['scanned']:,}, proposed {report.totals['actions_proposed']:,}, "
+         f"executed {report.totals['actions_executed']:,}")
+    _say(f"report: {report.report_path}")
+    return EXIT_OK if report.ok else EXIT_LOOP_FAILED
+
+
+def cmd_loops(args: argparse.Namespace) -> int:
+    from autonomath_pipelines.loops import LOOPS
+
+    implemented = {loop.spec.loop_id for loop in LOOPS}
+    for spec in CATALOG:
+        state = "implemented" if spec.loop_id in implemented else "planned"
+        _say(f"{spec.letter}  {spec.loop_id:<30} {spec.cadence_text:<24} window: {spec.window:<40} "
+             f"ceiling {spec.cost_ceiling_cpu_min:g} CPU-min  [{state}]")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from autonomath_pipelines.bench import run_benchmark
+
+    return run_benchmark(db_path=args.db, scale=args.scale, seed=args.seed, queries=args.queries,
+                         repeats=args.repeats, out_dir=args.out, rebuild=args.rebuild, say=_say,
+                         progress=_progress_bar)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autonomath-loops", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="build the synthetic AutonoMath database with planted truth")
+    demo.add_argument("--scale", choices=["small", "medium", "production"], default="small")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--as-of", help="JST date the logs end at (default: today)")
+    demo.add_argument("--db", default=default_db_path(), help="output path (default: $AUTONOMATH_DB or data/autonomath.db)")
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run loops through Dagster in-process and write the run report")
+    run.add_argument("--execute", action="store_true", help="write to the database (default: dry run)")
+    run.add_argument("--only", action="append", metavar="LOOP_ID",
+                     help="run only this loop (id or letter); repeatable")
+    run.add_argument("--partition", "--from", dest="partition", metavar="KEY",
+                     help="partition key (default: the last complete partition); first key of a range with --to")
+    run.add_argument("--to", metavar="KEY", help="last partition key of a range (a backfill, one run per partition)")
+    run.add_argument("--db", default=None, help="AutonoMath database (default: $AUTONOMATH_DB or data/autonomath.db)")
+    run.add_argument("--verbose", "-v", action="store_true", help="show Dagster's event log")
+    run.add_argument("--reports-dir", default=None, help="report folder (default: $AUTONOMATH_REPORTS_DIR or reports)")
+    run.set_defaults(func=cmd_run)
+
+    loops = sub.add_parser("loops", help="list the ten loops of the catalog")
+    loops.set_defaults(func=cmd_loops)
+
+    bench = sub.add_parser("bench", help="loop H cost and cache-hit vs cold-FTS5 latency on a production-scale world")
+    bench.add_argument("--db", default="data/bench/autonomath-production.db")
+    bench.add_argument("--scale", choices=["small", "medium", "production"], default="production")
+    bench.add_argument("--seed", type=int, default=7)
+    bench.add_argument("--queries", type=int, default=2000, help="head queries timed (>= 2000 for the issue's figure)")
+    bench.add_argument("--repeats", type=int, default=3, help="loop H runs (the median is reported)")
+    bench.add_argument("--out", default="reports/bench", help="folder for the figures (JSON, PNG)")
+    bench.add_argument("--rebuild", action="store_true", help="rebuild the world even if the file exists")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    # Dagster marks some APIs beta/preview; the operator's terminal is not the place for that.
+    warnings.filterwarnings("ignore", module="dagster")
+    warnings.filterwarnings("ignore", message=".*(Beta|Preview)Warning.*")
+    from autonomath_pipelines.orchestrator import UsageError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, DatabaseMissingError, SchemaError) as exc:
+        print(f"autonomath-loops: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("autonomath-loops: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Quality gates over candidate frames: pure predicates the loops run as blocking asset checks.
+
+Each gate returns a ``GateResult``; the Dagster shell turns it into an ``AssetCheckResult``.
+Loops that write caches (C, H) share the payload/TTL/key gates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+
+from autonomath_pipelines.lib.payload import payload_problems
+from autonomath_pipelines.lib.textnorm import normalize_query, query_hash
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    description: str          # shown in the UI as the check's description
+    evaluate: Callable[[pd.DataFrame], GateResult]
+
+
+def row_cap(cap: int) -> Gate:
+    def evaluate(frame: pd.DataFrame) -> GateResult:
+        return GateResult(len(frame) <= cap, f"{len(frame)} rows (cap {cap})", {"rows": len(frame), "cap": cap})
+    return Gate("rows_within_cap", f"At most {cap} rows per run.", evaluate)
+
+
+def payloads_valid(column: str = "payload_json", label: str = "query_text") -> Gate:
+    def evaluate(frame: pd.DataFrame) -> GateResult:
+        bad = [(lbl, problems[0]) for lbl, payload in zip(frame[label], frame[column])
+               if (problems := payload_problems(payload))]
+        sample = "; ".join(f"{lbl!r}: {why}" for lbl, why in bad[:5])
+        return GateResult(not bad, f"{len(bad)} invalid payloads" + (f": {sample}" if bad else ""),
+                          {"invalid": len(bad)})
+    return Gate("payloads_valid", "Every payload is valid JSON of the shape the API serves.", evaluate)
+
+
+def ttl_in_future(now_iso: Callable[[], str], column: str = "ttl_until") -> Gate:
+    def evaluate(frame: pd.DataFrame) -> GateResult:
+        now = now_iso()
+        expired = int((frame[column] <= now).sum()) if len(frame) else 0
+        return GateResult(expired == 0, f"{expired} rows with {column} <= {now}", {"expired": expired})
+    return Gate("ttl_in_future", "Every row's TTL lies in the future (an expired entry is never served).", evaluate)
+
+
+def cache_keys_sound(text: str = "query_text", key: str = "query_hash", scope: tuple[str, ...] = ()) -> Gate:
+    """No empty query; each key is the hash of its normalized text and unique (within ``scope``)."""
+    def evaluate(frame: pd.DataFrame) -> GateResult:
+        empty = int((frame[text].astype(str).str.strip() == "").sum()) if len(frame) else 0
+        mismatched = sum(query_hash(normalize_query(t)) != h for t, h in zip(frame[text], frame[key]))
+        duplicated = int(frame.duplicated(list(scope) + [key]).sum()) if len(frame) else 0
+        return GateResult(empty == mismatched == duplicated == 0,
+                          f"{empty} empty queries, {mismatched} keys not matching their text, {duplicated} duplicate keys",
+                          {"empty": empty, "mismatched": mismatched, "duplicated": duplicated})
+    return Gate("cache_keys_sound", "No empty query; every key is the hash of its normalized text, and unique.", evaluate)

@@ -1,0 +1,245 @@
+"""The shape every loop shares: partitions, windows, metadata, provenance, publish, job, schedule.
+
+A loop module states only what is particular to it; everything of the same shape lives here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import dagster as dg
+import pandas as pd
+
+from autonomath_pipelines import CODE_VERSION
+from autonomath_pipelines.catalog import PARTITIONS_START, TIMEZONE, LoopSpec
+from autonomath_pipelines.lib.gates import Gate
+from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
+from autonomath_pipelines.schema import contract
+
+OWNERS = ["team:autonomath-operator"]
+#: Pool that serializes every write to the AutonoMath database (limit set in dagster.yaml).
+DB_WRITE_POOL = "autonomath_db_write"
+PREVIEW_ROWS = 10
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    """ISO-8601 UTC text as stored in the database (``2026-11-20T15:00:00Z``)."""
+    return moment.astimezone(dt.timezone.utc).strftime(UTC_FORMAT)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+# ---------------------------------------------------------------------------------------- sources
+
+def source_specs() -> list[dg.AssetSpec]:
+    """The service's tables as external assets: lineage starts at them in the UI."""
+    return [
+        dg.AssetSpec(
+            key=table.name,
+            group_name="sources",
+            kinds={"sqlite"},
+            owners=OWNERS,
+            description=f"AutonoMath source table `{table.name}` (columns: {', '.join(table.columns)}).",
+            metadata={"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(c) for c in table.columns])},
+        )
+        for table in contract().values()
+        if table.section == "sources"
+    ]
+
+
+# ------------------------------------------------------------------------------- partitions/window
+
+@functools.cache
+def partitions_for(spec: LoopSpec) -> dg.TimeWindowPartitionsDefinition:
+    """Calendar partitions in Asia/Tokyo at the loop's cadence (one definition object per loop)."""
+    if spec.cadence == "daily":
+        return dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone=TIMEZONE)
+    if spec.cadence == "weekly":
+        return dg.WeeklyPartitionsDefinition(start_date=PARTITIONS_START, timezone=TIMEZONE)
+    return dg.MonthlyPartitionsDefinition(start_date=PARTITIONS_START, timezone=TIMEZONE)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a run reads: [start, end) in UTC, for one partition or a single-run partition range."""
+
+    start: dt.datetime
+    end: dt.datetime
+    partition_keys: tuple[str, ...]
+
+    @property
+    def start_iso(self) -> str:
+        return iso_utc(self.start)
+
+    @property
+    def end_iso(self) -> str:
+        return iso_utc(self.end)
+
+    @property
+    def partition_key(self) -> str:
+        """The run's partition key, or ``first..last`` for a range."""
+        keys = self.partition_keys
+        return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
+
+    def metadata(self) -> dict[str, Any]:
+        return {"window_start_utc": self.start_iso, "window_end_utc": self.end_iso}
+
+
+def window_for(context: dg.AssetExecutionContext, spec: LoopSpec) -> Window:
+    tw = context.partition_time_window
+    start, end = spec.window_bounds(tw.start, tw.end)
+    return Window(start, end, tuple(context.partition_keys))
+
+
+# ------------------------------------------------------------------------------------ metadata
+
+def markdown_preview(frame: pd.DataFrame, columns: Sequence[str] | None = None, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
+    if frame.empty:
+        return dg.MetadataValue.md("_no rows_")
+    shown = frame[list(columns)] if columns else frame
+    return dg.MetadataValue.md(shown.head(rows).to_markdown(index=False))
+
+
+def frame_metadata(frame: pd.DataFrame, preview_columns: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """Row count (``dagster/row_count``), a Markdown preview, and the loop's numbers to plot."""
+    metadata: dict[str, Any] = {"dagster/row_count": len(frame), "preview": markdown_preview(frame, preview_columns)}
+    for key, value in extra.items():
+        metadata[key] = float(value) if isinstance(value, float) else value
+    return metadata
+
+
+# ----------------------------------------------------------------------------------- provenance
+
+def provenance(context: dg.AssetExecutionContext, spec: LoopSpec, window: Window,
+               model_name: str | None = None) -> dict[str, Any]:
+    """Columns every output row carries: which loop, run, partition and code produced it."""
+    values: dict[str, Any] = {
+        "loop_id": spec.loop_id,
+        "run_id": context.run.run_id,
+        "partition_key": window.partition_key,
+        "code_version": CODE_VERSION,
+    }
+    if model_name is not None:
+        values["model_name"] = model_name
+    return values
+
+
+def evidence_json(**evidence: Any) -> str:
+    return json.dumps(evidence, ensure_ascii=False, sort_keys=True, default=str)
+
+
+# ---------------------------------------------------------------------------------------- gates
+
+def gate_specs(asset: str, gates: Sequence[Gate], *, blocking: bool = True) -> list[dg.AssetCheckSpec]:
+    """Checks the asset evaluates on its own output as it materializes (per partition, in the same
+    step), so a failing blocking gate stops the publish step of the same run."""
+    return [dg.AssetCheckSpec(gate.name, asset=asset, blocking=blocking, description=gate.description)
+            for gate in gates]
+
+
+def gate_results(asset: str, gates: Sequence[Gate], frame: pd.DataFrame) -> list[dg.AssetCheckResult]:
+    results = []
+    for gate in gates:
+        outcome = gate.evaluate(frame)
+        results.append(dg.AssetCheckResult(asset_key=asset, check_name=gate.name, passed=bool(outcome.passed),
+                                           description=outcome.description, metadata=outcome.metadata))
+    return results
+
+
+# -------------------------------------------------------------------------------------- publish
+
+@dataclass
+class PublishPlan:
+    """What a publish step writes: rows upserted on ``key_columns`` after deleting ``stale_where``."""
+
+    table: str
+    rows: pd.DataFrame
+    key_columns: Sequence[str]
+    #: SQL condition (with ``?`` parameters) selecting the rows this write replaces; the partition's
+    #: previous output, so re-running a partition never duplicates or leaves stale rows.
+    stale_where: str
+    stale_params: Sequence[Any] = field(default_factory=tuple)
+
+
+def publish(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSettings,
+            database: AutonomathDatabase, plan: PublishPlan, **extra_metadata: Any) -> dg.MaterializeResult:
+    """Write ``plan`` in one transaction when the loop may execute; otherwise report what would be written."""
+    # Candidate frames may carry working columns (rank, counts) for previews; only the table's go in.
+    columns = [c for c in contract()[plan.table].columns if c in plan.rows.columns]
+    missing_keys = [c for c in plan.key_columns if c not in columns]
+    if missing_keys:
+        raise ValueError(f"rows for {plan.table} lack key columns {missing_keys}")
+    if not settings.execution_enabled(spec.loop_id):
+        context.log.info(f"dry run: {len(plan.rows)} rows would be written to {plan.table}")
+        return dg.MaterializeResult(metadata={
+            "dry_run": True, "rows_would_write": len(plan.rows), "rows_written": 0, "rows_deleted": 0,
+            "table": plan.table, **extra_metadata,
+        })
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in plan.key_columns)
+    sql = (f"INSERT INTO {plan.table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+           f"ON CONFLICT ({', '.join(plan.key_columns)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING"))
+    records = list(plan.rows[columns].astype(object).where(plan.rows[columns].notna(), None).itertuples(index=False, name=None))
+    with database.write_transaction(output_tables=[plan.table]) as conn:
+        deleted = conn.execute(f"DELETE FROM {plan.table} WHERE {plan.stale_where}", tuple(plan.stale_params)).rowcount
+        conn.executemany(sql, records)
+        table_rows = conn.execute(f"SELECT COUNT(*) FROM {plan.table}").fetchone()[0]
+    context.log.info(f"wrote {len(records)} rows to {plan.table} (replaced {deleted})")
+    return dg.MaterializeResult(metadata={
+        "dry_run": False, "rows_would_write": len(records), "rows_written": len(records), "rows_deleted": deleted,
+        "table": plan.table, "table_rows": table_rows, **extra_metadata,
+    })
+
+
+# ----------------------------------------------------------------------------- job and schedule
+
+@dataclass(frozen=True)
+class LoopDefinition:
+    """A loop as the orchestrator sees it: its Dagster objects and the three assets it reports on."""
+
+    spec: LoopSpec
+    assets: Sequence[dg.AssetsDefinition]
+    asset_checks: Sequence[dg.AssetChecksDefinition]
+    snapshot: dg.AssetKey
+    candidates: dg.AssetKey
+    published: dg.AssetKey
+    sensors: Sequence[dg.SensorDefinition] = ()
+
+    @functools.cached_property
+    def job(self) -> dg.UnresolvedAssetJobDefinition:
+        return dg.define_asset_job(
+            name=self.spec.job_name,
+            selection=dg.AssetSelection.groups(self.spec.group_name),
+            partitions_def=partitions_for(self.spec),
+            description=f"Loop {self.spec.letter} — {self.spec.title} ({self.spec.cadence_text}, window: {self.spec.window}).",
+            tags={"loop_id": self.spec.loop_id},
+        )
+
+    @functools.cached_property
+    def schedule(self):
+        """At the catalog's JST time, for the last complete partition. Ships STOPPED."""
+        spec = self.spec
+        return dg.build_schedule_from_partitioned_job(
+            self.job,
+            name=spec.schedule_name,
+            description=f"Loop {spec.letter} {spec.cadence_text}; targets the last complete partition.",
+            minute_of_hour=spec.minute,
+            hour_of_day=spec.hour,
+            day_of_week=spec.day_of_week,
+            day_of_month=spec.day_of_month,
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+        )
+
+    def definitions(self) -> dg.Definitions:
+        return dg.Definitions(assets=list(self.assets), asset_checks=list(self.asset_checks),
+                              jobs=[self.job], schedules=[self.schedule], sensors=list(self.sensors))
+
+
+def asset_keys(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetKey]:
+    return [key for a in assets for key in a.keys]

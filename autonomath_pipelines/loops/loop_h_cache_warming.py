@@ -1,0 +1,152 @@
+"""Loop H — cache warming (Zipf): yesterday's most requested queries, answered before they are asked.
+
+query_log (one JST day) → cache_warming_snapshot → cache_warming_zipf_head (top 200 normalized
+texts, fitted exponent, coverage) → cache_warming_candidates (pre-executed FTS5 payloads, 24 h TTL,
+blocking gates) → query_cache_published (upsert into ``query_cache``, only when execution is enabled).
+"""
+
+import datetime as dt
+import json
+
+import dagster as dg
+import pandas as pd
+
+from autonomath_pipelines import CODE_VERSION
+from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib.gates import Gate, GateResult
+from autonomath_pipelines.lib.payload import dumps_payload
+from autonomath_pipelines.lib.zipf import zipf_head
+from autonomath_pipelines.loops.common import (
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, evidence_json, frame_metadata, gate_results,
+    gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
+)
+from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings, ProgramSearch
+
+SPEC = loop_spec("loop_h_cache_warming")
+PARTITIONS = partitions_for(SPEC)
+#: The API's cache holds at most this many warmed queries per day (blocking gate).
+MAX_CACHE_ROWS = 200
+COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
+
+CANDIDATE_GATES = (
+    gates.row_cap(MAX_CACHE_ROWS),
+    gates.payloads_valid(),
+    gates.ttl_in_future(lambda: iso_utc(utc_now())),
+    gates.cache_keys_sound(),
+)
+
+
+class ZipfHeadConfig(dg.Config):
+    head_size: int = MAX_CACHE_ROWS
+
+
+class CacheCandidatesConfig(dg.Config):
+    ttl_hours: float = 24.0
+
+
+@dg.asset(name="cache_warming_snapshot", deps=["query_log"], kinds={"sqlite", "parquet"}, **COMMON)
+def cache_warming_snapshot(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
+    """The queries the API served during the partition's JST day (rows of `query_log`)."""
+    autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
+    window = window_for(context, SPEC)
+    snapshot = autonomath_db.read_frame(
+        "SELECT id, ts, query_text, result_count, tier FROM query_log WHERE ts >= ? AND ts < ? ORDER BY id",
+        (window.start_iso, window.end_iso),
+    )
+    return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
+        snapshot, ["ts", "query_text", "result_count", "tier"], **window.metadata()))
+
+
+@dg.asset(name="cache_warming_zipf_head", kinds={"pandas", "parquet"}, **COMMON)
+def cache_warming_zipf_head(config: ZipfHeadConfig, cache_warming_snapshot: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+    """The Zipf head of the day: the most requested normalized queries, with their share of traffic."""
+    head = zipf_head(cache_warming_snapshot["query_text"], k=config.head_size)
+    summary = head.summary()
+    return dg.MaterializeResult(value=head.head, metadata=frame_metadata(
+        head.head, ["rank", "query_text", "requests", "cumulative_share"],
+        requests=summary["requests"], unique_queries=summary["unique_queries"],
+        zipf_exponent=summary["zipf_exponent"], head_coverage=summary["head_coverage"],
+    ))
+
+
+@dg.asset(name="cache_warming_candidates", kinds={"sqlite", "parquet"},
+          check_specs=gate_specs("cache_warming_candidates", CANDIDATE_GATES), **COMMON)
+def cache_warming_candidates(context: dg.AssetExecutionContext, config: CacheCandidatesConfig,
+                             program_search: ProgramSearch, cache_warming_zipf_head: pd.DataFrame):
+    # No return annotation: with check_specs the op has several outputs and Dagster would type the
+    # value output as Nothing.
+    """Rows that would go into `query_cache`: each head query pre-executed against live FTS5, valid for 24 h.
+
+    Blocking gates: at most 200 rows, payloads valid, TTL in the future, keys sound (no empty query).
+    """
+    window = window_for(context, SPEC)
+    computed_at = utc_now()
+    head = cache_warming_zipf_head
+    with program_search.searcher() as searcher:
+        payloads = [dumps_payload(searcher.payload(text)) for text in head["query_text"]]
+    candidates = head.assign(
+        payload_json=payloads,
+        result_count=[json.loads(p)["result_count"] for p in payloads],
+        computed_at=iso_utc(computed_at),
+        ttl_until=iso_utc(computed_at + dt.timedelta(hours=config.ttl_hours)),
+        evidence_json=[evidence_json(rank=int(r.rank), requests=int(r.requests), share=round(float(r.share), 6))
+                       for r in head.itertuples()],
+        **provenance(context, SPEC, window),
+    )
+    return dg.MaterializeResult(
+        value=candidates,
+        metadata=frame_metadata(
+            candidates, ["rank", "query_text", "requests", "result_count"],
+            candidates_proposed=len(candidates),
+            empty_result_payloads=int((candidates["result_count"] == 0).sum()) if len(candidates) else 0,
+        ),
+        check_results=gate_results("cache_warming_candidates", CANDIDATE_GATES, candidates),
+    )
+
+
+def _serves_head(database: AutonomathDatabase, candidates: pd.DataFrame) -> GateResult:
+    now = iso_utc(utc_now())
+    with database.read_only() as conn:
+        live = {h for (h,) in conn.execute("SELECT query_hash FROM query_cache WHERE ttl_until > ?", (now,))}
+    missing = [h for h in candidates["query_hash"] if h not in live]
+    return GateResult(not missing, f"{len(missing)} of {len(candidates)} head queries not served from query_cache",
+                      {"missing": len(missing), "head": len(candidates)})
+
+
+SERVES_HEAD = Gate("query_cache_serves_head",
+                   "After an executed publish, query_cache serves every head query with a live TTL.", lambda _: None)
+
+
+@dg.asset(name="query_cache_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
+          check_specs=gate_specs("query_cache_published", [SERVES_HEAD], blocking=False), **COMMON)
+def query_cache_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
+                          loop_settings: LoopSettings, cache_warming_candidates: pd.DataFrame) -> dg.MaterializeResult:
+    """`query_cache` rows of this partition: the day's head upserted with a 24 h TTL (dry run: nothing written).
+
+    Replaces the partition's earlier rows and every expired row, so re-running a day never duplicates.
+    """
+    window = window_for(context, SPEC)
+    plan = PublishPlan(
+        table="query_cache",
+        rows=cache_warming_candidates,
+        key_columns=["query_hash"],
+        stale_where="partition_key = ? OR ttl_until <= ?",
+        stale_params=(window.partition_key, iso_utc(utc_now())),
+    )
+    result = publish(context, SPEC, loop_settings, autonomath_db, plan)
+    served = (GateResult(True, "dry run: nothing was written", {"dry_run": True})
+              if result.metadata["dry_run"] else _serves_head(autonomath_db, cache_warming_candidates))
+    return dg.MaterializeResult(metadata=result.metadata, check_results=[dg.AssetCheckResult(
+        asset_key="query_cache_published", check_name=SERVES_HEAD.name, passed=served.passed,
+        description=served.description, metadata=served.metadata)])
+
+
+LOOP = LoopDefinition(
+    spec=SPEC,
+    assets=[cache_warming_snapshot, cache_warming_zipf_head, cache_warming_candidates, query_cache_published],
+    asset_checks=[],
+    snapshot=cache_warming_snapshot.key,
+    candidates=cache_warming_candidates.key,
+    published=query_cache_published.key,
+)
