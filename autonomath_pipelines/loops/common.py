@@ -216,7 +216,6 @@ class LoopDefinition:
         return dg.define_asset_job(
             name=self.spec.job_name,
             selection=dg.AssetSelection.groups(self.spec.group_name),
-            partitions_def=partitions_for(self.spec),
             description=f"Loop {self.spec.letter} — {self.spec.title} ({self.spec.cadence_text}, window: {self.spec.window}).",
             tags={"loop_id": self.spec.loop_id},
         )

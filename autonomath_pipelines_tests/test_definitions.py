@@ -1,0 +1,91 @@
+"""The Dagster code location: it loads, the graph has the intended lineage, schedules ship STOPPED."""
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from autonomath_pipelines.catalog import LOOPS as CATALOG
+from autonomath_pipelines.definitions import defs
+from autonomath_pipelines.loops import LOOPS
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+def graph():
+    return defs.resolve_asset_graph()
+
+
+def test_definitions_load_and_validate():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_every_source_table_is_an_external_asset_in_group_sources():
+    for key in ["query_log", "programs", "programs_fts", "error_log"]:
+        node = graph().get(dg.AssetKey(key))
+        assert not node.is_materializable and node.group_name == "sources" and "sqlite" in node.kinds
+
+
+def test_loop_h_lineage_runs_from_query_log_to_published_cache():
+    g = graph()
+    assert dg.AssetKey("query_log") in g.get(dg.AssetKey("cache_warming_snapshot")).parent_keys
+    chain = ["cache_warming_snapshot", "cache_warming_zipf_head", "cache_warming_candidates", "query_cache_published"]
+    for parent, child in zip(chain, chain[1:]):
+        assert dg.AssetKey(parent) in g.get(dg.AssetKey(child)).parent_keys
+    for name in chain:
+        node = g.get(dg.AssetKey(name))
+        assert node.group_name == "loop_h_cache_warming" and node.owners and node.kinds
+        assert node.description, f"{name} needs a docstring: it is the UI description"
+
+
+def test_blocking_gates_guard_the_step_before_publish():
+    checks = {key.name: spec for key, spec in
+              ((k, graph().get_check_spec(k)) for k in graph().asset_check_keys)
+              if key.asset_key == dg.AssetKey("cache_warming_candidates")}
+    assert set(checks) == {"rows_within_cap", "payloads_valid", "ttl_in_future", "cache_keys_sound"}
+    assert all(spec.blocking for spec in checks.values())
+
+
+def test_partitions_are_in_tokyo_time():
+    partitions = graph().get(dg.AssetKey("cache_warming_snapshot")).partitions_def
+    assert partitions.timezone == "Asia/Tokyo" and partitions.cron_schedule == "0 0 * * *"
+
+
+@pytest.mark.parametrize("loop", LOOPS, ids=lambda loop: loop.spec.loop_id)
+def test_every_schedule_ships_stopped_at_its_catalog_time(loop):
+    schedule = defs.resolve_schedule_def(loop.spec.schedule_name)
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.execution_timezone == "Asia/Tokyo"
+    minute, hour = schedule.cron_schedule.split()[:2]
+    assert (int(hour), int(minute)) == (loop.spec.hour, loop.spec.minute)
+
+
+def test_loop_h_schedule_fires_at_0330_jst_for_the_previous_day():
+    schedule = defs.resolve_schedule_def("loop_h_cache_warming_schedule")
+    assert schedule.cron_schedule == "30 3 * * *"
+    tick = dt.datetime(2026, 11, 21, 3, 30, tzinfo=TOKYO)
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == ["2026-11-20"]
+
+
+def test_just_before_midnight_utc_still_targets_the_jst_day():
+    # 03:30 JST is 18:30 UTC of the previous day: the partition must be the JST calendar day.
+    schedule = defs.resolve_schedule_def("loop_h_cache_warming_schedule")
+    tick = dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.timezone.utc)
+    with dg.instance_for_test() as instance:
+        requests = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)).run_requests
+    assert [r.partition_key for r in requests] == ["2026-11-20"]
+
+
+def test_catalog_has_the_ten_loops_of_the_design():
+    assert [loop.letter for loop in CATALOG] == list("ABCDEFGHIJ")
+    h = next(loop for loop in CATALOG if loop.letter == "H")
+    assert (h.loop_id, h.cadence, h.at, h.cost_ceiling_cpu_min) == ("loop_h_cache_warming", "daily", "03:30", 10)
+
+
+def test_db_writes_share_one_pool():
+    published = graph().get(dg.AssetKey("query_cache_published"))
+    assert published.pools == {"autonomath_db_write"}
