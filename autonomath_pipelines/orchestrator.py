@@ -69,10 +69,10 @@ class RunReport:
         return data
 
 
-def select_loops(only: Sequence[str] | None) -> list[LoopDefinition]:
-    implemented = {loop.spec.loop_id: loop for loop in LOOPS}
+def select_loops(only: Sequence[str] | None, loops: Sequence[LoopDefinition] = LOOPS) -> list[LoopDefinition]:
+    implemented = {loop.spec.loop_id: loop for loop in loops}
     if not only:
-        return list(LOOPS)
+        return list(loops)
     selected = []
     for requested in only:
         try:
@@ -107,6 +107,15 @@ def partition_keys_for(loop: LoopDefinition, partition: str | None, until: str |
     if not keys:
         raise UsageError(f"empty range {partition}..{until} for {loop.spec.loop_id}")
     return keys
+
+
+def root_cause(error) -> str:
+    """The user's exception behind Dagster's wrappers, as ``Type: message`` on one line."""
+    while error.cause is not None:
+        error = error.cause
+    message = " ".join(error.message.strip().split("\n")).strip()
+    prefix = f"{error.cls_name}: " if error.cls_name and not message.split(":")[0].endswith(error.cls_name) else ""
+    return prefix + message
 
 
 def _instance() -> dg.DagsterInstance:
@@ -152,7 +161,7 @@ def _execute(job: dg.JobDefinition, loop: LoopDefinition, key: str, instance: dg
         result.status = "succeeded"
     else:
         failures = [e for e in outcome.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-        messages = [f"{e.step_key}: {e.step_failure_data.error.message.strip().splitlines()[-1]}"
+        messages = [f"{e.step_key}: {root_cause(e.step_failure_data.error)}"
                     for e in failures if e.step_failure_data and e.step_failure_data.error]
         result.error = "; ".join(messages + result.checks_failed) or "run failed"
     return result
@@ -161,15 +170,17 @@ def _execute(job: dg.JobDefinition, loop: LoopDefinition, key: str, instance: dg
 def run_loops(*, only: Sequence[str] | None = None, partition: str | None = None, until: str | None = None,
               execute: bool = False, db_path: str | None = None, reports_dir: str | None = None,
               storage_dir: str | None = None, instance: dg.DagsterInstance | None = None,
-              log_level: str = "WARNING", progress: Callable[[str], None] = lambda line: None) -> RunReport:
+              log_level: str = "WARNING", progress: Callable[[str], None] = lambda line: None,
+              loops: Sequence[LoopDefinition] = LOOPS) -> RunReport:
     """Run the selected loops (each partition a Dagster run) and write the report."""
-    loops = select_loops(only)
+    available = tuple(loops)
+    loops = select_loops(only, available)
     keys = {loop.spec.loop_id: partition_keys_for(loop, partition, until) for loop in loops}
     database = AutonomathDatabase(path=db_path) if db_path else AutonomathDatabase()
     database.require_exists()
     settings = LoopSettings(execute_loops=[loop.spec.loop_id for loop in loops] if execute else [],
                             **({"reports_dir": reports_dir} if reports_dir else {}))
-    defs = build_definitions(database=database, settings=settings, storage_dir=storage_dir)
+    defs = build_definitions(database=database, settings=settings, storage_dir=storage_dir, loops=available)
     instance = instance or _instance()
     results: list[LoopResult] = []
     total_runs = sum(len(k) for k in keys.values())

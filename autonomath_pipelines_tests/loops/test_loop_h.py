@@ -1,0 +1,162 @@
+"""Loop H end to end on the small demo world, through Dagster."""
+
+import datetime as dt
+import hashlib
+import json
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from autonomath_pipelines.io_manager import PartitionedParquetIOManager
+from autonomath_pipelines.lib.search import ProgramSearcher
+from autonomath_pipelines.lib.textnorm import normalize_query, query_hash
+from autonomath_pipelines.loops.common import source_specs
+from autonomath_pipelines.loops.loop_h_cache_warming import LOOP, MAX_CACHE_ROWS
+from autonomath_pipelines.orchestrator import root_cause
+from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, ProgramSearch
+from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines_tests.conftest import LAST_DAY
+
+# 2026-11-20 JST = [2026-11-19T15:00Z, 2026-11-20T15:00Z)
+DAY_START, DAY_END = "2026-11-19T15:00:00Z", "2026-11-20T15:00:00Z"
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def resources(db_path, storage, execute: bool):
+    database = AutonomathDatabase(path=str(db_path))
+    return {
+        "autonomath_db": database,
+        "program_search": ProgramSearch(database=database),
+        "embeddings": EmbeddingModel(cache_path=str(storage / "emb.sqlite")),
+        "loop_settings": LoopSettings(execute_loops=["loop_h_cache_warming"] if execute else [],
+                                      reports_dir=str(storage / "reports")),
+        "io_manager": PartitionedParquetIOManager(base_dir=str(storage / "parquet")),
+    }
+
+
+def run_loop_h(db_path, storage, *, execute=False, partition=LAST_DAY, run_config=None, instance=None):
+    return dg.materialize(
+        [*source_specs(), *LOOP.assets],
+        selection=LOOP.assets,
+        partition_key=partition,
+        resources=resources(db_path, storage, execute),
+        run_config=run_config,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def query_cache_rows(db_path) -> pd.DataFrame:
+    return AutonomathDatabase(path=str(db_path)).read_frame("SELECT * FROM query_cache ORDER BY query_hash")
+
+
+def expected_head(db_path) -> list[str]:
+    """The day's top-200 normalized queries, computed independently of the loop's code path."""
+    conn = sqlite3.connect(str(db_path))
+    texts = [t for (t,) in conn.execute("SELECT query_text FROM query_log WHERE ts >= ? AND ts < ?", (DAY_START, DAY_END))]
+    conn.close()
+    counts: dict[str, int] = {}
+    for text in texts:
+        key = normalize_query(text)
+        if key:
+            counts[key] = counts.get(key, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [text for text, _ in ranked[:MAX_CACHE_ROWS]]
+
+
+def metadata(result, asset: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_dry_run_leaves_the_database_byte_identical(small_world, tmp_path):
+    before = sha256(small_world)
+    result = run_loop_h(small_world, tmp_path)
+    assert result.success
+    assert sha256(small_world) == before
+    published = metadata(result, "query_cache_published")
+    assert published["dry_run"] is True and published["rows_written"] == 0
+    assert published["rows_would_write"] == MAX_CACHE_ROWS
+
+
+def test_execute_writes_exactly_the_head_with_live_payloads(small_world, tmp_path):
+    result = run_loop_h(small_world, tmp_path, execute=True)
+    assert result.success
+    rows = query_cache_rows(small_world)
+    head = expected_head(small_world)
+    assert len(head) == MAX_CACHE_ROWS, "the small world should have more than 200 distinct queries a day"
+    assert set(rows["query_text"]) == set(head)
+    assert all(rows["query_hash"] == rows["query_text"].map(query_hash))
+    assert set(rows["partition_key"]) == {LAST_DAY} and set(rows["loop_id"]) == {"loop_h_cache_warming"}
+    assert set(rows["run_id"]) == {result.run_id}
+    # TTL: 24 h after computation, in the future.
+    computed = pd.to_datetime(rows["computed_at"], utc=True)
+    ttl = pd.to_datetime(rows["ttl_until"], utc=True)
+    assert ((ttl - computed) == pd.Timedelta(hours=24)).all() and (ttl > pd.Timestamp.now(tz="UTC")).all()
+    # The cached payload is what a live search returns now.
+    conn = sqlite3.connect(str(small_world))
+    searcher = ProgramSearcher(conn)
+    for row in rows.head(20).itertuples():
+        live = searcher.payload(row.query_text)
+        assert json.loads(row.payload_json) == json.loads(json.dumps(live))
+    conn.close()
+    assert metadata(result, "query_cache_published")["rows_written"] == MAX_CACHE_ROWS
+
+
+def test_rerunning_a_partition_changes_nothing(small_world, tmp_path):
+    assert run_loop_h(small_world, tmp_path, execute=True).success
+    first = query_cache_rows(small_world)
+    assert run_loop_h(small_world, tmp_path, execute=True).success
+    second = query_cache_rows(small_world)
+    assert len(second) == len(first) == MAX_CACHE_ROWS
+    stable = ["query_hash", "query_text", "payload_json", "partition_key", "evidence_json"]
+    pd.testing.assert_frame_equal(first[stable], second[stable])
+
+
+def test_a_failing_blocking_gate_stops_the_publish(small_world, tmp_path):
+    before = sha256(small_world)
+    # A negative TTL makes every row expired: the ttl_in_future gate must block publishing.
+    result = run_loop_h(small_world, tmp_path, execute=True,
+                        run_config={"ops": {"cache_warming_candidates": {"config": {"ttl_hours": -1.0}}}})
+    assert not result.success
+    evaluations = {e.check_name: e.passed
+                   for e in result.get_asset_check_evaluations()}
+    assert evaluations["ttl_in_future"] is False and evaluations["payloads_valid"] is True
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "query_cache_published" not in materialized
+    assert sha256(small_world) == before
+
+
+def test_an_empty_window_succeeds_with_zero_rows(small_world, tmp_path):
+    result = run_loop_h(small_world, tmp_path, execute=True, partition="2025-01-02")
+    assert result.success
+    assert metadata(result, "cache_warming_snapshot")["dagster/row_count"] == 0
+    assert metadata(result, "query_cache_published")["rows_written"] == 0
+    assert query_cache_rows(small_world).empty
+
+
+def test_metadata_the_ui_plots(small_world, tmp_path):
+    result = run_loop_h(small_world, tmp_path)
+    head = metadata(result, "cache_warming_zipf_head")
+    assert 0.3 < head["zipf_exponent"] < 2.5
+    assert 0 < head["head_coverage"] <= 1 and head["unique_queries"] > MAX_CACHE_ROWS
+    assert head["preview"].startswith("|") and "query_text" in head["preview"]
+    snapshot = metadata(result, "cache_warming_snapshot")
+    assert snapshot["window_start_utc"] == DAY_START and snapshot["window_end_utc"] == DAY_END
+    assert snapshot["dagster/row_count"] >= head["requests"] > 0
+
+
+def test_missing_source_table_fails_naming_it(small_world, tmp_path):
+    conn = sqlite3.connect(str(small_world))
+    conn.execute("DROP TABLE programs_fts")
+    conn.commit()
+    conn.close()
+    result = run_loop_h(small_world, tmp_path)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert failure.step_key == "cache_warming_snapshot"
+    assert "missing table programs_fts" in root_cause(failure.step_failure_data.error)
