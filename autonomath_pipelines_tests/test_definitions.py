@@ -89,3 +89,18 @@ def test_catalog_has_the_ten_loops_of_the_design():
 def test_db_writes_share_one_pool():
     published = graph().get(dg.AssetKey("query_cache_published"))
     assert published.pools == {"autonomath_db_write"}
+
+
+def test_dagster_cli_validates_the_workspace(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text((repo / "dagster.yaml").read_text())
+    done = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "All code locations passed validation" in done.stderr + done.stdout
