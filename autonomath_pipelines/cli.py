@@ -30,12 +30,13 @@ def _progress_bar(stage: str, done: int, total: int) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from autonomath_pipelines.demo import build_world, truth_path
+    from autonomath_pipelines.demo import SCALES, build_world, truth_path
 
     as_of = dt.date.fromisoformat(args.as_of) if args.as_of else None
     _say(f"building the {args.scale} demo world (seed {args.seed}) at {args.db} ...")
     summary = build_world(args.db, scale=args.scale, seed=args.seed, as_of=as_of, progress=_progress_bar)
-    _say(f"built in {summary.seconds:.1f} s, logs up to {summary.as_of} (JST):")
+    days = SCALES[args.scale].days
+    _say(f"built in {summary.seconds:.1f} s; logs cover the {days} JST days before {summary.as_of} 00:00 JST:")
     for table, count in summary.row_counts.items():
         _say(f"  {table:<26} {count:>12,}")
     _say(f"planted truth: {truth_path(args.db)}")
