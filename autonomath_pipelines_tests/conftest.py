@@ -65,6 +65,20 @@ def small_world_pristine(tmp_path_factory) -> Path:
 @pytest.fixture
 def small_world(small_world_pristine, tmp_path) -> Path:
     """A private copy of the small demo world that a test may write to."""
+    from autonomath_pipelines.demo import truth_path
+
     path = tmp_path / "autonomath.db"
     shutil.copyfile(small_world_pristine, path)
+    shutil.copyfile(truth_path(small_world_pristine), truth_path(path))
     return path
+
+
+#: A full week of the small world's logs (weekly partitions start on Sunday, Asia/Tokyo).
+LAST_FULL_WEEK = "2026-11-08"
+
+
+@pytest.fixture(scope="session")
+def embedding_cache(tmp_path_factory) -> Path:
+    """One embedding cache for the session: content-addressed, so sharing it between tests is safe
+    and each text is embedded once."""
+    return tmp_path_factory.mktemp("embeddings") / "cache.sqlite"

@@ -63,3 +63,33 @@ def cache_keys_sound(text: str = "query_text", key: str = "query_hash", scope: t
                           f"{empty} empty queries, {mismatched} keys not matching their text, {duplicated} duplicate keys",
                           {"empty": empty, "mismatched": mismatched, "duplicated": duplicated})
     return Gate("cache_keys_sound", "No empty query; every key is the hash of its normalized text, and unique.", evaluate)
+
+
+def all_pending_review(column: str = "status") -> Gate:
+    def evaluate(frame: pd.DataFrame) -> GateResult:
+        other = int((frame[column] != "pending_review").sum()) if len(frame) else 0
+        return GateResult(other == 0, f"{other} rows not pending_review", {"not_pending": other})
+    return Gate("all_pending_review", "Every candidate awaits operator review (status pending_review).", evaluate)
+
+
+def non_empty_text(column: str) -> Gate:
+    def evaluate(frame: pd.DataFrame) -> GateResult:
+        empty = int((frame[column].fillna("").astype(str).str.strip() == "").sum()) if len(frame) else 0
+        return GateResult(empty == 0, f"{empty} rows with an empty {column}", {"empty": empty})
+    return Gate(f"no_empty_{column}", f"No candidate has an empty {column}.", evaluate)
+
+
+def values_in(column: str, allowed: frozenset | set, name: str, description: str) -> Gate:
+    def evaluate(frame: pd.DataFrame) -> GateResult:
+        bad = sorted({v for v in frame[column] if v not in allowed}) if len(frame) else []
+        return GateResult(not bad, f"{len(bad)} unexpected {column} values" + (f": {bad[:5]}" if bad else ""),
+                          {"unexpected": len(bad)})
+    return Gate(name, description, evaluate)
+
+
+def pairs_absent(columns: tuple[str, str], present: frozenset | set, name: str, description: str) -> Gate:
+    def evaluate(frame: pd.DataFrame) -> GateResult:
+        clash = [pair for pair in zip(frame[columns[0]], frame[columns[1]]) if pair in present] if len(frame) else []
+        return GateResult(not clash, f"{len(clash)} rows already present" + (f": {clash[:3]}" if clash else ""),
+                          {"already_present": len(clash)})
+    return Gate(name, description, evaluate)

@@ -92,9 +92,14 @@ class Window:
         return {"window_start_utc": self.start_iso, "window_end_utc": self.end_iso}
 
 
-def window_for(context: dg.AssetExecutionContext, spec: LoopSpec) -> Window:
+def window_for(context: dg.AssetExecutionContext, spec: LoopSpec, lookback_days: int | None = None) -> Window:
+    """The run's read window; ``lookback_days`` overrides the catalog's (a loop's run config)."""
     tw = context.partition_time_window
     start, end = spec.window_bounds(tw.start, tw.end)
+    if lookback_days is not None:
+        if lookback_days < 1:
+            raise ValueError(f"lookback_days must be >= 1, got {lookback_days}")
+        start = end - dt.timedelta(days=lookback_days)
     return Window(start, end, tuple(context.partition_keys))
 
 
@@ -166,6 +171,8 @@ class PublishPlan:
     #: previous output, so re-running a partition never duplicates or leaves stale rows.
     stale_where: str
     stale_params: Sequence[Any] = field(default_factory=tuple)
+    #: Columns an upsert never overwrites: the operator's review decision outlives re-runs.
+    preserve_columns: Sequence[str] = ("status",)
 
 
 def publish(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSettings,
@@ -182,7 +189,8 @@ def publish(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSet
             "dry_run": True, "rows_would_write": len(plan.rows), "rows_written": 0, "rows_deleted": 0,
             "table": plan.table, **extra_metadata,
         })
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in plan.key_columns)
+    kept = set(plan.key_columns) | set(plan.preserve_columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in kept)
     sql = (f"INSERT INTO {plan.table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
            f"ON CONFLICT ({', '.join(plan.key_columns)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING"))
     records = list(plan.rows[columns].astype(object).where(plan.rows[columns].notna(), None).itertuples(index=False, name=None))

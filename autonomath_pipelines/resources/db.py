@@ -6,7 +6,7 @@ import contextlib
 import os
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import dagster as dg
 import pandas as pd
@@ -69,9 +69,10 @@ class AutonomathDatabase(dg.ConfigurableResource):
             raise SchemaError(f"AutonoMath database {self.resolved_path()} does not match the data contract{who}: "
                               + "; ".join(problems))
 
-    def read_frame(self, sql: str, params: Iterable[Any] = ()) -> pd.DataFrame:
+    def read_frame(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> pd.DataFrame:
+        """Rows of ``sql`` (positional ``?`` or named ``:name`` parameters) as a DataFrame."""
         with self.read_only() as conn:
-            cursor = conn.execute(sql, tuple(params))
+            cursor = conn.execute(sql, dict(params) if isinstance(params, Mapping) else tuple(params))
             columns = [d[0] for d in cursor.description]
             return pd.DataFrame(cursor.fetchall(), columns=columns)
 

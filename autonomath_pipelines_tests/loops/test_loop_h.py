@@ -1,53 +1,25 @@
 """Loop H end to end on the small demo world, through Dagster."""
 
-import datetime as dt
-import hashlib
 import json
 
 import dagster as dg
 import pandas as pd
-import pytest
 
-from autonomath_pipelines.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.lib.search import ProgramSearcher
 from autonomath_pipelines.lib.textnorm import normalize_query, query_hash
-from autonomath_pipelines.loops.common import source_specs
 from autonomath_pipelines.loops.loop_h_cache_warming import LOOP, MAX_CACHE_ROWS
 from autonomath_pipelines.orchestrator import root_cause
-from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, ProgramSearch
+from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_DAY
+from autonomath_pipelines_tests.loops.harness import check_outcomes, materialized, metadata, run_loop, sha256
 
 # 2026-11-20 JST = [2026-11-19T15:00Z, 2026-11-20T15:00Z)
 DAY_START, DAY_END = "2026-11-19T15:00:00Z", "2026-11-20T15:00:00Z"
 
 
-def sha256(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def resources(db_path, storage, execute: bool):
-    database = AutonomathDatabase(path=str(db_path))
-    return {
-        "autonomath_db": database,
-        "program_search": ProgramSearch(database=database),
-        "embeddings": EmbeddingModel(cache_path=str(storage / "emb.sqlite")),
-        "loop_settings": LoopSettings(execute_loops=["loop_h_cache_warming"] if execute else [],
-                                      reports_dir=str(storage / "reports")),
-        "io_manager": PartitionedParquetIOManager(base_dir=str(storage / "parquet")),
-    }
-
-
-def run_loop_h(db_path, storage, *, execute=False, partition=LAST_DAY, run_config=None, instance=None):
-    return dg.materialize(
-        [*source_specs(), *LOOP.assets],
-        selection=LOOP.assets,
-        partition_key=partition,
-        resources=resources(db_path, storage, execute),
-        run_config=run_config,
-        instance=instance,
-        raise_on_error=False,
-    )
+def run_loop_h(db_path, storage, *, execute=False, partition=LAST_DAY, run_config=None):
+    return run_loop(LOOP, db_path, storage, partition, execute=execute, run_config=run_config)
 
 
 def query_cache_rows(db_path) -> pd.DataFrame:
@@ -66,11 +38,6 @@ def expected_head(db_path) -> list[str]:
             counts[key] = counts.get(key, 0) + 1
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return [text for text, _ in ranked[:MAX_CACHE_ROWS]]
-
-
-def metadata(result, asset: str) -> dict:
-    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
 def test_dry_run_leaves_the_database_byte_identical(small_world, tmp_path):
@@ -123,11 +90,9 @@ def test_a_failing_blocking_gate_stops_the_publish(small_world, tmp_path):
     result = run_loop_h(small_world, tmp_path, execute=True,
                         run_config={"ops": {"cache_warming_candidates": {"config": {"ttl_hours": -1.0}}}})
     assert not result.success
-    evaluations = {e.check_name: e.passed
-                   for e in result.get_asset_check_evaluations()}
+    evaluations = check_outcomes(result)
     assert evaluations["ttl_in_future"] is False and evaluations["payloads_valid"] is True
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert "query_cache_published" not in materialized
+    assert "query_cache_published" not in materialized(result)
     assert sha256(small_world) == before
 
 

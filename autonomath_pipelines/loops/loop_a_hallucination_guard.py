@@ -1,0 +1,268 @@
+"""Loop A — hallucination guard: recurring asks the service answers badly become guard candidates.
+
+query_log (zero-result, and low-confidence answers that do not pin one program) + wrong-answer
+customer_feedback → hallucination_guard_snapshot → hallucination_guard_texts (unique normalized
+texts, weighted) → hallucination_guard_embeddings (cached) → hallucination_guard_clusters (weighted
+DBSCAN, cosine) → hallucination_guard_candidates (one per cluster: the medoid as pattern; clusters
+near an existing guard pattern or an earlier candidate dropped) → hallucination_guard_candidates_published.
+
+Low-confidence answers that point to a single program are a vocabulary gap, not a hallucination:
+they are loop E's input and are left out here.
+"""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from autonomath_pipelines import CODE_VERSION
+from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.lib.clustering import nearest_similarity, summarize_clusters
+from autonomath_pipelines.lib.gates import Gate, GateResult
+from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib.textnorm import normalize_query
+from autonomath_pipelines.loops.common import (
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, evidence_json, frame_metadata, gate_results,
+    gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
+)
+from autonomath_pipelines.loops.text_clustering import (
+    ClusteringConfig, cluster_frame, clustering_metadata, embed_texts, stack_vectors, with_vectors,
+)
+from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
+
+SPEC = loop_spec("loop_a_hallucination_guard")
+PARTITIONS = partitions_for(SPEC)
+COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
+MAX_CANDIDATES = 50
+#: Earlier candidates in these states suppress a new one for the same theme.
+BLOCKING_STATUSES = ("pending_review", "approved", "rejected", "promoted")
+
+
+class SnapshotConfig(dg.Config):
+    lookback_days: int | None = Field(default=None, description="Read this many days up to the partition end "
+                                      "instead of the partition week.")
+    low_confidence_below: float = Field(default=0.5, description="Answers below this confidence are suspect.")
+    single_program_max_results: int = Field(default=2, description="A low-confidence answer with at most this "
+                                            "many results points to one program: loop E's, not ours.")
+
+
+class TextsConfig(dg.Config):
+    feedback_weight: float = Field(default=3.0, description="Weight of one wrong-answer report vs one request: a "
+                                   "customer took the time to flag it.")
+    min_suspect_share: float = Field(default=0.5, description="Keep a text only if at least this share of its "
+                                     "requests in the window was answered badly (or it was only reported).")
+
+
+class GuardClusteringConfig(ClusteringConfig):
+    eps: float = 0.25
+    min_samples: int = 8
+
+
+class CandidatesConfig(dg.Config):
+    min_cluster_size: float = Field(default=12.0, description="A theme needs at least this weight (requests + "
+                                    "weighted reports) to become a candidate.")
+    max_candidates: int = Field(default=20, description="At most this many candidates per run (≤ 50).")
+    near_guard_similarity: float = Field(default=0.85, description="A medoid at least this similar to an existing "
+                                         "guard pattern or earlier candidate is already covered.")
+
+
+# ---------------------------------------------------------------------------------------- assets
+
+@dg.asset(name="hallucination_guard_snapshot", deps=["query_log", "customer_feedback"], kinds={"sqlite", "parquet"},
+          **COMMON)
+def hallucination_guard_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
+                                 autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
+    """Suspect asks of the window: zero-result and unanchored low-confidence queries, and the queries
+    customers flagged as wrong answers (with their comments)."""
+    autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
+    window = window_for(context, SPEC, config.lookback_days)
+    # Each suspect row carries how often its text was asked in the window at all: a text answered
+    # badly once in a thousand requests is noise on a real program, not a hallucination theme.
+    queries = autonomath_db.read_frame(
+        "WITH suspect AS (SELECT id, ts, session_id, query_text, result_count, confidence FROM query_log "
+        "  WHERE ts >= :start AND ts < :end AND (result_count = 0 OR (confidence < :low AND result_count > :single))), "
+        "asked AS (SELECT query_text, COUNT(*) AS text_requests FROM query_log "
+        "  WHERE ts >= :start AND ts < :end AND query_text IN (SELECT query_text FROM suspect) GROUP BY query_text) "
+        "SELECT 'query_log' AS source, ts, session_id, query_text AS text, result_count, confidence, NULL AS comment, "
+        "asked.text_requests FROM suspect JOIN asked USING (query_text) ORDER BY id",
+        {"start": window.start_iso, "end": window.end_iso, "low": config.low_confidence_below,
+         "single": config.single_program_max_results},
+    )
+    feedback = autonomath_db.read_frame(
+        "SELECT 'wrong_answer_feedback' AS source, ts, session_id, query_text AS text, NULL AS result_count, "
+        "NULL AS confidence, comment, NULL AS text_requests FROM customer_feedback WHERE wrong_answer = 1 AND ts >= ? AND ts < ? "
+        "AND query_text IS NOT NULL ORDER BY id",
+        (window.start_iso, window.end_iso),
+    )
+    snapshot = pd.concat([queries, feedback], ignore_index=True) if len(feedback) else queries
+    return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
+        snapshot, ["source", "ts", "text", "result_count"], **window.metadata(),
+        zero_result_rows=int((queries["result_count"] == 0).sum()) if len(queries) else 0,
+        wrong_answer_reports=len(feedback)))
+
+
+TEXT_COLUMNS = ["text", "requests", "text_requests", "suspect_share", "reports", "sessions", "weight", "comments"]
+
+
+@dg.asset(name="hallucination_guard_texts", kinds={"pandas", "parquet"}, **COMMON)
+def hallucination_guard_texts(config: TextsConfig,
+                              hallucination_guard_snapshot: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+    """Unique normalized suspect texts with their weight (requests + weighted wrong-answer reports)."""
+    snapshot = hallucination_guard_snapshot.assign(raw=hallucination_guard_snapshot["text"].astype(str))
+    snapshot["text"] = snapshot["raw"].map(normalize_query)
+    snapshot = snapshot[snapshot["text"] != ""]
+    if snapshot.empty:
+        texts = pd.DataFrame(columns=TEXT_COLUMNS)
+        dropped = 0
+    else:
+        is_report = snapshot["source"] == "wrong_answer_feedback"
+        texts = (snapshot.assign(request=~is_report, report=is_report)
+                 .groupby("text", sort=True)
+                 .agg(requests=("request", "sum"), reports=("report", "sum"), sessions=("session_id", "nunique"),
+                      comments=("comment", lambda c: list(dict.fromkeys(x for x in c if isinstance(x, str)))[:3]))
+                 .reset_index())
+        asked = (snapshot[~is_report].drop_duplicates("raw").groupby("text")["text_requests"].sum())
+        texts["text_requests"] = texts["text"].map(asked).fillna(0).astype(int)
+        texts["suspect_share"] = (texts["requests"] / texts["text_requests"].where(texts["text_requests"] > 0)).fillna(1.0)
+        # A report on a text that is usually answered well points at stale data, not a hallucination.
+        keep = (texts["suspect_share"] >= config.min_suspect_share) | ((texts["reports"] > 0) & (texts["text_requests"] == 0))
+        dropped = int((~keep).sum())
+        texts = texts[keep].copy()
+        texts["weight"] = texts["requests"] + config.feedback_weight * texts["reports"]
+        texts = texts.sort_values(["weight", "text"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    return dg.MaterializeResult(value=texts[TEXT_COLUMNS], metadata=frame_metadata(
+        texts, ["text", "requests", "text_requests", "reports", "weight"], texts_mostly_answered_well=dropped,
+        suspect_requests=int(texts["requests"].sum()) if len(texts) else 0))
+@dg.asset(name="hallucination_guard_embeddings", kinds={"pytorch", "parquet"}, **COMMON)
+def hallucination_guard_embeddings(embeddings: EmbeddingModel,
+                                   hallucination_guard_texts: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+    """One unit vector per suspect text, from the shared embedding cache (a text is embedded once, ever)."""
+    vectors, metadata = embed_texts(embeddings, hallucination_guard_texts["text"].tolist())
+    frame = with_vectors(hallucination_guard_texts[["text", "weight"]], vectors)
+    return dg.MaterializeResult(value=frame, metadata={"dagster/row_count": len(frame), **metadata})
+
+
+@dg.asset(name="hallucination_guard_clusters", kinds={"scikitlearn", "parquet"}, **COMMON)
+def hallucination_guard_clusters(config: GuardClusteringConfig,
+                                 hallucination_guard_embeddings: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+    """Each suspect text's theme: weighted DBSCAN over cosine distance; noise stays noise (-1)."""
+    clustered = cluster_frame(hallucination_guard_embeddings, config.params())
+    summary = clustered.groupby("cluster")["weight"].agg(["count", "sum"]).reset_index() if len(clustered) else clustered
+    return dg.MaterializeResult(value=clustered, metadata={
+        "dagster/row_count": len(clustered), **clustering_metadata(clustered), **config.metadata(),
+        "preview": frame_metadata(summary.rename(columns={"count": "texts", "sum": "weight"}))["preview"]})
+
+
+def _earlier_patterns(database: AutonomathDatabase, partition_key: str) -> list[str]:
+    """Guard patterns in production, and candidates other runs already proposed (any live state)."""
+    with database.read_only() as conn:
+        patterns = [p for (p,) in conn.execute("SELECT pattern FROM hallucination_guard")]
+        has_candidates = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                      ("hallucination_guard_candidates",)).fetchone()
+        if has_candidates:
+            marks = ",".join("?" * len(BLOCKING_STATUSES))
+            patterns += [p for (p,) in conn.execute(
+                f"SELECT pattern FROM hallucination_guard_candidates WHERE partition_key != ? AND status IN ({marks})",
+                (partition_key, *BLOCKING_STATUSES))]
+    return patterns
+
+
+def _none_near_existing(frame: pd.DataFrame) -> GateResult:
+    near = int((frame["nearest_existing_similarity"] >= frame["near_threshold"]).sum()) if len(frame) else 0
+    return GateResult(near == 0, f"{near} candidates as similar as the run's threshold to an existing pattern",
+                      {"near_existing": near})
+
+
+CANDIDATE_GATES = (
+    gates.all_pending_review(),
+    Gate("none_near_existing_pattern", "No candidate repeats a guard pattern or an earlier candidate.",
+         _none_near_existing),
+    gates.row_cap(MAX_CANDIDATES),
+    gates.non_empty_text("pattern"),
+)
+
+
+@dg.asset(name="hallucination_guard_candidates", kinds={"sqlite", "parquet"},
+          check_specs=gate_specs("hallucination_guard_candidates", CANDIDATE_GATES), **COMMON)
+def hallucination_guard_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
+                                   autonomath_db: AutonomathDatabase, embeddings: EmbeddingModel,
+                                   hallucination_guard_texts: pd.DataFrame, hallucination_guard_clusters: pd.DataFrame):
+    """One guard candidate per theme (the cluster's medoid ask), ranked by size × density; themes already
+    covered by a guard pattern or an earlier candidate are dropped. Blocking gates before publishing."""
+    if config.max_candidates > MAX_CANDIDATES:
+        raise ValueError(f"max_candidates {config.max_candidates} exceeds the per-run cap of {MAX_CANDIDATES}")
+    window = window_for(context, SPEC)
+    clustered = hallucination_guard_clusters.merge(
+        hallucination_guard_texts[["text", "requests", "reports", "sessions", "comments"]], on="text", how="left")
+    vectors = stack_vectors(clustered)
+    summaries = [s for s in summarize_clusters(clustered["text"].tolist(), vectors, clustered["weight"].to_numpy(float),
+                                               clustered["cluster"].to_numpy(), n_examples=5)
+                 if s.size >= config.min_cluster_size]
+    existing = _earlier_patterns(autonomath_db, window.partition_key)
+    existing_vectors, _ = embed_texts(embeddings, existing)
+    existing_normalized = {normalize_query(p) for p in existing}
+    created_at = iso_utc(utc_now())
+    rows, accepted = [], []
+    # Best theme first; a theme is covered when its medoid is near a guard pattern, an earlier
+    # candidate, or a better theme of this same run.
+    for summary in summaries:
+        medoid = vectors[summary.medoid][None, :]
+        references = np.vstack([existing_vectors, *accepted]) if accepted else existing_vectors
+        similarity = float(nearest_similarity(medoid, references)[0]) if len(references) else -1.0
+        members = clustered.iloc[list(summary.members)]
+        pattern = summary.medoid_text
+        covered = similarity >= config.near_guard_similarity or pattern in existing_normalized
+        if not covered:
+            accepted.append(medoid)
+        rows.append({
+            "pattern": pattern, "label": summary.label_text, "cluster_size": int(round(summary.size)),
+            "score": float(summary.score), "nearest_existing_similarity": similarity,
+            "covered": bool(covered),
+            "evidence_json": evidence_json(
+                cluster=int(summary.label), texts=int(summary.n_texts), requests=int(members["requests"].sum()),
+                wrong_answer_reports=int(members["reports"].sum()), sessions=int(members["sessions"].sum()),
+                density=round(float(summary.density), 4), examples=list(summary.examples),
+                customer_comments=[c for cs in members["comments"] for c in cs][:3],
+                nearest_existing_similarity=round(similarity, 4)),
+        })
+    proposals = pd.DataFrame(rows, columns=["pattern", "label", "cluster_size", "score", "nearest_existing_similarity",
+                                            "covered", "evidence_json"])
+    fresh = (proposals[~proposals["covered"].astype(bool)].sort_values(["score", "pattern"], ascending=[False, True], kind="mergesort")
+             .head(config.max_candidates).reset_index(drop=True))
+    candidates = fresh.drop(columns=["covered"]).assign(
+        status="pending_review", created_at=created_at, near_threshold=config.near_guard_similarity,
+        **provenance(context, SPEC, window, model_name=embeddings.model))
+    return dg.MaterializeResult(
+        value=candidates,
+        metadata=frame_metadata(candidates, ["pattern", "label", "cluster_size", "score"],
+                                candidates_proposed=len(candidates), clusters_large_enough=len(summaries),
+                                param_min_cluster_size=float(config.min_cluster_size),
+                                clusters_already_covered=int(proposals["covered"].sum()) if len(proposals) else 0),
+        check_results=gate_results("hallucination_guard_candidates", CANDIDATE_GATES, candidates),
+    )
+
+
+@dg.asset(name="hallucination_guard_candidates_published", kinds={"sqlite"}, pool=DB_WRITE_POOL, **COMMON)
+def hallucination_guard_candidates_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
+                                             loop_settings: LoopSettings,
+                                             hallucination_guard_candidates: pd.DataFrame) -> dg.MaterializeResult:
+    """`hallucination_guard_candidates` rows of this week, pending operator review (dry run: nothing written).
+
+    Re-running replaces the week's still-pending rows; reviewed rows keep their status."""
+    window = window_for(context, SPEC)
+    plan = PublishPlan(table="hallucination_guard_candidates", rows=hallucination_guard_candidates,
+                       key_columns=["partition_key", "pattern"],
+                       stale_where="partition_key = ? AND status = 'pending_review'",
+                       stale_params=(window.partition_key,))
+    return publish(context, SPEC, loop_settings, autonomath_db, plan)
+
+
+LOOP = LoopDefinition(
+    spec=SPEC,
+    assets=[hallucination_guard_snapshot, hallucination_guard_texts, hallucination_guard_embeddings,
+            hallucination_guard_clusters, hallucination_guard_candidates, hallucination_guard_candidates_published],
+    asset_checks=[],
+    snapshot=hallucination_guard_snapshot.key,
+    candidates=hallucination_guard_candidates.key,
+    published=hallucination_guard_candidates_published.key,
+)

@@ -1,0 +1,240 @@
+"""Loop E — multi-language alias expansion: how customers name a program when the service is unsure.
+
+query_log (14 days: confidence < 0.5, results pointing to one program) → alias_expansion_snapshot →
+alias_expansion_surfaces (normalized surface forms per program, language by script, minus what
+am_alias already has) → alias_expansion_embeddings (cached; similarity to the program's name and
+aliases) → alias_expansion_clusters (weighted DBSCAN per program: lone, rare forms stay noise) →
+alias_expansion_candidates (scored by frequency, sessions, similarity) → alias_candidates_published.
+"""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from autonomath_pipelines import CODE_VERSION
+from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib.langdetect import LANGS, detect_lang
+from autonomath_pipelines.lib.textnorm import normalize_query
+from autonomath_pipelines.loops.common import (
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, evidence_json, frame_metadata, gate_results,
+    gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
+)
+from autonomath_pipelines.loops.text_clustering import (
+    ClusteringConfig, clustering_metadata, cluster_frame, embed_texts, with_vectors,
+)
+from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
+
+SPEC = loop_spec("loop_e_alias_expansion")
+PARTITIONS = partitions_for(SPEC)
+COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
+MAX_CANDIDATES = 1000
+PROPOSABLE_LANGS = frozenset(LANGS - {"und"})
+#: Existing aliases per program used as the reference for similarity (first by alias_id).
+REFERENCE_ALIASES_PER_PROGRAM = 8
+SOURCE = "loop_e:low_confidence_queries"
+
+
+class SnapshotConfig(dg.Config):
+    low_confidence_below: float = Field(default=0.5, description="Only answers below this confidence.")
+    single_program_max_results: int = Field(default=2, description="At most this many results: the answer "
+                                            "points to one program (its top-1).")
+
+
+class AliasClusteringConfig(ClusteringConfig):
+    eps: float = 0.2
+    min_samples: int = 2
+
+
+class CandidatesConfig(dg.Config):
+    max_candidates: int = Field(default=500, description=f"At most this many per run (≤ {MAX_CANDIDATES}).")
+    weight_frequency: float = 0.5
+    weight_sessions: float = 0.2
+    weight_similarity: float = 0.3
+
+
+@dg.asset(name="alias_expansion_snapshot", deps=["query_log"], kinds={"sqlite", "parquet"}, **COMMON)
+def alias_expansion_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
+                             autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
+    """Queries of the last 14 days answered with low confidence but pointing to a single program."""
+    autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
+    window = window_for(context, SPEC)
+    snapshot = autonomath_db.read_frame(
+        "SELECT ts, session_id, query_text, top1_program_id, confidence, result_count FROM query_log "
+        "WHERE ts >= ? AND ts < ? AND confidence < ? AND top1_program_id IS NOT NULL "
+        "AND result_count BETWEEN 1 AND ? ORDER BY id",
+        (window.start_iso, window.end_iso, config.low_confidence_below, config.single_program_max_results),
+    )
+    return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
+        snapshot, ["ts", "query_text", "top1_program_id", "confidence"], **window.metadata()))
+
+
+SURFACE_COLUMNS = ["entity_id", "surface", "lang", "requests", "sessions", "mean_confidence", "raw_forms",
+                   "program_name", "weight"]
+
+
+@dg.asset(name="alias_expansion_surfaces", deps=["programs", "am_alias"], kinds={"sqlite", "parquet"}, **COMMON)
+def alias_expansion_surfaces(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
+                             alias_expansion_snapshot: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+    """Normalized surface forms per program with their language, minus the program's name and every
+    surface am_alias already has for it (compared after normalization)."""
+    rows = alias_expansion_snapshot.assign(surface=alias_expansion_snapshot["query_text"].astype(str).map(normalize_query))
+    rows = rows[rows["surface"] != ""]
+    entities = sorted(rows["top1_program_id"].unique()) if len(rows) else []
+    programs, aliases = _entity_reference(autonomath_db, entities)
+    known = rows["top1_program_id"].isin(programs.keys())
+    surfaces = (rows[known].rename(columns={"top1_program_id": "entity_id"})
+                .groupby(["entity_id", "surface"], sort=True)
+                .agg(requests=("ts", "size"), sessions=("session_id", "nunique"),
+                     mean_confidence=("confidence", "mean"),
+                     raw_forms=("query_text", lambda forms: sorted(set(forms))[:3]))
+                .reset_index()) if known.any() else pd.DataFrame(columns=SURFACE_COLUMNS)
+    existing = {(entity, normalize_query(surface)) for entity, surface in aliases}
+    existing |= {(entity, normalize_query(name)) for entity, name in programs.items()}
+    fresh = ~pd.Series([pair in existing for pair in zip(surfaces["entity_id"], surfaces["surface"])],
+                       index=surfaces.index, dtype=bool)
+    surfaces = surfaces[fresh].copy()
+    surfaces["lang"] = surfaces["surface"].map(detect_lang)
+    surfaces["program_name"] = surfaces["entity_id"].map(programs)
+    surfaces["weight"] = surfaces["requests"].astype(float)
+    surfaces = surfaces[SURFACE_COLUMNS].reset_index(drop=True)
+    return dg.MaterializeResult(value=surfaces, metadata=frame_metadata(
+        surfaces, ["entity_id", "surface", "lang", "requests"],
+        unknown_entity_rows=int((~known).sum()), already_aliased=int((~fresh).sum()),
+        programs_touched=int(surfaces["entity_id"].nunique()) if len(surfaces) else 0))
+
+
+def _entity_reference(database: AutonomathDatabase, entities: list[str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Names of the programs that exist among ``entities``, and their am_alias surfaces."""
+    programs: dict[str, str] = {}
+    aliases: list[tuple[str, str]] = []
+    with database.read_only() as conn:
+        for start in range(0, len(entities), 500):
+            chunk = entities[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            programs.update(conn.execute(f"SELECT program_id, name FROM programs WHERE program_id IN ({marks})", chunk))
+            aliases += conn.execute(f"SELECT entity_id, surface FROM am_alias WHERE entity_id IN ({marks}) "
+                                    "ORDER BY entity_id, alias_id", chunk).fetchall()
+    return programs, aliases
+
+
+@dg.asset(name="alias_expansion_embeddings", kinds={"pytorch", "parquet"}, **COMMON)
+def alias_expansion_embeddings(autonomath_db: AutonomathDatabase, embeddings: EmbeddingModel,
+                               alias_expansion_surfaces: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+    """A unit vector per surface (shared cache), and its similarity to what the program is already called:
+    its name and first aliases."""
+    surfaces = alias_expansion_surfaces
+    vectors, metadata = embed_texts(embeddings, surfaces["surface"].tolist())
+    programs, aliases = _entity_reference(autonomath_db, sorted(surfaces["entity_id"].unique()) if len(surfaces) else [])
+    references: dict[str, list[str]] = {entity: [normalize_query(name)] for entity, name in programs.items()}
+    for entity, surface in aliases:
+        if len(references[entity]) <= REFERENCE_ALIASES_PER_PROGRAM:
+            references[entity].append(normalize_query(surface))
+    reference_texts = sorted({t for texts in references.values() for t in texts})
+    reference_vectors, reference_metadata = embed_texts(embeddings, reference_texts)
+    index = {t: i for i, t in enumerate(reference_texts)}
+    similarity = np.array([
+        float(np.max(reference_vectors[[index[t] for t in references[entity]]] @ vector))
+        for entity, vector in zip(surfaces["entity_id"], vectors)
+    ], dtype=float)
+    frame = with_vectors(surfaces[["entity_id", "surface", "weight"]], vectors).assign(similarity_to_entity=similarity)
+    metadata["reference_texts"] = len(reference_texts)
+    metadata["texts_embedded"] += reference_metadata["texts_embedded"]
+    metadata["cache_hits"] += reference_metadata["cache_hits"]
+    total = metadata["texts_embedded"] + metadata["cache_hits"]
+    metadata["cache_hit_rate"] = metadata["cache_hits"] / total if total else 1.0
+    return dg.MaterializeResult(value=frame, metadata={"dagster/row_count": len(frame), **metadata})
+
+
+@dg.asset(name="alias_expansion_clusters", kinds={"scikitlearn", "parquet"}, **COMMON)
+def alias_expansion_clusters(config: AliasClusteringConfig,
+                             alias_expansion_embeddings: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+    """Each program's surface forms clustered on their own (weighted DBSCAN): a form used once, far from
+    any other form of the program, stays noise (-1) and is not proposed."""
+    parts = [cluster_frame(group, config.params()) for _, group in alias_expansion_embeddings.groupby("entity_id", sort=True)]
+    clustered = (pd.concat(parts, ignore_index=True) if parts
+                 else alias_expansion_embeddings.assign(cluster=pd.Series(dtype=int)))
+    return dg.MaterializeResult(value=clustered.drop(columns=["vector"]), metadata={
+        "dagster/row_count": len(clustered), **clustering_metadata(clustered), **config.metadata()})
+
+
+def candidate_gates(known_entities: frozenset, aliased: frozenset) -> tuple[gates.Gate, ...]:
+    return (
+        gates.all_pending_review(),
+        gates.values_in("entity_id", known_entities, "entity_exists", "Every candidate names a program that exists."),
+        gates.pairs_absent(("entity_id", "surface"), aliased, "not_in_am_alias",
+                           "No candidate is already an alias of its program (after normalization)."),
+        gates.values_in("lang", PROPOSABLE_LANGS, "valid_lang", f"Language codes are among {sorted(PROPOSABLE_LANGS)}."),
+        gates.row_cap(MAX_CANDIDATES),
+        gates.non_empty_text("surface"),
+    )
+
+
+@dg.asset(name="alias_expansion_candidates", kinds={"sqlite", "parquet"},
+          check_specs=gate_specs("alias_expansion_candidates", candidate_gates(frozenset(), frozenset())), **COMMON)
+def alias_expansion_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
+                               autonomath_db: AutonomathDatabase, embeddings: EmbeddingModel,
+                               alias_expansion_surfaces: pd.DataFrame, alias_expansion_clusters: pd.DataFrame):
+    """Alias candidates: clustered surface forms scored by frequency, sessions and similarity to the
+    program's name and aliases (each in [0, 1], weights in config). Blocking gates before publishing."""
+    if config.max_candidates > MAX_CANDIDATES:
+        raise ValueError(f"max_candidates {config.max_candidates} exceeds the per-run cap of {MAX_CANDIDATES}")
+    window = window_for(context, SPEC)
+    frame = alias_expansion_clusters.merge(alias_expansion_surfaces, on=["entity_id", "surface", "weight"], how="left")
+    frame = frame[(frame["cluster"] != -1) & frame["lang"].isin(PROPOSABLE_LANGS)].copy()
+    if len(frame):
+        frequency = np.log1p(frame["requests"]) / np.log1p(frame["requests"].max())
+        sessions = np.log1p(frame["sessions"]) / np.log1p(frame["sessions"].max())
+        similarity = frame["similarity_to_entity"].clip(0, 1)
+        frame["score"] = (config.weight_frequency * frequency + config.weight_sessions * sessions
+                          + config.weight_similarity * similarity) / (
+            config.weight_frequency + config.weight_sessions + config.weight_similarity)
+    else:
+        frame["score"] = pd.Series(dtype=float)
+    frame = (frame.sort_values(["score", "entity_id", "surface"], ascending=[False, True, True], kind="mergesort")
+             .head(config.max_candidates).reset_index(drop=True))
+    candidates = frame.assign(
+        source=SOURCE, status="pending_review", created_at=iso_utc(utc_now()),
+        evidence_json=[evidence_json(requests=int(r.requests), sessions=int(r.sessions),
+                                     mean_confidence=round(float(r.mean_confidence), 4), raw_forms=list(r.raw_forms),
+                                     similarity_to_entity=round(float(r.similarity_to_entity), 4),
+                                     cluster=int(r.cluster), program_name=r.program_name)
+                       for r in frame.itertuples()],
+        **provenance(context, SPEC, window, model_name=embeddings.model),
+    )
+    entities = sorted(candidates["entity_id"].unique()) if len(candidates) else []
+    programs, aliases = _entity_reference(autonomath_db, entities)
+    run_gates = candidate_gates(frozenset(programs), frozenset((e, normalize_query(s)) for e, s in aliases))
+    return dg.MaterializeResult(
+        value=candidates,
+        metadata=frame_metadata(candidates, ["entity_id", "surface", "lang", "score"],
+                                candidates_proposed=len(candidates),
+                                **{f"lang_{lang.replace('-', '_')}": int((candidates["lang"] == lang).sum())
+                                   for lang in sorted(PROPOSABLE_LANGS)}),
+        check_results=gate_results("alias_expansion_candidates", run_gates, candidates),
+    )
+
+
+@dg.asset(name="alias_candidates_published", kinds={"sqlite"}, pool=DB_WRITE_POOL, **COMMON)
+def alias_candidates_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
+                               loop_settings: LoopSettings, alias_expansion_candidates: pd.DataFrame) -> dg.MaterializeResult:
+    """`alias_candidates` rows of this week, pending operator review (dry run: nothing written).
+
+    Keyed by (entity, surface): a surface proposed again updates its evidence, never its review status."""
+    window = window_for(context, SPEC)
+    plan = PublishPlan(table="alias_candidates", rows=alias_expansion_candidates, key_columns=["entity_id", "surface"],
+                       stale_where="partition_key = ? AND status = 'pending_review'",
+                       stale_params=(window.partition_key,))
+    return publish(context, SPEC, loop_settings, autonomath_db, plan)
+
+
+LOOP = LoopDefinition(
+    spec=SPEC,
+    assets=[alias_expansion_snapshot, alias_expansion_surfaces, alias_expansion_embeddings, alias_expansion_clusters,
+            alias_expansion_candidates, alias_candidates_published],
+    asset_checks=[],
+    snapshot=alias_expansion_snapshot.key,
+    candidates=alias_expansion_candidates.key,
+    published=alias_candidates_published.key,
+)

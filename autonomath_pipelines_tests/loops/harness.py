@@ -1,0 +1,51 @@
+"""Running one loop's assets through Dagster against a demo world, as the loop tests need it."""
+
+import hashlib
+from pathlib import Path
+
+import dagster as dg
+
+from autonomath_pipelines.io_manager import PartitionedParquetIOManager
+from autonomath_pipelines.loops.common import LoopDefinition, source_specs
+from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, ProgramSearch
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def loop_resources(db_path, storage: Path, *, execute: bool, loop_id: str, embedding_cache: Path | None = None) -> dict:
+    database = AutonomathDatabase(path=str(db_path))
+    return {
+        "autonomath_db": database,
+        "program_search": ProgramSearch(database=database),
+        "embeddings": EmbeddingModel(cache_path=str(embedding_cache or storage / "embedding_cache.sqlite")),
+        "loop_settings": LoopSettings(execute_loops=[loop_id] if execute else [], reports_dir=str(storage / "reports")),
+        "io_manager": PartitionedParquetIOManager(base_dir=str(storage / "parquet")),
+    }
+
+
+def run_loop(loop: LoopDefinition, db_path, storage: Path, partition: str, *, execute: bool = False,
+             run_config: dict | None = None, embedding_cache: Path | None = None) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*source_specs(), *loop.assets],
+        selection=loop.assets,
+        partition_key=partition,
+        resources=loop_resources(db_path, storage, execute=execute, loop_id=loop.spec.loop_id,
+                                 embedding_cache=embedding_cache),
+        run_config=run_config,
+        raise_on_error=False,
+    )
+
+
+def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
