@@ -74,8 +74,24 @@ def cmd_loops(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target == "clustering":
+        from autonomath_pipelines.bench_clustering import run_clustering_benchmark
+
+        run_clustering_benchmark(out_dir=args.out, say=_say)
+        return EXIT_OK
     from autonomath_pipelines.bench import run_benchmark
 
+    if args.target == "loops":
+        from autonomath_pipelines.bench_loops import run_loops_benchmark
+        from autonomath_pipelines.resources.db import AutonomathDatabase
+
+        if not AutonomathDatabase(path=args.db).resolved_path().exists():
+            from autonomath_pipelines.demo import build_world
+
+            _say(f"building the {args.scale} world at {args.db} first ...")
+            build_world(args.db, scale=args.scale, seed=args.seed, progress=_progress_bar)
+        result = run_loops_benchmark(args.db, args.only or ["A", "E"], args.out, say=_say)
+        return EXIT_OK if all(r["status"] == "succeeded" for r in result["rows"]) else EXIT_LOOP_FAILED
     return run_benchmark(db_path=args.db, scale=args.scale, seed=args.seed, queries=args.queries,
                          repeats=args.repeats, out_dir=args.out, rebuild=args.rebuild, say=_say,
                          progress=_progress_bar)
@@ -107,7 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     loops = sub.add_parser("loops", help="list the ten loops of the catalog")
     loops.set_defaults(func=cmd_loops)
 
-    bench = sub.add_parser("bench", help="loop H cost and cache-hit vs cold-FTS5 latency on a production-scale world")
+    bench = sub.add_parser("bench", help="benchmarks on a production-scale world (figures + PNG, never a test)")
+    bench.add_argument("target", nargs="?", choices=["loop-h", "loops", "clustering"], default="loop-h",
+                       help="loop-h: loop H cost and cache-hit vs cold FTS5 latency; loops: cold/warm cost of "
+                            "--only loops (default A and E); clustering: DBSCAN core at 10k/100k vectors")
+    bench.add_argument("--only", action="append", metavar="LOOP_ID", help="with 'loops': which loops (repeatable)")
     bench.add_argument("--db", default="data/bench/autonomath-production.db")
     bench.add_argument("--scale", choices=["small", "medium", "production"], default="production")
     bench.add_argument("--seed", type=int, default=7)

@@ -22,7 +22,7 @@ from autonomath_pipelines.catalog import TIMEZONE, loop_spec
 from autonomath_pipelines.definitions import build_definitions
 from autonomath_pipelines.loops import LOOPS, LoopDefinition
 from autonomath_pipelines.loops.common import partitions_for
-from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
+from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
 
 
 class UsageError(ValueError):
@@ -45,6 +45,8 @@ class LoopResult:
     cost_ceiling_cpu_seconds: float = 0.0
     checks_failed: list[str] = field(default_factory=list)
     error: str | None = None
+    #: Numeric metadata of every materialized asset ({asset: {key: number}}): the figures the UI plots.
+    asset_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,6 +148,8 @@ def _execute(job: dg.JobDefinition, loop: LoopDefinition, key: str, instance: dg
     for event in outcome.get_asset_materialization_events():
         materialization = event.materialization
         metadata = {k: v.value for k, v in materialization.metadata.items()}
+        result.asset_metrics[materialization.asset_key.to_user_string()] = {
+            k: v for k, v in metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if materialization.asset_key == loop.snapshot:
             result.scanned = int(metadata.get("dagster/row_count", 0))
         elif materialization.asset_key == loop.candidates:
@@ -169,7 +173,8 @@ def _execute(job: dg.JobDefinition, loop: LoopDefinition, key: str, instance: dg
 
 def run_loops(*, only: Sequence[str] | None = None, partition: str | None = None, until: str | None = None,
               execute: bool = False, db_path: str | None = None, reports_dir: str | None = None,
-              storage_dir: str | None = None, instance: dg.DagsterInstance | None = None,
+              storage_dir: str | None = None, embedding_cache: str | None = None,
+              instance: dg.DagsterInstance | None = None,
               log_level: str = "WARNING", progress: Callable[[str], None] = lambda line: None,
               loops: Sequence[LoopDefinition] = LOOPS) -> RunReport:
     """Run the selected loops (each partition a Dagster run) and write the report."""
@@ -180,7 +185,9 @@ def run_loops(*, only: Sequence[str] | None = None, partition: str | None = None
     database.require_exists()
     settings = LoopSettings(execute_loops=[loop.spec.loop_id for loop in loops] if execute else [],
                             **({"reports_dir": reports_dir} if reports_dir else {}))
-    defs = build_definitions(database=database, settings=settings, storage_dir=storage_dir, loops=available)
+    embeddings = EmbeddingModel(cache_path=embedding_cache) if embedding_cache else None
+    defs = build_definitions(database=database, settings=settings, storage_dir=storage_dir, embeddings=embeddings,
+                             loops=available)
     instance = instance or _instance()
     results: list[LoopResult] = []
     total_runs = sum(len(k) for k in keys.values())

@@ -28,8 +28,8 @@ def broken_loop() -> LoopDefinition:
 
 
 def test_run_writes_the_seed_report(small_world, tmp_path):
-    report = run_loops(db_path=str(small_world), partition=LAST_DAY, reports_dir=str(tmp_path / "reports"),
-                       storage_dir=str(tmp_path / "storage"))
+    report = run_loops(only=["H"], db_path=str(small_world), partition=LAST_DAY,
+                       reports_dir=str(tmp_path / "reports"), storage_dir=str(tmp_path / "storage"))
     data = json.loads(open(report.report_path, encoding="utf-8").read())
     assert SEED_KEYS <= set(data)
     assert data["dry_run"] is True and data["loops_total"] == 1 and data["loops_succeeded"] == 1
@@ -53,13 +53,13 @@ def test_one_failing_loop_never_stops_the_others(small_world, tmp_path):
 
 
 def test_execute_through_the_orchestrator_writes(small_world, tmp_path):
-    report = run_loops(db_path=str(small_world), partition=LAST_DAY, execute=True,
+    report = run_loops(only=["H"], db_path=str(small_world), partition=LAST_DAY, execute=True,
                        reports_dir=str(tmp_path / "r"), storage_dir=str(tmp_path / "s"))
     assert report.results[0].actions_executed == 200 and report.dry_run is False
 
 
 def test_partition_range_runs_each_partition(small_world, tmp_path):
-    report = run_loops(db_path=str(small_world), partition="2026-11-18", until=LAST_DAY,
+    report = run_loops(only=["H"], db_path=str(small_world), partition="2026-11-18", until=LAST_DAY,
                        reports_dir=str(tmp_path / "r"), storage_dir=str(tmp_path / "s"))
     assert [r.partition_key for r in report.results] == ["2026-11-18", "2026-11-19", "2026-11-20"]
     assert report.ok
@@ -67,9 +67,10 @@ def test_partition_range_runs_each_partition(small_world, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "--only", "loop_z_nothing"], "unknown loop id 'loop_z_nothing'"),
-    (["run", "--only", "A"], "loop loop_a_hallucination_guard is in the catalog but not implemented yet"),
-    (["run", "--partition", "2026-13-45"], "'2026-13-45' is not a partition of loop_h_cache_warming"),
-    (["run", "--partition", "2026-11"], "'2026-11' is not a partition of loop_h_cache_warming"),
+    (["run", "--only", "B"], "loop loop_b_testimonial_seo is in the catalog but not implemented yet"),
+    (["run", "--only", "H", "--partition", "2026-13-45"], "'2026-13-45' is not a partition of loop_h_cache_warming"),
+    (["run", "--only", "H", "--partition", "2026-11"], "'2026-11' is not a partition of loop_h_cache_warming"),
+    (["run", "--partition", "2026-11-20"], "'2026-11-20' is not a partition of loop_a_hallucination_guard (weekly"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(small_world, capsys, argv, message):
     assert main(argv + ["--db", str(small_world)]) == 2
@@ -91,6 +92,6 @@ def test_cli_exit_1_when_a_loop_fails(small_world, tmp_path, monkeypatch, capsys
     conn.commit()
     conn.close()
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "--db", str(small_world), "--partition", LAST_DAY]) == 1
+    assert main(["run", "--only", "H", "--db", str(small_world), "--partition", LAST_DAY]) == 1
     out = capsys.readouterr().out
     assert "0/1 loop runs succeeded" in out and "table query_log is missing column tier" in out

@@ -32,7 +32,7 @@ COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIO
 MAX_CANDIDATES = 1000
 PROPOSABLE_LANGS = frozenset(LANGS - {"und"})
 #: Existing aliases per program used as the reference for similarity (first by alias_id).
-REFERENCE_ALIASES_PER_PROGRAM = 8
+REFERENCE_ALIASES_PER_PROGRAM = 3
 SOURCE = "loop_e:low_confidence_queries"
 
 

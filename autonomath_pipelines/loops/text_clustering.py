@@ -19,17 +19,12 @@ class ClusteringConfig(dg.Config):
 
     eps: float = Field(description="Neighbourhood radius as cosine distance (1 - similarity).")
     min_samples: int = Field(description="Summed weight (requests) a core point's neighbourhood needs.")
-    max_neighbors: int | None = Field(default=None, description="Cap on neighbours per point in dense regions (None: the core decides).")
 
     def params(self) -> ClusterParams:
-        return ClusterParams(eps=self.eps, min_samples=self.min_samples, min_cluster_size=0.0,
-                             max_neighbors=self.max_neighbors)
+        return ClusterParams(eps=self.eps, min_samples=self.min_samples, min_cluster_size=0.0)
 
     def metadata(self) -> dict[str, Any]:
-        metadata = {"param_eps": float(self.eps), "param_min_samples": int(self.min_samples)}
-        if self.max_neighbors is not None:
-            metadata["param_max_neighbors"] = int(self.max_neighbors)
-        return metadata
+        return {"param_eps": float(self.eps), "param_min_samples": int(self.min_samples)}
 
 
 def embed_texts(embeddings: EmbeddingModel, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -58,7 +53,7 @@ def cluster_frame(frame: pd.DataFrame, params: ClusterParams, weight_column: str
     """``frame`` (one row per text, with ``vector``) plus its DBSCAN ``cluster`` label (-1 = noise)."""
     vectors = stack_vectors(frame)
     labels = dbscan_cosine(vectors, frame[weight_column].to_numpy(dtype=float), eps=params.eps,
-                           min_samples=params.min_samples, max_neighbors=params.max_neighbors)
+                           min_samples=params.min_samples)
     return frame.assign(cluster=labels.astype(int))
 
 
