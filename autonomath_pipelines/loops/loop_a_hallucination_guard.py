@@ -26,7 +26,8 @@ from autonomath_pipelines.loops.common import (
     gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
-    ClusteringConfig, cluster_frame, clustering_metadata, embed_texts, stack_vectors, with_vectors,
+    ClusteringConfig, LowConfidenceSplit, cluster_frame, clustering_metadata, embed_texts, stack_vectors,
+    with_vectors,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
 
@@ -38,12 +39,9 @@ MAX_CANDIDATES = 50
 BLOCKING_STATUSES = ("pending_review", "approved", "rejected", "promoted")
 
 
-class SnapshotConfig(dg.Config):
+class SnapshotConfig(LowConfidenceSplit):
     lookback_days: int | None = Field(default=None, description="Read this many days up to the partition end "
                                       "instead of the partition week.")
-    low_confidence_below: float = Field(default=0.5, description="Answers below this confidence are suspect.")
-    single_program_max_results: int = Field(default=2, description="A low-confidence answer with at most this "
-                                            "many results points to one program: loop E's, not ours.")
 
 
 class TextsConfig(dg.Config):

@@ -22,7 +22,7 @@ from autonomath_pipelines.loops.common import (
     gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
-    ClusteringConfig, clustering_metadata, cluster_frame, embed_texts, with_vectors,
+    ClusteringConfig, LowConfidenceSplit, clustering_metadata, cluster_frame, embed_texts, with_vectors,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
 
@@ -34,12 +34,6 @@ PROPOSABLE_LANGS = frozenset(LANGS - {"und"})
 #: Existing aliases per program used as the reference for similarity (first by alias_id).
 REFERENCE_ALIASES_PER_PROGRAM = 3
 SOURCE = "loop_e:low_confidence_queries"
-
-
-class SnapshotConfig(dg.Config):
-    low_confidence_below: float = Field(default=0.5, description="Only answers below this confidence.")
-    single_program_max_results: int = Field(default=2, description="At most this many results: the answer "
-                                            "points to one program (its top-1).")
 
 
 class AliasClusteringConfig(ClusteringConfig):
@@ -55,7 +49,7 @@ class CandidatesConfig(dg.Config):
 
 
 @dg.asset(name="alias_expansion_snapshot", deps=["query_log"], kinds={"sqlite", "parquet"}, **COMMON)
-def alias_expansion_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
+def alias_expansion_snapshot(context: dg.AssetExecutionContext, config: LowConfidenceSplit,
                              autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
     """Queries of the last 14 days answered with low confidence but pointing to a single program."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)

@@ -14,6 +14,16 @@ from autonomath_pipelines.lib.clustering import ClusterParams, dbscan_cosine
 from autonomath_pipelines.resources import EmbeddingModel
 
 
+class LowConfidenceSplit(dg.Config):
+    """How loops A and E divide low-confidence answers between them (one definition, so they never overlap):
+    at most ``single_program_max_results`` results → the answer points to one program → loop E (alias);
+    more results, or none → loop A (hallucination)."""
+
+    low_confidence_below: float = Field(default=0.5, description="Answers below this confidence are suspect.")
+    single_program_max_results: int = Field(default=2, description="A low-confidence answer with at most this "
+                                            "many results points to one program (loop E), more: loop A.")
+
+
 class ClusteringConfig(dg.Config):
     """DBSCAN parameters (cosine distance on unit vectors; weights are request counts)."""
 
