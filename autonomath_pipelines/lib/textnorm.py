@@ -7,6 +7,7 @@ ideographic space → space), case-folded, whitespace collapsed, control charact
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import unicodedata
 
@@ -18,6 +19,12 @@ def normalize_query(text: str) -> str:
     """Canonical form of a query; idempotent: ``normalize_query(normalize_query(t)) == normalize_query(t)``."""
     if not isinstance(text, str):
         raise TypeError(f"query text must be str, got {type(text).__name__}")
+    return _normalize(text)
+
+
+# Query texts repeat (Zipf): a week of logs has a few thousand distinct texts in ~10^5 rows.
+@functools.lru_cache(maxsize=1 << 17)
+def _normalize(text: str) -> str:
     previous = None
     # NFKC and casefold can each produce text the other changes again (e.g. 'ß' → 'ss', 'ﬃ');
     # iterate to a fixed point so normalization is idempotent for every input.

@@ -61,9 +61,11 @@ def stack_vectors(frame: pd.DataFrame, dim: int | None = None) -> np.ndarray:
 
 def cluster_frame(frame: pd.DataFrame, params: ClusterParams, weight_column: str = "weight") -> pd.DataFrame:
     """``frame`` (one row per text, with ``vector``) plus its DBSCAN ``cluster`` label (-1 = noise)."""
-    vectors = stack_vectors(frame)
-    labels = dbscan_cosine(vectors, frame[weight_column].to_numpy(dtype=float), eps=params.eps,
-                           min_samples=params.min_samples)
+    weights = frame[weight_column].to_numpy(dtype=float)
+    if len(frame) == 1:
+        # One text is its own neighbourhood: core (cluster 0) iff its weight reaches min_samples.
+        return frame.assign(cluster=[0 if weights[0] >= params.min_samples else -1])
+    labels = dbscan_cosine(stack_vectors(frame), weights, eps=params.eps, min_samples=params.min_samples)
     return frame.assign(cluster=labels.astype(int))
 
 
