@@ -67,7 +67,7 @@ def test_partition_range_runs_each_partition(small_world, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "--only", "loop_z_nothing"], "unknown loop id 'loop_z_nothing'"),
-    (["run", "--only", "B"], "loop loop_b_testimonial_seo is in the catalog but not implemented yet"),
+    (["run", "--only", "G"], "loop loop_g_invariant_expansion is in the catalog but not implemented yet"),
     (["run", "--only", "H", "--partition", "2026-13-45"], "'2026-13-45' is not a partition of loop_h_cache_warming"),
     (["run", "--only", "H", "--partition", "2026-11"], "'2026-11' is not a partition of loop_h_cache_warming"),
     (["run", "--partition", "2026-11-20"], "'2026-11-20' is not a partition of loop_a_hallucination_guard (weekly"),
