@@ -2,6 +2,7 @@
 
 from autonomath_pipelines.loops import (
     loop_a_hallucination_guard,
+    loop_d_forecast_accuracy,
     loop_e_alias_expansion,
     loop_f_channel_roi,
     loop_h_cache_warming,
@@ -12,6 +13,7 @@ from autonomath_pipelines.loops.common import LoopDefinition
 #: Implemented loops, in catalog order. The orchestrator and definitions read this list.
 LOOPS: tuple[LoopDefinition, ...] = (
     loop_a_hallucination_guard.LOOP,
+    loop_d_forecast_accuracy.LOOP,
     loop_e_alias_expansion.LOOP,
     loop_f_channel_roi.LOOP,
     loop_h_cache_warming.LOOP,
