@@ -104,3 +104,20 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
                           cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "All code locations passed validation" in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("loop", LOOPS, ids=lambda loop: loop.spec.loop_id)
+def test_every_schedule_targets_the_last_complete_partition(loop):
+    from dagster._utils.schedules import cron_string_iterator
+
+    schedule = defs.resolve_schedule_def(loop.spec.schedule_name)
+    partitions = graph().get(loop.snapshot).partitions_def
+    start = dt.datetime(2026, 11, 22, tzinfo=TOKYO).timestamp()
+    tick = next(cron_string_iterator(start, schedule.cron_schedule, "Asia/Tokyo"))
+    assert (tick.hour, tick.minute) == (loop.spec.hour, loop.spec.minute)
+    with dg.instance_for_test() as instance:
+        requests = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)).run_requests
+    # The last complete partition: the one just before the partition the tick falls in.
+    current = partitions.time_window_for_partition_key(partitions.get_partition_key_for_timestamp(tick.timestamp()))
+    expected = partitions.get_partition_key_for_timestamp(current.start.timestamp() - 1)
+    assert [r.partition_key for r in requests] == [expected]

@@ -2,6 +2,7 @@
 
 from autonomath_pipelines.loops import (
     loop_a_hallucination_guard,
+    loop_b_testimonial_seo,
     loop_d_forecast_accuracy,
     loop_e_alias_expansion,
     loop_f_channel_roi,
@@ -13,6 +14,7 @@ from autonomath_pipelines.loops.common import LoopDefinition
 #: Implemented loops, in catalog order. The orchestrator and definitions read this list.
 LOOPS: tuple[LoopDefinition, ...] = (
     loop_a_hallucination_guard.LOOP,
+    loop_b_testimonial_seo.LOOP,
     loop_d_forecast_accuracy.LOOP,
     loop_e_alias_expansion.LOOP,
     loop_f_channel_roi.LOOP,

@@ -178,20 +178,3 @@ def test_loop_shape_matches_the_catalog():
     assert {a.group_names_by_key[k] for a in LOOP.assets for k in a.keys} == {"loop_i_doc_freshness"}
     assert LOOP.schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert (LOOP.spec.cadence, LOOP.spec.day, LOOP.spec.at) == ("weekly", "Tue", "02:00")
-
-
-def test_definitions_load_and_the_schedule_targets_the_last_complete_week(small_world, tmp_path):
-    import datetime as dt
-
-    from autonomath_pipelines.loops.common import source_specs
-    from autonomath_pipelines_tests.loops.harness import loop_resources
-
-    defs = dg.Definitions(assets=[*source_specs(), *LOOP.assets], jobs=[LOOP.job], schedules=[LOOP.schedule],
-                          resources=loop_resources(small_world, tmp_path, execute=False, loop_id=LOOP.spec.loop_id))
-    dg.Definitions.validate_loadable(defs)
-    schedule = defs.resolve_schedule_def(LOOP.spec.schedule_name)
-    assert schedule.cron_schedule == "0 2 * * 2" and schedule.execution_timezone == "Asia/Tokyo"
-    tick = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
-    with dg.instance_for_test() as instance:
-        requests = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)).run_requests
-    assert [r.partition_key for r in requests] == ["2026-11-15"]
