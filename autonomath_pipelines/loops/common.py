@@ -205,6 +205,43 @@ def publish(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSet
     })
 
 
+@dataclass
+class FilePublishPlan:
+    """Files a loop writes under the service repo (e.g. ``evals/_candidates``): name → content.
+
+    ``stale`` names this partition's earlier files that the write replaces or removes."""
+
+    folder: str                      # relative to LoopSettings.repo_root
+    files: dict[str, str]
+    stale: Sequence[str] = ()
+
+
+def publish_files(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSettings, plan: FilePublishPlan,
+                  **extra_metadata: Any) -> dg.MaterializeResult:
+    """Write ``plan.files`` (each atomically) when the loop may execute; a dry run writes nothing."""
+    from autonomath_pipelines.lib.files import atomic_write_text, safe_path
+
+    folder = settings.repo_path() / plan.folder
+    targets = {name: safe_path(folder, name) for name in plan.files}  # refuses unsafe names even in a dry run
+    if not settings.execution_enabled(spec.loop_id):
+        context.log.info(f"dry run: {len(targets)} files would be written to {folder}")
+        return dg.MaterializeResult(metadata={"dry_run": True, "rows_would_write": len(targets), "rows_written": 0,
+                                              "folder": str(folder), **extra_metadata})
+    for name, path in targets.items():
+        atomic_write_text(path, plan.files[name])
+    removed = 0
+    for name in plan.stale:
+        path = safe_path(folder, name)
+        if name not in targets and path.exists():
+            path.unlink()
+            removed += 1
+    context.log.info(f"wrote {len(targets)} files to {folder} (removed {removed})")
+    return dg.MaterializeResult(metadata={
+        "dry_run": False, "rows_would_write": len(targets), "rows_written": len(targets), "files_removed": removed,
+        "folder": str(folder), "files": dg.MetadataValue.md("\n".join(f"- `{n}`" for n in sorted(targets)) or "_none_"),
+        **extra_metadata})
+
+
 # ----------------------------------------------------------------------------- job and schedule
 
 @dataclass(frozen=True)
