@@ -3,6 +3,7 @@
 from autonomath_pipelines.loops import (
     loop_a_hallucination_guard,
     loop_b_testimonial_seo,
+    loop_c_personalized_cache,
     loop_d_forecast_accuracy,
     loop_e_alias_expansion,
     loop_f_channel_roi,
@@ -15,6 +16,7 @@ from autonomath_pipelines.loops.common import LoopDefinition
 LOOPS: tuple[LoopDefinition, ...] = (
     loop_a_hallucination_guard.LOOP,
     loop_b_testimonial_seo.LOOP,
+    loop_c_personalized_cache.LOOP,
     loop_d_forecast_accuracy.LOOP,
     loop_e_alias_expansion.LOOP,
     loop_f_channel_roi.LOOP,

@@ -1,0 +1,201 @@
+"""Loop C — personalized cache: each loyal paid customer's own top-20 queries, answered in advance.
+
+query_log (30 days, paid non-revoked keys) → personalized_cache_snapshot → personalized_cache_heads
+(top-20 per customer with ≥ 50 requests, replay score vs a global top-20) → personalized_cache_candidates
+(pre-executed FTS5 payloads, 7-day TTL, one search per distinct query per run, blocking gates)
+→ personalized_cache_published (upsert into ``personalized_cache``, only when execution is enabled).
+"""
+
+import datetime as dt
+import json
+
+import dagster as dg
+import pandas as pd
+
+from autonomath_pipelines import CODE_VERSION
+from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib.gates import Gate, GateResult
+from autonomath_pipelines.lib.payload import dumps_payload
+from autonomath_pipelines.lib.personal_head import (
+    MIN_REQUESTS, TOP_K, baseline_cache, customer_heads, global_head, replay_hit_rate,
+)
+from autonomath_pipelines.loops.common import (
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, evidence_json, frame_metadata, gate_results,
+    gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
+)
+from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings, ProgramSearch
+
+SPEC = loop_spec("loop_c_personalized_cache")
+PARTITIONS = partitions_for(SPEC)
+#: The API serves at most this many personalized entries per customer (blocking gate).
+MAX_ROWS_PER_CUSTOMER = TOP_K
+#: The replay scores the cache against the week after the window (the period it will serve).
+REPLAY_DAYS = 7
+COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
+
+PAID_REQUESTS_SQL = """
+    SELECT q.id, q.ts, k.customer_id, q.query_text
+    FROM query_log q JOIN api_keys k ON k.api_key = q.api_key
+    WHERE q.ts >= ? AND q.ts < ? AND k.tier = 'paid' AND k.revoked_at IS NULL
+    ORDER BY q.id
+"""
+
+
+def per_customer_cap(cap: int) -> Gate:
+    def evaluate(frame: pd.DataFrame) -> GateResult:
+        worst = int(frame.groupby("customer_id").size().max()) if len(frame) else 0
+        over = int((frame.groupby("customer_id").size() > cap).sum()) if len(frame) else 0
+        return GateResult(over == 0, f"{over} customers above {cap} rows (largest: {worst})",
+                          {"customers_over_cap": over, "max_rows_per_customer": worst, "cap": cap})
+    return Gate("rows_per_customer_within_cap", f"At most {cap} cached queries per customer.", evaluate)
+
+
+def candidate_gates(paid_customers: frozenset) -> tuple[Gate, ...]:
+    return (
+        per_customer_cap(MAX_ROWS_PER_CUSTOMER),
+        gates.values_in("customer_id", paid_customers, "only_paid_active_customers",
+                        "Every row belongs to a customer holding a paid, non-revoked key (api_keys read at run time)."),
+        gates.payloads_valid(),
+        gates.ttl_in_future(lambda: iso_utc(utc_now())),
+        gates.cache_keys_sound(scope=("customer_id",)),
+    )
+
+
+class HeadsConfig(dg.Config):
+    top_k: int = TOP_K
+    min_requests: int = MIN_REQUESTS
+
+
+class PersonalCandidatesConfig(dg.Config):
+    ttl_days: float = 7.0
+
+
+def _paid_customers(database: AutonomathDatabase) -> frozenset:
+    with database.read_only() as conn:
+        return frozenset(c for (c,) in conn.execute(
+            "SELECT DISTINCT customer_id FROM api_keys WHERE tier = 'paid' AND revoked_at IS NULL"))
+
+
+@dg.asset(name="personalized_cache_snapshot", deps=["query_log", "api_keys"], kinds={"sqlite", "parquet"}, **COMMON)
+def personalized_cache_snapshot(context: dg.AssetExecutionContext,
+                                autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
+    """Requests of the 30-day window from paid, non-revoked keys, by customer (the key itself is not kept)."""
+    autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
+    window = window_for(context, SPEC)
+    snapshot = autonomath_db.read_frame(PAID_REQUESTS_SQL, (window.start_iso, window.end_iso))
+    return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
+        snapshot, ["ts", "customer_id", "query_text"],
+        customers_seen=int(snapshot["customer_id"].nunique()) if len(snapshot) else 0, **window.metadata()))
+
+
+@dg.asset(name="personalized_cache_heads", deps=["query_log", "api_keys"], kinds={"pandas", "parquet"}, **COMMON)
+def personalized_cache_heads(context: dg.AssetExecutionContext, config: HeadsConfig, autonomath_db: AutonomathDatabase,
+                             personalized_cache_snapshot: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+    """Top-20 normalized queries of each customer with ≥ 50 requests in the window.
+
+    Replay (when the week after the window is in the log): share of those customers' next-week
+    requests the personal cache would serve, against a global top-20 cache.
+    """
+    if config.top_k > MAX_ROWS_PER_CUSTOMER:
+        raise ValueError(f"top_k {config.top_k} exceeds the per-customer cap of {MAX_ROWS_PER_CUSTOMER}")
+    window = window_for(context, SPEC)
+    heads = customer_heads(personalized_cache_snapshot[["customer_id", "query_text"]],
+                           k=config.top_k, min_requests=config.min_requests)
+    customers = sorted(heads["customer_id"].unique()) if len(heads) else []
+    replay: dict = {"replay_computable": False}
+    if customers:
+        following = autonomath_db.read_frame(
+            PAID_REQUESTS_SQL, (window.end_iso, iso_utc(window.end + dt.timedelta(days=REPLAY_DAYS))))
+        cached = {c: list(g) for c, g in heads.groupby("customer_id")["query_text"]}
+        personal = replay_hit_rate(cached, following, customers)
+        baseline = replay_hit_rate(
+            baseline_cache(customers, global_head(personalized_cache_snapshot, config.top_k)), following, customers)
+        if personal.requests:
+            replay = {"replay_computable": True, "replay_requests": personal.requests,
+                      "replay_customers": len(personal.per_customer),
+                      "replay_hit_rate": round(personal.micro, 6), "replay_hit_rate_macro": round(personal.macro, 6),
+                      "baseline_hit_rate": round(baseline.micro, 6),
+                      "baseline_hit_rate_macro": round(baseline.macro, 6)}
+    covered = float(heads.groupby("customer_id")["share"].sum().mean()) if len(heads) else 0.0
+    return dg.MaterializeResult(value=heads, metadata=frame_metadata(
+        heads, ["customer_id", "rank", "query_text", "requests"],
+        customers=len(customers), mean_head_coverage=round(covered, 6), **replay))
+
+
+@dg.asset(name="personalized_cache_candidates", kinds={"sqlite", "parquet"},
+          check_specs=gate_specs("personalized_cache_candidates", candidate_gates(frozenset())), **COMMON)
+def personalized_cache_candidates(context: dg.AssetExecutionContext, config: PersonalCandidatesConfig,
+                                  autonomath_db: AutonomathDatabase, program_search: ProgramSearch,
+                                  personalized_cache_heads: pd.DataFrame):
+    # No return annotation: with check_specs the op has several outputs (see loop H).
+    """Rows that would go into `personalized_cache`: each head query pre-executed against live FTS5,
+    valid for 7 days. A query in several customers' heads is searched once per run.
+
+    Blocking gates: ≤ 20 rows per customer, only paid non-revoked customers, payloads valid, TTL in
+    the future, keys sound (unique per customer).
+    """
+    window = window_for(context, SPEC)
+    computed_at = utc_now()
+    heads = personalized_cache_heads
+    distinct = sorted(set(heads["query_text"])) if len(heads) else []
+    with program_search.searcher() as searcher:
+        payloads = {text: dumps_payload(searcher.payload(text)) for text in distinct}
+    candidates = heads.assign(
+        payload_json=[payloads[t] for t in heads["query_text"]],
+        computed_at=iso_utc(computed_at),
+        ttl_until=iso_utc(computed_at + dt.timedelta(days=config.ttl_days)),
+        evidence_json=[evidence_json(rank=int(r.rank), requests=int(r.requests),
+                                     customer_requests=int(r.customer_requests), share=round(float(r.share), 6),
+                                     window_start_utc=window.start_iso, window_end_utc=window.end_iso)
+                       for r in heads.itertuples()],
+        **provenance(context, SPEC, window),
+    )
+    candidates["result_count"] = [json.loads(p)["result_count"] for p in candidates["payload_json"]]
+    run_gates = candidate_gates(_paid_customers(autonomath_db))
+    return dg.MaterializeResult(
+        value=candidates,
+        metadata=frame_metadata(
+            candidates, ["customer_id", "rank", "query_text", "requests", "result_count"],
+            customers=int(candidates["customer_id"].nunique()) if len(candidates) else 0,
+            candidates_proposed=len(candidates),
+            payloads_computed=len(payloads),
+            payloads_reused=len(candidates) - len(payloads),
+            empty_result_payloads=int((candidates["result_count"] == 0).sum()) if len(candidates) else 0,
+        ),
+        check_results=gate_results("personalized_cache_candidates", run_gates, candidates),
+    )
+
+
+@dg.asset(name="personalized_cache_published", kinds={"sqlite"}, pool=DB_WRITE_POOL, **COMMON)
+def personalized_cache_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
+                                 loop_settings: LoopSettings,
+                                 personalized_cache_candidates: pd.DataFrame) -> dg.MaterializeResult:
+    """`personalized_cache` rows of this partition, 7-day TTL (dry run: nothing written).
+
+    Replaces the partition's earlier rows and the expired rows of the customers written now; other
+    customers' rows are never touched.
+    """
+    window = window_for(context, SPEC)
+    rows = personalized_cache_candidates
+    customers = sorted(rows["customer_id"].unique()) if len(rows) else []
+    plan = PublishPlan(
+        table="personalized_cache",
+        rows=rows,
+        key_columns=["customer_id", "query_hash"],
+        stale_where="partition_key = ? OR (ttl_until <= ? AND customer_id IN (SELECT value FROM json_each(?)))",
+        stale_params=(window.partition_key, iso_utc(utc_now()), json.dumps(customers)),
+        preserve_columns=(),
+    )
+    return publish(context, SPEC, loop_settings, autonomath_db, plan, customers=len(customers))
+
+
+LOOP = LoopDefinition(
+    spec=SPEC,
+    assets=[personalized_cache_snapshot, personalized_cache_heads, personalized_cache_candidates,
+            personalized_cache_published],
+    asset_checks=[],
+    snapshot=personalized_cache_snapshot.key,
+    candidates=personalized_cache_candidates.key,
+    published=personalized_cache_published.key,
+)
