@@ -67,7 +67,7 @@ def test_partition_range_runs_each_partition(small_world, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "--only", "loop_z_nothing"], "unknown loop id 'loop_z_nothing'"),
-    (["run", "--only", "G"], "loop loop_g_invariant_expansion is in the catalog but not implemented yet"),
+    (["run", "--only", "loop_x_missing"], "unknown loop id 'loop_x_missing'"),
     (["run", "--only", "H", "--partition", "2026-13-45"], "'2026-13-45' is not a partition of loop_h_cache_warming"),
     (["run", "--only", "H", "--partition", "2026-11"], "'2026-11' is not a partition of loop_h_cache_warming"),
     (["run", "--partition", "2026-11-20"], "'2026-11-20' is not a partition of loop_a_hallucination_guard (weekly"),
@@ -95,3 +95,10 @@ def test_cli_exit_1_when_a_loop_fails(small_world, tmp_path, monkeypatch, capsys
     assert main(["run", "--only", "H", "--db", str(small_world), "--partition", LAST_DAY]) == 1
     out = capsys.readouterr().out
     assert "0/1 loop runs succeeded" in out and "table query_log is missing column tier" in out
+
+
+def test_a_catalog_loop_without_an_implementation_is_named():
+    from autonomath_pipelines.orchestrator import UsageError, select_loops
+
+    with pytest.raises(UsageError, match="loop loop_j_gold_expansion is in the catalog but not implemented yet"):
+        select_loops(["J"], loops=(LOOP_H,))

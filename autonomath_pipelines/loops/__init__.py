@@ -7,6 +7,7 @@ from autonomath_pipelines.loops import (
     loop_d_forecast_accuracy,
     loop_e_alias_expansion,
     loop_f_channel_roi,
+    loop_g_invariant_expansion,
     loop_h_cache_warming,
     loop_i_doc_freshness,
 )
@@ -20,6 +21,7 @@ LOOPS: tuple[LoopDefinition, ...] = (
     loop_d_forecast_accuracy.LOOP,
     loop_e_alias_expansion.LOOP,
     loop_f_channel_roi.LOOP,
+    loop_g_invariant_expansion.LOOP,
     loop_h_cache_warming.LOOP,
     loop_i_doc_freshness.LOOP,
 )
