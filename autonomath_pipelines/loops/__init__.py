@@ -10,6 +10,7 @@ from autonomath_pipelines.loops import (
     loop_g_invariant_expansion,
     loop_h_cache_warming,
     loop_i_doc_freshness,
+    loop_j_gold_expansion,
 )
 from autonomath_pipelines.loops.common import LoopDefinition
 
@@ -24,6 +25,7 @@ LOOPS: tuple[LoopDefinition, ...] = (
     loop_g_invariant_expansion.LOOP,
     loop_h_cache_warming.LOOP,
     loop_i_doc_freshness.LOOP,
+    loop_j_gold_expansion.LOOP,
 )
 
 __all__ = ["LOOPS", "LoopDefinition"]
