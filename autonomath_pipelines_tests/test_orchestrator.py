@@ -23,7 +23,7 @@ def broken_loop() -> LoopDefinition:
     def snapshot() -> None:
         raise RuntimeError("billing_events row 17 has amount_jpy 'abc'")
 
-    return LoopDefinition(spec=spec, assets=[snapshot], asset_checks=[], snapshot=snapshot.key,
+    return LoopDefinition(spec=spec, assets=[snapshot], snapshot=snapshot.key,
                           candidates=snapshot.key, published=snapshot.key)
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import PARTITIONS_START, TIMEZONE, LoopSpec
-from autonomath_pipelines.lib.gates import Gate
+from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 from autonomath_pipelines.schema import contract
 
@@ -149,13 +149,14 @@ def gate_specs(asset: str, gates: Sequence[Gate], *, blocking: bool = True) -> l
             for gate in gates]
 
 
+def check_result(asset: str, gate: Gate, outcome: GateResult) -> dg.AssetCheckResult:
+    """A gate's outcome as the Dagster check result of ``asset``."""
+    return dg.AssetCheckResult(asset_key=asset, check_name=gate.name, passed=bool(outcome.passed),
+                               description=outcome.description, metadata=outcome.metadata)
+
+
 def gate_results(asset: str, gates: Sequence[Gate], frame: pd.DataFrame) -> list[dg.AssetCheckResult]:
-    results = []
-    for gate in gates:
-        outcome = gate.evaluate(frame)
-        results.append(dg.AssetCheckResult(asset_key=asset, check_name=gate.name, passed=bool(outcome.passed),
-                                           description=outcome.description, metadata=outcome.metadata))
-    return results
+    return [check_result(asset, gate, gate.evaluate(frame)) for gate in gates]
 
 
 # -------------------------------------------------------------------------------------- publish
@@ -250,10 +251,11 @@ class LoopDefinition:
 
     spec: LoopSpec
     assets: Sequence[dg.AssetsDefinition]
-    asset_checks: Sequence[dg.AssetChecksDefinition]
     snapshot: dg.AssetKey
     candidates: dg.AssetKey
     published: dg.AssetKey
+    #: Checks defined apart from the assets (the gates run inside the assets' own steps).
+    asset_checks: Sequence[dg.AssetChecksDefinition] = ()
     sensors: Sequence[dg.SensorDefinition] = ()
 
     @functools.cached_property
@@ -283,7 +285,3 @@ class LoopDefinition:
     def definitions(self) -> dg.Definitions:
         return dg.Definitions(assets=list(self.assets), asset_checks=list(self.asset_checks),
                               jobs=[self.job], schedules=[self.schedule], sensors=list(self.sensors))
-
-
-def asset_keys(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetKey]:
-    return [key for a in assets for key in a.keys]

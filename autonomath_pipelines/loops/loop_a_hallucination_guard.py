@@ -259,7 +259,6 @@ LOOP = LoopDefinition(
     spec=SPEC,
     assets=[hallucination_guard_snapshot, hallucination_guard_texts, hallucination_guard_embeddings,
             hallucination_guard_clusters, hallucination_guard_candidates, hallucination_guard_candidates_published],
-    asset_checks=[],
     snapshot=hallucination_guard_snapshot.key,
     candidates=hallucination_guard_candidates.key,
     published=hallucination_guard_candidates_published.key,

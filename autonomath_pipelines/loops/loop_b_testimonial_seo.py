@@ -347,7 +347,6 @@ def seo_testimonial_candidates_published(context: dg.AssetExecutionContext, auto
 LOOP = LoopDefinition(
     spec=SPEC,
     assets=[testimonial_seo_snapshot, testimonial_seo_candidates, seo_testimonial_candidates_published],
-    asset_checks=[],
     snapshot=testimonial_seo_snapshot.key,
     candidates=testimonial_seo_candidates.key,
     published=seo_testimonial_candidates_published.key,

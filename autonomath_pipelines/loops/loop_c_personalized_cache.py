@@ -194,7 +194,6 @@ LOOP = LoopDefinition(
     spec=SPEC,
     assets=[personalized_cache_snapshot, personalized_cache_heads, personalized_cache_candidates,
             personalized_cache_published],
-    asset_checks=[],
     snapshot=personalized_cache_snapshot.key,
     candidates=personalized_cache_candidates.key,
     published=personalized_cache_published.key,

@@ -230,7 +230,6 @@ def forecast_calibration_published(context: dg.AssetExecutionContext, autonomath
 LOOP = LoopDefinition(
     spec=SPEC,
     assets=[forecast_accuracy_snapshot, forecast_accuracy_candidates, forecast_calibration_published],
-    asset_checks=[],
     snapshot=forecast_accuracy_snapshot.key,
     candidates=forecast_accuracy_candidates.key,
     published=forecast_calibration_published.key,

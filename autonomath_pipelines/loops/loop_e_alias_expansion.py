@@ -227,7 +227,6 @@ LOOP = LoopDefinition(
     spec=SPEC,
     assets=[alias_expansion_snapshot, alias_expansion_surfaces, alias_expansion_embeddings, alias_expansion_clusters,
             alias_expansion_candidates, alias_candidates_published],
-    asset_checks=[],
     snapshot=alias_expansion_snapshot.key,
     candidates=alias_expansion_candidates.key,
     published=alias_candidates_published.key,

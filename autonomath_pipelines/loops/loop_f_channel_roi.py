@@ -100,7 +100,6 @@ def channel_roi_published(context: dg.AssetExecutionContext, autonomath_db: Auto
 LOOP = LoopDefinition(
     spec=SPEC,
     assets=[channel_roi_snapshot, channel_roi_candidates, channel_roi_published],
-    asset_checks=[],
     snapshot=channel_roi_snapshot.key,
     candidates=channel_roi_candidates.key,
     published=channel_roi_published.key,

@@ -350,7 +350,6 @@ LOOP = LoopDefinition(
     spec=SPEC,
     assets=[invariant_expansion_snapshot, invariant_expansion_groups, invariant_expansion_candidates,
             property_stubs_published],
-    asset_checks=[],
     snapshot=invariant_expansion_snapshot.key,
     candidates=invariant_expansion_candidates.key,
     published=property_stubs_published.key,

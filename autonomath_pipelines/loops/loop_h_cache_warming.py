@@ -18,7 +18,7 @@ from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib.payload import dumps_payload
 from autonomath_pipelines.lib.zipf import zipf_head
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, evidence_json, frame_metadata, gate_results,
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, check_result, evidence_json, frame_metadata, gate_results,
     gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings, ProgramSearch
@@ -137,15 +137,13 @@ def query_cache_published(context: dg.AssetExecutionContext, autonomath_db: Auto
     result = publish(context, SPEC, loop_settings, autonomath_db, plan)
     served = (GateResult(True, "dry run: nothing was written", {"dry_run": True})
               if result.metadata["dry_run"] else _serves_head(autonomath_db, cache_warming_candidates))
-    return dg.MaterializeResult(metadata=result.metadata, check_results=[dg.AssetCheckResult(
-        asset_key="query_cache_published", check_name=SERVES_HEAD.name, passed=served.passed,
-        description=served.description, metadata=served.metadata)])
+    return dg.MaterializeResult(metadata=result.metadata,
+                                check_results=[check_result("query_cache_published", SERVES_HEAD, served)])
 
 
 LOOP = LoopDefinition(
     spec=SPEC,
     assets=[cache_warming_snapshot, cache_warming_zipf_head, cache_warming_candidates, query_cache_published],
-    asset_checks=[],
     snapshot=cache_warming_snapshot.key,
     candidates=cache_warming_candidates.key,
     published=query_cache_published.key,

@@ -29,7 +29,7 @@ from autonomath_pipelines.lib.freshness import (
 )
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, evidence_json, frame_metadata, gate_results,
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, check_result, evidence_json, frame_metadata, gate_results,
     gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
@@ -128,11 +128,6 @@ def _untouched(snapshot_digest: str, live_digest: str) -> GateResult:
                       {"snapshot_sha256": snapshot_digest, "live_sha256": live_digest})
 
 
-def _check(asset: str, gate: Gate, outcome: GateResult) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(asset_key=asset, check_name=gate.name, passed=bool(outcome.passed),
-                               description=outcome.description, metadata=outcome.metadata)
-
-
 QUEUE_COLUMNS = ["rank", "source_url", "program_id", "tier", "priority", "reason", "dominant_term", "signal_class"]
 
 
@@ -195,7 +190,7 @@ def doc_freshness_candidates(context: dg.AssetExecutionContext, config: Freshnes
             changed_programs_queued=int(signals.get("changed", 0)),
         ),
         check_results=[*gate_results("doc_freshness_candidates", CANDIDATE_GATES, candidates),
-                       _check("doc_freshness_candidates", FETCHED_AT_UNTOUCHED, untouched)],
+                       check_result("doc_freshness_candidates", FETCHED_AT_UNTOUCHED, untouched)],
     )
 
 
@@ -218,13 +213,12 @@ def source_refetch_queue_published(context: dg.AssetExecutionContext, autonomath
     untouched = _untouched(fetched_at_digest(zip(snapshot["program_id"], snapshot["source_fetched_at"])),
                            programs_digest(autonomath_db))
     return dg.MaterializeResult(metadata=result.metadata, check_results=[
-        _check("source_refetch_queue_published", FETCHED_AT_UNTOUCHED, untouched)])
+        check_result("source_refetch_queue_published", FETCHED_AT_UNTOUCHED, untouched)])
 
 
 LOOP = LoopDefinition(
     spec=SPEC,
     assets=[doc_freshness_snapshot, doc_freshness_candidates, source_refetch_queue_published],
-    asset_checks=[],
     snapshot=doc_freshness_snapshot.key,
     candidates=doc_freshness_candidates.key,
     published=source_refetch_queue_published.key,

@@ -148,7 +148,6 @@ def gold_candidates_published(context: dg.AssetExecutionContext, loop_settings: 
 LOOP = LoopDefinition(
     spec=SPEC,
     assets=[gold_expansion_snapshot, gold_expansion_candidates, gold_candidates_published],
-    asset_checks=[],
     snapshot=gold_expansion_snapshot.key,
     candidates=gold_expansion_candidates.key,
     published=gold_candidates_published.key,
