@@ -97,6 +97,76 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          progress=_progress_bar)
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from autonomath_pipelines.resources.db import AutonomathDatabase
+    from autonomath_pipelines.review import ReviewService
+    from autonomath_pipelines.review import render
+
+    database = AutonomathDatabase(path=args.db) if args.db else AutonomathDatabase()
+    database.require_exists()
+    from autonomath_pipelines.resources import LoopSettings
+
+    service = ReviewService(database, args.repo_root or LoopSettings().repo_root, actor=args.actor)
+    action = args.review_command
+    if action == "list":
+        lines = render.candidate_lines(service.list(args.loop, status=args.status, partition=args.partition,
+                                                    limit=args.limit))
+    elif action == "show":
+        lines = render.candidate_detail(service.show(args.candidate_id))
+    elif action == "promotions":
+        lines = render.promotion_lines(service.promotions(args.loop))
+    elif action in ("approve", "reject"):
+        lines = render.outcome_lines(service.decide(
+            action, args.ids, loop=args.loop, partition=args.partition, min_score=args.min_score, limit=args.limit,
+            reason=args.reason, execute=args.execute))
+    elif action == "promote":
+        lines = render.outcome_lines(service.promote(args.ids, loop=args.loop, execute=args.execute))
+    else:
+        lines = render.outcome_lines(service.rollback(args.promotion_id, execute=args.execute))
+    for line in lines:
+        _say(line)
+    return EXIT_OK
+
+
+def _review_parser(sub) -> None:
+    review = sub.add_parser("review", help="list, approve, reject, promote and roll back candidates (audited)")
+    actions = review.add_subparsers(dest="review_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=None, help="AutonoMath database (default: $AUTONOMATH_DB or data/autonomath.db)")
+    common.add_argument("--repo-root", default=None, help="service repo for file targets (default: "
+                        "$AUTONOMATH_REPO_ROOT or .)")
+    common.add_argument("--actor", default=None, help="who acts, for the audit log (default: $AUTONOMATH_OPERATOR "
+                        "or the login name)")
+    writes = argparse.ArgumentParser(add_help=False)
+    writes.add_argument("--execute", action="store_true", help="apply the change (default: dry run, shows it)")
+    selection = argparse.ArgumentParser(add_help=False)
+    selection.add_argument("ids", nargs="*", metavar="ID", help="candidate ids, e.g. A:12 E:3 J:2026-10/cand-…")
+    selection.add_argument("--loop", help="loop letter or id (with no ids: every pending candidate of the loop "
+                           "that matches the filters)")
+
+    listing = actions.add_parser("list", parents=[common], help="candidates with status and a summary")
+    listing.add_argument("--loop", help="loop letter or id (default: every reviewable loop)")
+    listing.add_argument("--status", help="pending_review, approved, rejected, promoted or rolled_back")
+    listing.add_argument("--partition", help="only this partition key")
+    listing.add_argument("--limit", type=int)
+    show = actions.add_parser("show", parents=[common], help="one candidate with its evidence")
+    show.add_argument("candidate_id")
+    for name, text in (("approve", "approve pending candidates"), ("reject", "reject pending candidates (--reason)")):
+        decide = actions.add_parser(name, parents=[common, writes, selection], help=text)
+        decide.add_argument("--partition", help="filter: only this partition key")
+        decide.add_argument("--min-score", type=float, help="filter: only candidates scoring at least this")
+        decide.add_argument("--limit", type=int, help="filter: at most this many")
+        decide.add_argument("--reason", required=name == "reject", help="why (required to reject)")
+    actions.add_parser("promote", parents=[common, writes, selection],
+                       help="promote approved candidates of one loop into production, in one transaction")
+    rollback = actions.add_parser("rollback", parents=[common, writes],
+                                  help="restore the exact state before a promotion")
+    rollback.add_argument("promotion_id", type=int)
+    actions.add_parser("promotions", parents=[common], help="promotions and their state").add_argument(
+        "--loop", help="loop letter or id")
+    review.set_defaults(func=cmd_review)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autonomath-loops", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="reports/bench", help="folder for the figures (JSON, PNG)")
     bench.add_argument("--rebuild", action="store_true", help="rebuild the world even if the file exists")
     bench.set_defaults(func=cmd_bench)
+
+    _review_parser(sub)
     return parser
 
 
@@ -146,11 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", message=".*(Beta|Preview)Warning.*")
     from autonomath_pipelines.orchestrator import UsageError
+    from autonomath_pipelines.review import ReviewError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, DatabaseMissingError, SchemaError) as exc:
+    except (UsageError, DatabaseMissingError, SchemaError, ReviewError) as exc:
         print(f"autonomath-loops: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ from typing import Iterable
 
 from autonomath_pipelines.sqlite import sqlite3
 
-_SECTION = re.compile(r"^-- @(sources|outputs)\b", re.MULTILINE)
+_SECTION = re.compile(r"^-- @(sources|outputs|review)\b", re.MULTILINE)
 
 
 class SchemaError(RuntimeError):
@@ -20,7 +20,7 @@ class SchemaError(RuntimeError):
 @dataclass(frozen=True)
 class TableContract:
     name: str
-    section: str                  # "sources" | "outputs"
+    section: str                  # "sources" | "outputs" | "review"
     columns: tuple[str, ...]
     ddl: str                      # the statements creating the table and its indexes
 
@@ -92,14 +92,18 @@ def create_all(conn) -> None:
     conn.executescript(schema_sql())
 
 
+def review_tables() -> list[str]:
+    return [t.name for t in contract().values() if t.section == "review"]
+
+
 def ensure_output_tables(conn, tables: Iterable[str]) -> None:
-    """Create missing output tables (ours to own) inside the caller's transaction."""
+    """Create missing output or review tables (ours to own) inside the caller's transaction."""
     known = contract()
     for table in tables:
         spec = known.get(table)
         if spec is None:
             continue
-        if spec.section != "outputs":
+        if spec.section == "sources":
             raise SchemaError(f"refusing to create source table {table}: sources belong to the service")
         for stmt in _split_statements(spec.ddl):
             conn.execute(stmt)

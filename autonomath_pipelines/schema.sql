@@ -4,7 +4,7 @@
 --   * Timestamps are ISO-8601 UTC text, 'YYYY-MM-DDTHH:MM:SSZ', so string comparison is time order.
 --   * Output tables carry provenance: loop_id, run_id (Dagster run id), partition_key,
 --     code_version, model_name (where a model was used), evidence_json, status.
---   * Sections are delimited by the "-- @sources" / "-- @outputs" markers; the preflight and the
+--   * Sections are delimited by the "-- @sources" / "-- @outputs" / "-- @review" markers; the preflight and the
 --     publish steps read them (autonomath_pipelines/schema.py).
 --   * Every statement is idempotent (IF NOT EXISTS) so the file can be applied to an existing db.
 
@@ -296,3 +296,53 @@ CREATE TABLE IF NOT EXISTS source_refetch_queue (
     code_version  TEXT NOT NULL,
     PRIMARY KEY (source_url, partition_key)
 );
+
+-- @review ----------------------------------------------------------------------------------------
+-- The operator's side (autonomath_pipelines/review): review decisions, promotions and their audit
+-- trail. Written only by `autonomath-loops review` / the review job, never by a loop.
+
+-- Review status of candidates that live in files (loop G stubs, loop J gold proposals); table-backed
+-- candidates (A, B, E) keep their status in their own table.
+CREATE TABLE IF NOT EXISTS review_file_candidates (
+    loop_id       TEXT NOT NULL,
+    candidate_ref TEXT NOT NULL,               -- G: '<failure_mode>'; J: '<YYYY-MM>/<item id>'
+    status        TEXT NOT NULL,
+    proposed_at   TEXT NOT NULL,               -- when the candidate file was written
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (loop_id, candidate_ref)
+);
+
+-- One row per promotion: the exact prior and new state of everything it touched, so a rollback
+-- restores the production table rows or file text exactly.
+CREATE TABLE IF NOT EXISTS review_promotions (
+    promotion_id   INTEGER PRIMARY KEY,
+    promoted_at    TEXT NOT NULL,
+    actor          TEXT NOT NULL,
+    loop_id        TEXT NOT NULL,
+    target         TEXT NOT NULL,              -- 'table:hallucination_guard', 'file:evals/gold.yaml', ...
+    candidate_refs TEXT NOT NULL,              -- JSON list of candidate ids ('A:12', ...)
+    before_json    TEXT NOT NULL,              -- JSON: rows by key / file texts (null = absent)
+    after_json     TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('applied', 'rolled_back')),
+    rolled_back_at TEXT,
+    rolled_back_by TEXT,
+    dagster_run_id TEXT
+);
+
+-- Every status change, promotion and rollback: who, when, what, before/after.
+CREATE TABLE IF NOT EXISTS review_audit_log (
+    audit_id       INTEGER PRIMARY KEY,
+    ts             TEXT NOT NULL,
+    actor          TEXT NOT NULL,
+    action         TEXT NOT NULL CHECK (action IN ('approve', 'reject', 'promote', 'rollback')),
+    loop_id        TEXT NOT NULL,
+    candidate_id   TEXT,                       -- 'A:12', 'J:2026-10/cand-…'; NULL for a rollback row
+    from_status    TEXT,
+    to_status      TEXT,
+    reason         TEXT,
+    proposed_at    TEXT,                       -- the candidate's creation time (review delay)
+    promotion_id   INTEGER,
+    dagster_run_id TEXT,
+    detail_json    TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS review_audit_log_ts ON review_audit_log(ts);
