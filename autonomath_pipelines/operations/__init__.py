@@ -1,0 +1,1 @@
+"""Operating the loops: sensors, the review job and other Dagster objects around the loops."""
