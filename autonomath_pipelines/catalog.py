@@ -36,6 +36,10 @@ class LoopSpec:
     cost_ceiling_cpu_min: float
     reads: tuple[str, ...]
     writes: tuple[str, ...]
+    #: The partition set also holds the period in progress, so a data-driven sensor can run the loop
+    #: on it as fresh data arrives (the window then ends when the run was created). The schedule
+    #: still targets the last complete partition.
+    in_progress_partition: bool = False
 
     @property
     def hour(self) -> int:
@@ -81,7 +85,7 @@ LOOPS: tuple[LoopSpec, ...] = (
     LoopSpec("A", "loop_a_hallucination_guard", "Hallucination guard", "hallucination_guard",
              "weekly", "Mon", "09:30", None, "partition week (configurable lookback)", 5,
              reads=("customer_feedback", "query_log", "hallucination_guard"),
-             writes=("hallucination_guard_candidates",)),
+             writes=("hallucination_guard_candidates",), in_progress_partition=True),
     LoopSpec("B", "loop_b_testimonial_seo", "Testimonial → SEO/GEO", "testimonial_seo",
              "monthly", 1, "10:00", None, "previous month", 2,
              reads=("customer_success_events", "programs", "prefectures"),
@@ -113,7 +117,7 @@ LOOPS: tuple[LoopSpec, ...] = (
     LoopSpec("I", "loop_i_doc_freshness", "Doc freshness", "doc_freshness",
              "weekly", "Tue", "02:00", None, "state at run time", 2,
              reads=("programs", "source_change_signals"),
-             writes=("source_refetch_queue",)),
+             writes=("source_refetch_queue",), in_progress_partition=True),
     LoopSpec("J", "loop_j_gold_expansion", "Gold expansion", "gold_expansion",
              "monthly", 20, "09:00", 30, "30 days", 5,
              reads=("query_log",),

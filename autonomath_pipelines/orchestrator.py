@@ -21,8 +21,9 @@ import dagster as dg
 from autonomath_pipelines.catalog import TIMEZONE, loop_spec
 from autonomath_pipelines.definitions import build_definitions
 from autonomath_pipelines.loops import LOOPS, LoopDefinition
-from autonomath_pipelines.loops.common import partitions_for
+from autonomath_pipelines.loops.common import last_complete_partition_key, partitions_for, utc_now
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
+from autonomath_pipelines.runs import CPU_SECONDS_TAG, root_cause
 
 
 class UsageError(ValueError):
@@ -90,9 +91,10 @@ def select_loops(only: Sequence[str] | None, loops: Sequence[LoopDefinition] = L
 
 
 def partition_keys_for(loop: LoopDefinition, partition: str | None, until: str | None = None) -> list[str]:
-    """Keys to run: the last complete partition by default, or ``partition`` (..``until``)."""
+    """Keys to run: the last complete partition by default, or ``partition`` (..``until``), which may
+    be the partition in progress for loops that have one (``LoopSpec.in_progress_partition``)."""
     partitions = partitions_for(loop.spec)
-    example = partitions.get_last_partition_key()
+    example = last_complete_partition_key(loop.spec, utc_now())
     if partition is None:
         if until is not None:
             raise UsageError("--to needs --partition/--from as the first partition of the range")
@@ -111,16 +113,7 @@ def partition_keys_for(loop: LoopDefinition, partition: str | None, until: str |
     return keys
 
 
-def root_cause(error) -> str:
-    """The user's exception behind Dagster's wrappers, as ``Type: message`` on one line."""
-    while error.cause is not None:
-        error = error.cause
-    message = " ".join(error.message.strip().split("\n")).strip()
-    prefix = f"{error.cls_name}: " if error.cls_name and not message.split(":")[0].endswith(error.cls_name) else ""
-    return prefix + message
-
-
-def _instance() -> dg.DagsterInstance:
+def dagster_instance() -> dg.DagsterInstance:
     """The instance in DAGSTER_HOME (run history visible in the UI), else an ephemeral one."""
     return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
 
@@ -145,6 +138,8 @@ def _execute(job: dg.JobDefinition, loop: LoopDefinition, key: str, instance: dg
         result.wall_seconds = round(time.perf_counter() - wall, 3)
         result.cpu_seconds = round(time.process_time() - cpu, 3)
     result.run_id = outcome.run_id
+    # The run's measured CPU, for the loop scorecard (runs launched elsewhere report step time).
+    instance.add_run_tags(outcome.run_id, {CPU_SECONDS_TAG: f"{result.cpu_seconds:.3f}"})
     for event in outcome.get_asset_materialization_events():
         materialization = event.materialization
         metadata = {k: v.value for k, v in materialization.metadata.items()}
@@ -188,7 +183,7 @@ def run_loops(*, only: Sequence[str] | None = None, partition: str | None = None
     embeddings = EmbeddingModel(cache_path=embedding_cache) if embedding_cache else None
     defs = build_definitions(database=database, settings=settings, storage_dir=storage_dir, embeddings=embeddings,
                              loops=available)
-    instance = instance or _instance()
+    instance = instance or dagster_instance()
     results: list[LoopResult] = []
     total_runs = sum(len(k) for k in keys.values())
     for loop in loops:

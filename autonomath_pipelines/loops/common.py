@@ -15,7 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from autonomath_pipelines import CODE_VERSION
-from autonomath_pipelines.catalog import PARTITIONS_START, TIMEZONE, LoopSpec
+from autonomath_pipelines.catalog import PARTITIONS_START, TIMEZONE, Cadence, LoopSpec
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 from autonomath_pipelines.schema import contract
@@ -57,13 +57,32 @@ def source_specs() -> list[dg.AssetSpec]:
 # ------------------------------------------------------------------------------- partitions/window
 
 @functools.cache
+def _calendar_partitions(cadence: Cadence, end_offset: int) -> dg.TimeWindowPartitionsDefinition:
+    """Calendar partitions at ``cadence``; ``end_offset=1`` adds the period in progress."""
+    if cadence == "daily":
+        return dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone=TIMEZONE, end_offset=end_offset)
+    if cadence == "weekly":
+        return dg.WeeklyPartitionsDefinition(start_date=PARTITIONS_START, timezone=TIMEZONE, end_offset=end_offset)
+    return dg.MonthlyPartitionsDefinition(start_date=PARTITIONS_START, timezone=TIMEZONE, end_offset=end_offset)
+
+
 def partitions_for(spec: LoopSpec) -> dg.TimeWindowPartitionsDefinition:
-    """Calendar partitions in Asia/Tokyo at the loop's cadence (one definition object per loop)."""
-    if spec.cadence == "daily":
-        return dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone=TIMEZONE)
-    if spec.cadence == "weekly":
-        return dg.WeeklyPartitionsDefinition(start_date=PARTITIONS_START, timezone=TIMEZONE)
-    return dg.MonthlyPartitionsDefinition(start_date=PARTITIONS_START, timezone=TIMEZONE)
+    """Calendar partitions in Asia/Tokyo at the loop's cadence; with ``spec.in_progress_partition``
+    they include the period in progress (``end_offset=1``)."""
+    return _calendar_partitions(spec.cadence, 1 if spec.in_progress_partition else 0)
+
+
+def last_complete_partition_key(spec: LoopSpec, now: dt.datetime) -> str | None:
+    """The loop's last partition that ended at or before ``now`` (None before the first one ends)."""
+    with dg.partition_loading_context(effective_dt=now):
+        return _calendar_partitions(spec.cadence, 0).get_last_partition_key()
+
+
+def in_progress_partition_key(spec: LoopSpec, now: dt.datetime) -> str:
+    """The key of the partition ``now`` falls in: the period in progress."""
+    if not spec.in_progress_partition:
+        raise ValueError(f"{spec.loop_id} has no in-progress partition (LoopSpec.in_progress_partition is false)")
+    return partitions_for(spec).get_partition_key_for_timestamp(now.timestamp())
 
 
 @dataclass(frozen=True)
@@ -92,15 +111,32 @@ class Window:
         return {"window_start_utc": self.start_iso, "window_end_utc": self.end_iso}
 
 
-def window_for(context: dg.AssetExecutionContext, spec: LoopSpec, lookback_days: int | None = None) -> Window:
-    """The run's read window; ``lookback_days`` overrides the catalog's (a loop's run config)."""
-    tw = context.partition_time_window
-    start, end = spec.window_bounds(tw.start, tw.end)
+def read_window(spec: LoopSpec, partition_start: dt.datetime, partition_end: dt.datetime,
+                partition_keys: Sequence[str], now: dt.datetime, lookback_days: int | None = None) -> Window:
+    """The read window of a partition (or range) as of ``now``: it ends at the partition end, or at
+    ``now`` if that comes first (a partition in progress), and reaches back ``lookback_days`` from
+    that end when given, else as far as the catalog says."""
+    end = min(partition_end, now)
+    start, end = spec.window_bounds(partition_start, end)
     if lookback_days is not None:
         if lookback_days < 1:
             raise ValueError(f"lookback_days must be >= 1, got {lookback_days}")
         start = end - dt.timedelta(days=lookback_days)
-    return Window(start, end, tuple(context.partition_keys))
+    return Window(start, end, tuple(partition_keys))
+
+
+def run_created_at(context: dg.AssetExecutionContext) -> dt.datetime:
+    """When the run was created: the one "now" every step of the run agrees on, however long it queued."""
+    return context.instance.get_run_record_by_id(context.run.run_id).create_timestamp
+
+
+def window_for(context: dg.AssetExecutionContext, spec: LoopSpec, lookback_days: int | None = None) -> Window:
+    """The run's read window; ``lookback_days`` overrides the catalog's (a loop's run config).
+
+    A run on a partition still in progress reads up to the moment the run was created, never a
+    future end (loop I measures staleness to the window end)."""
+    tw = context.partition_time_window
+    return read_window(spec, tw.start, tw.end, context.partition_keys, run_created_at(context), lookback_days)
 
 
 # ------------------------------------------------------------------------------------ metadata
@@ -271,16 +307,31 @@ class LoopDefinition:
     def schedule(self):
         """At the catalog's JST time, for the last complete partition. Ships STOPPED."""
         spec = self.spec
-        return dg.build_schedule_from_partitioned_job(
-            self.job,
-            name=spec.schedule_name,
-            description=f"Loop {spec.letter} {spec.cadence_text}; targets the last complete partition.",
-            minute_of_hour=spec.minute,
-            hour_of_day=spec.hour,
-            day_of_week=spec.day_of_week,
-            day_of_month=spec.day_of_month,
-            default_status=dg.DefaultScheduleStatus.STOPPED,
-        )
+        description = f"Loop {spec.letter} {spec.cadence_text}; targets the last complete partition."
+        if not spec.in_progress_partition:
+            return dg.build_schedule_from_partitioned_job(
+                self.job,
+                name=spec.schedule_name,
+                description=description,
+                minute_of_hour=spec.minute,
+                hour_of_day=spec.hour,
+                day_of_week=spec.day_of_week,
+                day_of_month=spec.day_of_month,
+                default_status=dg.DefaultScheduleStatus.STOPPED,
+            )
+        # build_schedule_from_partitioned_job targets the partition set's last key, which here is
+        # the period in progress.
+        cron = partitions_for(spec).get_cron_schedule(spec.minute, spec.hour, spec.day_of_week, spec.day_of_month)
+
+        @dg.schedule(name=spec.schedule_name, cron_schedule=cron, job=self.job, execution_timezone=TIMEZONE,
+                     description=description, default_status=dg.DefaultScheduleStatus.STOPPED)
+        def last_complete_partition(context: dg.ScheduleEvaluationContext):
+            key = last_complete_partition_key(spec, context.scheduled_execution_time)
+            if key is None:
+                return dg.SkipReason(f"no {spec.cadence} partition of {spec.loop_id} has ended yet")
+            return dg.RunRequest(run_key=key, partition_key=key)
+
+        return last_complete_partition
 
     def definitions(self) -> dg.Definitions:
         return dg.Definitions(assets=list(self.assets), asset_checks=list(self.asset_checks),
