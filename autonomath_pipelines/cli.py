@@ -128,6 +128,30 @@ def cmd_review(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_digest(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from autonomath_pipelines.operations.digest import build_digest
+    import os
+
+    from autonomath_pipelines.orchestrator import UsageError, dagster_instance
+    from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
+
+    if args.days < 1:
+        raise UsageError(f"--days must be at least 1, got {args.days}")
+    if not os.environ.get("DAGSTER_HOME"):
+        _say("note: DAGSTER_HOME is not set, so there is no run history to read (export "
+             "DAGSTER_HOME=$PWD/.dagster_home, where `autonomath-loops run` and `dagster dev` keep it)")
+    database = AutonomathDatabase(path=args.db) if args.db else AutonomathDatabase()
+    reports = LoopSettings(**({"reports_dir": args.reports_dir} if args.reports_dir else {})).reports_path()
+    with dagster_instance() as instance:
+        digest = build_digest(instance, database, dt.datetime.now(dt.timezone.utc), days=args.days,
+                              reports_dir=reports)
+    for line in digest.lines:
+        _say(line)
+    return EXIT_OK
+
+
 def _review_parser(sub) -> None:
     review = sub.add_parser("review", help="list, approve, reject, promote and roll back candidates (audited)")
     actions = review.add_subparsers(dest="review_command", required=True)
@@ -208,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     _review_parser(sub)
+
+    digest = sub.add_parser("digest", help="the self-improvement line of the last days, from the Dagster run "
+                            "history ($DAGSTER_HOME) and the review audit log, with consecutive-failure warnings")
+    digest.add_argument("--days", type=int, default=7)
+    digest.add_argument("--db", default=None, help="AutonoMath database (default: $AUTONOMATH_DB or data/autonomath.db)")
+    digest.add_argument("--reports-dir", default=None, help="where loop_failures.jsonl is (default: "
+                        "$AUTONOMATH_REPORTS_DIR or reports)")
+    digest.set_defaults(func=cmd_digest)
     return parser
 
 

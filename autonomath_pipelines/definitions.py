@@ -1,4 +1,5 @@
-"""Assembles the Dagster Definitions: sources, every implemented loop, shared resources. Nothing else."""
+"""Assembles the Dagster Definitions: sources, every implemented loop, the operator's side, shared resources.
+Nothing else."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import dagster as dg
 from autonomath_pipelines.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.loops import LOOPS, LoopDefinition
 from autonomath_pipelines.loops.common import source_specs
+from autonomath_pipelines.operations import operations_definitions
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, ProgramSearch
 
 
@@ -26,6 +28,7 @@ def build_definitions(*, database: AutonomathDatabase | None = None, settings: L
     return dg.Definitions.merge(
         dg.Definitions(assets=source_specs(), resources=resources),
         *(loop.definitions() for loop in loops),
+        operations_definitions(loops),
     )
 
 

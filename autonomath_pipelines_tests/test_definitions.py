@@ -65,9 +65,9 @@ def test_loop_h_schedule_fires_at_0330_jst_for_the_previous_day():
     schedule = defs.resolve_schedule_def("loop_h_cache_warming_schedule")
     assert schedule.cron_schedule == "30 3 * * *"
     tick = dt.datetime(2026, 11, 21, 3, 30, tzinfo=TOKYO)
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
-        requests = schedule.evaluate_tick(context).run_requests
+    # No instance: a schedule context bound to a temporary instance re-enters it and never exits,
+    # leaving Dagster's defs-state storage pointing at a disposed instance for later tests.
+    requests = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=tick)).run_requests
     assert [r.partition_key for r in requests] == ["2026-11-20"]
 
 
@@ -75,8 +75,7 @@ def test_just_before_midnight_utc_still_targets_the_jst_day():
     # 03:30 JST is 18:30 UTC of the previous day: the partition must be the JST calendar day.
     schedule = defs.resolve_schedule_def("loop_h_cache_warming_schedule")
     tick = dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.timezone.utc)
-    with dg.instance_for_test() as instance:
-        requests = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)).run_requests
+    requests = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=tick)).run_requests
     assert [r.partition_key for r in requests] == ["2026-11-20"]
 
 
@@ -115,9 +114,40 @@ def test_every_schedule_targets_the_last_complete_partition(loop):
     start = dt.datetime(2026, 11, 22, tzinfo=TOKYO).timestamp()
     tick = next(cron_string_iterator(start, schedule.cron_schedule, "Asia/Tokyo"))
     assert (tick.hour, tick.minute) == (loop.spec.hour, loop.spec.minute)
-    with dg.instance_for_test() as instance:
-        requests = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)).run_requests
+    # The repository resolves the partition of a plain schedule's run request (loops A and I).
+    context = dg.build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())
+    requests = schedule.evaluate_tick(context).run_requests
     # The last complete partition: the one just before the partition the tick falls in.
     current = partitions.time_window_for_partition_key(partitions.get_partition_key_for_timestamp(tick.timestamp()))
     expected = partitions.get_partition_key_for_timestamp(current.start.timestamp() - 1)
     assert [r.partition_key for r in requests] == [expected]
+
+
+@pytest.mark.parametrize("loop_id", ["loop_a_hallucination_guard", "loop_i_doc_freshness"])
+def test_schedules_of_loops_with_a_week_in_progress_target_the_last_complete_week(loop_id):
+    # Their partitions include the week in progress; the schedule must not run on it. The tick
+    # is given in UTC on a Saturday that is already Sunday in Tokyo: the JST week has just ended.
+    schedule = defs.resolve_schedule_def(f"{loop_id}_schedule")
+    partitions = graph().get(next(l for l in LOOPS if l.spec.loop_id == loop_id).snapshot).partitions_def
+    assert partitions.end_offset == 1
+    repository = defs.get_repository_def()
+    for tick, expected in [(dt.datetime(2026, 11, 21, 14, 59, tzinfo=dt.timezone.utc), "2026-11-08"),
+                           (dt.datetime(2026, 11, 21, 15, 0, tzinfo=dt.timezone.utc), "2026-11-15"),
+                           (dt.datetime(2026, 11, 24, 2, 0, tzinfo=TOKYO), "2026-11-15")]:
+        context = dg.build_schedule_context(scheduled_execution_time=tick, repository_def=repository)
+        assert [(r.partition_key, r.run_key) for r in schedule.evaluate_tick(context).run_requests] == [(expected, expected)]
+    before_any = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2025, 1, 3, tzinfo=TOKYO),
+                                           repository_def=repository)
+    assert "no weekly partition" in schedule.evaluate_tick(before_any).skip_message
+
+
+def test_the_operations_group_is_in_the_code_location_and_ships_dark():
+    """Review, digest and scorecard from the UI; their schedule and every sensor STOPPED."""
+    graph = defs.resolve_asset_graph()
+    operations = {key.to_user_string() for key in graph.get_all_asset_keys()
+                  if graph.get(key).group_name == "operations"}
+    assert operations == {"review_queue", "self_improvement_digest", "loop_scorecard"}
+    assert defs.resolve_job_def("review") is not None
+    schedule = defs.resolve_schedule_def("self_improvement_weekly_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert all(s.default_status == dg.DefaultSensorStatus.STOPPED for s in defs.sensors)
