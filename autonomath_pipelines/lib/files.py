@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -33,3 +34,22 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: Last line of a file a loop generated: the digest of everything above it.
+GENERATED_MARK = "# autonomath-generated-sha256: "
+
+
+def mark_generated(text: str) -> str:
+    """``text`` with a last line holding its digest, so a later run can tell its own untouched file
+    from one the operator has edited (and must not be overwritten)."""
+    body = text if text.endswith("\n") else text + "\n"
+    return f"{body}{GENERATED_MARK}{hashlib.sha256(body.encode('utf-8')).hexdigest()}\n"
+
+
+def edited_since_generated(text: str) -> bool:
+    """Whether ``text`` differs from what ``mark_generated`` produced (no mark at all counts as edited)."""
+    body, mark, digest = text.rpartition(GENERATED_MARK)
+    if not mark:
+        return True
+    return digest.strip() != hashlib.sha256(body.encode("utf-8")).hexdigest()

@@ -24,7 +24,7 @@ from pydantic import Field
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.lib import stacktrace as st
-from autonomath_pipelines.lib.files import is_safe_file_name
+from autonomath_pipelines.lib.files import edited_since_generated, is_safe_file_name, mark_generated
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib import gates
 from autonomath_pipelines.loops.common import (
@@ -208,12 +208,12 @@ def render_stub(group: dict, partition_key: str) -> str:
     sample = [comment_text(line) for line in str(group.get("sample_trace") or "").splitlines()[:60]]
     examples = [repr(comment_text(x, 80)) for x in as_list(group.get("example_inputs"))]
     reason = (f"candidate invariant for {group['mode']} ({group['count']} occurrences): not written yet")
-    return template().render(
+    return mark_generated(template().render(
         mode=group["mode"], partition_key=comment_text(partition_key), kind=group["kind"], count=int(group["count"]),
         first_seen=comment_text(group["first_seen"]), last_seen=comment_text(group["last_seen"]),
         endpoints=comment_text(", ".join(as_list(group.get("endpoints")))), fingerprint=comment_text(group["fingerprint"]),
         examples_text=[comment_text(m) for m in as_list(group.get("messages"))], sample_lines=sample,
-        examples=examples, reason=repr(reason), todo=repr(f"complete the invariant for {group['mode']}"))
+        examples=examples, reason=repr(reason), todo=repr(f"complete the invariant for {group['mode']}")))
 
 
 def covered_modes(repo: Path) -> set[str]:
@@ -338,12 +338,24 @@ def invariant_expansion_candidates(context: dg.AssetExecutionContext, config: Ca
 def property_stubs_published(context: dg.AssetExecutionContext, loop_settings: LoopSettings,
                              invariant_expansion_candidates: pd.DataFrame) -> dg.MaterializeResult:
     """The month's stubs under <repo_root>/tests/properties/_candidates/ (dry run: nothing written).
-    Re-running replaces this partition's earlier stubs."""
+    Re-running replaces this partition's earlier stubs — except those the operator has edited."""
     window = window_for(context, SPEC)
     files = dict(zip(invariant_expansion_candidates["file_name"], invariant_expansion_candidates["content"]))
-    plan = FilePublishPlan(folder=CANDIDATES_FOLDER, files=files,
-                           stale=earlier_stubs(loop_settings.repo_path(), window.partition_key))
-    return publish_files(context, SPEC, loop_settings, plan)
+    stale = earlier_stubs(loop_settings.repo_path(), window.partition_key)
+    edited = operator_edited(loop_settings.repo_path(), [*files, *stale])
+    if edited:
+        context.log.warning(f"kept {len(edited)} stubs the operator edited: {', '.join(edited)}")
+    plan = FilePublishPlan(folder=CANDIDATES_FOLDER, files={n: t for n, t in files.items() if n not in edited},
+                           stale=[n for n in stale if n not in edited])
+    return publish_files(context, SPEC, loop_settings, plan, stubs_kept_operator_edits=len(edited))
+
+
+def operator_edited(repo: Path, names) -> list[str]:
+    """Candidate files that exist and are no longer the loop's own text: work in progress toward
+    promotion, never overwritten or removed by a re-run."""
+    folder = repo / CANDIDATES_FOLDER
+    return sorted({name for name in names if is_safe_file_name(name) and (folder / name).is_file()
+                   and edited_since_generated((folder / name).read_text(encoding="utf-8", errors="replace"))})
 
 
 LOOP = LoopDefinition(

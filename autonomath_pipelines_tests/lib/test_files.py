@@ -26,3 +26,13 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
     atomic_write_text(path, "one")
     atomic_write_text(path, "two")
     assert path.read_text() == "two" and [p.name for p in path.parent.iterdir()] == ["f.txt"]
+
+
+def test_generated_mark_tells_untouched_from_edited_text():
+    from autonomath_pipelines.lib.files import edited_since_generated, mark_generated
+
+    text = mark_generated("line one\nline two")
+    assert not edited_since_generated(text)
+    assert edited_since_generated(text.replace("two", "2"))
+    assert edited_since_generated("no mark at all\n")
+    assert mark_generated("a\n").count("\n") == 2

@@ -97,3 +97,19 @@ def test_dry_run_writes_nothing_and_covered_mode_is_not_proposed_again(small_wor
     assert covered_by_name not in remaining and covered_by_marker not in remaining
     assert set(modes) - {covered_by_name, covered_by_marker} <= remaining   # the cap lets others in
     assert metadata(second, "invariant_expansion_candidates")["groups_already_covered"] == 2
+
+
+def test_a_rerun_never_overwrites_a_stub_the_operator_is_completing(small_world, tmp_path):
+    assert run(small_world, tmp_path, execute=True).success
+    written = stub_files(tmp_path)
+    edited_name, untouched_name = sorted(written)[:2]
+    folder = tmp_path / "repo" / CANDIDATES_FOLDER
+    completed = written[edited_name].replace("raise NotImplementedError", "assert value == value  # was: raise")
+    (folder / edited_name).write_text(completed, encoding="utf-8")
+    (folder / untouched_name).unlink()
+    again = run(small_world, tmp_path, execute=True)
+    assert again.success
+    after = stub_files(tmp_path)
+    assert after[edited_name] == completed                   # the operator's work survives the re-run
+    assert after[untouched_name] == written[untouched_name]  # the loop's own files are rewritten
+    assert metadata(again, "property_stubs_published")["stubs_kept_operator_edits"] == 1
