@@ -151,3 +151,26 @@ def test_the_operations_group_is_in_the_code_location_and_ships_dark():
     schedule = defs.resolve_schedule_def("self_improvement_weekly_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert all(s.default_status == dg.DefaultSensorStatus.STOPPED for s in defs.sensors)
+
+
+def test_every_asset_is_described_grouped_kinded_and_owned():
+    """What the UI shows for each asset: a description (the docstring), a group named after a loop,
+    `sources` or `operations`, at least one kind, and an owner."""
+    from autonomath_pipelines.catalog import LOOPS as CATALOG
+
+    groups = {spec.group_name for spec in CATALOG} | {"sources", "operations"}
+    graph = defs.resolve_asset_graph()
+    problems = []
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        name = key.to_user_string()
+        if not (node.description or "").strip():
+            problems.append(f"{name}: no description")
+        if node.group_name not in groups:
+            problems.append(f"{name}: group {node.group_name!r} is not a loop, 'sources' or 'operations'")
+        if not node.kinds:
+            problems.append(f"{name}: no kinds")
+        if not node.owners:
+            problems.append(f"{name}: no owner")
+    assert problems == []
+    assert len(list(graph.get_all_asset_keys())) > 40
