@@ -1,8 +1,11 @@
 """Dagster resources shared by all ten loops (DESIGN §4)."""
 
-from autonomath_pipelines.resources.db import AutonomathDatabase, DatabaseMissingError
+from autonomath_pipelines.resources.db import (
+    AutonomathDatabase, DatabaseLockedError, DatabaseMissingError, DatabaseWriteError,
+)
 from autonomath_pipelines.resources.embeddings import EmbeddingModel
 from autonomath_pipelines.resources.search import ProgramSearch
 from autonomath_pipelines.resources.settings import LoopSettings
 
-__all__ = ["AutonomathDatabase", "DatabaseMissingError", "EmbeddingModel", "LoopSettings", "ProgramSearch"]
+__all__ = ["AutonomathDatabase", "DatabaseLockedError", "DatabaseMissingError", "DatabaseWriteError", "EmbeddingModel",
+           "LoopSettings", "ProgramSearch"]

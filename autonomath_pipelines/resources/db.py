@@ -1,9 +1,20 @@
-"""The AutonoMath SQLite database: read-only reads, one transaction per publish."""
+"""The AutonoMath SQLite database: read-only reads, one transaction per publish.
+
+Reads go through ``mode=ro`` connections that also refuse ``ATTACH`` and setting pragmas (an
+authorizer), so a read connection cannot write to this or any other file. Writes go through
+``write_transaction``: one ``BEGIN IMMEDIATE`` transaction that waits for another writer
+(``busy_timeout_ms``, then ``lock_retries`` more attempts with backoff) and otherwise fails with
+``DatabaseLockedError`` naming the database — nothing written. A writer killed mid-transaction
+leaves a hot journal; the next read connection rolls it back first (a ``mode=ro`` connection cannot),
+so the database is exactly as before the killed transaction.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -16,14 +27,62 @@ from autonomath_pipelines.schema import SchemaError, ensure_output_tables, missi
 from autonomath_pipelines.sqlite import sqlite3
 
 DEFAULT_DB_PATH = "data/autonomath.db"
+log = logging.getLogger(__name__)
 
 
 class DatabaseMissingError(FileNotFoundError):
     """The configured AutonoMath database file does not exist."""
 
 
+class DatabaseWriteError(RuntimeError):
+    """A write transaction could not complete (disk full, read-only file, ...); it was rolled back."""
+
+
+class DatabaseLockedError(DatabaseWriteError):
+    """Another connection held the database for longer than the configured wait; nothing was written."""
+
+
 def default_db_path() -> str:
     return os.environ.get("AUTONOMATH_DB", DEFAULT_DB_PATH)
+
+
+def _env_number(name: str, default: float, kind=int):
+    value = os.environ.get(name, "").strip()
+    return kind(value) if value else default
+
+
+#: Pragmas a read connection may run with an argument: introspection that names a table or index.
+_INTROSPECTION_PRAGMAS = frozenset({"table_info", "table_xinfo", "table_list", "index_list", "index_info",
+                                    "index_xinfo", "foreign_key_list"})
+
+
+def _read_only_authorizer(action: int, arg1: str | None, arg2: str | None, _db: str | None,
+                          _trigger: str | None) -> int:
+    """No ATTACH/DETACH (which creates files and could reach a writable database, also through
+    ``VACUUM INTO``), and no pragma assignments (``query_only = OFF``, ``writable_schema = ON``)."""
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None and (arg1 or "").lower() not in _INTROSPECTION_PRAGMAS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def _error_name(exc: BaseException) -> str:
+    return str(getattr(exc, "sqlite_errorname", "") or "")
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        _error_name(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(exc))
+
+
+def _rollback_quietly(conn) -> None:
+    """Roll back if a transaction is still open (SQLite may already have rolled back, e.g. on SQLITE_FULL)."""
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
 
 
 class AutonomathDatabase(dg.ConfigurableResource):
@@ -32,8 +91,17 @@ class AutonomathDatabase(dg.ConfigurableResource):
 
     path: str = Field(default_factory=default_db_path,
                       description="Path of the AutonoMath SQLite file (env AUTONOMATH_DB).")
-    busy_timeout_ms: int = Field(default=30_000,
-                                 description="How long a write waits for another writer before failing.")
+    busy_timeout_ms: int = Field(
+        default_factory=lambda: _env_number("AUTONOMATH_DB_BUSY_TIMEOUT_MS", 30_000),
+        description="How long one attempt waits for another writer (SQLite busy timeout; env "
+                    "AUTONOMATH_DB_BUSY_TIMEOUT_MS).")
+    lock_retries: int = Field(
+        default_factory=lambda: _env_number("AUTONOMATH_DB_LOCK_RETRIES", 2),
+        description="Further attempts after a busy timeout before a write fails as locked (env "
+                    "AUTONOMATH_DB_LOCK_RETRIES). Worst-case wait ≈ (1 + retries) × busy timeout + backoff.")
+    lock_backoff_s: float = Field(
+        default_factory=lambda: _env_number("AUTONOMATH_DB_LOCK_BACKOFF_S", 1.0, float),
+        description="Pause before the first retry; doubles for each further retry.")
 
     def resolved_path(self) -> Path:
         return Path(self.path).expanduser().resolve()
@@ -47,15 +115,51 @@ class AutonomathDatabase(dg.ConfigurableResource):
             )
         return path
 
-    @contextlib.contextmanager
-    def read_only(self) -> Iterator[Any]:
-        """A connection that cannot write: ``mode=ro`` plus ``query_only``."""
-        path = self.require_exists()
+    # -------------------------------------------------------------------------------------- reads
+
+    def _connect_read_only(self, path: Path):
         conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True,
                                check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA query_only = ON")
+            conn.set_authorizer(_read_only_authorizer)
+            # Takes a read lock now, so a hot journal shows up here rather than in the loop's query.
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _recover_hot_journal(self, path: Path, exc: Exception) -> None:
+        """Roll back what a writer killed mid-transaction left (a ``mode=ro`` connection cannot): any
+        read through a read-write connection restores the last committed state. Writes nothing else."""
+        log.warning("AutonoMath database %s: rolling back a transaction left by a killed writer (%s)", path, exc)
+        try:
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error as recovery_error:
+            raise DatabaseWriteError(
+                f"AutonoMath database {path} has an unfinished transaction left by a killed writer "
+                f"(hot journal) and it could not be rolled back: {recovery_error}") from None
+
+    @contextlib.contextmanager
+    def read_only(self) -> Iterator[Any]:
+        """A connection that cannot write: ``mode=ro``, ``query_only``, no ATTACH, no pragma assignments."""
+        path = self.require_exists()
+        try:
+            conn = self._connect_read_only(path)
+        except sqlite3.OperationalError as exc:
+            leftovers = [Path(f"{path}{suffix}") for suffix in ("-journal", "-wal")]
+            if not (_error_name(exc).startswith("SQLITE_READONLY") and any(p.exists() for p in leftovers)):
+                raise
+            self._recover_hot_journal(path, exc)
+            conn = self._connect_read_only(path)
+        try:
             yield conn
         finally:
             conn.close()
@@ -76,26 +180,102 @@ class AutonomathDatabase(dg.ConfigurableResource):
             columns = [d[0] for d in cursor.description]
             return pd.DataFrame(cursor.fetchall(), columns=columns)
 
+    # ------------------------------------------------------------------------------------- writes
+
+    def _lock_message(self, path: Path, what: str, attempts: int, waited: float, exc: Exception) -> str:
+        return (f"AutonoMath database {path} is locked by another connection: {what} after {attempts} attempt(s) "
+                f"over {waited:.1f} s (busy_timeout_ms={int(self.busy_timeout_ms)}, lock_retries={self.lock_retries}; "
+                f"SQLite: {exc}); nothing was written")
+
+    def _failure(self, path: Path, exc: BaseException) -> DatabaseWriteError | None:
+        """The clear error for a SQLite failure during a write (None: not a database-level failure)."""
+        if isinstance(exc, DatabaseWriteError) or not isinstance(exc, sqlite3.OperationalError):
+            return None
+        name = _error_name(exc)
+        if _is_busy(exc):
+            return DatabaseLockedError(
+                f"AutonoMath database {path} is locked by another connection: a write inside the transaction "
+                f"waited busy_timeout_ms={int(self.busy_timeout_ms)} (SQLite: {exc}); the transaction was rolled "
+                "back, nothing was written")
+        if name.startswith(("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_CORRUPT",
+                            "SQLITE_NOTADB", "SQLITE_PERM")):
+            return DatabaseWriteError(f"cannot write AutonoMath database {path}: {exc} ({name}); "
+                                      "the transaction was rolled back, nothing was written")
+        return None
+
+    def _attempts(self) -> int:
+        return 1 + max(0, int(self.lock_retries))
+
+    def _backoff(self, attempt: int) -> None:
+        time.sleep(max(0.0, float(self.lock_backoff_s)) * (2 ** attempt))
+
+    def _begin_immediate(self, path: Path):
+        """A connection holding the write lock; waits ``busy_timeout_ms`` per attempt, ``lock_retries`` retries."""
+        started = time.monotonic()
+        attempts = self._attempts()
+        for attempt in range(attempts):
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                   timeout=max(0, int(self.busy_timeout_ms)) / 1000)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                conn.execute("BEGIN IMMEDIATE")
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if not _is_busy(exc):
+                    failure = self._failure(path, exc)
+                    if failure is None:
+                        raise
+                    raise failure from None
+                if attempt + 1 == attempts:
+                    raise DatabaseLockedError(self._lock_message(
+                        path, "could not start the write transaction", attempts, time.monotonic() - started,
+                        exc)) from None
+            self._backoff(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _commit(self, conn, path: Path) -> None:
+        """COMMIT, retrying while readers keep the database busy (rollback-journal mode needs them gone)."""
+        started = time.monotonic()
+        attempts = self._attempts()
+        for attempt in range(attempts):
+            try:
+                conn.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or not conn.in_transaction:
+                    raise
+                if attempt + 1 == attempts:
+                    raise DatabaseLockedError(self._lock_message(
+                        path, "could not commit (readers kept it busy)", attempts, time.monotonic() - started,
+                        exc)) from None
+            self._backoff(attempt)
+
     @contextlib.contextmanager
     def write_transaction(self, output_tables: Iterable[str] = ()) -> Iterator[Any]:
         """One transaction: everything inside commits together or not at all.
 
-        Missing output tables (ours, never the service's sources) are created inside it.
+        Missing output tables (ours, never the service's sources) are created inside it. Raises
+        ``DatabaseLockedError`` when another writer holds the database past the configured wait and
+        ``DatabaseWriteError`` when SQLite cannot write (disk full, read-only file); either way the
+        transaction is rolled back and nothing is written.
         """
         path = self.require_exists()
-        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn = self._begin_immediate(path)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            conn.execute("BEGIN IMMEDIATE")
             try:
                 ensure_output_tables(conn, output_tables)
                 yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
+                self._commit(conn, path)
+            except BaseException as exc:
+                _rollback_quietly(conn)
+                failure = self._failure(path, exc)
+                if failure is not None:
+                    raise failure from None
                 raise
         finally:
             conn.close()
 
 
-__all__ = ["AutonomathDatabase", "DatabaseMissingError", "SchemaError", "default_db_path"]
+__all__ = ["AutonomathDatabase", "DatabaseLockedError", "DatabaseMissingError", "DatabaseWriteError", "SchemaError",
+           "default_db_path"]

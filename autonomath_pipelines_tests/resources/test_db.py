@@ -55,3 +55,73 @@ def test_write_transaction_creates_missing_output_tables_only(tmp_path):
 def test_database_path_defaults_to_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AUTONOMATH_DB", str(tmp_path / "x.db"))
     assert AutonomathDatabase().resolved_path() == tmp_path / "x.db"
+
+
+def test_read_only_connection_cannot_attach_vacuum_into_or_flip_pragmas(programs_db, tmp_path):
+    """``mode=ro`` + ``query_only`` alone let a read connection ATTACH a new (read-write) database
+    file, ``VACUUM INTO`` a new file and switch ``query_only`` off; the authorizer refuses all three."""
+    path = tmp_path / "copy.db"
+    shutil.copyfile(programs_db, path)
+    before = digest(path)
+    with AutonomathDatabase(path=str(path)).read_only() as conn:
+        for statement in (f"ATTACH '{tmp_path / 'a.db'}' AS a", f"ATTACH 'file:{tmp_path / 'b.db'}?mode=rwc' AS b",
+                          f"VACUUM INTO '{tmp_path / 'c.db'}'", "PRAGMA query_only = OFF",
+                          "PRAGMA writable_schema = ON", "PRAGMA journal_mode = WAL", "PRAGMA user_version = 7",
+                          "DETACH main"):
+            with pytest.raises(sqlite3.DatabaseError, match="not authorized|authorization denied"):
+                conn.execute(statement)
+        for statement in ("CREATE TEMP TABLE t (a)", "CREATE TEMP VIEW v AS SELECT 1",
+                          "UPDATE sqlite_master SET sql = ''", "ANALYZE", "VACUUM", "DROP TABLE programs",
+                          "ALTER TABLE programs ADD COLUMN x"):
+            with pytest.raises(sqlite3.DatabaseError,
+                               match="readonly|read-only|query_only|may not be modified|authorization denied"):
+                conn.execute(statement)
+        # What the loops need still works: reads, introspection, reading a pragma.
+        assert conn.execute("SELECT COUNT(*) FROM programs").fetchone() == (6,)
+        assert "program_id" in [r[1] for r in conn.execute("PRAGMA table_info(programs)")]
+        assert conn.execute("SELECT COUNT(*) FROM pragma_table_info('programs')").fetchone()[0] > 5
+        assert conn.execute("PRAGMA query_only").fetchone() == (1,)
+    assert digest(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db"]     # no file created by ATTACH/VACUUM INTO
+
+
+def test_read_only_rolls_back_what_a_killed_writer_left(programs_db, tmp_path):
+    """A writer killed after its changes reached the file leaves a hot journal that a ``mode=ro``
+    connection cannot roll back ("attempt to write a readonly database"); the resource's read
+    connection rolls it back first and then reads the last committed state."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "copy.db"
+    shutil.copyfile(programs_db, path)
+    ready = tmp_path / "ready"
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import time
+from autonomath_pipelines.sqlite import sqlite3
+conn = sqlite3.connect({str(path)!r}, isolation_level=None)
+conn.execute("PRAGMA cache_size = 1")
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("DELETE FROM programs")
+conn.executemany("INSERT INTO query_cache (query_hash, query_text, payload_json, computed_at, ttl_until, "
+                 "evidence_json, loop_id, run_id, partition_key, code_version) "
+                 "VALUES (?, 'q', ?, 't', 't', '{{}}', 'l', 'r', 'p', 'v')",
+                 [(str(i), 'x' * 500) for i in range(2000)])
+open({str(ready)!r}, 'w').close()
+time.sleep(600)
+"""])
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert child.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        raw.execute("SELECT COUNT(*) FROM programs").fetchone()
+    raw.close()
+    db = AutonomathDatabase(path=str(path))
+    assert len(db.read_frame("SELECT * FROM programs")) == 6
+    assert len(db.read_frame("SELECT * FROM query_cache")) == 0
+    assert not (tmp_path / "copy.db-journal").exists()
