@@ -13,6 +13,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -28,6 +29,9 @@ from autonomath_pipelines.review.candidates import (
 from autonomath_pipelines.schema import review_tables
 
 UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+#: Under the repo root while a promotion or rollback changes files: what to put back if the process
+#: dies between the file renames and the database commit (``ReviewService.recover``).
+JOURNAL = ".autonomath-review-journal.json"
 
 
 def default_actor() -> str:
@@ -100,6 +104,7 @@ class ReviewService:
         self.actor = actor or default_actor()
         self.dagster_run_id = dagster_run_id
         self.clock = clock
+        self._journal_token: str | None = None
 
     def _now(self) -> str:
         return self.clock().astimezone(dt.timezone.utc).strftime(UTC_FORMAT)
@@ -186,10 +191,15 @@ class ReviewService:
         applied: list[tuple[Path, str | None]] = []
         try:
             with self._transaction(execute) as conn:
-                return self._promote(conn, ids, loop, execute, applied)
+                outcome = self._promote(conn, ids, loop, execute, applied)
         except BaseException:
             _restore(applied)  # the transaction did not commit: files go back too
+            self._journal().unlink(missing_ok=True)  # (kept if putting them back failed: recover() retries)
             raise
+        finally:
+            self._journal_token = None
+        self._journal().unlink(missing_ok=True)  # committed: nothing to put back any more
+        return outcome
 
     def _promote(self, conn, ids, loop, execute, applied) -> Outcome:
         chosen = self._select(conn, ids, loop, APPROVED, None, None, None)
@@ -206,6 +216,7 @@ class ReviewService:
         if not execute:
             return outcome
         before, after = self._states(conn, changes)
+        self._journal_token = uuid.uuid4().hex if after.get("files") else None
         outcome.promotion_id = conn.execute(
             "INSERT INTO review_promotions (promoted_at, actor, loop_id, target, candidate_refs, before_json, "
             "after_json, state, dagster_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, 'applied', ?)",
@@ -225,10 +236,15 @@ class ReviewService:
         applied: list[tuple[Path, str | None]] = []
         try:
             with self._transaction(execute) as conn:
-                return self._rollback(conn, int(promotion_id), execute, applied)
+                outcome = self._rollback(conn, int(promotion_id), execute, applied)
         except BaseException:
             _restore(applied)
+            self._journal().unlink(missing_ok=True)
             raise
+        finally:
+            self._journal_token = None
+        self._journal().unlink(missing_ok=True)
+        return outcome
 
     def _rollback(self, conn, promotion_id: int, execute: bool, applied) -> Outcome:
         if not _has_table(conn, "review_promotions"):
@@ -259,6 +275,7 @@ class ReviewService:
         if not execute:
             return outcome
         now = self._now()
+        self._journal_token = uuid.uuid4().hex if after.get("files") else None
         conn.execute("UPDATE review_promotions SET state = 'rolled_back', rolled_back_at = ?, rolled_back_by = ? "
                      "WHERE promotion_id = ?", (now, self.actor, int(promotion_id)))
         for t in transitions:
@@ -276,6 +293,7 @@ class ReviewService:
         """A write transaction when executing; a read-only connection for a dry run (which writes nothing)."""
         tables = review_tables() + [r.table for r in REVIEWABLES.values() if hasattr(r, "table")]
         if execute:
+            self.recover()
             return self.database.write_transaction(output_tables=tables)
         return self.database.read_only()
 
@@ -288,7 +306,8 @@ class ReviewService:
             "proposed_at, promotion_id, dagster_run_id, detail_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (now, self.actor, action, t.candidate.loop_id, t.candidate.id, t.from_status, t.to_status, reason,
              t.candidate.proposed_at, promotion_id, self.dagster_run_id,
-             json.dumps({"summary": t.candidate.summary, "partition_key": t.candidate.partition_key},
+             json.dumps({"summary": t.candidate.summary, "partition_key": t.candidate.partition_key,
+                         **({"journal": self._journal_token} if self._journal_token else {})},
                         ensure_ascii=False)))
 
     def _states(self, conn, changes: Sequence[TableChange | FileChange]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -325,12 +344,36 @@ class ReviewService:
                 problems.append(f"{path} was {'removed' if current is None else 'recreated' if text is None else 'edited'}")
         return problems
 
+    def _journal(self) -> Path:
+        return self.repo / JOURNAL
+
+    def recover(self) -> bool:
+        """Finish what a process killed mid-promotion left: if its transaction committed (its audit rows
+        carry the journal's token) the journal is just removed, else the files are put back as they
+        were. True when a journal was found."""
+        path = self._journal()
+        if not path.exists():
+            return False
+        journal = json.loads(path.read_text(encoding="utf-8"))
+        with self.database.read_only() as conn:
+            committed = _has_table(conn, "review_audit_log") and conn.execute(
+                "SELECT 1 FROM review_audit_log WHERE json_extract(detail_json, '$.journal') = ? LIMIT 1",
+                (journal.get("token"),)).fetchone() is not None
+        if not committed:
+            _restore([(self.repo / relative, text) for relative, text in journal["files"].items()])
+        path.unlink(missing_ok=True)
+        return True
+
     def _apply_files(self, writes: Iterable[tuple[str, str | None]]) -> list[tuple[Path, str | None]]:
         """Write (or remove, for None) each file atomically; returns what to put back to undo it. On a
         failure midway the files already written are put back before the error propagates."""
         done: list[tuple[Path, str | None]] = []
         # Writes before removals: a write that fails (disk full) then leaves nothing to put back.
         ordered = sorted(writes, key=lambda write: write[1] is None)
+        if ordered:
+            journal = {"token": self._journal_token,
+                       "files": {relative: _read_text(self.repo / relative) for relative, _ in ordered}}
+            atomic_write_text(self._journal(), json.dumps(journal, ensure_ascii=False))
         try:
             for relative, text in ordered:
                 path = self.repo / relative

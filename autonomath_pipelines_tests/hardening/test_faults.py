@@ -133,7 +133,8 @@ def test_sigkill_between_two_file_renames_leaves_each_file_old_or_new(small_worl
 def test_sigkill_during_a_file_promotion(small_world, tmp_path):
     """``review promote`` of loop B's pages (a file target), killed after the first page is renamed
     into place, inside the database transaction: the database is exactly as before (nothing promoted)
-    and every page is whole. Known limit, pinned below: the page already written stays."""
+    and every page is whole; the next review action puts back the page already written (the journal
+    under the repo root), so the re-run's promotion records the true "before" and rolls back fully."""
     repo = tmp_path / "repo"
     assert run_in_process(LOOP_B, small_world, tmp_path, MONTH).success
     service = ReviewService(AutonomathDatabase(path=str(small_world)), repo, actor="test")
@@ -160,11 +161,10 @@ def test_sigkill_during_a_file_promotion(small_world, tmp_path):
             for p in (repo / PAGE_DIR).glob("*.md")} == pages
     assert hidden_temps(repo) == []
 
-    # Known limit (review/service.py applies files inside the database transaction with no journal):
-    # the page the killed promotion had written counts as already there, so the re-run records it as
-    # the 'before' state and a rollback keeps it instead of removing it.
+    # The re-run first recovered the killed promotion's page (the journal), so its promotion recorded
+    # "no page" as the before state and a rollback removes every page.
     service.rollback(outcome.promotion_id, execute=True)
-    assert {str(p.relative_to(repo)) for p in (repo / PAGE_DIR).glob("*.md")} == set(written)
+    assert list((repo / PAGE_DIR).glob("*.md")) == []
 
 
 # ---------------------------------------------------------------------------- database locked

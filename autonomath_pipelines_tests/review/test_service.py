@@ -392,3 +392,42 @@ def test_a_failure_after_some_files_changed_puts_them_back(world, monkeypatch):
     assert _tree(repo) == before_tree
     assert _query(db, "SELECT COUNT(*) FROM review_promotions") == [(0,)]
     assert service.show("G:keyerror_lookup_0a1b2c3d").status == "approved"
+
+
+def test_a_promotion_killed_between_its_file_writes_and_its_commit_is_undone_by_the_next_action(world, monkeypatch):
+    """A crash leaves no chance to restore in-process: the journal under the repo root does it later."""
+    db, repo = world
+    page = repo / "site" / "blog" / "case-P000001-13.md"
+    service = _service(world)
+    service.decide("approve", ["B:1"], execute=True)
+    real_apply = ReviewService._apply_files
+
+    def apply_then_die(self, writes):
+        real_apply(self, writes)
+        raise KeyboardInterrupt("killed before COMMIT")
+
+    monkeypatch.setattr(ReviewService, "_apply_files", apply_then_die)
+    def dead(done):
+        raise RuntimeError("a killed process puts nothing back")
+
+    monkeypatch.setattr(service_module, "_restore", dead)
+    with pytest.raises(RuntimeError, match="puts nothing back"):
+        service.promote(["B:1"], execute=True)
+    monkeypatch.undo()
+    assert page.exists() and (repo / service_module.JOURNAL).exists()   # the torn state a crash leaves
+    assert _service(world).recover() is True
+    assert not page.exists() and not (repo / service_module.JOURNAL).exists()
+    outcome = _service(world).promote(["B:1"], execute=True)            # and the promotion can be redone
+    assert page.read_text(encoding="utf-8") == "# 事例\n" and outcome.promotion_id == 1
+    assert not (repo / service_module.JOURNAL).exists()
+
+
+def test_a_committed_promotion_keeps_its_files_when_only_the_journal_was_left(world):
+    _, repo = world
+    service = _service(world)
+    service.decide("approve", ["B:1"], execute=True)
+    service.promote(["B:1"], execute=True)
+    token = json.loads(_query(world[0], "SELECT detail_json FROM review_audit_log WHERE action = 'promote'")[0][0])["journal"]
+    (repo / service_module.JOURNAL).write_text(json.dumps({"token": token, "files": {"site/blog/case-P000001-13.md": None}}))
+    assert service.recover() is True
+    assert (repo / "site" / "blog" / "case-P000001-13.md").exists()
