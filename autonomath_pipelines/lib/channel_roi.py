@@ -16,6 +16,12 @@ reconciliation:
   to the channel of the event's subscriber — whenever that subscriber signed up (revenue in the
   window from every cohort the channel brought). A refund nets out in the window in which it is
   booked; a channel's revenue can therefore be negative.
+- Malformed input (issue 8): a ``utm_source`` that is not readable text of at most
+  ``MAX_UTM_CHARS`` characters (a BLOB, a 100 kB paste, bytes that are not UTF-8) names the channel
+  ``(unreadable)`` — the sign-up and its revenue are real, only the label is lost. Billing events
+  whose timestamp is not contract text or whose amount is not an integer in [0, 10^12] are left out
+  of the window (and of the reconciliation total, which reads with the same rule), as are sign-ups
+  and requests whose timestamp is not contract text. ``bad_input`` counts them.
 - Extras (metadata, not table columns): charges, refunds, paying subscribers, and requests from the
   channel's subscribers' API keys (``subscribers.api_key`` → ``query_log``) in the window; a key two
   subscribers name counts once (for the latest sign-up). Requests from keys no subscriber holds
@@ -28,11 +34,23 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from autonomath_pipelines.lib import badrows
 from autonomath_pipelines.lib.gates import Gate, GateResult
 
 UNKNOWN = "(unknown)"
 EMPTY = "(empty)"
 UNATTRIBUTED = "(unattributed)"
+UNREADABLE = "(unreadable)"
+MAX_UTM_CHARS = 200
+
+#: Well-formedness of the rows this loop reads (``lib/badrows.py``).
+BILLING_RULES = badrows.TableRules("billing_events", "id", (
+    badrows.timestamp("ts"), badrows.number("amount_jpy", lo=0, hi=badrows.MAX_AMOUNT_JPY, integer=True)))
+SIGNUP_RULES = badrows.TableRules("subscribers", "subscriber_id", (badrows.timestamp("signed_up_at"),))
+REQUEST_RULES = badrows.TableRules("query_log", "id", (badrows.timestamp("ts"),))
+#: utm_source as read: readable text of at most MAX_UTM_CHARS characters, else the (unreadable) label.
+_UTM = (f"CASE WHEN utm_source IS NULL OR (typeof(utm_source) = 'text' AND length(utm_source) <= {MAX_UTM_CHARS}) "
+        f"THEN utm_source ELSE '{UNREADABLE}' END")
 
 COUNT_COLUMNS = ("signups_28d", "paid_28d", "charges_jpy", "refunds_jpy", "paying_subscribers",
                  "requests_28d", "active_keys")
@@ -44,13 +62,18 @@ OUTPUT_COLUMNS = ("channel", "signups_28d", "paid_28d", "revenue_28d_jpy", "char
 #: ``:start`` and ``:end`` (ISO-8601 UTC text, [start, end)). Each source is aggregated on its own
 #: index range first (query_log by key before the join), then the three are stacked and summed: a
 #: full outer join in which NULL utm_sources group together (GROUP BY treats NULLs as equal).
-AGGREGATES_SQL = """
-WITH signups AS (
+AGGREGATES_SQL = f"""
+WITH subs AS (
+    SELECT subscriber_id, api_key, signed_up_at, plan, {_UTM} AS utm_source,
+           {SIGNUP_RULES.good("subscribers")} AS signup_ok
+    FROM subscribers
+),
+signups AS (
     SELECT utm_source, 1 AS attributed, COUNT(*) AS signups_28d,
            SUM(plan = 'paid') AS paid_28d,
            0 AS charges_jpy, 0 AS refunds_jpy, 0 AS paying_subscribers, 0 AS requests_28d, 0 AS active_keys
-    FROM subscribers
-    WHERE signed_up_at >= :start AND signed_up_at < :end
+    FROM subs
+    WHERE signed_up_at >= :start AND signed_up_at < :end AND signup_ok
     GROUP BY utm_source
 ),
 billing AS (
@@ -59,13 +82,13 @@ billing AS (
            SUM(CASE WHEN b.event_type = 'refund' THEN b.amount_jpy ELSE 0 END) AS refunds_jpy,
            COUNT(DISTINCT CASE WHEN b.event_type = 'charge' THEN b.subscriber_id END) AS paying_subscribers,
            0 AS requests_28d, 0 AS active_keys
-    FROM billing_events AS b LEFT JOIN subscribers AS s ON s.subscriber_id = b.subscriber_id
-    WHERE b.ts >= :start AND b.ts < :end
+    FROM billing_events AS b LEFT JOIN subs AS s ON s.subscriber_id = b.subscriber_id
+    WHERE b.ts >= :start AND b.ts < :end AND {BILLING_RULES.good("b")}
     GROUP BY s.utm_source, (s.subscriber_id IS NOT NULL)
 ),
 key_requests AS (
     SELECT api_key, COUNT(*) AS requests FROM query_log
-    WHERE ts >= :start AND ts < :end
+    WHERE ts >= :start AND ts < :end AND {REQUEST_RULES.good("query_log")}
     GROUP BY api_key
 ),
 key_owner AS (
@@ -73,7 +96,7 @@ key_owner AS (
     SELECT api_key, utm_source FROM (
         SELECT api_key, utm_source,
                ROW_NUMBER() OVER (PARTITION BY api_key ORDER BY signed_up_at DESC, subscriber_id DESC) AS nth
-        FROM subscribers WHERE api_key IS NOT NULL
+        FROM subs WHERE api_key IS NOT NULL
     ) WHERE nth = 1
 ),
 requests AS (
@@ -105,12 +128,36 @@ ORDER BY revenue_rank, utm_source IS NULL, utm_source, attributed
 """
 
 #: The independent check the reconciliation gate compares against: the window's billing, no join.
-BILLING_TOTALS_SQL = """
+BILLING_TOTALS_SQL = f"""
 SELECT COALESCE(SUM(CASE WHEN event_type = 'charge' THEN amount_jpy END), 0) AS charges_jpy,
        COALESCE(SUM(CASE WHEN event_type = 'refund' THEN amount_jpy END), 0) AS refunds_jpy,
        COUNT(*) AS events
-FROM billing_events WHERE ts >= ? AND ts < ?
+FROM billing_events WHERE ts >= ? AND ts < ? AND {BILLING_RULES.good("billing_events")}
 """
+
+
+def readable_utm(rows: list[tuple], names: list[str]) -> list[tuple]:
+    """Aggregate rows with a ``utm_source`` that does not decode (``UndecodableText``) relabelled
+    ``(unreadable)``, so the revenue stays in the table and no undecodable text reaches it."""
+    index = names.index("utm_source")
+    return [row[:index] + (UNREADABLE,) + row[index + 1:] if badrows.text_problem(row[index]) else row
+            for row in rows]
+
+
+def bad_input(conn, start: str, end: str) -> badrows.BadRows:
+    """What the window's aggregates left out or relabelled: malformed billing events, sign-ups and
+    requests, and subscribers whose utm_source is not readable (counted under ``(unreadable)``)."""
+    window = "{col} >= ? AND {col} < ?"
+    bad = badrows.count_bad(conn, BILLING_RULES, window.format(col="ts"), (start, end))
+    bad.extend(badrows.count_bad(conn, SIGNUP_RULES))
+    bad.extend(badrows.count_bad(conn, REQUEST_RULES))
+    names, rows, _ = badrows.fetch_checked(conn, "SELECT subscriber_id, utm_source FROM subscribers "
+                                                 "WHERE utm_source IS NOT NULL ORDER BY rowid")
+    unreadable = [sid for sid, utm in rows
+                  if badrows.text_problem(utm) or not isinstance(utm, str) or len(utm) > MAX_UTM_CHARS]
+    bad.add("subscribers", "utm_source", f"not readable text of at most {MAX_UTM_CHARS} characters "
+            f"(counted under {UNREADABLE})", "text", len(unreadable), unreadable)
+    return bad
 
 
 def channel_name(utm_source: Any, attributed: bool = True) -> str:

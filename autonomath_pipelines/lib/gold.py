@@ -166,7 +166,8 @@ def parse_gold(text: str, source: str = "<gold yaml>") -> GoldFile:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise _fail(source, f"not valid YAML: {exc}") from exc
+        # Not chained: the operator's one-line root cause must be this error, which names the file.
+        raise _fail(source, "not valid YAML: " + " ".join(str(exc).split())) from None
     if not isinstance(document, dict):
         raise _fail(source, f"top level must be a mapping with 'version' and 'items', got {type(document).__name__}")
     unknown = sorted(set(map(str, document)) - TOP_LEVEL_KEYS)
@@ -223,7 +224,7 @@ def load_gold(path: Path) -> GoldFile | None:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise GoldFormatError(f"{path}: not UTF-8 text: {exc}") from exc
+        raise GoldFormatError(f"{path}: not UTF-8 text: {exc}") from None
     return parse_gold(text, source=str(path))
 
 

@@ -7,12 +7,15 @@
   (``補助``, ``IT``) cannot be trigram-indexed and use ``LIKE`` instead (a scan; correct only on
   SQLite builds with the 3.40.1 trigram fix, see ``autonomath_pipelines.sqlite``).
 - Empty input returns no results.
+- A program row whose text does not decode as UTF-8 (or is a BLOB) is left out of the results and
+  counted in ``ProgramSearcher.skipped_rows``: a cached payload is always valid JSON of valid text.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from autonomath_pipelines.lib.badrows import BadRows, drop_bad_rows, fetch_checked
 from autonomath_pipelines.lib.payload import search_payload
 from autonomath_pipelines.lib.textnorm import normalize_query, tokens
 
@@ -73,13 +76,17 @@ class ProgramSearcher:
     def __init__(self, conn, limit: int = 10):
         self._conn = conn
         self.limit = limit
+        #: Program rows left out of results because their text did not decode (table, column, row ids).
+        self.skipped_rows = BadRows()
 
     def search(self, query: str, limit: int | None = None) -> list[dict[str, Any]]:
         built = build_search_sql(tokens(normalize_query(query)), limit or self.limit)
         if built is None:
             return []
         sql, params = built
-        rows = self._conn.execute(sql, params).fetchall()
+        names, rows, checked = fetch_checked(self._conn, sql, params)
+        if checked or any(not isinstance(v, (str, int, float, type(None))) for row in rows for v in row):
+            rows, _ = drop_bad_rows(rows, names, table="programs", key="program_id", bad=self.skipped_rows)
         return [
             {"program_id": pid, "name": name, "agency": agency, "level": level,
              "prefecture_code": pref, "score": round(float(score), 6)}

@@ -37,6 +37,7 @@ No data gives an empty result, not an error.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -116,9 +117,13 @@ def fit_shrinkage(program_ids: Sequence[Any], errors: Sequence[float]) -> Shrink
 
     variances = tau2 + (sigma2 / n if sigma2 > 0 else np.zeros_like(n))
     if np.all(variances > 0):
-        precision = 1.0 / variances
+        # Relative precisions (the smallest variance weighs 1): the same weighted mean as 1/variance,
+        # but finite when a variance is subnormal (errors a hair apart) and 1/variance overflows.
+        precision = variances.min() / variances
         mu = float((precision * means).sum() / precision.sum())
     else:
+        mu = mu_fe
+    if not math.isfinite(mu):
         mu = mu_fe
     weight = shrinkage_weight(n, tau2, sigma2)
     bias = mu + weight * (means - mu)

@@ -13,6 +13,9 @@ import unicodedata
 
 # Cc/Cf/Cs/Co/Cn: controls, zero-width joiners, surrogates, private use, unassigned.
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+#: Longest query text (characters, as stored) the loops treat as a query. Longer rows are malformed
+#: input (pasted documents, abuse): skipped and counted, never embedded, cached or proposed.
+MAX_QUERY_CHARS = 1000
 
 
 def normalize_query(text: str) -> str:
@@ -45,3 +48,9 @@ def query_hash(normalized_text: str) -> str:
 def tokens(normalized_text: str) -> list[str]:
     """Whitespace tokens of a normalized query, duplicates removed, order kept."""
     return list(dict.fromkeys(normalized_text.split()))
+
+
+def clip(text: object, limit: int = 300) -> str:
+    """``text`` cut to at most ``limit`` characters (``…`` marks a cut): for evidence and previews."""
+    text = "" if text is None else str(text)
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"

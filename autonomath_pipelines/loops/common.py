@@ -16,6 +16,7 @@ import pandas as pd
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import PARTITIONS_START, TIMEZONE, Cadence, LoopSpec
+from autonomath_pipelines.lib.badrows import BadRows
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 from autonomath_pipelines.schema import contract
@@ -156,6 +157,17 @@ def frame_metadata(frame: pd.DataFrame, preview_columns: Sequence[str] | None = 
     return metadata
 
 
+def bad_rows_metadata(bad: "BadRows") -> dict[str, Any]:
+    """What a step left out as malformed input (``lib/badrows.py``): ``bad_rows_skipped`` and
+    ``bad_rows_<kind>`` to plot, and a table naming the rows (table, column, problem, row ids)."""
+    return {**bad.metrics(), "bad_rows": dg.MetadataValue.md(bad.markdown())}
+
+
+def log_bad_rows(context: dg.AssetExecutionContext, bad: "BadRows") -> None:
+    if bad.total:
+        context.log.warning(bad.summary())
+
+
 # ----------------------------------------------------------------------------------- provenance
 
 def provenance(context: dg.AssetExecutionContext, spec: LoopSpec, window: Window,
@@ -255,8 +267,14 @@ class FilePublishPlan:
 
 def publish_files(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSettings, plan: FilePublishPlan,
                   **extra_metadata: Any) -> dg.MaterializeResult:
-    """Write ``plan.files`` (each atomically) when the loop may execute; a dry run writes nothing."""
-    from autonomath_pipelines.lib.files import atomic_write_text, safe_path
+    """Write ``plan.files`` and remove its stale files as one change when the loop may execute; a dry
+    run writes nothing.
+
+    Every new file is staged before the first one is replaced, so a failed write (disk full,
+    read-only folder) changes nothing and a failure midway puts back what it had replaced
+    (``lib.files.replace_files``); a run killed midway leaves each file old or new, never partial.
+    """
+    from autonomath_pipelines.lib.files import replace_files, safe_path
 
     folder = settings.repo_path() / plan.folder
     targets = {name: safe_path(folder, name) for name in plan.files}  # refuses unsafe names even in a dry run
@@ -264,14 +282,10 @@ def publish_files(context: dg.AssetExecutionContext, spec: LoopSpec, settings: L
         context.log.info(f"dry run: {len(targets)} files would be written to {folder}")
         return dg.MaterializeResult(metadata={"dry_run": True, "rows_would_write": len(targets), "rows_written": 0,
                                               "folder": str(folder), **extra_metadata})
-    for name, path in targets.items():
-        atomic_write_text(path, plan.files[name])
-    removed = 0
-    for name in plan.stale:
-        path = safe_path(folder, name)
-        if name not in targets and path.exists():
-            path.unlink()
-            removed += 1
+    stale = [safe_path(folder, name) for name in plan.stale if name not in targets]
+    removals = {path: None for path in stale if path.exists()}
+    replace_files({**{path: plan.files[name] for name, path in targets.items()}, **removals})
+    removed = len(removals)
     context.log.info(f"wrote {len(targets)} files to {folder} (removed {removed})")
     return dg.MaterializeResult(metadata={
         "dry_run": False, "rows_would_write": len(targets), "rows_written": len(targets), "files_removed": removed,

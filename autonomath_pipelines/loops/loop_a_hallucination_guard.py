@@ -20,10 +20,11 @@ from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.lib.clustering import nearest_similarity, summarize_clusters
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib import gates
-from autonomath_pipelines.lib.textnorm import normalize_query
+from autonomath_pipelines.lib import badrows
+from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_query
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, evidence_json, frame_metadata, gate_results,
-    gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
+    gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
     ClusteringConfig, LowConfidenceSplit, cluster_frame, clustering_metadata, embed_texts, stack_vectors,
@@ -66,37 +67,61 @@ class CandidatesConfig(dg.Config):
 
 # ---------------------------------------------------------------------------------------- assets
 
+#: The columns loop A reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
+QUERY_RULES = badrows.TableRules("query_log", "id", (
+    badrows.timestamp("ts"), badrows.text("session_id"), badrows.text("query_text", max_chars=MAX_QUERY_CHARS),
+    badrows.number("confidence", lo=0.0, hi=1.0), badrows.number("result_count", lo=0, integer=True)))
+FEEDBACK_RULES = badrows.TableRules("customer_feedback", "id", (
+    badrows.timestamp("ts"), badrows.text("session_id", nullable=True),
+    badrows.text("query_text", nullable=True, max_chars=MAX_QUERY_CHARS), badrows.text("comment", nullable=True)))
+#: Longest customer comment quoted in a candidate's evidence.
+COMMENT_CHARS = 300
+
+
 @dg.asset(name="hallucination_guard_snapshot", deps=["query_log", "customer_feedback"], kinds={"sqlite", "parquet"},
           **COMMON)
 def hallucination_guard_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
                                  autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
     """Suspect asks of the window: zero-result and unanchored low-confidence queries, and the queries
-    customers flagged as wrong answers (with their comments)."""
+    customers flagged as wrong answers (with their comments). Malformed rows are skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC, config.lookback_days)
+    good_query = QUERY_RULES.good("query_log")
     # Each suspect row carries how often its text was asked in the window at all: a text answered
     # badly once in a thousand requests is noise on a real program, not a hallucination theme.
-    queries = autonomath_db.read_frame(
+    queries, bad = badrows.read_checked(
+        autonomath_db.read_only,
         "WITH suspect AS (SELECT id, ts, session_id, query_text, result_count, confidence FROM query_log "
-        "  WHERE ts >= :start AND ts < :end AND (result_count = 0 OR (confidence < :low AND result_count > :single))), "
+        f"  WHERE ts >= :start AND ts < :end AND {good_query} "
+        "  AND (result_count = 0 OR (confidence < :low AND result_count > :single))), "
         "asked AS (SELECT query_text, COUNT(*) AS text_requests FROM query_log "
-        "  WHERE ts >= :start AND ts < :end AND query_text IN (SELECT query_text FROM suspect) GROUP BY query_text) "
-        "SELECT 'query_log' AS source, ts, session_id, query_text AS text, result_count, confidence, NULL AS comment, "
-        "asked.text_requests FROM suspect JOIN asked USING (query_text) ORDER BY id",
+        f"  WHERE ts >= :start AND ts < :end AND {good_query} AND query_text IN (SELECT query_text FROM suspect) "
+        "  GROUP BY query_text) "
+        "SELECT 'query_log' AS source, id, ts, session_id, query_text AS text, result_count, confidence, "
+        "NULL AS comment, asked.text_requests FROM suspect JOIN asked USING (query_text) ORDER BY id",
         {"start": window.start_iso, "end": window.end_iso, "low": config.low_confidence_below,
          "single": config.single_program_max_results},
-    )
-    feedback = autonomath_db.read_frame(
-        "SELECT 'wrong_answer_feedback' AS source, ts, session_id, query_text AS text, NULL AS result_count, "
-        "NULL AS confidence, comment, NULL AS text_requests FROM customer_feedback WHERE wrong_answer = 1 AND ts >= ? AND ts < ? "
-        "AND query_text IS NOT NULL ORDER BY id",
-        (window.start_iso, window.end_iso),
-    )
+        table="query_log", key="id")
+    feedback, bad = badrows.read_checked(
+        autonomath_db.read_only,
+        "SELECT 'wrong_answer_feedback' AS source, id, ts, session_id, query_text AS text, NULL AS result_count, "
+        "NULL AS confidence, comment, NULL AS text_requests FROM customer_feedback WHERE wrong_answer = 1 "
+        f"AND ts >= ? AND ts < ? AND {FEEDBACK_RULES.good('customer_feedback')} AND query_text IS NOT NULL ORDER BY id",
+        (window.start_iso, window.end_iso), table="customer_feedback", key="id", bad=bad)
+    with autonomath_db.read_only() as conn:
+        window_sql, params = "ts >= ? AND ts < ?", (window.start_iso, window.end_iso)
+        bad.extend(badrows.count_bad(conn, QUERY_RULES, window_sql, params))
+        bad.extend(badrows.count_bad(conn, FEEDBACK_RULES, window_sql, params))
+        reports_without_text = conn.execute(
+            "SELECT COUNT(*) FROM customer_feedback WHERE wrong_answer = 1 AND ts >= ? AND ts < ? "
+            "AND query_text IS NULL", params).fetchone()[0]
+    log_bad_rows(context, bad)
     snapshot = pd.concat([queries, feedback], ignore_index=True) if len(feedback) else queries
     return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
         snapshot, ["source", "ts", "text", "result_count"], **window.metadata(),
         zero_result_rows=int((queries["result_count"] == 0).sum()) if len(queries) else 0,
-        wrong_answer_reports=len(feedback)))
+        wrong_answer_reports=len(feedback), wrong_answer_reports_without_text=int(reports_without_text),
+        **bad_rows_metadata(bad)))
 
 
 TEXT_COLUMNS = ["text", "requests", "text_requests", "suspect_share", "reports", "sessions", "weight", "comments"]
@@ -151,18 +176,31 @@ def hallucination_guard_clusters(config: GuardClusteringConfig,
         "preview": frame_metadata(summary.rename(columns={"count": "texts", "sum": "weight"}))["preview"]})
 
 
-def _earlier_patterns(database: AutonomathDatabase, partition_key: str) -> list[str]:
-    """Guard patterns in production, and candidates other runs already proposed (any live state)."""
-    with database.read_only() as conn:
-        patterns = [p for (p,) in conn.execute("SELECT pattern FROM hallucination_guard")]
+def _earlier_patterns(database: AutonomathDatabase, partition_key: str) -> tuple[list[str], badrows.BadRows]:
+    """Guard patterns in production, and candidates other runs already proposed (any live state).
+
+    A pattern that is not text, not UTF-8 or empty after normalization is skipped and reported."""
+    bad = badrows.BadRows()
+    with badrows.checked_connection(database.read_only) as conn:
+        rows = badrows.checked_rows(conn, "SELECT id, pattern FROM hallucination_guard ORDER BY id",
+                                    table="hallucination_guard", bad=bad)
         has_candidates = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                                       ("hallucination_guard_candidates",)).fetchone()
+        candidate_rows = []
         if has_candidates:
             marks = ",".join("?" * len(BLOCKING_STATUSES))
-            patterns += [p for (p,) in conn.execute(
-                f"SELECT pattern FROM hallucination_guard_candidates WHERE partition_key != ? AND status IN ({marks})",
-                (partition_key, *BLOCKING_STATUSES))]
-    return patterns
+            candidate_rows = badrows.checked_rows(
+                conn, "SELECT candidate_id, pattern FROM hallucination_guard_candidates "
+                f"WHERE partition_key != ? AND status IN ({marks}) ORDER BY candidate_id",
+                (partition_key, *BLOCKING_STATUSES), table="hallucination_guard_candidates", bad=bad)
+    patterns = []
+    for table, found in (("hallucination_guard", rows), ("hallucination_guard_candidates", candidate_rows)):
+        for row_id, pattern in found:
+            if normalize_query(pattern):
+                patterns.append(pattern)
+            else:
+                bad.add(table, "pattern", "empty after normalization", "text", 1, [row_id])
+    return patterns, bad
 
 
 def _none_near_existing(frame: pd.DataFrame) -> GateResult:
@@ -196,7 +234,8 @@ def hallucination_guard_candidates(context: dg.AssetExecutionContext, config: Ca
     summaries = [s for s in summarize_clusters(clustered["text"].tolist(), vectors, clustered["weight"].to_numpy(float),
                                                clustered["cluster"].to_numpy(), n_examples=5)
                  if s.size >= config.min_cluster_size]
-    existing = _earlier_patterns(autonomath_db, window.partition_key)
+    existing, bad = _earlier_patterns(autonomath_db, window.partition_key)
+    log_bad_rows(context, bad)
     existing_vectors, _ = embed_texts(embeddings, existing)
     existing_normalized = {normalize_query(p) for p in existing}
     created_at = iso_utc(utc_now())
@@ -220,7 +259,7 @@ def hallucination_guard_candidates(context: dg.AssetExecutionContext, config: Ca
                 cluster=int(summary.label), texts=int(summary.n_texts), requests=int(members["requests"].sum()),
                 wrong_answer_reports=int(members["reports"].sum()), sessions=int(members["sessions"].sum()),
                 density=round(float(summary.density), 4), examples=list(summary.examples),
-                customer_comments=[c for cs in members["comments"] for c in cs][:3],
+                customer_comments=[clip(c, COMMENT_CHARS) for cs in members["comments"] for c in cs][:3],
                 nearest_existing_similarity=round(similarity, 4)),
         })
     proposals = pd.DataFrame(rows, columns=["pattern", "label", "cluster_size", "score", "nearest_existing_similarity",
@@ -235,7 +274,8 @@ def hallucination_guard_candidates(context: dg.AssetExecutionContext, config: Ca
         metadata=frame_metadata(candidates, ["pattern", "label", "cluster_size", "score"],
                                 candidates_proposed=len(candidates), clusters_large_enough=len(summaries),
                                 param_min_cluster_size=float(config.min_cluster_size),
-                                clusters_already_covered=int(proposals["covered"].sum()) if len(proposals) else 0),
+                                clusters_already_covered=int(proposals["covered"].sum()) if len(proposals) else 0,
+                                existing_patterns=len(existing), **bad_rows_metadata(bad)),
         check_results=gate_results("hallucination_guard_candidates", CANDIDATE_GATES, candidates),
     )
 

@@ -24,12 +24,12 @@ from pydantic import Field
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import TIMEZONE, loop_spec
-from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib.jsonld import BEST_RATING, WORST_RATING, build_jsonld, dumps_jsonld, jsonld_problems
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, evidence_json, frame_metadata, gate_results,
-    gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, bad_rows_metadata, evidence_json, frame_metadata,
+    gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
@@ -40,13 +40,25 @@ DEFAULT_MIN_GROUP_SIZE = 3
 TEMPLATE = "case_study.md.j2"
 PAGE_DIR = "site/blog"
 
+#: The columns loop B reads must be well-formed; other events are skipped and counted (lib/badrows.py).
+#: Amounts are integers in [0, 10^12] (a corrupt huge amount would overflow SQLite's SUM()).
+EVENT_RULES = badrows.TableRules("customer_success_events", "id", (
+    badrows.timestamp("ts"), badrows.text("api_key"), badrows.text("program_id"), badrows.text("prefecture_code"),
+    badrows.reference("program_id", "programs", "program_id"),
+    badrows.reference("prefecture_code", "prefectures", "prefecture_code"),
+    badrows.number("amount_jpy", lo=0, hi=badrows.MAX_AMOUNT_JPY, integer=True, nullable=True),
+    badrows.number("rating", lo=1, hi=5, nullable=True)))
+#: Well-formed events of the window (every read of the events in this loop uses it, so the
+#: consented-events gate re-counts exactly what the aggregate counted).
+GOOD_EVENT = EVENT_RULES.good("customer_success_events")
+
 #: One row per program × prefecture with ≥ k consented events (and ≥ k ratings) in [start, end).
 #: Amount statistics only over ≥ k adopted events with an amount; otherwise NULL.
 CONSENTED_GROUPS_SQL = """
 WITH consented AS (
     SELECT program_id, prefecture_code, outcome, amount_jpy, rating, comment
     FROM customer_success_events
-    WHERE consent_flag = 1 AND ts >= :start AND ts < :end
+    WHERE consent_flag = 1 AND ts >= :start AND ts < :end AND """ + GOOD_EVENT + """
 ), grouped AS (
     SELECT program_id, prefecture_code,
            COUNT(*) AS group_size,
@@ -88,12 +100,22 @@ SNAPSHOT_COLUMNS = ["program_id", "prefecture_code", "program_name", "agency", "
                     "adopted_amount_max_jpy", "rating_count", "rating_value", "consented_comments"]
 
 
-def consented_groups(conn, start_iso: str, end_iso: str, k: int) -> pd.DataFrame:
-    """The consented program × prefecture aggregates of ``[start, end)`` with at least ``k`` members."""
+#: Columns of the aggregate read from programs / prefectures: a value there that does not decode is
+#: reported against that table's row, and its group is skipped.
+JOINED_SOURCES = {"program_name": ("programs", "program_id"), "agency": ("programs", "program_id"),
+                  "category": ("programs", "program_id"), "prefecture_name": ("prefectures", "prefecture_code")}
+
+
+def consented_groups(conn, start_iso: str, end_iso: str, k: int,
+                     bad: badrows.BadRows | None = None) -> pd.DataFrame:
+    """The consented program × prefecture aggregates of ``[start, end)`` with at least ``k`` well-formed
+    members. A group whose program or prefecture text does not decode is left out (and reported in ``bad``)."""
     if k < 2:
         raise ValueError(f"min_group_size must be >= 2 (a group of one identifies its customer), got {k}")
-    cursor = conn.execute(CONSENTED_GROUPS_SQL, {"start": start_iso, "end": end_iso, "k": int(k)})
-    return pd.DataFrame(cursor.fetchall(), columns=[d[0] for d in cursor.description])
+    groups, _ = badrows.frame_checked(conn, CONSENTED_GROUPS_SQL, {"start": start_iso, "end": end_iso, "k": int(k)},
+                                      table="customer_success_events", key="program_id", sources=JOINED_SOURCES,
+                                      bad=bad)
+    return groups
 
 
 class SnapshotConfig(dg.Config):
@@ -112,25 +134,41 @@ def testimonial_seo_snapshot(context: dg.AssetExecutionContext, config: Snapshot
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC)
     k = config.min_group_size
+    bad = badrows.BadRows()
     with autonomath_db.read_only() as conn:
-        snapshot = consented_groups(conn, window.start_iso, window.end_iso, k)
+        snapshot = consented_groups(conn, window.start_iso, window.end_iso, k, bad)
         consented, not_consented, consented_group_count = conn.execute(
             "SELECT COALESCE(SUM(consent_flag = 1), 0), COALESCE(SUM(consent_flag = 0), 0), "
             "COUNT(DISTINCT CASE WHEN consent_flag = 1 THEN program_id || '|' || prefecture_code END) "
-            "FROM customer_success_events WHERE ts >= ? AND ts < ?", (window.start_iso, window.end_iso)).fetchone()
+            f"FROM customer_success_events WHERE ts >= ? AND ts < ? AND {GOOD_EVENT}",
+            (window.start_iso, window.end_iso)).fetchone()
+        bad.extend(badrows.count_bad(conn, EVENT_RULES, "ts >= ? AND ts < ?", (window.start_iso, window.end_iso)))
+    log_bad_rows(context, bad)
     snapshot = snapshot.assign(min_group_size=k)
     return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
         snapshot, ["program_id", "prefecture_code", "group_size", "adopted_count", "rating_value"],
         **window.metadata(), min_group_size=k, consented_events=int(consented),
         non_consented_events=int(not_consented), consented_groups=int(consented_group_count),
         groups_suppressed_below_k=int(consented_group_count) - len(snapshot),
-        events_published=int(snapshot["group_size"].sum()) if len(snapshot) else 0))
+        events_published=int(snapshot["group_size"].sum()) if len(snapshot) else 0, **bad_rows_metadata(bad)))
 
 
 def yaml_scalar(value) -> str:
     """``value`` as one double-quoted YAML scalar on a single line."""
     text = "" if value is None else str(value)
     return yaml.safe_dump(text, allow_unicode=True, default_style='"', width=1_000_000_000).rstrip("\n")
+
+
+_MARKUP = str.maketrans({"<": "&lt;", ">": "&gt;", "&": "&amp;", "|": "\\|"})
+
+
+def inline_text(value) -> str:
+    """``value`` as one line of plain Markdown text: control characters and line breaks become spaces
+    (a value can neither end a heading nor start a block), and ``< > &`` and ``|`` are escaped (it can
+    neither open HTML nor split a table cell). Ordinary Japanese names are unchanged."""
+    text = "" if value is None else str(value)
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split()).translate(_MARKUP)
 
 
 @functools.cache
@@ -140,6 +178,7 @@ def template() -> jinja2.Template:
     # One double-quoted YAML scalar per value: front matter survives quotes, colons, '#', '---' and
     # control characters (escaped), and Japanese stays readable.
     env.filters["yaml_str"] = yaml_scalar
+    env.filters["inline"] = inline_text
     return env.get_template(TEMPLATE)
 
 
@@ -270,14 +309,17 @@ def candidate_gates(consented_counts: dict[tuple[str, str], int], api_keys: froz
 
 def _run_reference(database: AutonomathDatabase, window: Window) -> tuple[dict[tuple[str, str], int], frozenset[str]]:
     """Consented events per group, and every api_key in the window, counted afresh from the database."""
-    with database.read_only() as conn:
-        counts = {(p, f): int(n) for p, f, n in conn.execute(
-            "SELECT program_id, prefecture_code, COUNT(*) FROM customer_success_events "
-            "WHERE consent_flag = 1 AND ts >= ? AND ts < ? GROUP BY program_id, prefecture_code",
-            (window.start_iso, window.end_iso))}
-        keys = frozenset(k for (k,) in conn.execute(
-            "SELECT DISTINCT api_key FROM customer_success_events WHERE ts >= ? AND ts < ?",
-            (window.start_iso, window.end_iso)) if k)
+    params = (window.start_iso, window.end_iso)
+    with badrows.checked_connection(database.read_only) as conn:
+        # The same well-formedness rules as the aggregate: the gate compares like with like. Keys
+        # that do not decode cannot reach an output (every output text is valid UTF-8).
+        counts = {(p, f): int(n) for p, f, n in badrows.checked_rows(
+            conn, "SELECT program_id, prefecture_code, COUNT(*) FROM customer_success_events "
+            f"WHERE consent_flag = 1 AND ts >= ? AND ts < ? AND {GOOD_EVENT} GROUP BY program_id, prefecture_code",
+            params, table="customer_success_events")}
+        keys = frozenset(k for (k,) in badrows.checked_rows(
+            conn, "SELECT DISTINCT api_key FROM customer_success_events WHERE ts >= ? AND ts < ?", params,
+            table="customer_success_events") if k)
     return counts, keys
 
 

@@ -14,15 +14,16 @@ import pandas as pd
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
-from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib.payload import dumps_payload
+from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.lib.personal_head import (
     MIN_REQUESTS, TOP_K, baseline_cache, customer_heads, global_head, replay_hit_rate,
 )
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, evidence_json, frame_metadata, gate_results,
-    gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
+    gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings, ProgramSearch
 
@@ -34,12 +35,29 @@ MAX_ROWS_PER_CUSTOMER = TOP_K
 REPLAY_DAYS = 7
 COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
 
-PAID_REQUESTS_SQL = """
-    SELECT q.id, q.ts, k.customer_id, q.query_text
+#: The columns loop C reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
+QUERY_RULES = badrows.TableRules("query_log", "id", (
+    badrows.timestamp("ts"), badrows.text("api_key"), badrows.text("query_text", max_chars=MAX_QUERY_CHARS)))
+KEY_RULES = badrows.TableRules("api_keys", "rowid", (badrows.text("customer_id", required=True),))
+#: The ``api_keys`` row is named by its rowid in reports: a key is a secret, never metadata.
+PAID_REQUESTS_SQL = f"""
+    SELECT q.id, q.ts, k.customer_id, q.query_text, k.rowid AS api_key_rowid
     FROM query_log q JOIN api_keys k ON k.api_key = q.api_key
     WHERE q.ts >= ? AND q.ts < ? AND k.tier = 'paid' AND k.revoked_at IS NULL
+      AND {QUERY_RULES.good("q")} AND {KEY_RULES.good("k")}
     ORDER BY q.id
 """
+SNAPSHOT_COLUMNS = ["id", "ts", "customer_id", "query_text"]
+
+
+def paid_requests(database: AutonomathDatabase, start_iso: str, end_iso: str,
+                  bad: badrows.BadRows | None = None) -> tuple[pd.DataFrame, badrows.BadRows]:
+    """Well-formed requests of paid, non-revoked keys in [start, end); rows whose text does not decode
+    are left out and reported."""
+    frame, bad = badrows.read_checked(database.read_only, PAID_REQUESTS_SQL, (start_iso, end_iso),
+                                      table="query_log", key="id",
+                                      sources={"customer_id": ("api_keys", "api_key_rowid")}, bad=bad)
+    return frame[SNAPSHOT_COLUMNS], bad
 
 
 def per_customer_cap(cap: int) -> Gate:
@@ -73,20 +91,27 @@ class PersonalCandidatesConfig(dg.Config):
 
 def _paid_customers(database: AutonomathDatabase) -> frozenset:
     with database.read_only() as conn:
-        return frozenset(c for (c,) in conn.execute(
-            "SELECT DISTINCT customer_id FROM api_keys WHERE tier = 'paid' AND revoked_at IS NULL"))
+        return frozenset(c for (c,) in badrows.checked_rows(
+            conn, "SELECT DISTINCT customer_id FROM api_keys WHERE tier = 'paid' AND revoked_at IS NULL "
+            f"AND {KEY_RULES.good('api_keys')}", table="api_keys"))
 
 
 @dg.asset(name="personalized_cache_snapshot", deps=["query_log", "api_keys"], kinds={"sqlite", "parquet"}, **COMMON)
 def personalized_cache_snapshot(context: dg.AssetExecutionContext,
                                 autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
-    """Requests of the 30-day window from paid, non-revoked keys, by customer (the key itself is not kept)."""
+    """Requests of the 30-day window from paid, non-revoked keys, by customer (the key itself is not kept).
+    Malformed rows (and keys whose customer id is not text) are skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC)
-    snapshot = autonomath_db.read_frame(PAID_REQUESTS_SQL, (window.start_iso, window.end_iso))
+    snapshot, bad = paid_requests(autonomath_db, window.start_iso, window.end_iso)
+    with autonomath_db.read_only() as conn:
+        bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", (window.start_iso, window.end_iso)))
+        bad.extend(badrows.count_bad(conn, KEY_RULES, "tier = 'paid' AND revoked_at IS NULL"))
+    log_bad_rows(context, bad)
     return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
         snapshot, ["ts", "customer_id", "query_text"],
-        customers_seen=int(snapshot["customer_id"].nunique()) if len(snapshot) else 0, **window.metadata()))
+        customers_seen=int(snapshot["customer_id"].nunique()) if len(snapshot) else 0, **window.metadata(),
+        **bad_rows_metadata(bad)))
 
 
 @dg.asset(name="personalized_cache_heads", deps=["query_log", "api_keys"], kinds={"pandas", "parquet"}, **COMMON)
@@ -105,8 +130,8 @@ def personalized_cache_heads(context: dg.AssetExecutionContext, config: HeadsCon
     customers = sorted(heads["customer_id"].unique()) if len(heads) else []
     replay: dict = {"replay_computable": False}
     if customers:
-        following = autonomath_db.read_frame(
-            PAID_REQUESTS_SQL, (window.end_iso, iso_utc(window.end + dt.timedelta(days=REPLAY_DAYS))))
+        following, _ = paid_requests(autonomath_db, window.end_iso,
+                                     iso_utc(window.end + dt.timedelta(days=REPLAY_DAYS)))
         cached = {c: list(g) for c, g in heads.groupby("customer_id")["query_text"]}
         personal = replay_hit_rate(cached, following, customers)
         baseline = replay_hit_rate(
@@ -141,6 +166,8 @@ def personalized_cache_candidates(context: dg.AssetExecutionContext, config: Per
     distinct = sorted(set(heads["query_text"])) if len(heads) else []
     with program_search.searcher() as searcher:
         payloads = {text: dumps_payload(searcher.payload(text)) for text in distinct}
+        skipped = searcher.skipped_rows
+    log_bad_rows(context, skipped)
     candidates = heads.assign(
         payload_json=[payloads[t] for t in heads["query_text"]],
         computed_at=iso_utc(computed_at),
@@ -162,6 +189,7 @@ def personalized_cache_candidates(context: dg.AssetExecutionContext, config: Per
             payloads_computed=len(payloads),
             payloads_reused=len(candidates) - len(payloads),
             empty_result_payloads=int((candidates["result_count"] == 0).sum()) if len(candidates) else 0,
+            **bad_rows_metadata(skipped),
         ),
         check_results=gate_results("personalized_cache_candidates", run_gates, candidates),
     )

@@ -22,12 +22,12 @@ from pydantic import Field
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
-from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib.shrinkage import fit_shrinkage, holdout_score
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, evidence_json, frame_metadata, gate_results,
-    gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
+    gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
@@ -57,26 +57,67 @@ def partition_ends(context: dg.AssetExecutionContext) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------- assets
 
+#: The columns loop D reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
+PREDICTION_RULES = badrows.TableRules("forecast_predictions", "prediction_id", (
+    badrows.timestamp("predicted_at"), badrows.timestamp("predicted_opens_at"), badrows.text("program_id"),
+    badrows.text("model_version"), badrows.reference("round_id", "am_application_round", "round_id")))
+ROUND_RULES = badrows.TableRules("am_application_round", "round_id", (
+    badrows.timestamp("opens_at"), badrows.number("round_no", integer=True), badrows.text("program_id"),
+    badrows.Rule("resolved_at", "resolved round without an ISO-8601 UTC resolved_at", "timestamp",
+                 f"{{t}}.status != 'resolved' OR ({badrows.timestamp('resolved_at').condition})", table_wide=True)))
+#: A forecast further off than this (days) is a corrupt value, not a forecast error: it would swamp
+#: the pooled variance of every program.
+MAX_ERROR_DAYS = 3650
+ERROR_DAYS_SQL = "(julianday(p.predicted_opens_at) - julianday(r.opens_at))"
+#: Cross-table consistency of a joined (prediction, round) pair: (column, problem, kind, SQL true when good).
+PAIR_RULES = (
+    ("program_id", "program differs from its round's program", "reference", "p.program_id = r.program_id"),
+    ("predicted_opens_at", f"forecast error beyond {MAX_ERROR_DAYS} days", "value",
+     f"abs({ERROR_DAYS_SQL}) <= {MAX_ERROR_DAYS}"),
+)
+GOOD_PAIR = " AND ".join(
+    [PREDICTION_RULES.good("p"), ROUND_RULES.good("r"), *(f"COALESCE(({sql}), 0)" for *_, sql in PAIR_RULES)])
+
+
+def count_bad_forecasts(conn) -> badrows.BadRows:
+    """Malformed predictions and rounds (whole tables: the window is "everything resolved so far")."""
+    bad = badrows.count_bad(conn, PREDICTION_RULES)
+    bad.extend(badrows.count_bad(conn, ROUND_RULES))
+    joined = ("FROM forecast_predictions p JOIN am_application_round r ON r.round_id = p.round_id "
+              f"WHERE {PREDICTION_RULES.good('p')} AND {ROUND_RULES.good('r')}")
+    for column, problem, kind, sql in PAIR_RULES:
+        ids = [i for (i,) in conn.execute(f"SELECT CAST(p.prediction_id AS BLOB) {joined} AND NOT COALESCE(({sql}), 0) "
+                                          "ORDER BY p.rowid")]
+        bad.add("forecast_predictions", column, problem, kind, len(ids), ids[:badrows.EXAMPLES])
+    return bad
+
+
 @dg.asset(name="forecast_accuracy_snapshot", deps=["forecast_predictions", "am_application_round"],
           kinds={"sqlite", "parquet"}, **COMMON)
 def forecast_accuracy_snapshot(context: dg.AssetExecutionContext,
                                autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
     """Every forecast of a round resolved before the partition's end, with its error
-    ``predicted_opens_at − opens_at`` in days (one row per prediction and partition)."""
+    ``predicted_opens_at − opens_at`` in days (one row per prediction and partition). Malformed
+    predictions and rounds are skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC)
     frames = []
+    # Rows whose text does not decode, as the last (widest: windows only grow) partition of the run saw them.
+    undecodable = badrows.BadRows()
     for key, end in partition_ends(context).items():
-        frame = autonomath_db.read_frame(
+        frame, undecodable = badrows.read_checked(
+            autonomath_db.read_only,
             "SELECT ? AS partition_key, p.prediction_id, p.program_id, p.round_id, r.round_no, p.predicted_at, "
-            "p.predicted_opens_at, r.opens_at, r.resolved_at, p.model_version, "
-            "(julianday(p.predicted_opens_at) - julianday(r.opens_at)) AS error_days "
+            f"p.predicted_opens_at, r.opens_at, r.resolved_at, p.model_version, {ERROR_DAYS_SQL} AS error_days "
             "FROM forecast_predictions p JOIN am_application_round r ON r.round_id = p.round_id "
-            "WHERE r.status = 'resolved' AND r.resolved_at < ? AND p.predicted_at < ? "
+            f"WHERE r.status = 'resolved' AND r.resolved_at < ? AND p.predicted_at < ? AND {GOOD_PAIR} "
             "ORDER BY p.prediction_id",
-            (key, end, end),
-        )
+            (key, end, end), table="forecast_predictions", key="prediction_id",
+            sources={c: ("am_application_round", "round_id") for c in ("round_no", "opens_at", "resolved_at")})
         frames.append(frame)
+    with autonomath_db.read_only() as conn:
+        bad = count_bad_forecasts(conn).extend(undecodable)
+    log_bad_rows(context, bad)
     snapshot = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SNAPSHOT_COLUMNS)
     snapshot = snapshot[SNAPSHOT_COLUMNS]
     snapshot["error_days"] = pd.to_numeric(snapshot["error_days"]).round(6)
@@ -84,7 +125,7 @@ def forecast_accuracy_snapshot(context: dg.AssetExecutionContext,
         snapshot, ["partition_key", "program_id", "round_id", "opens_at", "predicted_opens_at", "error_days"],
         window_end_utc=window.end_iso, window="all rounds resolved by the window end",
         programs=int(snapshot["program_id"].nunique()) if len(snapshot) else 0,
-        rounds=int(snapshot["round_id"].nunique()) if len(snapshot) else 0))
+        rounds=int(snapshot["round_id"].nunique()) if len(snapshot) else 0, **bad_rows_metadata(bad)))
 
 
 def _coefficients_finite(frame: pd.DataFrame) -> GateResult:

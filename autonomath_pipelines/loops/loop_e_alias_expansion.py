@@ -14,12 +14,12 @@ from pydantic import Field
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
-from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.langdetect import LANGS, detect_lang
-from autonomath_pipelines.lib.textnorm import normalize_query
+from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_query
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, evidence_json, frame_metadata, gate_results,
-    gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
+    gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
     ClusteringConfig, LowConfidenceSplit, clustering_metadata, cluster_frame, embed_texts, with_vectors,
@@ -48,20 +48,33 @@ class CandidatesConfig(dg.Config):
     weight_similarity: float = 0.3
 
 
+#: The columns loop E reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
+QUERY_RULES = badrows.TableRules("query_log", "id", (
+    badrows.timestamp("ts"), badrows.text("session_id"), badrows.text("query_text", max_chars=MAX_QUERY_CHARS),
+    badrows.text("top1_program_id", nullable=True), badrows.number("confidence", lo=0.0, hi=1.0),
+    badrows.number("result_count", lo=0, integer=True)))
+
+
 @dg.asset(name="alias_expansion_snapshot", deps=["query_log"], kinds={"sqlite", "parquet"}, **COMMON)
 def alias_expansion_snapshot(context: dg.AssetExecutionContext, config: LowConfidenceSplit,
                              autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
-    """Queries of the last 14 days answered with low confidence but pointing to a single program."""
+    """Queries of the last 14 days answered with low confidence but pointing to a single program.
+    Malformed rows are skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC)
-    snapshot = autonomath_db.read_frame(
-        "SELECT ts, session_id, query_text, top1_program_id, confidence, result_count FROM query_log "
+    snapshot, bad = badrows.read_checked(
+        autonomath_db.read_only,
+        "SELECT id, ts, session_id, query_text, top1_program_id, confidence, result_count FROM query_log "
         "WHERE ts >= ? AND ts < ? AND confidence < ? AND top1_program_id IS NOT NULL "
-        "AND result_count BETWEEN 1 AND ? ORDER BY id",
+        f"AND result_count BETWEEN 1 AND ? AND {QUERY_RULES.good('query_log')} ORDER BY id",
         (window.start_iso, window.end_iso, config.low_confidence_below, config.single_program_max_results),
-    )
+        table="query_log", key="id")
+    with autonomath_db.read_only() as conn:
+        bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", (window.start_iso, window.end_iso)))
+    log_bad_rows(context, bad)
     return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
-        snapshot, ["ts", "query_text", "top1_program_id", "confidence"], **window.metadata()))
+        snapshot, ["ts", "query_text", "top1_program_id", "confidence"], **window.metadata(),
+        **bad_rows_metadata(bad)))
 
 
 SURFACE_COLUMNS = ["entity_id", "surface", "lang", "requests", "sessions", "mean_confidence", "raw_forms",
@@ -76,13 +89,17 @@ def alias_expansion_surfaces(context: dg.AssetExecutionContext, autonomath_db: A
     rows = alias_expansion_snapshot.assign(surface=alias_expansion_snapshot["query_text"].astype(str).map(normalize_query))
     rows = rows[rows["surface"] != ""]
     entities = sorted(rows["top1_program_id"].unique()) if len(rows) else []
-    programs, aliases = _entity_reference(autonomath_db, entities)
+    programs, aliases, bad = _entity_reference(autonomath_db, entities)
     known = rows["top1_program_id"].isin(programs.keys())
+    unknown = rows[~known]
+    bad.add("query_log", "top1_program_id", "points to no readable programs row", "reference", len(unknown),
+            unknown["id"].head(badrows.EXAMPLES) if "id" in unknown.columns else ())
+    log_bad_rows(context, bad)
     surfaces = (rows[known].rename(columns={"top1_program_id": "entity_id"})
                 .groupby(["entity_id", "surface"], sort=True)
                 .agg(requests=("ts", "size"), sessions=("session_id", "nunique"),
                      mean_confidence=("confidence", "mean"),
-                     raw_forms=("query_text", lambda forms: sorted(set(forms))[:3]))
+                     raw_forms=("query_text", lambda forms: [clip(f, 200) for f in sorted(set(forms))[:3]]))
                 .reset_index()) if known.any() else pd.DataFrame(columns=SURFACE_COLUMNS)
     existing = {(entity, normalize_query(surface)) for entity, surface in aliases}
     existing |= {(entity, normalize_query(name)) for entity, name in programs.items()}
@@ -96,21 +113,27 @@ def alias_expansion_surfaces(context: dg.AssetExecutionContext, autonomath_db: A
     return dg.MaterializeResult(value=surfaces, metadata=frame_metadata(
         surfaces, ["entity_id", "surface", "lang", "requests"],
         unknown_entity_rows=int((~known).sum()), already_aliased=int((~fresh).sum()),
-        programs_touched=int(surfaces["entity_id"].nunique()) if len(surfaces) else 0))
+        programs_touched=int(surfaces["entity_id"].nunique()) if len(surfaces) else 0, **bad_rows_metadata(bad)))
 
 
-def _entity_reference(database: AutonomathDatabase, entities: list[str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """Names of the programs that exist among ``entities``, and their am_alias surfaces."""
+def _entity_reference(database: AutonomathDatabase, entities: list[str]
+                      ) -> tuple[dict[str, str], list[tuple[str, str]], badrows.BadRows]:
+    """Names of the programs that exist among ``entities``, and their am_alias surfaces. A program
+    whose name (or an alias whose surface) is not readable text is left out and reported."""
     programs: dict[str, str] = {}
     aliases: list[tuple[str, str]] = []
+    bad = badrows.BadRows()
     with database.read_only() as conn:
         for start in range(0, len(entities), 500):
             chunk = entities[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            programs.update(conn.execute(f"SELECT program_id, name FROM programs WHERE program_id IN ({marks})", chunk))
-            aliases += conn.execute(f"SELECT entity_id, surface FROM am_alias WHERE entity_id IN ({marks}) "
-                                    "ORDER BY entity_id, alias_id", chunk).fetchall()
-    return programs, aliases
+            programs.update(badrows.checked_rows(
+                conn, f"SELECT program_id, name FROM programs WHERE program_id IN ({marks})", chunk,
+                table="programs", bad=bad))
+            aliases += [(entity, surface) for _, entity, surface in badrows.checked_rows(
+                conn, f"SELECT alias_id, entity_id, surface FROM am_alias WHERE entity_id IN ({marks}) "
+                "ORDER BY entity_id, alias_id", chunk, table="am_alias", bad=bad)]
+    return programs, aliases, bad
 
 
 @dg.asset(name="alias_expansion_embeddings", kinds={"pytorch", "parquet"}, **COMMON)
@@ -120,7 +143,7 @@ def alias_expansion_embeddings(autonomath_db: AutonomathDatabase, embeddings: Em
     its name and first aliases."""
     surfaces = alias_expansion_surfaces
     vectors, metadata = embed_texts(embeddings, surfaces["surface"].tolist())
-    programs, aliases = _entity_reference(autonomath_db, sorted(surfaces["entity_id"].unique()) if len(surfaces) else [])
+    programs, aliases, _ = _entity_reference(autonomath_db, sorted(surfaces["entity_id"].unique()) if len(surfaces) else [])
     references: dict[str, list[str]] = {entity: [normalize_query(name)] for entity, name in programs.items()}
     for entity, surface in aliases:
         if len(references[entity]) <= REFERENCE_ALIASES_PER_PROGRAM:
@@ -198,7 +221,7 @@ def alias_expansion_candidates(context: dg.AssetExecutionContext, config: Candid
         **provenance(context, SPEC, window, model_name=embeddings.model),
     )
     entities = sorted(candidates["entity_id"].unique()) if len(candidates) else []
-    programs, aliases = _entity_reference(autonomath_db, entities)
+    programs, aliases, _ = _entity_reference(autonomath_db, entities)
     run_gates = candidate_gates(frozenset(programs), frozenset((e, normalize_query(s)) for e, s in aliases))
     return dg.MaterializeResult(
         value=candidates,

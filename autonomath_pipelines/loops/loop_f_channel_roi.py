@@ -13,10 +13,10 @@ import pandas as pd
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
-from autonomath_pipelines.lib import channel_roi
+from autonomath_pipelines.lib import badrows, channel_roi
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, frame_metadata, gate_results, gate_specs, iso_utc,
-    partitions_for, provenance, publish, utc_now, window_for,
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, bad_rows_metadata, frame_metadata, gate_results,
+    gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
@@ -42,15 +42,21 @@ def channel_roi_snapshot(context: dg.AssetExecutionContext,
     """The window's aggregates per raw `utm_source`: sign-ups, paid, charges, refunds, requests (SQL)."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC)
-    snapshot = autonomath_db.read_frame(channel_roi.AGGREGATES_SQL, {"start": window.start_iso, "end": window.end_iso})
-    # Requests from keys no subscriber holds (internal keys, rotated-away keys) have no channel.
-    window_requests = int(autonomath_db.read_frame(
-        "SELECT COUNT(*) AS n FROM query_log WHERE ts >= ? AND ts < ?", (window.start_iso, window.end_iso))["n"].iloc[0])
+    with autonomath_db.read_only() as conn:
+        names, rows, _ = badrows.fetch_checked(conn, channel_roi.AGGREGATES_SQL,
+                                               {"start": window.start_iso, "end": window.end_iso})
+        snapshot = pd.DataFrame(channel_roi.readable_utm(rows, names), columns=names)
+        # Requests from keys no subscriber holds (internal keys, rotated-away keys) have no channel.
+        window_requests = int(conn.execute(
+            f"SELECT COUNT(*) FROM query_log WHERE ts >= ? AND ts < ? AND {channel_roi.REQUEST_RULES.good('query_log')}",
+            (window.start_iso, window.end_iso)).fetchone()[0])
+        bad = channel_roi.bad_input(conn, window.start_iso, window.end_iso)
+    log_bad_rows(context, bad)
     attributed = int(snapshot["requests_28d"].sum()) if len(snapshot) else 0
     return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
         snapshot, ["utm_source", "attributed", "signups_28d", "paid_28d", "revenue_28d_jpy", "requests_28d"],
         raw_groups=len(snapshot), window_requests=window_requests,
-        requests_without_channel=window_requests - attributed, **window.metadata()))
+        requests_without_channel=window_requests - attributed, **window.metadata(), **bad_rows_metadata(bad)))
 
 
 @dg.asset(name="channel_roi_candidates", kinds={"pandas", "parquet"},

@@ -26,10 +26,10 @@ from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.lib import stacktrace as st
 from autonomath_pipelines.lib.files import edited_since_generated, is_safe_file_name, mark_generated
 from autonomath_pipelines.lib.gates import Gate, GateResult
-from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.loops.common import (
-    OWNERS, FilePublishPlan, LoopDefinition, frame_metadata, gate_results, gate_specs, partitions_for,
-    publish_files, window_for,
+    OWNERS, FilePublishPlan, LoopDefinition, bad_rows_metadata, frame_metadata, gate_results, gate_specs,
+    log_bad_rows, partitions_for, publish_files, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
@@ -59,28 +59,49 @@ class CandidatesConfig(dg.Config):
     max_stubs: int = Field(default=20, description=f"At most this many stubs per run (≤ {MAX_STUBS}).")
 
 
+#: The columns loop G reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
+#: Tracebacks may be long (a RecursionError prints thousands of frames) and truncated: the parser
+#: copes with both, so only their type is checked here.
+ERROR_RULES = badrows.TableRules("error_log", "id", (
+    badrows.timestamp("ts"), badrows.text("endpoint"), badrows.text("traceback"),
+    badrows.text("exception_type", nullable=True), badrows.text("message", nullable=True)))
+FEEDBACK_RULES = badrows.TableRules("customer_feedback", "id", (
+    badrows.timestamp("ts"), badrows.text("program_id", required=True), badrows.text("query_text", nullable=True),
+    badrows.text("comment", nullable=True)))
+
+
 # ---------------------------------------------------------------------------------------- assets
 
 @dg.asset(name="invariant_expansion_snapshot", deps=["error_log", "customer_feedback"], kinds={"sqlite", "parquet"},
           **COMMON)
 def invariant_expansion_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
                                  autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
-    """error_log rows of the month, and the wrong-answer reports that name a program."""
+    """error_log rows of the month, and the wrong-answer reports that name a program. Malformed rows
+    are skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC, config.lookback_days)
-    errors = autonomath_db.read_frame(
+    params = (window.start_iso, window.end_iso)
+    errors, bad = badrows.read_checked(
+        autonomath_db.read_only,
         "SELECT 'error_log' AS source, id, ts, endpoint, exception_type, message, traceback, NULL AS program_id, "
-        "NULL AS query_text FROM error_log WHERE ts >= ? AND ts < ? ORDER BY id",
-        (window.start_iso, window.end_iso))
-    feedback = autonomath_db.read_frame(
+        f"NULL AS query_text FROM error_log WHERE ts >= ? AND ts < ? AND {ERROR_RULES.good('error_log')} ORDER BY id",
+        params, table="error_log", key="id")
+    feedback, bad = badrows.read_checked(
+        autonomath_db.read_only,
         "SELECT 'wrong_answer_feedback' AS source, id, ts, NULL AS endpoint, NULL AS exception_type, comment AS message, "
         "NULL AS traceback, program_id, query_text FROM customer_feedback "
-        "WHERE wrong_answer = 1 AND program_id IS NOT NULL AND ts >= ? AND ts < ? ORDER BY id",
-        (window.start_iso, window.end_iso))
+        "WHERE wrong_answer = 1 AND program_id IS NOT NULL AND ts >= ? AND ts < ? "
+        f"AND {FEEDBACK_RULES.good('customer_feedback')} ORDER BY id",
+        params, table="customer_feedback", key="id", bad=bad)
+    with autonomath_db.read_only() as conn:
+        bad.extend(badrows.count_bad(conn, ERROR_RULES, "ts >= ? AND ts < ?", params))
+        bad.extend(badrows.count_bad(conn, FEEDBACK_RULES, "ts >= ? AND ts < ? AND wrong_answer = 1 "
+                                     "AND program_id IS NOT NULL", params))
+    log_bad_rows(context, bad)
     snapshot = pd.concat([errors, feedback], ignore_index=True) if len(feedback) else errors
     return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
         snapshot, ["source", "id", "ts", "endpoint", "exception_type"], **window.metadata(),
-        error_rows=len(errors), wrong_answer_reports=len(feedback)))
+        error_rows=len(errors), wrong_answer_reports=len(feedback), **bad_rows_metadata(bad)))
 
 
 GROUP_COLUMNS = ["mode", "kind", "fingerprint", "exc_type", "count", "first_seen", "last_seen", "endpoints",

@@ -13,13 +13,15 @@ import pandas as pd
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
-from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib.payload import dumps_payload
+from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.lib.zipf import zipf_head
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, check_result, evidence_json, frame_metadata, gate_results,
-    gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, check_result, evidence_json,
+    frame_metadata, gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now,
+    window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings, ProgramSearch
 
@@ -37,6 +39,12 @@ CANDIDATE_GATES = (
 )
 
 
+#: The columns loop H reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
+QUERY_RULES = badrows.TableRules("query_log", "id", (
+    badrows.timestamp("ts"), badrows.text("query_text", max_chars=MAX_QUERY_CHARS),
+    badrows.number("result_count", lo=0, integer=True), badrows.text("tier")))
+
+
 class ZipfHeadConfig(dg.Config):
     head_size: int = MAX_CACHE_ROWS
 
@@ -47,15 +55,20 @@ class CacheCandidatesConfig(dg.Config):
 
 @dg.asset(name="cache_warming_snapshot", deps=["query_log"], kinds={"sqlite", "parquet"}, **COMMON)
 def cache_warming_snapshot(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
-    """The queries the API served during the partition's JST day (rows of `query_log`)."""
+    """The queries the API served during the partition's JST day (rows of `query_log`); malformed rows
+    (timestamp not contract text, query not text or over-long) are skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC)
-    snapshot = autonomath_db.read_frame(
-        "SELECT id, ts, query_text, result_count, tier FROM query_log WHERE ts >= ? AND ts < ? ORDER BY id",
-        (window.start_iso, window.end_iso),
-    )
+    snapshot, bad = badrows.read_checked(
+        autonomath_db.read_only,
+        "SELECT id, ts, query_text, result_count, tier FROM query_log WHERE ts >= ? AND ts < ? "
+        f"AND {QUERY_RULES.good('query_log')} ORDER BY id",
+        (window.start_iso, window.end_iso), table="query_log", key="id")
+    with autonomath_db.read_only() as conn:
+        bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", (window.start_iso, window.end_iso)))
+    log_bad_rows(context, bad)
     return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
-        snapshot, ["ts", "query_text", "result_count", "tier"], **window.metadata()))
+        snapshot, ["ts", "query_text", "result_count", "tier"], **window.metadata(), **bad_rows_metadata(bad)))
 
 
 @dg.asset(name="cache_warming_zipf_head", kinds={"pandas", "parquet"}, **COMMON)
@@ -85,6 +98,8 @@ def cache_warming_candidates(context: dg.AssetExecutionContext, config: CacheCan
     head = cache_warming_zipf_head
     with program_search.searcher() as searcher:
         payloads = [dumps_payload(searcher.payload(text)) for text in head["query_text"]]
+        skipped = searcher.skipped_rows
+    log_bad_rows(context, skipped)
     candidates = head.assign(
         payload_json=payloads,
         result_count=[json.loads(p)["result_count"] for p in payloads],
@@ -100,6 +115,7 @@ def cache_warming_candidates(context: dg.AssetExecutionContext, config: CacheCan
             candidates, ["rank", "query_text", "requests", "result_count"],
             candidates_proposed=len(candidates),
             empty_result_payloads=int((candidates["result_count"] == 0).sum()) if len(candidates) else 0,
+            **bad_rows_metadata(skipped),
         ),
         check_results=gate_results("cache_warming_candidates", CANDIDATE_GATES, candidates),
     )

@@ -22,15 +22,16 @@ from pydantic import Field
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
-from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.freshness import (
     DEFAULT_TIER_WEIGHTS, DEFAULT_TOP_N, INCONCLUSIVE_STATUSES, SIGNAL_CLASSES, TERMS,
     FreshnessWeights, fetched_at_digest, rank_top, score_programs,
 )
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, check_result, evidence_json, frame_metadata, gate_results,
-    gate_specs, iso_utc, partitions_for, provenance, publish, utc_now, window_for,
+    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, check_result, evidence_json,
+    frame_metadata, gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now,
+    window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
@@ -42,7 +43,19 @@ MAX_QUEUE_ROWS = 500
 
 SNAPSHOT_COLUMNS = ["program_id", "source_url", "tier", "source_fetched_at", "signal_observed_at", "signal_status",
                     "signal_last_modified"]
-PROGRAMS_DIGEST_SQL = "SELECT program_id, source_fetched_at FROM programs"
+#: The columns loop I reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
+#: A program whose source_fetched_at is not contract text has no measurable staleness: it is left out
+#: (named in the snapshot's bad_rows) rather than guessed at.
+PROGRAM_RULES = badrows.TableRules("programs", "program_id", (
+    badrows.text("program_id", required=True), badrows.text("source_url", required=True),
+    badrows.timestamp("source_fetched_at")))
+#: A signal with a malformed timestamp, status or Last-Modified is not evidence: the latest
+#: well-formed conclusive signal of the URL is used instead.
+SIGNAL_RULES = badrows.TableRules("source_change_signals", "id", (
+    badrows.timestamp("observed_at"), badrows.text("source_url"),
+    badrows.number("http_status", lo=100, hi=599, integer=True), badrows.timestamp("last_modified", nullable=True)))
+PROGRAMS_SQL = ("SELECT program_id, source_url, tier, source_fetched_at FROM programs "
+                f"WHERE {PROGRAM_RULES.good('programs')} ORDER BY program_id")
 
 
 class FreshnessConfig(dg.Config):
@@ -61,10 +74,17 @@ class FreshnessConfig(dg.Config):
                                 gone_points=self.gone_points)
 
 
+def read_programs(database: AutonomathDatabase, bad: badrows.BadRows | None = None) -> pd.DataFrame:
+    """The well-formed programs rows loop I scores (text that does not decode: left out, reported in ``bad``)."""
+    frame, _ = badrows.read_checked(database.read_only, PROGRAMS_SQL, table="programs", key="program_id", bad=bad)
+    return frame
+
+
 def programs_digest(database: AutonomathDatabase) -> str:
-    """Digest of `programs`' (program_id, source_fetched_at) as the database holds them now."""
-    with database.read_only() as conn:
-        return fetched_at_digest(conn.execute(PROGRAMS_DIGEST_SQL))
+    """Digest of `programs`' (program_id, source_fetched_at) as the database holds them now, over the
+    rows the loop reads (the well-formed ones; the snapshot's digest covers the same set)."""
+    programs = read_programs(database)
+    return fetched_at_digest(zip(programs["program_id"], programs["source_fetched_at"]))
 
 
 # ---------------------------------------------------------------------------------------- assets
@@ -73,28 +93,37 @@ def programs_digest(database: AutonomathDatabase) -> str:
           **COMMON)
 def doc_freshness_snapshot(context: dg.AssetExecutionContext,
                            autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
-    """Every program's source page with the latest conclusive liveness signal observed before the partition end."""
+    """Every program's source page with the latest conclusive liveness signal observed before the
+    partition end. Malformed programs and signals are skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC)
     inconclusive = ", ".join(str(s) for s in INCONCLUSIVE_STATUSES)
-    snapshot = autonomath_db.read_frame(
+    bad = badrows.BadRows()
+    programs = read_programs(autonomath_db, bad)
+    signals, bad = badrows.read_checked(
+        autonomath_db.read_only,
         "WITH latest AS ("
-        "  SELECT source_url, observed_at, http_status, last_modified, "
+        "  SELECT id, source_url, observed_at, http_status, last_modified, "
         "         ROW_NUMBER() OVER (PARTITION BY source_url ORDER BY observed_at DESC, id DESC) AS rn "
         "  FROM source_change_signals "
         f" WHERE observed_at < :end AND http_status < 500 AND http_status NOT IN ({inconclusive}) "
+        f"   AND {SIGNAL_RULES.good('source_change_signals')} "
         "    AND source_url IN (SELECT source_url FROM programs)) "
-        "SELECT p.program_id, p.source_url, p.tier, p.source_fetched_at, l.observed_at AS signal_observed_at, "
-        "       l.http_status AS signal_status, l.last_modified AS signal_last_modified "
-        "FROM programs p LEFT JOIN latest l ON l.source_url = p.source_url AND l.rn = 1 "
-        "ORDER BY p.program_id",
-        {"end": window.end_iso},
-    )
+        "SELECT id AS signal_id, source_url, observed_at AS signal_observed_at, http_status AS signal_status, "
+        "       last_modified AS signal_last_modified FROM latest WHERE rn = 1",
+        {"end": window.end_iso}, table="source_change_signals", key="signal_id", bad=bad)
+    with autonomath_db.read_only() as conn:
+        bad.extend(badrows.count_bad(conn, PROGRAM_RULES))
+        bad.extend(badrows.count_bad(conn, SIGNAL_RULES, "observed_at < ?", (window.end_iso,)))
+    log_bad_rows(context, bad)
+    snapshot = programs.merge(signals.drop(columns=["signal_id"]), on="source_url", how="left")
     digest = fetched_at_digest(zip(snapshot["program_id"], snapshot["source_fetched_at"]))
     scanned = int(snapshot["signal_status"].notna().sum()) if len(snapshot) else 0
     return dg.MaterializeResult(value=snapshot[SNAPSHOT_COLUMNS], metadata=frame_metadata(
         snapshot, SNAPSHOT_COLUMNS, **window.metadata(), as_of_utc=window.end_iso, programs=len(snapshot),
-        programs_with_signal=scanned, source_fetched_at_sha256=digest))
+        programs_with_signal=scanned, source_fetched_at_sha256=digest,
+        programs_sharing_a_url=int(snapshot["source_url"].duplicated(keep=False).sum()) if len(snapshot) else 0,
+        **bad_rows_metadata(bad)))
 
 
 def _no_duplicate_urls(frame: pd.DataFrame) -> GateResult:

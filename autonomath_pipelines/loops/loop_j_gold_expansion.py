@@ -17,10 +17,12 @@ from pydantic import Field
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.lib import badrows
 from autonomath_pipelines.lib import gold as goldlib
+from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.loops.common import (
-    OWNERS, FilePublishPlan, LoopDefinition, frame_metadata, gate_results, gate_specs, partitions_for, provenance,
-    publish_files, window_for,
+    OWNERS, FilePublishPlan, LoopDefinition, bad_rows_metadata, frame_metadata, gate_results, gate_specs,
+    log_bad_rows, partitions_for, provenance, publish_files, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
@@ -31,6 +33,10 @@ GOLD_PATH = "evals/gold.yaml"
 CANDIDATES_FOLDER = "evals/_candidates"
 MAX_CANDIDATES = 5000
 SNAPSHOT_COLUMNS = ["session_id", "query_text", "top1_program_id", "confidence"]
+#: The columns loop J reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
+QUERY_RULES = badrows.TableRules("query_log", "id", (
+    badrows.timestamp("ts"), badrows.text("session_id"), badrows.text("query_text", max_chars=MAX_QUERY_CHARS),
+    badrows.text("top1_program_id", nullable=True), badrows.number("confidence", lo=0.0, hi=1.0)))
 
 
 class SnapshotConfig(dg.Config):
@@ -73,15 +79,23 @@ def render_candidates(candidates: pd.DataFrame) -> str:
 @dg.asset(name="gold_expansion_snapshot", deps=["query_log"], kinds={"sqlite", "parquet"}, **COMMON)
 def gold_expansion_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
                             autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
-    """High-confidence query_log rows of the 30 days ending at the partition end."""
+    """High-confidence query_log rows of the 30 days ending at the partition end; malformed rows (a
+    confidence that is not a number in [0, 1], a timestamp not contract text, …) skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC)
-    snapshot = autonomath_db.read_frame(
-        f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM query_log WHERE ts >= ? AND ts < ? AND confidence >= ? ORDER BY id",
-        (window.start_iso, window.end_iso, config.min_confidence))
+    params = (window.start_iso, window.end_iso)
+    snapshot, bad = badrows.read_checked(
+        autonomath_db.read_only,
+        f"SELECT id, {', '.join(SNAPSHOT_COLUMNS)} FROM query_log WHERE ts >= ? AND ts < ? AND confidence >= ? "
+        f"AND {QUERY_RULES.good('query_log')} ORDER BY id",
+        (*params, config.min_confidence), table="query_log", key="id")
+    with autonomath_db.read_only() as conn:
+        bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", params))
+    log_bad_rows(context, bad)
+    snapshot = snapshot[SNAPSHOT_COLUMNS]
     return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
         snapshot, SNAPSHOT_COLUMNS, **window.metadata(), param_min_confidence=float(config.min_confidence),
-        distinct_texts=int(snapshot["query_text"].nunique()) if len(snapshot) else 0))
+        distinct_texts=int(snapshot["query_text"].nunique()) if len(snapshot) else 0, **bad_rows_metadata(bad)))
 
 
 @dg.asset(name="gold_expansion_candidates", kinds={"pandas", "parquet"},
@@ -113,7 +127,8 @@ def gold_expansion_candidates(context: dg.AssetExecutionContext, config: Candida
                             code_version=CODE_VERSION, window_start_utc=window.start_iso,
                             window_end_utc=window.end_iso, gold_path=config.gold_path)
     with autonomath_db.read_only() as conn:  # programs re-read at run time, not from the snapshot
-        programs = frozenset(p for (p,) in conn.execute("SELECT program_id FROM programs"))
+        programs = frozenset(p for (p,) in badrows.checked_rows(conn, "SELECT program_id FROM programs",
+                                                                table="programs"))
     rendered = render_candidates(candidates)
     run_gates = goldlib.candidate_gates(rendered, gold_queries, programs)
     return dg.MaterializeResult(

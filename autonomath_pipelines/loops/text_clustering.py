@@ -37,12 +37,21 @@ class ClusteringConfig(dg.Config):
         return {"param_eps": float(self.eps), "param_min_samples": int(self.min_samples)}
 
 
+#: Characters of a text that reach the encoder. Query texts over ``MAX_QUERY_CHARS`` are skipped as
+#: malformed before this point; the cap guards everything else (production guard patterns, aliases):
+#: one 100 kB text costs the encoder seconds, and its first thousand characters carry its meaning.
+MAX_EMBED_CHARS = 1000
+
+
 def embed_texts(embeddings: EmbeddingModel, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, Any]]:
-    """Vectors for ``texts`` through the shared cache, and the metadata every embedding asset reports."""
-    batch = embeddings.embed(list(texts))
+    """Vectors for ``texts`` (each cut to ``MAX_EMBED_CHARS``) through the shared cache, and the
+    metadata every embedding asset reports."""
+    capped = [t[:MAX_EMBED_CHARS] for t in texts]
+    batch = embeddings.embed(capped)
     return batch.vectors, {
         "embedding_model": embeddings.model,
         "texts": len(texts),
+        "texts_capped": sum(len(t) > MAX_EMBED_CHARS for t in texts),
         "texts_embedded": batch.cache_misses,
         "cache_hits": batch.cache_hits,
         "cache_hit_rate": float(batch.hit_rate),

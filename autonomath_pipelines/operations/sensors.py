@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import dagster as dg
 
 from autonomath_pipelines.catalog import PARTITIONS_START
+from autonomath_pipelines.lib.badrows import ISO_UTC_GLOB
 from autonomath_pipelines.lib.triggers import (
     BurstState, burst_decision, burst_settings, months_to_request, parse_id_cursor, parse_utc, reports_from_rows,
 )
@@ -133,7 +134,9 @@ def build_wrong_answer_burst_sensor(loop: LoopDefinition, *, threshold: int | No
                 (newest,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM customer_feedback").fetchone()
                 return dg.SensorResult(skip_reason=f"first evaluation: watching feedback after id {newest} "
                                        "(earlier reports are not replayed)", cursor=BurstState(newest).to_cursor())
-            rows = conn.execute("SELECT id, ts FROM customer_feedback WHERE wrong_answer = 1 AND id > ? "
+            # A malformed ts (not contract text, or not even UTF-8) is read as NULL: counted as undated.
+            rows = conn.execute(f"SELECT id, CASE WHEN ts GLOB '{ISO_UTC_GLOB}' THEN ts END FROM customer_feedback "
+                                "WHERE wrong_answer = 1 AND id > ? "
                                 "ORDER BY id LIMIT ?", (state.last_id, MAX_REPORTS_PER_EVALUATION)).fetchall()
         now = clock()
         decision = burst_decision(reports_from_rows(rows), state, now, settings)
@@ -176,7 +179,9 @@ def build_month_complete_sensor(loops: Sequence[LoopDefinition], clock: Clock = 
         except ValueError:
             return dg.SkipReason(f"cursor {context.cursor!r} is not a month (YYYY-MM-01); reset the sensor's cursor")
         with autonomath_db.read_only() as conn:
-            (newest,) = conn.execute("SELECT MAX(ts) FROM query_log").fetchone()
+            # Only contract timestamps: 'yesterday' or '2026/11/20' sort after every ISO date and would
+            # stall the sensor on one malformed row (lib/badrows.py).
+            (newest,) = conn.execute(f"SELECT MAX(ts) FROM query_log WHERE ts GLOB '{ISO_UTC_GLOB}'").fetchone()
         try:
             latest = parse_utc(newest) if newest is not None else None
         except ValueError:
