@@ -79,6 +79,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         run_clustering_benchmark(out_dir=args.out, say=_say)
         return EXIT_OK
+    if args.target == "scaling":
+        from autonomath_pipelines.bench_scaling import LOOPS as SCALING_LOOPS
+        from autonomath_pipelines.bench_scaling import run_scaling_benchmark
+        from autonomath_pipelines.orchestrator import UsageError
+
+        try:
+            sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+            loops = [loop_letter(x) for x in args.only] if args.only else list(SCALING_LOOPS)
+            result = run_scaling_benchmark(sizes, loops, args.out, say=_say, rebuild=args.rebuild)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return EXIT_OK if all(r["success"] for r in result["results"]) else EXIT_LOOP_FAILED
     from autonomath_pipelines.bench import run_benchmark
 
     if args.target == "loops":
@@ -90,11 +102,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
             _say(f"building the {args.scale} world at {args.db} first ...")
             build_world(args.db, scale=args.scale, seed=args.seed, progress=_progress_bar)
-        result = run_loops_benchmark(args.db, args.only or ["A", "E"], args.out, say=_say)
-        return EXIT_OK if all(r["status"] == "succeeded" for r in result["rows"]) else EXIT_LOOP_FAILED
+        only = [loop_letter(x) for x in args.only] if args.only else None    # default: all ten
+        result = run_loops_benchmark(args.db, only, args.out, say=_say, repeats=max(3, args.repeats))
+        return EXIT_OK if all(r["status"] == "succeeded" for r in result["loops"]) else EXIT_LOOP_FAILED
     return run_benchmark(db_path=args.db, scale=args.scale, seed=args.seed, queries=args.queries,
                          repeats=args.repeats, out_dir=args.out, rebuild=args.rebuild, say=_say,
                          progress=_progress_bar)
+
+
+def loop_letter(loop_id: str) -> str:
+    """The catalog letter of a loop id or letter; an unknown one is a usage error (exit 2)."""
+    from autonomath_pipelines.catalog import loop_spec
+    from autonomath_pipelines.orchestrator import UsageError
+
+    try:
+        return loop_spec(loop_id).letter
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from autonomath_pipelines.evals_loop_quality import run_from_args
+
+    if args.only:
+        args.only = [loop_letter(x) for x in args.only]
+    return run_from_args(args, say=_say)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -218,18 +250,30 @@ def build_parser() -> argparse.ArgumentParser:
     loops.set_defaults(func=cmd_loops)
 
     bench = sub.add_parser("bench", help="benchmarks on a production-scale world (figures + PNG, never a test)")
-    bench.add_argument("target", nargs="?", choices=["loop-h", "loops", "clustering"], default="loop-h",
-                       help="loop-h: loop H cost and cache-hit vs cold FTS5 latency; loops: cold/warm cost of "
-                            "--only loops (default A and E); clustering: DBSCAN core at 10k/100k vectors")
-    bench.add_argument("--only", action="append", metavar="LOOP_ID", help="with 'loops': which loops (repeatable)")
+    bench.add_argument("target", nargs="?", choices=["loop-h", "loops", "scaling", "clustering"], default="loop-h",
+                       help="loop-h: loop H cost and cache-hit vs cold FTS5 latency; loops: cold/warm cost, CPU, "
+                            "wall and peak memory of every loop (or --only) in fresh processes, per month vs target; "
+                            "scaling: loops A and E at --sizes window rows; clustering: DBSCAN core at 10k/100k vectors")
+    bench.add_argument("--only", action="append", metavar="LOOP_ID",
+                       help="with 'loops' / 'scaling': which loops (repeatable; default all ten / A and E)")
+    bench.add_argument("--sizes", default="10000,100000,1000000",
+                       help="with 'scaling': query_log rows in the window, comma-separated")
     bench.add_argument("--db", default="data/bench/autonomath-production.db")
     bench.add_argument("--scale", choices=["small", "medium", "production"], default="production")
     bench.add_argument("--seed", type=int, default=7)
     bench.add_argument("--queries", type=int, default=2000, help="head queries timed (>= 2000 for the issue's figure)")
-    bench.add_argument("--repeats", type=int, default=3, help="loop H runs (the median is reported)")
+    bench.add_argument("--repeats", type=int, default=3, help="loop H runs / warm runs per loop with 'loops' "
+                       "(at least 3; the median is reported)")
     bench.add_argument("--out", default="reports/bench", help="folder for the figures (JSON, PNG)")
     bench.add_argument("--rebuild", action="store_true", help="rebuild the world even if the file exists")
     bench.set_defaults(func=cmd_bench)
+
+    evaluate = sub.add_parser("eval", help="run every loop on the demo world (dry run) and score it against the "
+                              "planted truth: Markdown table + JSON + PNG")
+    from autonomath_pipelines.evals_loop_quality import add_arguments as eval_arguments
+
+    eval_arguments(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
 
     _review_parser(sub)
 

@@ -1,0 +1,66 @@
+"""The loop cost benchmark: fresh processes, cold and warm, monthly totals at the catalog cadences."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from autonomath_pipelines.bench_loops import (
+    JSON_NAME,
+    MD_NAME,
+    PNG_NAME,
+    _peak_rss_mb,
+    _rss_mb,
+    bench_partition,
+    run_loops_benchmark,
+    runs_per_month,
+    world_as_of,
+)
+from autonomath_pipelines.catalog import LOOPS, loop_spec
+from autonomath_pipelines_tests.conftest import AS_OF
+
+
+def test_runs_per_month_and_the_ceilings_budget():
+    assert {s.letter: runs_per_month(s) for s in LOOPS if s.letter in "ABH"} == {"A": 4.35, "B": 1.0, "H": 30.0}
+    budget_min = sum(s.cost_ceiling_cpu_min * runs_per_month(s) for s in LOOPS)
+    assert budget_min == pytest.approx(413.05)                # the seed's ~6-7 CPU-hours a month
+
+
+def test_partition_is_the_one_the_schedule_runs_when_the_logs_end(small_world_pristine):
+    end = world_as_of(str(small_world_pristine))
+    assert end == dt.datetime(AS_OF.year, AS_OF.month, AS_OF.day, tzinfo=ZoneInfo("Asia/Tokyo"))
+    assert bench_partition(loop_spec("H"), end) == "2026-11-20"
+    assert bench_partition(loop_spec("A"), end) == "2026-11-08"    # 2026-11-21 is a Saturday
+    assert bench_partition(loop_spec("J"), end) == "2026-10-01"
+    assert bench_partition(loop_spec("H"), None) is None             # no truth: the orchestrator's default
+
+
+def test_peak_rss_is_this_process():
+    assert _peak_rss_mb() >= _rss_mb() > 10
+
+
+def test_cold_and_warm_runs_in_fresh_processes(small_world_pristine, tmp_path):
+    lines: list[str] = []
+    result = run_loops_benchmark(str(small_world_pristine), ["F"], str(tmp_path), say=lines.append, repeats=1)
+    [row] = result["loops"]
+    assert row["status"] == "succeeded" and row["partition_key"] == "2026-11-08"
+    assert [r["phase"] for r in row["runs"]] == ["cold", "warm"]
+    for run in row["runs"]:
+        assert 0 < run["run_cpu_s"] < run["process_cpu_s"]          # imports are outside the run, inside the process
+        assert run["peak_rss_mb"] >= run["base_rss_mb"] > 50
+    assert row["monthly_cpu_s_warm"] == pytest.approx(row["warm_median"]["run_cpu_s"] * 4.35, abs=0.01)
+    assert result["monthly_totals"]["monthly_cpu_min_warm"] == pytest.approx(row["monthly_cpu_s_warm"] / 60, abs=1e-3)
+    assert result["monthly_target_met_warm"] is True
+    saved = json.loads((tmp_path / JSON_NAME).read_text())
+    assert saved["loops"][0]["loop_id"] == "loop_f_channel_roi"
+    assert "| F | weekly | 2026-11-08 |" in (tmp_path / MD_NAME).read_text()
+    assert (tmp_path / PNG_NAME).stat().st_size > 10_000
+    assert any("CPU-min warm" in line for line in lines)
+
+
+def test_repeats_must_be_positive(small_world_pristine, tmp_path):
+    with pytest.raises(ValueError, match="repeats"):
+        run_loops_benchmark(str(small_world_pristine), ["F"], str(tmp_path), repeats=0)
