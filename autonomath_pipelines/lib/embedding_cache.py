@@ -3,11 +3,16 @@
 Shared by every loop, partition and run, so a text is embedded once. SQLite in WAL mode with a
 busy timeout, so two runs writing at once both succeed (``INSERT OR IGNORE``: the same key always
 maps to the same vector, so whichever write lands first is correct).
+
+Two processes opening a *fresh* cache at once both try to switch it to WAL. SQLite answers one of
+them SQLITE_BUSY at once, without calling the busy handler (waiting could deadlock), so setting the
+cache up is retried with backoff until the other side has finished.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,6 +22,7 @@ import numpy as np
 from autonomath_pipelines.sqlite import sqlite3
 
 _CHUNK = 500  # SQLite host-parameter limit is 32766; stay far below it
+_SETUP_ATTEMPTS = 12  # backoff 10 ms doubling, capped at 1 s: about 7 s in all
 
 
 def text_key(model_key: str, text: str) -> str:
@@ -40,11 +46,30 @@ class EmbeddingCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
-            "dim INTEGER NOT NULL, vector BLOB NOT NULL)"
-        )
+        try:
+            self._set_up()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _set_up(self) -> None:
+        for attempt in range(_SETUP_ATTEMPTS):
+            try:
+                if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
+                    "dim INTEGER NOT NULL, vector BLOB NOT NULL)"
+                )
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if attempt + 1 == _SETUP_ATTEMPTS:
+                    raise sqlite3.OperationalError(
+                        f"embedding cache {self.path} stayed locked while setting it up "
+                        f"({_SETUP_ATTEMPTS} attempts): {exc}") from None
+                time.sleep(min(1.0, 0.01 * 2 ** attempt))
 
     def close(self) -> None:
         self._conn.close()

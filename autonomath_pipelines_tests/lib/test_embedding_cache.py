@@ -1,3 +1,4 @@
+import multiprocessing
 import threading
 
 import numpy as np
@@ -69,3 +70,32 @@ def test_two_concurrent_writers_both_succeed(tmp_path):
         t.join()
     assert errors == []
     assert EmbeddingCache(path).embed("m", texts, CountingEncoder()).cache_misses == 0
+
+
+
+def _open_fresh_cache_and_embed(path, barrier, results):
+    try:
+        barrier.wait()
+        cache = EmbeddingCache(path)
+        cache.embed("m", ["shared text"], CountingEncoder())
+        cache.close()
+        results.put(None)
+    except Exception as exc:  # noqa: BLE001
+        results.put(repr(exc))
+
+
+def test_runs_opening_one_fresh_cache_at_once_all_get_it(tmp_path):
+    # Switching a fresh cache to WAL is answered SQLITE_BUSY without waiting while another process
+    # does the same (before the fix about one round in four failed here); every run must get the cache.
+    context = multiprocessing.get_context("fork")
+    for round_ in range(25):
+        barrier, results = context.Barrier(4), context.Queue()
+        processes = [context.Process(target=_open_fresh_cache_and_embed,
+                                     args=(tmp_path / f"fresh-{round_}.sqlite", barrier, results))
+                     for _ in range(4)]
+        for process in processes:
+            process.start()
+        errors = [error for error in (results.get(timeout=60) for _ in processes) if error]
+        for process in processes:
+            process.join()
+        assert errors == [], f"round {round_}: {errors}"
