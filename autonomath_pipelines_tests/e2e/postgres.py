@@ -14,13 +14,13 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autonomath_pipelines_tests.e2e.processes import free_port
 from autonomath_pipelines_tests.system import ensure_debian_packages
 
 PG_ROOT = Path("/usr/lib/postgresql")
@@ -60,12 +60,6 @@ def postgres_bindir() -> Path:
     bindir = PG_ROOT / version / "bin"
     ensure_debian_packages(["postgresql"], provides=[str(bindir / name) for name in SERVER_BINARIES])
     return bindir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -5,61 +5,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from autonomath_pipelines_tests.conftest import LAST_DAY
+from autonomath_pipelines_tests.e2e.processes import BIN, REPO, free_port, start, stop, wait_until
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).parents[2]
-BIN = REPO / ".venv" / "bin"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def _wait(condition, timeout: float, what: str, logs: list[Path]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(1)
-    tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists())
-    raise TimeoutError(f"{what} within {timeout:.0f} s\n{tails}")
 
 
 def test_a_run_launched_through_the_webserver_executes_on_the_code_server(small_world, tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    code_port, web_port = _free_port(), _free_port()
+    code_port, web_port = free_port(), free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "AUTONOMATH_DB": str(small_world),
            "AUTONOMATH_STORAGE": str(tmp_path / "storage"), "AUTONOMATH_REPORTS_DIR": str(tmp_path / "reports"),
            "AUTONOMATH_REPO_ROOT": str(tmp_path / "repo"), "AUTONOMATH_EMBEDDING_CACHE": str(tmp_path / "cache.sqlite"),
@@ -71,23 +32,23 @@ def test_a_run_launched_through_the_webserver_executes_on_the_code_server(small_
                    capture_output=True, timeout=120)
     workspace = str(REPO / "docs" / "deployment" / "workspace.code-server.yaml")
     logs = [tmp_path / "code_server.log", tmp_path / "webserver.log", tmp_path / "daemon.log"]
-    processes = [_start([str(BIN / "dagster"), "code-server", "start", "-m", "autonomath_pipelines.definitions",
+    processes = [start([str(BIN / "dagster"), "code-server", "start", "-m", "autonomath_pipelines.definitions",
                          "-h", "127.0.0.1", "-p", str(code_port)], env, logs[0])]
     try:
         client = DagsterGraphQLClient("127.0.0.1", port_number=web_port)
-        processes.append(_start([str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1",
+        processes.append(start([str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1",
                                  "-p", str(web_port)], env, logs[1]))
-        processes.append(_start([str(BIN / "dagster-daemon"), "run", "-w", workspace], env, logs[2]))
-        _wait(lambda: client._execute("{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }")
+        processes.append(start([str(BIN / "dagster-daemon"), "run", "-w", workspace], env, logs[2]))
+        wait_until(lambda: client._execute("{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }")
               ["repositoriesOrError"]["nodes"], 180, "the webserver did not load the code location from the code server",
               logs)
         run_id = client.submit_job_execution("loop_h_cache_warming_job", tags={"dagster/partition": LAST_DAY})
-        _wait(lambda: client.get_run_status(run_id).value in ("SUCCESS", "FAILURE", "CANCELED"), 300,
+        wait_until(lambda: client.get_run_status(run_id).value in ("SUCCESS", "FAILURE", "CANCELED"), 300,
               "the run did not finish", logs)
         assert client.get_run_status(run_id).value == "SUCCESS", logs[2].read_text(errors="replace")[-3000:]
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop(process)
     from autonomath_pipelines.sqlite import sqlite3
 
     conn = sqlite3.connect(str(small_world))

@@ -11,10 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,11 +18,10 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from autonomath_pipelines_tests.e2e.processes import BIN, REPO, free_port, start, stop, wait_until
 from autonomath_pipelines_tests.system import ensure_debian_packages
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).parents[2]
-BIN = REPO / ".venv" / "bin"
 SHOTS = REPO / "reports" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,27 +29,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 TODAY_JST = dt.datetime.now(ZoneInfo("Asia/Tokyo")).date()
 LATEST_DAY = (TODAY_JST - dt.timedelta(days=1)).isoformat()     # loop H's latest complete partition
 MONTHS = ["2026-09-01", "2026-10-01"]                            # loop D backfill
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(condition, timeout: float, what: str, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - not there yet
-            last = exc
-        time.sleep(1)
-    tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
-    raise TimeoutError(f"{what} within {timeout:.0f} s (last error: {last})\n{tail}")
 
 
 class LiveDagster:
@@ -69,8 +43,8 @@ class LiveDagster:
         return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
 
     def wait_run(self, run_id: str, timeout: float = 300) -> str:
-        status = _wait(lambda: (s := self.client.get_run_status(run_id).value) in ("SUCCESS", "FAILURE", "CANCELED")
-                       and s, timeout, f"run {run_id} to finish", self.log)
+        status = wait_until(lambda: (s := self.client.get_run_status(run_id).value) in ("SUCCESS", "FAILURE", "CANCELED")
+                       and s, timeout, f"run {run_id} to finish", [self.log])
         return status
 
 
@@ -84,27 +58,21 @@ def live(tmp_path_factory):
     home = root / "dagster_home"
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    port, log = _free_port(), root / "dagster_dev.log"
+    port, log = free_port(), root / "dagster_dev.log"
     env = {**os.environ, "DAGSTER_HOME": str(home), "AUTONOMATH_DB": str(db),
            "AUTONOMATH_STORAGE": str(root / "storage"), "AUTONOMATH_REPORTS_DIR": str(root / "reports"),
            "AUTONOMATH_REPO_ROOT": str(root / "repo"), "AUTONOMATH_EMBEDDING_CACHE": str(root / "cache.sqlite")}
     env.pop("AUTONOMATH_EXECUTE_LOOPS", None)  # dry run: the UI shows checks and metadata without writing
-    process = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                               cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    process = start([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], env,
+                    log)
     server = LiveDagster(home, port, log, db)
     try:
-        _wait(lambda: server.client._execute(
+        wait_until(lambda: server.client._execute(
             "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }")["repositoriesOrError"]["nodes"],
-              180, "dagster dev did not serve the code location", log)
+              180, "dagster dev did not serve the code location", [log])
         yield server
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop(process, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +119,8 @@ def test_materialize_loop_h_latest_partition_from_the_ui(live, page):
     dialog.get_by_role("button", name="Launch 1 run").click()
 
     with live.instance() as instance:
-        run = _wait(lambda: _latest_run(instance, tags={"dagster/partition": LATEST_DAY}), 60,
-                    "the UI's run to appear", live.log)
+        run = wait_until(lambda: _latest_run(instance, tags={"dagster/partition": LATEST_DAY}), 60,
+                    "the UI's run to appear", [live.log])
     assert live.wait_run(run.run_id) == "SUCCESS", live.log.read_text(errors="replace")[-3000:]
     page.goto(f"{live.url}/runs/{run.run_id}")
     page.get_by_text("Success", exact=False).first.wait_for()
@@ -161,7 +129,7 @@ def test_materialize_loop_h_latest_partition_from_the_ui(live, page):
     page.goto(f"{live.url}/assets/cache_warming_candidates?view=checks")
     for check in ("rows_within_cap", "payloads_valid", "ttl_in_future", "cache_keys_sound"):
         page.get_by_text(check).first.wait_for()
-    _wait(lambda: page.get_by_text("Succeeded").count() >= 4, 60, "four passed checks in the UI")
+    wait_until(lambda: page.get_by_text("Succeeded").count() >= 4, 60, "four passed checks in the UI")
     _shot(page, "05_checks_passed")
     page.goto(f"{live.url}/assets/cache_warming_zipf_head")
     page.get_by_text("zipf_exponent").first.wait_for()
@@ -194,7 +162,7 @@ def test_backfill_two_months_of_loop_d_from_the_ui(live, page):
             backfills = instance.get_backfills(limit=1)
             return backfills and backfills[0].status.value in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED",
                                                                "COMPLETED_FAILED", "CANCELED") and backfills[0]
-    backfill = _wait(finished, 420, "the backfill to finish", live.log)
+    backfill = wait_until(finished, 420, "the backfill to finish", [live.log])
     with live.instance() as instance:
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
         materialized = instance.get_materialized_partitions(dg.AssetKey("forecast_calibration_published"))

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -21,9 +19,8 @@ import yaml
 from autonomath_pipelines.runs import CPU_SECONDS_TAG
 from autonomath_pipelines_tests.conftest import LAST_DAY, LAST_FULL_WEEK
 from autonomath_pipelines_tests.e2e.postgres import Database, PostgresServer, discard, start_postgres_server
+from autonomath_pipelines_tests.e2e.processes import BIN, REPO, free_port, start, stop, wait_until
 
-REPO = Path(__file__).parents[2]
-BIN = REPO / ".venv" / "bin"
 PROFILE = REPO / "dagster.postgres.yaml"
 PER_LOOP_LIMIT = {"key": "loop_id", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
 BACKFILL = ["2026-11-18", "2026-11-19", "2026-11-20"]
@@ -196,12 +193,12 @@ def test_two_loops_at_once_and_a_backfill_keep_their_runs_and_events_in_postgres
         [(H_JOB, "SUCCESS", key) for key in BACKFILL]
     assert sorted((job, status, partition) for _, job, status, partition, _, _ in runs[:2]) == \
         [(F_JOB, "SUCCESS", LAST_FULL_WEEK), (H_JOB, "SUCCESS", LAST_DAY)]
-    for run_id, job, _, partition, start, end in runs:
+    for run_id, job, _, partition, started, ended in runs:
         assert tags[run_id]["dagster/partition"] == partition
         assert tags[run_id]["loop_id"] == job.removesuffix("_job")
         assert tags[run_id]["autonomath/launched_by"] == "autonomath-loops run"
         assert float(tags[run_id][CPU_SECONDS_TAG]) > 0       # added after the run (the loop scorecard reads it)
-        assert start is not None and end is not None and start <= end
+        assert started is not None and ended is not None and started <= ended
     # Their events: every run started and succeeded, and each backfill partition materialized the cache.
     events = _rows(database, "SELECT run_id, dagster_event_type, asset_key, partition FROM event_logs")
     for run_id, *_ in runs:
@@ -224,34 +221,6 @@ def test_two_loops_at_once_and_a_backfill_keep_their_runs_and_events_in_postgres
 
 # --------------------------------------------------------------------- the queue: one run per loop
 
-def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def _wait(condition, timeout: float, what: str, logs: list[Path]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(1)
-    tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists())
-    raise TimeoutError(f"{what} within {timeout:.0f} s\n{tails}")
-
-
 @pytest.mark.e2e
 @pytest.mark.filterwarnings("ignore:Using variable_values and operation_name:DeprecationWarning")   # inside gql
 def test_the_run_queue_starts_one_run_per_loop_at_a_time(dagster_home, database, loop_env, tmp_path):
@@ -260,7 +229,6 @@ def test_the_run_queue_starts_one_run_per_loop_at_a_time(dagster_home, database,
     import dagster as dg
     from dagster_graphql import DagsterGraphQLClient
 
-    from autonomath_pipelines_tests.e2e.postgres import free_port
 
     _create_tables(dagster_home)
     port = free_port()
@@ -268,10 +236,10 @@ def test_the_run_queue_starts_one_run_per_loop_at_a_time(dagster_home, database,
     logs = [tmp_path / "webserver.log", tmp_path / "daemon.log"]
     processes = []
     try:
-        processes.append(_start([str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
+        processes.append(start([str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
                                 loop_env, logs[0]))
         client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-        _wait(lambda: client._execute("{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }")
+        wait_until(lambda: client._execute("{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }")
               ["repositoriesOrError"]["nodes"], 180, "the webserver did not load the code location", logs)
         submitted = [(H_JOB, "2026-11-19"), (H_JOB, LAST_DAY), (F_JOB, LAST_FULL_WEEK)]
         # In-process executor: one process per run instead of one per step (the queue is under test, not steps).
@@ -280,14 +248,14 @@ def test_the_run_queue_starts_one_run_per_loop_at_a_time(dagster_home, database,
                    for job, key in submitted]
         # No daemon yet: all three wait in the queue, so the daemon sees them together.
         assert [client.get_run_status(r).value for r in run_ids] == ["QUEUED"] * 3
-        processes.append(_start([str(BIN / "dagster-daemon"), "run", "-w", workspace], loop_env, logs[1]))
-        _wait(lambda: all(client.get_run_status(r).value in ("SUCCESS", "FAILURE", "CANCELED") for r in run_ids),
+        processes.append(start([str(BIN / "dagster-daemon"), "run", "-w", workspace], loop_env, logs[1]))
+        wait_until(lambda: all(client.get_run_status(r).value in ("SUCCESS", "FAILURE", "CANCELED") for r in run_ids),
               300, "the runs did not finish", logs)
         statuses = [client.get_run_status(r).value for r in run_ids]
         assert statuses == ["SUCCESS"] * 3, logs[1].read_text(errors="replace")[-4000:]
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop(process)
 
     tags = _tags(database)
     assert [tags[r]["loop_id"] for r in run_ids] == ["loop_h_cache_warming"] * 2 + ["loop_f_channel_roi"]
