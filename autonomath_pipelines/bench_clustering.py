@@ -10,7 +10,7 @@ order shuffled; weights are Zipf query counts (``zipf(2)``, capped at 1000). Wit
 min_samples = 5 a cluster's pairs (cosine distance ≈ σ²/(1+σ²) ≤ 0.24) are neighbours, themes
 (distance ≈ 1) and noise are not.
 
-Each run happens in a fresh subprocess, so its peak RSS (``ru_maxrss`` of the child, which
+Each run happens in a fresh subprocess, so its peak RSS (``VmHWM`` of the child, which
 includes the interpreter, numpy/sklearn and the data itself — reported separately as
 ``data_rss_mb``) belongs to that run alone. At the smallest size sklearn's brute-force
 ``DBSCAN(metric="cosine", algorithm="brute")`` runs too, in its own subprocess, on the same data;
@@ -34,8 +34,6 @@ import argparse
 import json
 import os
 import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +41,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb, run_child
 
 Say = Callable[[str], None]
 
@@ -111,15 +111,6 @@ def make_texts(truth: np.ndarray, seed: int = SEED) -> list[str]:
     return texts
 
 
-def _rss_mb() -> float:
-    """Current resident set size of this process (Linux /proc), MB."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-    except OSError:
-        return float("nan")
-
-
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     """One measured run in this (fresh) process; prints nothing but the JSON result."""
     from sklearn.metrics import adjusted_rand_score
@@ -129,7 +120,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     from autonomath_pipelines.lib.clustering import dbscan_cosine, summarize_clusters
 
     X, truth, weights = make_data(spec["n"], spec["dims"], spec["clusters"], spec["seed"])
-    data_rss = _rss_mb()
+    data_rss = rss_mb()
     cpu0, t0 = time.process_time(), time.perf_counter()       # imports are done: only the run is timed
     if spec["method"] == "ours":
         labels = dbscan_cosine(X, weights, eps=spec["eps"], min_samples=spec["min_samples"])
@@ -137,7 +128,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         labels = DBSCAN(eps=spec["eps"], min_samples=spec["min_samples"], metric="cosine",
                         algorithm="brute").fit(X, sample_weight=weights).labels_
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0      # KB on Linux
+    peak = peak_rss_mb()
     np.save(spec["labels_path"], labels)
     extra: dict[str, Any] = {}
     if spec["method"] == "ours":
@@ -146,7 +137,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         t1 = time.perf_counter()
         summaries = summarize_clusters(texts, X, weights, labels)
         extra = {"summarize_s": time.perf_counter() - t1, "summaries": len(summaries),
-                 "peak_rss_after_summaries_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                 "peak_rss_after_summaries_mb": peak_rss_mb(),
                  "example_labels": [s.label_text for s in summaries[:3]]}
     sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, int)
     from threadpoolctl import threadpool_info
@@ -160,14 +151,6 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         "ari_truth": float(adjusted_rand_score(truth, labels)),
         "true_clusters": int(spec["clusters"]), "true_noise_share": float(np.mean(truth == -1)),
     }
-
-
-def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "autonomath_pipelines.bench_clustering", "--child",
-                           json.dumps(spec)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child {spec['method']} n={spec['n']} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------------- report
@@ -248,7 +231,7 @@ def run_clustering_benchmark(sizes: tuple[int, ...] = (10_000, 100_000), dims: i
                     "labels_path": str(Path(tmp) / f"{method}_{n}.npy")}
             load = os.getloadavg()[0]
             say(f"  [{i}/{len(jobs)}] {method} n={n:,} (load average {load:.1f}) ...")
-            r = _spawn(spec)
+            r = run_child("autonomath_pipelines.bench_clustering", spec, f"{spec['method']} n={spec['n']}")
             r["load_avg_1min_before"] = load
             results.append(r)
             say(_row(r))
@@ -285,7 +268,7 @@ def run_clustering_benchmark(sizes: tuple[int, ...] = (10_000, 100_000), dims: i
         "data": {"dims": dims, "clusters": clusters, "noise_share": NOISE_SHARE, "zipf_s": ZIPF_S,
                  "dense_share": DENSE_SHARE, "seed": seed, "weights": "zipf(2) counts capped at 1000"},
         "params": {"eps": EPS, "min_samples": MIN_SAMPLES},
-        "notes": "peak_rss_mb = ru_maxrss of a fresh child (interpreter + libraries + data + run); "
+        "notes": "peak_rss_mb = VmHWM of a fresh child (interpreter + libraries + data + run); "
                  "data_rss_mb = RSS after generating the data, before the run. ARI counts noise (-1) as one "
                  "class; noise points whose own weight is >= min_samples are (correctly) singleton clusters, "
                  "hence clusters_found > true clusters. The host is shared: load_avg_* show contention "

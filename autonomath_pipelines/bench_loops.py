@@ -40,7 +40,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from autonomath_pipelines.catalog import LOOPS as CATALOG
+from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb, run_child
 from autonomath_pipelines.catalog import TIMEZONE, LoopSpec, loop_spec
 
 Say = Callable[[str], None]
@@ -86,27 +86,6 @@ def bench_partition(spec: LoopSpec, now: dt.datetime | None) -> str | None:
 
 # -------------------------------------------------------------------------------------------- child
 
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-    except OSError:
-        return float("nan")
-
-
-def _peak_rss_mb() -> float:
-    """This process's RSS high-water mark (``VmHWM``). Not ``ru_maxrss``: on Linux a child's ru_maxrss
-    starts at its parent's RSS when it was forked (exec keeps the old image's high-water mark)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     """One measured loop run in this fresh process; returns the figures (printed as JSON)."""
     import warnings
@@ -116,7 +95,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
 
     from autonomath_pipelines.orchestrator import run_loops
 
-    base_rss = _rss_mb()
+    base_rss = rss_mb()
     work = Path(spec["work"])
     report = run_loops(only=[spec["loop"]], partition=spec["partition"], db_path=spec["db"],
                        reports_dir=str(work / "reports"), storage_dir=str(work / "storage"),
@@ -128,25 +107,11 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         "status": r.status, "error": r.error, "partition_key": r.partition_key,
         "run_cpu_s": r.cpu_seconds, "run_wall_s": r.wall_seconds,
         "process_cpu_s": round(me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, 3),
-        "peak_rss_mb": round(_peak_rss_mb(), 1), "base_rss_mb": round(base_rss, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1), "base_rss_mb": round(base_rss, 1),
         "children_peak_rss_mb": round(kids.ru_maxrss / 1024, 1),
         "scanned": r.scanned, "proposed": r.actions_proposed,
         "texts_embedded": int(sum(m.get("texts_embedded", 0) for m in r.asset_metrics.values())),
     }
-
-
-def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
-    started = time.perf_counter()
-    load = os.getloadavg()[0]
-    proc = subprocess.run([sys.executable, "-m", "autonomath_pipelines.bench_loops", "--child", json.dumps(spec)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child for loop {spec['loop']} failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["process_wall_s"] = round(time.perf_counter() - started, 3)
-    result["loadavg_1min_before"] = round(load, 2)
-    result["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
-    return result
 
 
 # ------------------------------------------------------------------------------------------ bench
@@ -178,8 +143,9 @@ def run_loops_benchmark(db_path: str, only: Sequence[str] | None = None, out_dir
                 phase = "cold" if n == 0 else "warm"
                 say(f"  [{i}/{len(specs)}] loop {spec.letter} {spec.loop_id} partition {key or '(default)'}: "
                     f"{phase} run{'' if phase == 'cold' else f' {n}/{repeats}'} ...")
-                run = _spawn({"loop": spec.loop_id, "partition": key, "db": db_path, "cache": cache,
-                              "work": str(Path(tmp) / f"{spec.letter}-{n}")})
+                run = run_child("autonomath_pipelines.bench_loops",
+                                {"loop": spec.loop_id, "partition": key, "db": db_path, "cache": cache,
+                                 "work": str(Path(tmp) / f"{spec.letter}-{n}")}, f"for loop {spec.letter}")
                 run["phase"] = phase
                 runs.append(run)
                 say(f"      {run['status']}: run {run['run_cpu_s']:.2f} CPU s / {run['run_wall_s']:.2f} s wall, "

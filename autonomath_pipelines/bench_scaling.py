@@ -28,8 +28,6 @@ import json
 import math
 import os
 import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+
+from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb, run_child
 
 Say = Callable[[str], None]
 AS_OF = dt.date(2026, 11, 1)          # a Sunday: the weekly partition 2026-10-25 ends where the logs end
@@ -97,27 +97,6 @@ def prepare_world(n: int, folder: Path, say: Say, rebuild: bool = False) -> Path
 
 # -------------------------------------------------------------------------------------------- child
 
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-    except OSError:
-        return float("nan")
-
-
-def _peak_rss_mb() -> float:
-    """This process's RSS high-water mark (``VmHWM``). Not ``ru_maxrss``: on Linux a child's ru_maxrss
-    starts at its parent's RSS when it was forked (exec keeps the old image's high-water mark)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
@@ -133,13 +112,13 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     defs = build_definitions(database=AutonomathDatabase(path=spec["db"]), settings=LoopSettings(execute_loops=[]),
                              storage_dir=spec["storage"], embeddings=EmbeddingModel(cache_path=spec["cache"]))
     job = defs.resolve_job_def(job_name)
-    base_rss = _rss_mb()
+    base_rss = rss_mb()
     wall, cpu = time.perf_counter(), time.process_time()
     result = job.execute_in_process(partition_key=PARTITION, instance=dg.DagsterInstance.ephemeral(),
                                     raise_on_error=False,
                                     run_config={**run_config, "loggers": {"console": {"config": {"log_level": "ERROR"}}}})
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak = _peak_rss_mb()
+    peak = peak_rss_mb()
     embedded = 0
     for event in result.get_asset_materialization_events():
         value = event.materialization.metadata.get("texts_embedded")
@@ -150,17 +129,6 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     return {"success": result.success, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "peak_rss_mb": round(peak, 1),
             "base_rss_mb": round(base_rss, 1), "texts_embedded": embedded, "selected_rows": rows[selected_asset],
             "unique_texts": rows[texts_asset]}
-
-
-def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
-    load = os.getloadavg()[0]
-    proc = subprocess.run([sys.executable, "-m", "autonomath_pipelines.bench_scaling", "--child", json.dumps(spec)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"scaling child {spec['loop']} failed:\n{proc.stderr[-3000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["loadavg_1min_before"] = round(load, 2)
-    return out
 
 
 # -------------------------------------------------------------------------------------------- bench
@@ -211,8 +179,10 @@ def run_scaling_benchmark(sizes: Sequence[int] = SIZES, loops: Sequence[str] = L
                 cache = str(Path(tmp) / f"cache-{letter}-{n}.sqlite")
                 for phase in ("cold", "warm"):
                     say(f"  [{len(results) + 1}/{total}] loop {letter}, {rows[n]:,} rows in the window, {phase} ...")
-                    r = _spawn({"loop": letter, "db": str(worlds[n]), "cache": cache,
-                                "storage": str(Path(tmp) / f"storage-{letter}-{n}-{phase}")})
+                    r = run_child("autonomath_pipelines.bench_scaling",
+                                  {"loop": letter, "db": str(worlds[n]), "cache": cache,
+                                   "storage": str(Path(tmp) / f"storage-{letter}-{n}-{phase}")},
+                                  f"scaling loop {letter} n={n}")
                     r.update(loop=letter, size=n, window_rows=rows[n], phase=phase)
                     results.append(r)
                     say(f"      {'ok' if r['success'] else 'FAILED'}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} CPU s, "

@@ -12,13 +12,12 @@ from autonomath_pipelines.bench_loops import (
     JSON_NAME,
     MD_NAME,
     PNG_NAME,
-    _peak_rss_mb,
-    _rss_mb,
     bench_partition,
     run_loops_benchmark,
     runs_per_month,
     world_as_of,
 )
+from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb
 from autonomath_pipelines.catalog import LOOPS, loop_spec
 from autonomath_pipelines_tests.conftest import AS_OF
 
@@ -39,7 +38,7 @@ def test_partition_is_the_one_the_schedule_runs_when_the_logs_end(small_world_pr
 
 
 def test_peak_rss_is_this_process():
-    assert _peak_rss_mb() >= _rss_mb() > 10
+    assert peak_rss_mb() >= rss_mb() > 10
 
 
 def test_cold_and_warm_runs_in_fresh_processes(small_world_pristine, tmp_path):
