@@ -195,7 +195,7 @@ def test_publish_into_a_locked_database_fails_clearly_after_a_bounded_wait(small
 
 
 def test_write_waits_for_a_writer_that_finishes_within_the_bound(small_world):
-    db = AutonomathDatabase(path=str(small_world), busy_timeout_ms=100, lock_retries=4, lock_backoff_s=0.1)
+    db = AutonomathDatabase(path=str(small_world), busy_timeout_ms=100, lock_retries=6, lock_backoff_s=0.1)  # ~7 s bound: margin on a busy CI machine
     holder = sqlite3.connect(str(small_world), isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     release = threading.Timer(0.4, lambda: holder.execute("ROLLBACK"))
@@ -244,7 +244,7 @@ def test_commit_blocked_by_a_reader_fails_clearly_and_writes_nothing(small_world
         reader.execute("BEGIN")
         reader.execute("SELECT COUNT(*) FROM query_log").fetchone()
         finish = threading.Timer(0.15, lambda: reader.execute("COMMIT"))
-        db_slow = AutonomathDatabase(path=str(small_world), busy_timeout_ms=100, lock_retries=3, lock_backoff_s=0.1)
+        db_slow = AutonomathDatabase(path=str(small_world), busy_timeout_ms=100, lock_retries=6, lock_backoff_s=0.1)
         finish.start()
         with db_slow.write_transaction() as conn:
             conn.execute("DELETE FROM query_log WHERE id = (SELECT MIN(id) FROM query_log)")
