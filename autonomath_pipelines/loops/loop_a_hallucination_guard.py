@@ -4,7 +4,9 @@ query_log (zero-result, and low-confidence answers that do not pin one program) 
 customer_feedback → hallucination_guard_snapshot → hallucination_guard_texts (unique normalized
 texts, weighted) → hallucination_guard_embeddings (cached) → hallucination_guard_clusters (weighted
 DBSCAN, cosine) → hallucination_guard_candidates (one per cluster: the medoid as pattern; clusters
-near an existing guard pattern or an earlier candidate dropped) → hallucination_guard_candidates_published.
+near an existing guard pattern or an earlier candidate dropped, and clusters the snapshot's sessions
+show to be rephrasings of a covered or a better theme — lib/reformulations.py) →
+hallucination_guard_candidates_published.
 
 Low-confidence answers that point to a single program are a vocabulary gap, not a hallucination:
 they are loop E's input and are left out here.
@@ -17,10 +19,11 @@ from pydantic import Field
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
-from autonomath_pipelines.lib.clustering import nearest_similarity, summarize_clusters
+from autonomath_pipelines.lib.clustering import summarize_clusters
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib import gates
 from autonomath_pipelines.lib import badrows
+from autonomath_pipelines.lib.reformulations import select_themes, session_links
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_query
 from autonomath_pipelines.loops.common import (
     DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
@@ -63,6 +66,10 @@ class CandidatesConfig(dg.Config):
     max_candidates: int = Field(default=20, description="At most this many candidates per run (≤ 50).")
     near_guard_similarity: float = Field(default=0.85, description="A medoid at least this similar to an existing "
                                          "guard pattern or earlier candidate is already covered.")
+    min_shared_sessions: int = Field(default=3, ge=1, description="Two themes asked in at least this many same "
+                                     "sessions may be one ask rephrased ...")
+    max_reformulation_p: float = Field(default=0.005, gt=0.0, le=1.0, description="... when so many shared sessions "
+                                       "would have this probability or less by chance (Poisson).")
 
 
 # ---------------------------------------------------------------------------------------- assets
@@ -222,9 +229,13 @@ CANDIDATE_GATES = (
           check_specs=gate_specs("hallucination_guard_candidates", CANDIDATE_GATES), **COMMON)
 def hallucination_guard_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
                                    autonomath_db: AutonomathDatabase, embeddings: EmbeddingModel,
+                                   hallucination_guard_snapshot: pd.DataFrame,
                                    hallucination_guard_texts: pd.DataFrame, hallucination_guard_clusters: pd.DataFrame):
-    """One guard candidate per theme (the cluster's medoid ask), ranked by size × density; themes already
-    covered by a guard pattern or an earlier candidate are dropped. Blocking gates before publishing."""
+    """One guard candidate per theme (the cluster's medoid ask), ranked by size × density. A theme is
+    dropped when it is covered (its medoid near a guard pattern or an earlier candidate, or customers
+    rephrase it in the same sessions as a covered theme) or repeats a better theme of this run (near
+    it, or rephrased with it; its texts are then listed in that candidate's evidence). Blocking gates
+    before publishing."""
     if config.max_candidates > MAX_CANDIDATES:
         raise ValueError(f"max_candidates {config.max_candidates} exceeds the per-run cap of {MAX_CANDIDATES}")
     window = window_for(context, SPEC)
@@ -237,44 +248,50 @@ def hallucination_guard_candidates(context: dg.AssetExecutionContext, config: Ca
     existing, bad = _earlier_patterns(autonomath_db, window.partition_key)
     log_bad_rows(context, bad)
     existing_vectors, _ = embed_texts(embeddings, existing)
-    existing_normalized = {normalize_query(p) for p in existing}
+    theme_of = dict(zip(clustered["text"], clustered["cluster"].astype(int)))
+    asked = hallucination_guard_snapshot["text"].astype(str).map(normalize_query).map(theme_of)
+    links = session_links(hallucination_guard_snapshot["session_id"].tolist(), asked.fillna(-1).astype(int).tolist(),
+                          min_shared_sessions=config.min_shared_sessions, max_p_value=config.max_reformulation_p)
+    decisions = select_themes([s.label for s in summaries], [s.medoid_text for s in summaries],
+                              vectors[[s.medoid for s in summaries]] if summaries else np.zeros((0, 0)),
+                              [normalize_query(p) for p in existing], existing_vectors, links,
+                              near_similarity=config.near_guard_similarity, max_candidates=config.max_candidates)
+    medoid_text = {s.label: s.medoid_text for s in summaries}
     created_at = iso_utc(utc_now())
-    rows, accepted = [], []
-    # Best theme first; a theme is covered when its medoid is near a guard pattern, an earlier
-    # candidate, or a better theme of this same run.
-    for summary in summaries:
-        medoid = vectors[summary.medoid][None, :]
-        references = np.vstack([existing_vectors, *accepted]) if accepted else existing_vectors
-        similarity = float(nearest_similarity(medoid, references)[0]) if len(references) else -1.0
+    rows = []
+    for summary, decision in zip(summaries, decisions):
+        if decision.decision != "proposed":
+            continue
         members = clustered.iloc[list(summary.members)]
-        pattern = summary.medoid_text
-        covered = similarity >= config.near_guard_similarity or pattern in existing_normalized
-        if not covered:
-            accepted.append(medoid)
         rows.append({
-            "pattern": pattern, "label": summary.label_text, "cluster_size": int(round(summary.size)),
-            "score": float(summary.score), "nearest_existing_similarity": similarity,
-            "covered": bool(covered),
+            "pattern": summary.medoid_text, "label": summary.label_text, "cluster_size": int(round(summary.size)),
+            "score": float(summary.score), "nearest_existing_similarity": decision.nearest_existing_similarity,
             "evidence_json": evidence_json(
                 cluster=int(summary.label), texts=int(summary.n_texts), requests=int(members["requests"].sum()),
                 wrong_answer_reports=int(members["reports"].sum()), sessions=int(members["sessions"].sum()),
                 density=round(float(summary.density), 4), examples=list(summary.examples),
                 customer_comments=[clip(c, COMMENT_CHARS) for cs in members["comments"] for c in cs][:3],
-                nearest_existing_similarity=round(similarity, 4)),
+                nearest_existing_similarity=round(decision.nearest_existing_similarity, 4),
+                rephrased_as=[medoid_text[t] for t in decision.reformulations]),
         })
     proposals = pd.DataFrame(rows, columns=["pattern", "label", "cluster_size", "score", "nearest_existing_similarity",
-                                            "covered", "evidence_json"])
-    fresh = (proposals[~proposals["covered"].astype(bool)].sort_values(["score", "pattern"], ascending=[False, True], kind="mergesort")
-             .head(config.max_candidates).reset_index(drop=True))
-    candidates = fresh.drop(columns=["covered"]).assign(
+                                            "evidence_json"])
+    proposals = proposals.sort_values(["score", "pattern"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    candidates = proposals.assign(
         status="pending_review", created_at=created_at, near_threshold=config.near_guard_similarity,
         **provenance(context, SPEC, window, model_name=embeddings.model))
+    outcome = pd.Series([d.decision for d in decisions], dtype=object)
+    why = pd.Series([d.reason for d in decisions if d.decision in ("covered", "duplicate")], dtype=object)
     return dg.MaterializeResult(
         value=candidates,
         metadata=frame_metadata(candidates, ["pattern", "label", "cluster_size", "score"],
                                 candidates_proposed=len(candidates), clusters_large_enough=len(summaries),
                                 param_min_cluster_size=float(config.min_cluster_size),
-                                clusters_already_covered=int(proposals["covered"].sum()) if len(proposals) else 0,
+                                clusters_already_covered=int((outcome == "covered").sum()),
+                                clusters_covered_by_sessions=int(why.str.contains("same sessions as a covered").sum()),
+                                clusters_repeating_a_candidate=int((outcome == "duplicate").sum()),
+                                clusters_over_cap=int((outcome == "over_cap").sum()),
+                                reformulation_links=len(links),
                                 existing_patterns=len(existing), **bad_rows_metadata(bad)),
         check_results=gate_results("hallucination_guard_candidates", CANDIDATE_GATES, candidates),
     )

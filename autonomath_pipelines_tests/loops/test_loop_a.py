@@ -111,3 +111,39 @@ def test_lookback_is_configurable(small_world, tmp_path, embedding_cache, lookba
     assert result.success
     window = metadata(result, "hallucination_guard_snapshot")
     assert (window["window_start_utc"], window["window_end_utc"]) == ("2026-10-31T15:00:00Z", "2026-11-14T15:00:00Z")
+
+
+REPHRASED = "仮想空間 出店 助成金 全額 特別枠"     # a customer's rephrasing of a guarded ask
+UNRELATED = "宇宙エレベーター 建設 補助金 個人"   # a new ask, asked on its own
+
+
+def add_sessions(db, guarded: str) -> None:
+    """15 sessions that ask a guarded pattern and then rephrase it; 15 others that ask UNRELATED alone
+    (all zero-result, inside LAST_FULL_WEEK)."""
+    rows = []
+    for i in range(15):
+        ts = f"2026-11-{9 + i % 5:02d}T0{i % 10}:1{i % 6}:00Z"
+        rows += [(ts, "am_test", f"s_rephrase_{i}", guarded), (ts.replace(":00Z", ":40Z"), "am_test", f"s_rephrase_{i}", REPHRASED),
+                 (ts, "am_test", f"s_alone_{i}", UNRELATED)]
+    conn = sqlite3.connect(str(db))
+    with conn:
+        conn.executemany("INSERT INTO query_log (ts, api_key, session_id, query_text, confidence, result_count, "
+                         "latency_ms, tier) VALUES (?, ?, ?, ?, 0.2, 0, 12.0, 'free')", rows)
+    conn.close()
+
+
+def test_a_rephrasing_of_a_guarded_ask_is_not_proposed(small_world, tmp_path, embedding_cache):
+    [guarded] = AutonomathDatabase(path=str(small_world)).read_frame(
+        "SELECT pattern FROM hallucination_guard ORDER BY id LIMIT 1")["pattern"]
+    add_sessions(small_world, guarded)
+    result = run(small_world, tmp_path / "linked", embedding_cache)
+    assert result.success
+    proposed = set(result.output_for_node("hallucination_guard_candidates")["pattern"])
+    assert normalize_query(UNRELATED) in proposed and normalize_query(REPHRASED) not in proposed
+    assert metadata(result, "hallucination_guard_candidates")["clusters_covered_by_sessions"] >= 1
+
+    # It is the sessions that tell: with links switched off the rephrasing is proposed as new.
+    unlinked = run(small_world, tmp_path / "unlinked", embedding_cache, run_config={
+        "ops": {"hallucination_guard_candidates": {"config": {"max_reformulation_p": 1e-300}}}})
+    assert normalize_query(REPHRASED) in set(unlinked.output_for_node("hallucination_guard_candidates")["pattern"])
+    assert metadata(unlinked, "hallucination_guard_candidates")["reformulation_links"] == 0
