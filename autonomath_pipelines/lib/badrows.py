@@ -38,6 +38,11 @@ from pandas.api.types import infer_dtype
 
 #: ``GLOB`` pattern of the contract's timestamp text.
 ISO_UTC_GLOB = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]Z"
+#: ``GLOB`` pattern of an HTTP-date (RFC 9110 IMF-fixdate, ``Sun, 06 Nov 1994 08:49:37 GMT``): what a
+#: crawler that stores the raw ``Last-Modified`` header holds. Day and month names are checked apart.
+HTTP_DATE_GLOB = "[A-Z][a-z][a-z], [0-3][0-9] [A-Z][a-z][a-z] [0-9][0-9][0-9][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9] GMT"
+HTTP_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+HTTP_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 #: Kinds of problem, the suffixes of the ``bad_rows_<kind>`` metadata every snapshot reports.
 KINDS = ("timestamp", "text", "value", "reference")
 #: Rows named per (table, column, problem) in reports.
@@ -64,12 +69,20 @@ class Rule:
         return f"COALESCE(({self.condition.format(t=alias)}), 0)"
 
 
-def timestamp(column: str, *, nullable: bool = False) -> Rule:
-    cond = f"typeof({{t}}.{column}) = 'text' AND {{t}}.{column} GLOB '{ISO_UTC_GLOB}'"
+def timestamp(column: str, *, nullable: bool = False, http_date: bool = False) -> Rule:
+    """Contract timestamp text; with ``http_date`` an IMF-fixdate HTTP-date is well-formed too."""
+    cond = f"{{t}}.{column} GLOB '{ISO_UTC_GLOB}'"
+    problem = "timestamp not ISO-8601 UTC text (YYYY-MM-DDTHH:MM:SSZ)"
+    if http_date:
+        days = ", ".join(f"'{d}'" for d in HTTP_DAYS)
+        months = ", ".join(f"'{m}'" for m in HTTP_MONTHS)
+        cond = (f"{cond} OR ({{t}}.{column} GLOB '{HTTP_DATE_GLOB}' AND substr({{t}}.{column}, 1, 3) IN ({days}) "
+                f"AND substr({{t}}.{column}, 9, 3) IN ({months}))")
+        problem = "timestamp neither ISO-8601 UTC text (YYYY-MM-DDTHH:MM:SSZ) nor an HTTP-date"
+    cond = f"typeof({{t}}.{column}) = 'text' AND ({cond})"
     if nullable:
         cond = f"{{t}}.{column} IS NULL OR ({cond})"
-    return Rule(column, "timestamp not ISO-8601 UTC text (YYYY-MM-DDTHH:MM:SSZ)", "timestamp", cond,
-                table_wide=not nullable)
+    return Rule(column, problem, "timestamp", cond, table_wide=not nullable)
 
 
 def text(column: str, *, nullable: bool = False, max_chars: int | None = None, required: bool = False) -> Rule:

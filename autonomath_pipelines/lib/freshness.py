@@ -89,10 +89,21 @@ def _utc(values) -> pd.Series:
     return pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce", format="ISO8601")
 
 
+def last_modified_utc(values) -> pd.Series:
+    """``Last-Modified`` values as UTC timestamps: contract ISO text, or the raw header's HTTP-date
+    (``Wed, 18 Nov 2026 07:28:00 GMT``); anything else NaT."""
+    parsed = _utc(values)
+    raw = pd.Series(values, dtype=object)
+    http = parsed.isna().to_numpy() & raw.map(lambda v: isinstance(v, str) and v.endswith(" GMT")).to_numpy()
+    if http.any():
+        parsed[http] = pd.to_datetime(raw[http], utc=True, errors="coerce", format="%a, %d %b %Y %H:%M:%S GMT")
+    return parsed
+
+
 def classify_signals(http_status: pd.Series, last_modified: pd.Series, fetched_at: pd.Series) -> pd.Series:
     """One of ``SIGNAL_CLASSES`` per row (``http_status`` NaN: no signal)."""
     status = pd.to_numeric(pd.Series(http_status).reset_index(drop=True), errors="coerce")
-    modified = _utc(list(last_modified))
+    modified = last_modified_utc(list(last_modified))
     fetched = _utc(list(fetched_at))
     newer = (modified > fetched).fillna(False).to_numpy(bool)
     no_lm = modified.isna().to_numpy(bool)

@@ -50,10 +50,12 @@ PROGRAM_RULES = badrows.TableRules("programs", "program_id", (
     badrows.text("program_id", required=True), badrows.text("source_url", required=True),
     badrows.timestamp("source_fetched_at")))
 #: A signal with a malformed timestamp, status or Last-Modified is not evidence: the latest
-#: well-formed conclusive signal of the URL is used instead.
+#: well-formed conclusive signal of the URL is used instead. Last-Modified may be the raw header's
+#: HTTP-date as well as contract text.
 SIGNAL_RULES = badrows.TableRules("source_change_signals", "id", (
     badrows.timestamp("observed_at"), badrows.text("source_url"),
-    badrows.number("http_status", lo=100, hi=599, integer=True), badrows.timestamp("last_modified", nullable=True)))
+    badrows.number("http_status", lo=100, hi=599, integer=True),
+    badrows.timestamp("last_modified", nullable=True, http_date=True)))
 PROGRAMS_SQL = ("SELECT program_id, source_url, tier, source_fetched_at FROM programs "
                 f"WHERE {PROGRAM_RULES.good('programs')} ORDER BY program_id")
 

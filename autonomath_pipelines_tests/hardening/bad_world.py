@@ -510,7 +510,7 @@ def _pollute_signals(p: Polluter) -> None:
     urls = [u for (u,) in p.conn.execute("SELECT source_url FROM programs WHERE program_id LIKE 'P0%' "
                                          "ORDER BY program_id LIMIT 12")]
     p.case("source_change_signals", "last_modified", "ts_format", [
-        signal(urls[0], modified="Wed, 18 Nov 2026 07:28:00 GMT"), signal(urls[1], modified="garbage"),
+        signal(urls[0], modified="Wednesday, 18-Nov-26 07:28:00 GMT"), signal(urls[1], modified="garbage"),
         signal(urls[2], modified=1763600000)])
     p.case("source_change_signals", "last_modified", "invalid_utf8", [signal(urls[3], modified=raw_text(INVALID_UTF8))])
     p.case("source_change_signals", "observed_at", "ts_format", [

@@ -78,3 +78,23 @@ def test_checked_rows_and_display_keys(conn):
     assert [r[0] for r in rows] == [1, 2, 3, 4, 6, 7, 8, 9]
     assert badrows.display_key(badrows.checked_text(b"P\xff")) == "P\\xff"
     assert badrows.display_key("a\x00\u202e") == "a\\x00\\u202e"
+
+
+@pytest.mark.parametrize("value, iso_only, with_http_date", [
+    ("2026-11-18T07:28:00Z", True, True),
+    ("Wed, 18 Nov 2026 07:28:00 GMT", False, True),            # the raw Last-Modified header
+    ("Xyz, 18 Nov 2026 07:28:00 GMT", False, False),           # not a day name
+    ("Wed, 18 Noe 2026 07:28:00 GMT", False, False),           # not a month name
+    ("Wednesday, 18-Nov-26 07:28:00 GMT", False, False),       # obsolete RFC 850 form
+    ("Wed, 18 Nov 2026 07:28:00 +0900", False, False),
+    (None, True, True),
+])
+def test_http_dates_are_well_formed_only_where_allowed(value, iso_only, with_http_date):
+    c = sqlite3.connect(":memory:")
+    c.execute("CREATE TABLE s (id INTEGER PRIMARY KEY, lm TEXT)")
+    c.execute("INSERT INTO s (lm) VALUES (?)", (value,))
+    for rule, expected in ((badrows.timestamp("lm", nullable=True), iso_only),
+                           (badrows.timestamp("lm", nullable=True, http_date=True), with_http_date)):
+        good = badrows.TableRules("s", "id", (rule,)).good("s")
+        assert bool(c.execute(f"SELECT COUNT(*) FROM s WHERE {good}").fetchone()[0]) is expected, (value, rule.problem)
+    c.close()

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.freshness import (
-    DEFAULT_TIER_WEIGHTS, FreshnessWeights, classify_signals, fetched_at_digest, is_conclusive, priority,
-    rank_top, reason_text, score_programs, staleness_days,
+    DEFAULT_TIER_WEIGHTS, FreshnessWeights, classify_signals, fetched_at_digest, is_conclusive, last_modified_utc,
+    priority, rank_top, reason_text, score_programs, staleness_days,
 )
 
 AS_OF = "2026-11-21T15:00:00Z"
@@ -39,6 +39,25 @@ def test_signal_classes():
         "changed", "unchanged", "changed", "unchanged", "gone", "gone", "no_signal"]
     assert classify_signals(pd.Series([301]), pd.Series([None]), pd.Series(fetched[:1])).tolist() == ["other"]
     assert not is_conclusive(503) and not is_conclusive(429) and is_conclusive(304) and is_conclusive(404)
+
+
+def test_a_raw_http_date_last_modified_is_read_like_contract_text():
+    fetched = pd.Series(["2026-10-01T00:00:00Z"] * 3)
+    modified = pd.Series(["Sun, 01 Nov 2026 00:00:00 GMT", "Tue, 01 Sep 2026 00:00:00 GMT", "Sun, 32 Nov 2026 00:00:00 GMT"])
+    assert classify_signals(pd.Series([200, 200, 200]), modified, fetched).tolist() == ["changed", "unchanged", "changed"]
+    assert last_modified_utc(modified).isna().tolist() == [False, False, True]   # an impossible date is no date
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.datetimes(min_value=pd.Timestamp("1995-01-01").to_pydatetime(), max_value=pd.Timestamp("2099-12-31").to_pydatetime()),
+       st.datetimes(min_value=pd.Timestamp("1995-01-01").to_pydatetime(), max_value=pd.Timestamp("2099-12-31").to_pydatetime()))
+def test_iso_and_http_date_forms_of_one_instant_classify_alike(modified, fetched):
+    modified, fetched = modified.replace(microsecond=0), fetched.replace(microsecond=0)
+    iso, http = modified.strftime("%Y-%m-%dT%H:%M:%SZ"), modified.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    fetched_iso = pd.Series([fetched.strftime("%Y-%m-%dT%H:%M:%SZ")] * 2)
+    classes = classify_signals(pd.Series([200, 200]), pd.Series([iso, http]), fetched_iso).tolist()
+    assert classes[0] == classes[1]
+    assert last_modified_utc([http])[0] == last_modified_utc([iso])[0]
 
 
 def test_formula_and_reason_match_the_seed():

@@ -178,3 +178,25 @@ def test_loop_shape_matches_the_catalog():
     assert {a.group_names_by_key[k] for a in LOOP.assets for k in a.keys} == {"loop_i_doc_freshness"}
     assert LOOP.schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert (LOOP.spec.cadence, LOOP.spec.day, LOOP.spec.at) == ("weekly", "Tue", "02:00")
+
+
+def test_a_raw_http_date_last_modified_is_evidence(small_world, tmp_path):
+    """A crawler storing the Last-Modified header as sent: an older HTTP-date means the page is
+    unchanged since the fetch, a newer one that it changed — as with contract text."""
+    conn = sqlite3.connect(str(small_world))
+    [(url_old, fetched_old), (url_new, fetched_new)] = conn.execute(
+        "SELECT source_url, source_fetched_at FROM programs WHERE source_fetched_at < '2026-11-01' "
+        "ORDER BY program_id LIMIT 2").fetchall()
+    with conn:
+        conn.executemany("INSERT INTO source_change_signals (observed_at, source_url, http_status, last_modified) "
+                         "VALUES ('2026-11-20T18:00:00Z', ?, 200, ?)",
+                         [(url_old, "Thu, 01 Jan 2015 00:00:00 GMT"), (url_new, "Fri, 20 Nov 2026 09:00:00 GMT")])
+    conn.close()
+    result = run(small_world, tmp_path)
+    assert result.success
+    snapshot = metadata(result, "doc_freshness_snapshot")
+    assert "last_modified" not in snapshot.get("bad_rows", "")
+    scored = result.output_for_node("doc_freshness_candidates")
+    evidence = {r.source_url: json.loads(r.evidence_json) for r in scored.itertuples()}
+    assert evidence[url_old]["signal_class"] == "unchanged" and evidence[url_new]["signal_class"] == "changed"
+    assert evidence[url_old]["signal_last_modified"] == "Thu, 01 Jan 2015 00:00:00 GMT"
