@@ -45,7 +45,7 @@ def test_a_raw_http_date_last_modified_is_read_like_contract_text():
     fetched = pd.Series(["2026-10-01T00:00:00Z"] * 3)
     modified = pd.Series(["Sun, 01 Nov 2026 00:00:00 GMT", "Tue, 01 Sep 2026 00:00:00 GMT", "Sun, 32 Nov 2026 00:00:00 GMT"])
     assert classify_signals(pd.Series([200, 200, 200]), modified, fetched).tolist() == ["changed", "unchanged", "changed"]
-    assert last_modified_utc(modified).isna().tolist() == [False, False, True]   # an impossible date is no date
+    assert last_modified_utc(modified).isna().tolist() == [False, False, True]   # impossible: as if absent
 
 
 @settings(max_examples=80, deadline=None)
