@@ -24,6 +24,8 @@ from autonomath_pipelines_tests.system import ensure_debian_packages
 pytestmark = pytest.mark.e2e
 SHOTS = REPO / "reports" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
+#: A Japanese font, so the screenshots show the loops' Japanese previews instead of empty boxes.
+CJK_FONT = "/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TODAY_JST = dt.datetime.now(ZoneInfo("Asia/Tokyo")).date()
@@ -77,7 +79,7 @@ def live(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(live):
-    ensure_debian_packages(["chromium"], provides=[CHROMIUM])
+    ensure_debian_packages(["chromium", "fonts-ipafont-gothic"], provides=[CHROMIUM, CJK_FONT])
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
