@@ -7,9 +7,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from autonomath_pipelines.schema import create_all
 from autonomath_pipelines.sqlite import sqlite3
+
+# No per-example deadline: properties assert behaviour, not speed (benchmarks measure speed), and a
+# busy 2-core CI machine can take over Hypothesis's default 200 ms for one example of any of them.
+settings.register_profile("autonomath", deadline=None)
+settings.load_profile("autonomath")
 
 #: The demo world's logs end here (JST); fixed so every test run sees the same world.
 AS_OF = dt.date(2026, 11, 21)
