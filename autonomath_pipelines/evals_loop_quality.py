@@ -1172,7 +1172,8 @@ def run_eval(*, scale: str = "small", seed: int = 7, db_path: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     explicit = db_path is not None
     db = Path(db_path) if explicit else default_db_path(scale, seed, as_of or DEFAULT_AS_OF)
-    say(f"loop-quality eval: {scale} world, seed {seed}, {len(letters)} loop(s); output in {out}")
+    world = f"the world {db}" if explicit else f"{scale} world, seed {seed}"    # a given world says its own scale
+    say(f"loop-quality eval: {world}, {len(letters)} loop(s); output in {out}")
     say("[1/4] world")
     truth = prepare_world(db, scale, seed, as_of or DEFAULT_AS_OF, say, explicit=explicit)
     world_as_of = dt.date.fromisoformat(truth["as_of"])
