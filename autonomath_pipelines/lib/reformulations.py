@@ -1,8 +1,9 @@
 """Which themes are one ask: reformulations within a session, and the themes a run keeps.
 
 A customer who gets no answer rephrases: ``メタバース 出店 補助金`` and, a minute later,
-``仮想空間 出店 助成金 全額``. Their embeddings can be further apart than two unrelated asks (DESIGN §5,
-loop A), but the two texts share sessions far more often than chance. Two themes are *linked* when
+``仮想空間 出店 助成金 全額``. Their embeddings can be further apart than two unrelated asks (on the
+production demo world: docs/architecture.md, loop A), but the two texts share sessions far more
+often than chance. Two themes are *linked* when
 the number of sessions asking both is improbably high under independence: with ``n_a`` and ``n_b``
 sessions asking each theme out of ``N`` sessions, the shared count is compared with a Poisson of
 mean ``n_a·n_b/N`` (one-sided tail). Counts are of sessions, not requests, so one customer retrying
