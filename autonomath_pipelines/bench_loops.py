@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from autonomath_pipelines.catalog import LOOPS as CATALOG
-from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb, run_child
+from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb, run_child, write_report
 from autonomath_pipelines.catalog import TIMEZONE, LoopSpec, loop_spec
 
 Say = Callable[[str], None]
@@ -188,13 +188,8 @@ def run_loops_benchmark(db_path: str, only: Sequence[str] | None = None, out_dir
     }
     result["monthly_target_met_warm"] = totals["monthly_cpu_min_warm"] <= TARGET_MONTHLY_CPU_MIN
     result["monthly_target_met_cold"] = totals["monthly_cpu_min_cold"] <= TARGET_MONTHLY_CPU_MIN
-    (out / JSON_NAME).write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / MD_NAME).write_text(render_markdown(result), encoding="utf-8")
-    _plot(out / PNG_NAME, result)
-    say("")
-    for line in table_lines(result):
-        say(line)
-    say(f"files: {out / MD_NAME}, {out / JSON_NAME}, {out / PNG_NAME} ({result['seconds_total']:.0f} s in all)")
+    write_report(out, (JSON_NAME, MD_NAME, PNG_NAME), result, markdown=render_markdown, plot=_plot,
+                 table=table_lines, say=say)
     return result
 
 

@@ -13,7 +13,8 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 
 def rss_mb() -> float:
@@ -36,6 +37,21 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_report(out: Path, names: tuple[str, str, str], result: dict[str, Any], *,
+                 markdown: Callable[[dict], str], plot: Callable[[Path, dict], None],
+                 table: Callable[[dict], list[str]], say: Callable[[str], None]) -> None:
+    """``result`` as JSON, Markdown and PNG under ``out`` (``names``: json, md, png), then the table
+    and where the files are on ``say``."""
+    json_name, md_name, png_name = names
+    (out / json_name).write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / md_name).write_text(markdown(result), encoding="utf-8")
+    plot(out / png_name, result)
+    say("")
+    for line in table(result):
+        say(line)
+    say(f"files: {out / md_name}, {out / json_name}, {out / png_name} ({result['seconds_total']:.0f} s in all)")
 
 
 def run_child(module: str, spec: dict[str, Any], what: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb, run_child
+from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb, run_child, write_report
 
 Say = Callable[[str], None]
 AS_OF = dt.date(2026, 11, 1)          # a Sunday: the weekly partition 2026-10-25 ends where the logs end
@@ -213,13 +213,8 @@ def run_scaling_benchmark(sizes: Sequence[int] = SIZES, loops: Sequence[str] = L
         "days": DAYS, "partition": PARTITION, "results": results, "slopes": slopes,
         "seconds_total": round(time.perf_counter() - started, 1),
     }
-    (out / JSON_NAME).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    (out / MD_NAME).write_text(render_markdown(result), encoding="utf-8")
-    _plot(out / PNG_NAME, result)
-    say("")
-    for line in table_lines(result):
-        say(line)
-    say(f"files: {out / MD_NAME}, {out / JSON_NAME}, {out / PNG_NAME} ({result['seconds_total']:.0f} s in all)")
+    write_report(out, (JSON_NAME, MD_NAME, PNG_NAME), result, markdown=render_markdown, plot=_plot,
+                 table=table_lines, say=say)
     return result
 
 

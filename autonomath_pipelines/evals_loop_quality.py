@@ -72,6 +72,7 @@ import pandas as pd
 
 from autonomath_pipelines.catalog import LOOPS as CATALOG
 from autonomath_pipelines.catalog import TIMEZONE, LoopSpec, loop_spec
+from autonomath_pipelines.demo.world import hallucination_family_of
 from autonomath_pipelines.lib.textnorm import normalize_query
 
 Say = Callable[[str], None]
@@ -437,11 +438,7 @@ def longest_token(text: str) -> str:
 
 def score_a(out: dict[str, pd.DataFrame], ctx: Context) -> tuple[list[Metric], dict]:
     truth = ctx.truth
-    family_of: dict[str, str] = {}
-    for family in truth["hallucination_families"]:
-        forms = list(family["texts"]) + [f["text"] for f in truth["paraphrase_groups"].get(family["intent_id"], [])]
-        for text in forms:
-            family_of[normalize_query(text)] = family["id"]
+    family_of = hallucination_family_of(truth)
     covered = {f["id"] for f in truth["hallucination_families"] if f["covered_by_guard"]}
     texts = out["hallucination_guard_texts"]
     clusters = out["hallucination_guard_clusters"]

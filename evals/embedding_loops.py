@@ -26,7 +26,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from autonomath_pipelines.demo import build_world, load_truth
+from autonomath_pipelines.demo import build_world, hallucination_family_of, load_truth
 from autonomath_pipelines.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.lib.scoring import ari_with_noise, precision_recall, purity
 from autonomath_pipelines.lib.textnorm import normalize_query
@@ -56,11 +56,7 @@ def run_loop(loop, db: Path, work: Path, model: str, run_config: dict | None = N
 
 
 def score_a(outputs: dict[str, pd.DataFrame], truth: dict) -> dict:
-    family_of: dict[str, str] = {}
-    for family in truth["hallucination_families"]:
-        forms = list(family["texts"]) + [f["text"] for f in truth["paraphrase_groups"].get(family["intent_id"], [])]
-        for text in forms:
-            family_of[normalize_query(text)] = family["id"]
+    family_of = hallucination_family_of(truth)
     covered = {f["id"] for f in truth["hallucination_families"] if f["covered_by_guard"]}
     clusters = outputs["hallucination_guard_clusters"]
     in_family = clusters[clusters["text"].isin(family_of)]

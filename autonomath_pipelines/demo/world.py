@@ -87,6 +87,7 @@ import pandas as pd
 from autonomath_pipelines.demo import text as tx
 from autonomath_pipelines.demo import tracebacks as tb
 from autonomath_pipelines.demo import vocab as V
+from autonomath_pipelines.lib.textnorm import normalize_query
 from autonomath_pipelines.sqlite import sqlite3
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
@@ -163,6 +164,17 @@ def truth_path(db_path: str | os.PathLike) -> Path:
 
 def load_truth(db_path: str | os.PathLike) -> dict:
     return json.loads(truth_path(db_path).read_text(encoding="utf-8"))
+
+
+def hallucination_family_of(truth: dict) -> dict[str, str]:
+    """Normalized text → id of the planted hallucination family it belongs to: the family's texts
+    and every surface form of its intent (paraphrases, typos, widths)."""
+    family_of: dict[str, str] = {}
+    for family in truth["hallucination_families"]:
+        forms = list(family["texts"]) + [f["text"] for f in truth["paraphrase_groups"].get(family["intent_id"], [])]
+        for text in forms:
+            family_of[normalize_query(text)] = family["id"]
+    return family_of
 
 
 def today_jst() -> dt.date:

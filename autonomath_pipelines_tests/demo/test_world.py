@@ -16,6 +16,7 @@ from autonomath_pipelines.demo import SCALES, SOURCE_TABLES, build_world, load_t
 from autonomath_pipelines.demo import text as tx
 from autonomath_pipelines.demo import tracebacks as tb
 from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines_tests.loops.harness import table_digests
 
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 OUTPUT_TABLES = ("hallucination_guard_candidates", "seo_testimonial_candidates", "personalized_cache",
@@ -55,18 +56,8 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _table_digest(db: Path, tables=("prefectures", "programs", "query_log")) -> dict[str, str]:
-    c = sqlite3.connect(str(db))
-    try:
-        out = {}
-        for table in tables:
-            h = hashlib.sha256()
-            for row in c.execute(f"SELECT * FROM {table} ORDER BY rowid"):
-                h.update(repr(row).encode())
-            out[table] = h.hexdigest()
-        return out
-    finally:
-        c.close()
+def _table_digest(db: Path) -> dict[str, str]:
+    return table_digests(db, ("prefectures", "programs", "query_log"))
 
 
 # --- determinism and atomic replacement ---------------------------------------------------------------

@@ -40,27 +40,12 @@ from autonomath_pipelines.schema import contract, output_tables, source_tables
 from autonomath_pipelines.sqlite import sqlite3
 from autonomath_pipelines_tests.hardening import bad_world
 from autonomath_pipelines_tests.hardening.bad_world import PARTITIONS
+from autonomath_pipelines_tests.loops.harness import table_digests
 
 SHIPPED_GOLD = Path(__file__).parents[2] / "evals" / "gold.yaml"
 LETTERS = tuple(PARTITIONS)
 #: The output rows the loops write in this test (the planted earlier rows carry loop_id 'x').
 JSON_COLUMNS = ("payload_json", "evidence_json", "coef_json", "jsonld")
-
-
-def table_dump(db: Path, tables) -> dict[str, str]:
-    """sha256 of each table's rows as stored (bytes, in rowid order)."""
-    conn = sqlite3.connect(str(db))
-    conn.text_factory = bytes
-    try:
-        out = {}
-        for table in tables:
-            h = hashlib.sha256()
-            for row in conn.execute(f"SELECT * FROM {table} ORDER BY rowid"):
-                h.update(repr(row).encode())
-            out[table] = h.hexdigest()
-        return out
-    finally:
-        conn.close()
 
 
 def folder_dump(folder: Path) -> dict[str, str]:
@@ -290,7 +275,7 @@ def test_empty_windows_of_the_bad_world_succeed_with_zero_proposals(world):
     by_partition: dict[str, list[str]] = {}
     for letter, key in EMPTY_PARTITIONS.items():
         by_partition.setdefault(key, []).append(letter)
-    before = table_dump(world["db"], output_tables())
+    before = table_digests(world["db"], output_tables())
     results = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTONOMATH_REPO_ROOT", str(world["repo"]))
@@ -304,7 +289,7 @@ def test_empty_windows_of_the_bad_world_succeed_with_zero_proposals(world):
         assert r.actions_executed == 0
         if letter not in "DI":
             assert r.actions_proposed == 0, (letter, r.actions_proposed)
-    assert table_dump(world["db"], output_tables()) == before  # a dry run writes nothing
+    assert table_digests(world["db"], output_tables()) == before  # a dry run writes nothing
 
 
 def test_sensors_read_past_malformed_timestamps(world):
@@ -329,7 +314,7 @@ def test_malformed_gold_fails_naming_the_file_and_changes_nothing(world):
     db, repo = world["db"], world["repo"]
     gold_path = bad_world.write_bad_gold(repo)
     candidates = repo / "evals" / "_candidates"
-    files_before, tables_before = folder_dump(candidates), table_dump(db, output_tables())
+    files_before, tables_before = folder_dump(candidates), table_digests(db, output_tables())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTONOMATH_REPO_ROOT", str(repo))
         report = run_loops(only=["J"], partition=PARTITIONS["J"], execute=True, db_path=str(db),
@@ -342,4 +327,4 @@ def test_malformed_gold_fails_naming_the_file_and_changes_nothing(world):
     assert "\n" not in result.error and "Traceback" not in result.error and 'File "' not in result.error
     assert result.error.startswith("gold_expansion_candidates: ")
     assert folder_dump(candidates) == files_before
-    assert table_dump(db, output_tables()) == tables_before
+    assert table_digests(db, output_tables()) == tables_before

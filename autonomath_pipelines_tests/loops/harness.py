@@ -8,10 +8,27 @@ import dagster as dg
 from autonomath_pipelines.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.loops.common import LoopDefinition, source_specs
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, ProgramSearch
+from autonomath_pipelines.sqlite import sqlite3
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def table_digests(db: Path, tables) -> dict[str, str]:
+    """sha256 of each table's rows as stored (text as bytes, so invalid UTF-8 too; rowid order)."""
+    conn = sqlite3.connect(str(db))
+    conn.text_factory = bytes
+    try:
+        out = {}
+        for table in tables:
+            h = hashlib.sha256()
+            for row in conn.execute(f"SELECT * FROM {table} ORDER BY rowid"):
+                h.update(repr(row).encode())
+            out[table] = h.hexdigest()
+        return out
+    finally:
+        conn.close()
 
 
 def loop_resources(db_path, storage: Path, *, execute: bool, loop_id: str, embedding_cache: Path | None = None) -> dict:

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from autonomath_pipelines.demo import load_truth
+from autonomath_pipelines.demo import hallucination_family_of, load_truth
 from autonomath_pipelines.lib.textnorm import normalize_query
 from autonomath_pipelines.loops.loop_a_hallucination_guard import LOOP
 from autonomath_pipelines.resources import AutonomathDatabase
@@ -24,11 +24,8 @@ def candidates_in_db(db) -> pd.DataFrame:
 
 def family_of(db) -> dict[str, dict]:
     truth = load_truth(db)
-    mapping = {}
-    for family in truth["hallucination_families"]:
-        forms = family["texts"] + [f["text"] for f in truth["paraphrase_groups"].get(family["intent_id"], [])]
-        mapping.update({normalize_query(t): family for t in forms})
-    return mapping
+    families = {f["id"]: f for f in truth["hallucination_families"]}
+    return {text: families[family] for text, family in hallucination_family_of(truth).items()}
 
 
 def test_dry_run_writes_nothing_and_proposes_planted_themes(small_world, tmp_path, embedding_cache):
