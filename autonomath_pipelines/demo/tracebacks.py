@@ -8,6 +8,8 @@ lose their header, as log shippers do.
 
 from __future__ import annotations
 
+import json
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -243,3 +245,89 @@ def describe(mode: FailureMode) -> dict:
         "top_frames": mode.top_frames,
         "first_version": mode.first_version,
     }
+
+
+# ------------------------------------------------------------------ how the service's logs carry them
+
+#: How a rendered trace reaches error_log, with its share of rows. Real services mix these: several
+#: Python versions, log shippers that prefix each line or JSON-encode the record, notebooks run by
+#: analysts, and TaskGroup/ExceptionGroup wrappers around request handlers.
+LOG_FORMATS: dict[str, float] = {
+    "plain": 0.50, "py313": 0.10, "log_prefix": 0.10, "json_record": 0.08, "json_escaped": 0.05,
+    "ipython": 0.07, "ipython_ansi": 0.03, "exception_group": 0.07,
+}
+_ANSI_RED, _ANSI_GREEN, _ANSI_RESET = "\x1b[0;31m", "\x1b[0;32m", "\x1b[0m"
+_FRAME_LINE = re.compile(r'^  File "(?P<path>[^"]*)", line (?P<line>\d+), in (?P<func>.*)$')
+
+
+def _py313_markers(line: str) -> str:
+    """3.13 marks the whole expression with ``~`` and the failing operator with ``^``."""
+    body = line.lstrip(" ")
+    if not body or set(body) != {"^"}:
+        return line
+    tildes = len(body) * 2 // 3
+    return line[:len(line) - len(body)] + "~" * tildes + "^" * (len(body) - tildes)
+
+
+def _ipython(text: str, exc_type: str, colour: bool) -> str:
+    """The trace as IPython ≥ 8 prints it: a type header, ``File path:N, in f()`` frames with
+    ``---->`` arrows on the source line, optionally in ANSI colour."""
+    red, green, reset = (_ANSI_RED, _ANSI_GREEN, _ANSI_RESET) if colour else ("", "", "")
+    out = [f"{red}{'-' * 75}{reset}", f"{red}{exc_type}{reset}{' ' * max(1, 42 - len(exc_type))}Traceback (most recent call last)"]
+    line_no = "0"
+    for line in text.rstrip("\n").split("\n")[1:]:
+        frame = _FRAME_LINE.match(line)
+        if frame:
+            line_no = frame.group("line")
+            out += ["", f"File {green}{frame.group('path')}:{line_no}{reset}, in {frame.group('func')}()"]
+        elif line.startswith("    ") and not set(line.strip()) <= {"^", "~"}:
+            out.append(f"{green}---> {line_no}{reset} {line.strip()}")
+        elif line.startswith("  [Previous line"):
+            out.append(line.strip())
+        elif not line.startswith(" "):
+            name, _, rest = line.partition(":")
+            out += ["", f"{red}{name}{reset}:{rest}"]
+    return "\n".join(out) + "\n"
+
+
+def _exception_group(text: str) -> str:
+    """The trace as the one leaf of an ExceptionGroup raised by an ``asyncio.TaskGroup`` handler."""
+    lines = ["  + Exception Group Traceback (most recent call last):",
+             f'  |   File "{APP}/api/middleware.py", line 48, in dispatch',
+             "  |     async with asyncio.TaskGroup() as tg:",
+             f'  |   File "{STDLIB}/asyncio/taskgroups.py", line 145, in __aexit__',
+             "  |     raise me from None",
+             "  | ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)",
+             "  +-+---------------- 1 ----------------"]
+    lines += [f"    | {line}".rstrip() for line in text.rstrip("\n").split("\n")]
+    lines.append("    +------------------------------------")
+    return "\n".join(lines) + "\n"
+
+
+def ship(text: str, log_format: str, exc_type: str, ts: str) -> str:
+    """``text`` (a CPython 3.11 trace from ``render``) as it lands in error_log in ``log_format``."""
+    if log_format == "py313":
+        return "\n".join(_py313_markers(line) for line in text.split("\n"))
+    if log_format == "log_prefix":
+        return "\n".join(f"{ts.replace('T', ' ')[:19]},{k % 1000:03d} ERROR [autonomath.api] {line}"
+                         for k, line in enumerate(text.rstrip("\n").split("\n")))
+    if log_format == "json_record":
+        return json.dumps({"ts": ts, "level": "error", "logger": "autonomath.api", "exc_info": text},
+                          ensure_ascii=False)
+    if log_format == "json_escaped":
+        return json.dumps(text, ensure_ascii=False)[1:-1]
+    if log_format in ("ipython", "ipython_ansi"):
+        return _ipython(text, exc_type, colour=log_format == "ipython_ansi")
+    if log_format == "exception_group":
+        return _exception_group(text)
+    return text
+
+
+def log_format_for(mode: FailureMode, u: float) -> str:
+    """The format of one occurrence from a uniform draw ``u``; chained traces are never shown by IPython here."""
+    acc = 0.0
+    for name, share in LOG_FORMATS.items():
+        acc += share
+        if u < acc:
+            return "plain" if name.startswith("ipython") and len(mode.segments) > 1 else name
+    return "plain"

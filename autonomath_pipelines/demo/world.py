@@ -54,7 +54,8 @@ What each loop should find is recorded next to the database in ``<db_path>.truth
 ``failure_modes``
     ``{mode: {exception_type, endpoints, chain, links, top_frames, first_version}}``.
 ``error_modes``
-    ``{error_log id: mode}`` for every row; ``error_malformed`` ``{id: "truncated" | "headless"}``.
+    ``{error_log id: mode}`` for every row; ``error_malformed`` ``{id: "truncated" | "headless"}``;
+    ``error_formats`` ``{id: how the trace was logged}`` (``demo.tracebacks.LOG_FORMATS``).
     ``deploy_versions``: UTC start of each deploy version (line numbers change with each).
 ``feedback_labels``
     ``{customer_feedback id: {family, reason}}``; ``reason``: hallucination, ended, region, deadline,
@@ -1443,7 +1444,8 @@ class _World:
         ts, mode = ts[order], mode[order]
         ver = np.searchsorted(np.array(versions[1:]), ts, side="right")
         rows = []
-        error_modes, malformed = {}, {}
+        error_modes, malformed, error_formats = {}, {}, {}
+        format_rng = self.rng(1101)
         req = _hex(rng, len(ts), 20)
         for i, (t, mi, v) in enumerate(zip(ts.tolist(), mode.tolist(), ver.tolist()), start=1):
             m = modes[mi]
@@ -1461,12 +1463,17 @@ class _World:
             elif u < 0.04:
                 text = text.split("\n", 1)[1]
                 malformed[str(i)] = "headless"
+            # a separate stream, so adding formats left every other column of the world as it was
+            log_format = "plain" if str(i) in malformed else tb.log_format_for(m, float(format_rng.random()))
+            text = tb.ship(text, log_format, etype or m.exception_type, iso(t))
+            error_formats[str(i)] = log_format
             rows.append((i, iso(t), endpoint, etype, msg, text, request_id))
             error_modes[str(i)] = m.name
         self._insert("error_log", ("id", "ts", "endpoint", "exception_type", "message", "traceback", "request_id"), rows)
         self.truth["failure_modes"] = {m.name: tb.describe(m) for m in modes}
         self.truth["error_modes"] = error_modes
         self.truth["error_malformed"] = malformed
+        self.truth["error_formats"] = error_formats
         self.truth["deploy_versions"] = [iso(v) for v in versions]
         self.progress("error_log", len(rows), len(rows))
 
@@ -1592,7 +1599,7 @@ class _World:
         t["loyal_customers"] = self.loyal_truth
         for key in ("forecast_bias_days", "pooled_bias_mean", "pooled_bias_sd", "forecast_noise_sd_days",
                     "forecast_observed", "failure_modes", "error_modes", "error_malformed", "deploy_versions",
-                    "feedback_labels", "success_groups", "channels", "changed_sources", "gone_sources", "noisy_sources"):
+                    "error_formats", "feedback_labels", "success_groups", "channels", "changed_sources", "gone_sources", "noisy_sources"):
             t[key] = self.truth[key]
         last_day = self.q_ts >= self.t_end - DAY
         c = np.bincount(self.q_surf[last_day], minlength=n_surf)

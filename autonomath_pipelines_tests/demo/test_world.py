@@ -367,8 +367,10 @@ def test_error_log_failure_modes(conn, truth):
     tbs = dict(conn.execute("SELECT id, traceback FROM error_log").fetchall())
     malformed = truth["error_malformed"]
     assert "truncated" in malformed.values() and "headless" in malformed.values()
+    formats = truth["error_formats"]
+    assert set(formats.values()) == set(tb.LOG_FORMATS)         # issue 13: every format services really log
     for i, text in tbs.items():
-        if str(i) not in malformed:
+        if str(i) not in malformed and formats[str(i)] == "plain":
             assert text.startswith("Traceback (most recent call last):\n  File \""), i
             mode = tb.FAILURE_MODES_BY_NAME[modes[str(i)]]
             assert text.rstrip().splitlines()[-1].startswith(mode.exception_type + ": ")
@@ -379,7 +381,7 @@ def test_error_log_failure_modes(conn, truth):
     assert 'File "<frozen importlib._bootstrap>", line ' in joined
     # line numbers move between deploys, so the same mode shows different line numbers
     lines = {re.search(r'app/scoring.py", line (\d+)', t).group(1) for i, t in tbs.items()
-             if modes[str(i)] == "search_region_keyerror" and str(i) not in malformed}
+             if modes[str(i)] == "search_region_keyerror" and str(i) not in malformed and formats[str(i)] == "plain"}
     assert len(lines) >= 2
     etype = dict(conn.execute("SELECT exception_type, count(*) FROM error_log GROUP BY 1").fetchall())
     assert "KeyError" in etype and "sqlite3.OperationalError" not in etype  # chained: the outermost is logged
