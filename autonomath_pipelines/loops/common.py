@@ -209,6 +209,53 @@ def gate_results(asset: str, gates: Sequence[Gate], frame: pd.DataFrame) -> list
 
 # -------------------------------------------------------------------------------------- publish
 
+WINDOW_GATE = Gate(
+    "window_not_abnormally_small",
+    "Blocking: the run's read window is neither empty nor abnormally small against the loop's previous "
+    "windows (row counts of its snapshot, lib/window_size.py); otherwise nothing is published.",
+    lambda _: None)
+#: Previous partitions of the snapshot the window gate compares with.
+WINDOW_HISTORY = 8
+
+
+def published_check_specs(asset: str, *extra: Gate, extra_blocking: bool = False) -> list[dg.AssetCheckSpec]:
+    """The checks of a publish step: the blocking window gate, then the loop's own (``extra``)."""
+    return [*gate_specs(asset, [WINDOW_GATE]), *gate_specs(asset, extra, blocking=extra_blocking)]
+
+
+def snapshot_row_counts(context: dg.AssetExecutionContext, snapshot: str) -> tuple[int | None, list[int]]:
+    """Rows the snapshot read in this run (None if it did not materialize here), and the row counts
+    of its latest materializations of up to ``WINDOW_HISTORY`` other partitions, newest first."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(snapshot)), limit=20 * WINDOW_HISTORY).records
+
+    def rows(record) -> int:
+        value = record.asset_materialization.metadata.get("dagster/row_count")
+        return int(value.value) if value is not None else 0
+
+    mine = set(context.partition_keys)
+    current = [rows(r) for r in records if r.run_id == context.run.run_id]
+    previous: dict[str, int] = {}
+    for record in records:
+        if record.run_id != context.run.run_id and record.partition_key not in mine | set(previous):
+            previous[record.partition_key] = rows(record)
+        if len(previous) == WINDOW_HISTORY:
+            break
+    return (sum(current) if current else None), list(previous.values())
+
+
+def window_gate(context: dg.AssetExecutionContext, snapshot: str | None) -> list[dg.AssetCheckResult]:
+    """The window gate's result (none when the plan names no snapshot: the asset declares no gate)."""
+    from autonomath_pipelines.lib.window_size import window_size_verdict
+
+    if snapshot is None:
+        return []
+    rows, previous = snapshot_row_counts(context, snapshot)
+    outcome = (GateResult(True, f"{snapshot} did not materialize in this run: nothing to judge", {})
+               if rows is None else window_size_verdict(rows, previous, snapshot))
+    return [check_result(context.asset_key.to_user_string(), WINDOW_GATE, outcome)]
+
+
 @dataclass
 class PublishPlan:
     """What a publish step writes: rows upserted on ``key_columns`` after deleting ``stale_where``."""
@@ -222,36 +269,112 @@ class PublishPlan:
     stale_params: Sequence[Any] = field(default_factory=tuple)
     #: Columns an upsert never overwrites: the operator's review decision outlives re-runs.
     preserve_columns: Sequence[str] = ("status",)
+    #: The loop's snapshot asset: its row count is the window the blocking window gate judges.
+    snapshot: str | None = None
+    #: A live cache the service serves: only a non-empty set of the newest partition replaces it.
+    live_cache: bool = False
+
+
+#: Run tag: the last partition of the backfill range the run belongs to (``autonomath-loops run --to``).
+RANGE_LAST_TAG = "autonomath/range_last"
+
+
+def _cache_refusal(conn, plan: PublishPlan, partition_key: str, range_last: str | None) -> str | None:
+    """Why ``plan`` may not replace its live cache, or None."""
+    if plan.rows.empty:
+        return f"no rows: an empty set never replaces the live {plan.table}"
+    if range_last and partition_key < range_last:
+        return (f"partition {partition_key} is not the last of its backfill range (..{range_last}): only the "
+                f"latest partition publishes into the live cache (a backfill computes and reports)")
+    (newest,) = conn.execute(f"SELECT MAX(partition_key) FROM {plan.table}").fetchone()
+    if newest is not None and partition_key < newest:
+        return (f"partition {partition_key} is older than partition {newest} that {plan.table} serves: "
+                f"only the latest partition publishes into the live cache (a backfill computes and reports)")
+    return None
+
+
+#: Keys per counting query (SQLite's bound-parameter limit is 32,766).
+KEY_BATCH = 500
+
+
+def _write_counts(conn, plan: PublishPlan) -> dict[str, int]:
+    """Rows the write deletes (``stale_where``), then inserts or updates (key already kept)."""
+    (deleted,) = conn.execute(f"SELECT COUNT(*) FROM {plan.table} WHERE {plan.stale_where}",
+                              tuple(plan.stale_params)).fetchone()
+    incoming = sorted({tuple(r) for r in plan.rows[list(plan.key_columns)].astype(object).itertuples(index=False, name=None)},
+                      key=repr)
+    # Counted in SQL, never read back: kept rows may hold text Python cannot decode.
+    keys, row = ", ".join(plan.key_columns), f"({', '.join('?' * len(plan.key_columns))})"
+    updated = 0
+    for start in range(0, len(incoming), KEY_BATCH):
+        batch = incoming[start:start + KEY_BATCH]
+        (found,) = conn.execute(
+            f"SELECT COUNT(*) FROM {plan.table} WHERE NOT ({plan.stale_where}) "
+            f"AND ({keys}) IN (VALUES {', '.join([row] * len(batch))})",
+            (*plan.stale_params, *(v for key in batch for v in key))).fetchone()
+        updated += found
+    return {"rows_deleted": int(deleted), "rows_inserted": len(incoming) - updated, "rows_updated": updated}
 
 
 def publish(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSettings,
             database: AutonomathDatabase, plan: PublishPlan, **extra_metadata: Any) -> dg.MaterializeResult:
-    """Write ``plan`` in one transaction when the loop may execute; otherwise report what would be written."""
+    """Write ``plan`` in one transaction when the loop may execute; otherwise report what would be written.
+
+    Nothing is written when the window gate fails (the step then fails on it), or when a live
+    cache would be replaced by an empty set or by an older partition (the metadata says why). A dry
+    run computes the same counts the execute writes, in a read-only transaction."""
     # Candidate frames may carry working columns (rank, counts) for previews; only the table's go in.
     columns = [c for c in contract()[plan.table].columns if c in plan.rows.columns]
     missing_keys = [c for c in plan.key_columns if c not in columns]
     if missing_keys:
         raise ValueError(f"rows for {plan.table} lack key columns {missing_keys}")
-    if not settings.execution_enabled(spec.loop_id):
-        context.log.info(f"dry run: {len(plan.rows)} rows would be written to {plan.table}")
+    gate = window_gate(context, plan.snapshot)
+    dry_run = not settings.execution_enabled(spec.loop_id)
+    base = {"dry_run": dry_run, "table": plan.table, **extra_metadata}
+    if gate and not gate[0].passed:
+        context.log.error(f"not published: {gate[0].description}")
+        return dg.MaterializeResult(metadata={**base, "published": False, "not_published": gate[0].description,
+                                              "rows_would_write": 0, "rows_written": 0, "rows_deleted": 0},
+                                    check_results=gate)
+    partition_key = context.partition_key if context.has_partition_key else ""
+    range_last = context.run.tags.get(RANGE_LAST_TAG)
+    if dry_run:
+        with database.read_only() as conn:
+            refusal = _cache_refusal(conn, plan, partition_key, range_last) if plan.live_cache else None
+            counts = None if refusal else _write_counts(conn, plan)
+        if refusal:
+            context.log.warning(f"dry run, would not publish: {refusal}")
+            return dg.MaterializeResult(metadata={**base, "published": False, "not_published": refusal,
+                                                  "rows_would_write": 0, "rows_written": 0, "rows_deleted": 0,
+                                                  "rows_would_delete": 0}, check_results=gate)
+        context.log.info(f"dry run: {len(plan.rows)} rows would be written to {plan.table}, "
+                         f"{counts['rows_deleted']} deleted")
         return dg.MaterializeResult(metadata={
-            "dry_run": True, "rows_would_write": len(plan.rows), "rows_written": 0, "rows_deleted": 0,
-            "table": plan.table, **extra_metadata,
-        })
+            **base, "published": False, "rows_would_write": len(plan.rows), "rows_written": 0, "rows_deleted": 0,
+            "rows_would_delete": counts["rows_deleted"], "rows_would_insert": counts["rows_inserted"],
+            "rows_would_update": counts["rows_updated"]}, check_results=gate)
     kept = set(plan.key_columns) | set(plan.preserve_columns)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in kept)
     sql = (f"INSERT INTO {plan.table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
            f"ON CONFLICT ({', '.join(plan.key_columns)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING"))
     records = list(plan.rows[columns].astype(object).where(plan.rows[columns].notna(), None).itertuples(index=False, name=None))
     with database.write_transaction(output_tables=[plan.table]) as conn:
-        deleted = conn.execute(f"DELETE FROM {plan.table} WHERE {plan.stale_where}", tuple(plan.stale_params)).rowcount
-        conn.executemany(sql, records)
+        refusal = _cache_refusal(conn, plan, partition_key, range_last) if plan.live_cache else None
+        if refusal is None:
+            counts = _write_counts(conn, plan)
+            deleted = conn.execute(f"DELETE FROM {plan.table} WHERE {plan.stale_where}", tuple(plan.stale_params)).rowcount
+            conn.executemany(sql, records)
         table_rows = conn.execute(f"SELECT COUNT(*) FROM {plan.table}").fetchone()[0]
+    if refusal:
+        context.log.warning(f"not published: {refusal}")
+        return dg.MaterializeResult(metadata={**base, "published": False, "not_published": refusal,
+                                              "rows_would_write": 0, "rows_written": 0, "rows_deleted": 0,
+                                              "table_rows": table_rows}, check_results=gate)
     context.log.info(f"wrote {len(records)} rows to {plan.table} (replaced {deleted})")
     return dg.MaterializeResult(metadata={
-        "dry_run": False, "rows_would_write": len(records), "rows_written": len(records), "rows_deleted": deleted,
-        "table": plan.table, "table_rows": table_rows, **extra_metadata,
-    })
+        **base, "published": True, "rows_would_write": len(records), "rows_written": len(records),
+        "rows_deleted": deleted, "rows_inserted": counts["rows_inserted"], "rows_updated": counts["rows_updated"],
+        "table_rows": table_rows}, check_results=gate)
 
 
 @dataclass
@@ -263,6 +386,8 @@ class FilePublishPlan:
     folder: str                      # relative to LoopSettings.repo_root
     files: dict[str, str]
     stale: Sequence[str] = ()
+    #: The loop's snapshot asset, whose row count the blocking window gate judges (PublishPlan.snapshot).
+    snapshot: str | None = None
 
 
 def publish_files(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSettings, plan: FilePublishPlan,
@@ -278,10 +403,17 @@ def publish_files(context: dg.AssetExecutionContext, spec: LoopSpec, settings: L
 
     folder = settings.repo_path() / plan.folder
     targets = {name: safe_path(folder, name) for name in plan.files}  # refuses unsafe names even in a dry run
-    if not settings.execution_enabled(spec.loop_id):
+    gate = window_gate(context, plan.snapshot)
+    dry_run = not settings.execution_enabled(spec.loop_id)
+    if gate and not gate[0].passed:
+        context.log.error(f"not published: {gate[0].description}")
+        return dg.MaterializeResult(metadata={"dry_run": dry_run, "published": False, "not_published": gate[0].description,
+                                              "rows_would_write": 0, "rows_written": 0, "folder": str(folder),
+                                              **extra_metadata}, check_results=gate)
+    if dry_run:
         context.log.info(f"dry run: {len(targets)} files would be written to {folder}")
         return dg.MaterializeResult(metadata={"dry_run": True, "rows_would_write": len(targets), "rows_written": 0,
-                                              "folder": str(folder), **extra_metadata})
+                                              "folder": str(folder), **extra_metadata}, check_results=gate)
     stale = [safe_path(folder, name) for name in plan.stale if name not in targets]
     removals = {path: None for path in stale if path.exists()}
     replace_files({**{path: plan.files[name] for name, path in targets.items()}, **removals})
@@ -290,7 +422,7 @@ def publish_files(context: dg.AssetExecutionContext, spec: LoopSpec, settings: L
     return dg.MaterializeResult(metadata={
         "dry_run": False, "rows_would_write": len(targets), "rows_written": len(targets), "files_removed": removed,
         "folder": str(folder), "files": dg.MetadataValue.md("\n".join(f"- `{n}`" for n in sorted(targets)) or "_none_"),
-        **extra_metadata})
+        **extra_metadata}, check_results=gate)
 
 
 # ----------------------------------------------------------------------------- job and schedule

@@ -26,7 +26,7 @@ from autonomath_pipelines.lib import badrows
 from autonomath_pipelines.lib.reformulations import select_themes, session_links
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_query
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
+    published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
     gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
@@ -297,7 +297,8 @@ def hallucination_guard_candidates(context: dg.AssetExecutionContext, config: Ca
     )
 
 
-@dg.asset(name="hallucination_guard_candidates_published", kinds={"sqlite"}, pool=DB_WRITE_POOL, **COMMON)
+@dg.asset(name="hallucination_guard_candidates_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
+          check_specs=published_check_specs("hallucination_guard_candidates_published"), **COMMON)
 def hallucination_guard_candidates_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
                                              loop_settings: LoopSettings,
                                              hallucination_guard_candidates: pd.DataFrame) -> dg.MaterializeResult:
@@ -308,7 +309,7 @@ def hallucination_guard_candidates_published(context: dg.AssetExecutionContext, 
     plan = PublishPlan(table="hallucination_guard_candidates", rows=hallucination_guard_candidates,
                        key_columns=["partition_key", "pattern"],
                        stale_where="partition_key = ? AND status = 'pending_review'",
-                       stale_params=(window.partition_key,))
+                       stale_params=(window.partition_key,), snapshot="hallucination_guard_snapshot")
     return publish(context, SPEC, loop_settings, autonomath_db, plan)
 
 

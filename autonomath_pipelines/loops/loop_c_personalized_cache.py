@@ -22,7 +22,7 @@ from autonomath_pipelines.lib.personal_head import (
     MIN_REQUESTS, TOP_K, baseline_cache, customer_heads, global_head, replay_hit_rate,
 )
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
+    published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
     gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings, ProgramSearch
@@ -195,14 +195,16 @@ def personalized_cache_candidates(context: dg.AssetExecutionContext, config: Per
     )
 
 
-@dg.asset(name="personalized_cache_published", kinds={"sqlite"}, pool=DB_WRITE_POOL, **COMMON)
+@dg.asset(name="personalized_cache_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
+          check_specs=published_check_specs("personalized_cache_published"), **COMMON)
 def personalized_cache_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
                                  loop_settings: LoopSettings,
                                  personalized_cache_candidates: pd.DataFrame) -> dg.MaterializeResult:
     """`personalized_cache` rows of this partition, 7-day TTL (dry run: nothing written).
 
     Replaces the partition's earlier rows and the expired rows of the customers written now; other
-    customers' rows are never touched.
+    customers' rows are never touched. A partition older than the one the cache serves, or than the
+    last of its backfill range, or an empty set publishes nothing (``PublishPlan.live_cache``).
     """
     window = window_for(context, SPEC)
     rows = personalized_cache_candidates
@@ -214,6 +216,8 @@ def personalized_cache_published(context: dg.AssetExecutionContext, autonomath_d
         stale_where="partition_key = ? OR (ttl_until <= ? AND customer_id IN (SELECT value FROM json_each(?)))",
         stale_params=(window.partition_key, iso_utc(utc_now()), json.dumps(customers)),
         preserve_columns=(),
+        snapshot="personalized_cache_snapshot",
+        live_cache=True,
     )
     return publish(context, SPEC, loop_settings, autonomath_db, plan, customers=len(customers))
 

@@ -18,7 +18,7 @@ from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.langdetect import LANGS, detect_lang
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_query
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
+    published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
     gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
@@ -233,7 +233,8 @@ def alias_expansion_candidates(context: dg.AssetExecutionContext, config: Candid
     )
 
 
-@dg.asset(name="alias_candidates_published", kinds={"sqlite"}, pool=DB_WRITE_POOL, **COMMON)
+@dg.asset(name="alias_candidates_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
+          check_specs=published_check_specs("alias_candidates_published"), **COMMON)
 def alias_candidates_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
                                loop_settings: LoopSettings, alias_expansion_candidates: pd.DataFrame) -> dg.MaterializeResult:
     """`alias_candidates` rows of this week, pending operator review (dry run: nothing written).
@@ -242,7 +243,7 @@ def alias_candidates_published(context: dg.AssetExecutionContext, autonomath_db:
     window = window_for(context, SPEC)
     plan = PublishPlan(table="alias_candidates", rows=alias_expansion_candidates, key_columns=["entity_id", "surface"],
                        stale_where="partition_key = ? AND status = 'pending_review'",
-                       stale_params=(window.partition_key,))
+                       stale_params=(window.partition_key,), snapshot="alias_expansion_snapshot")
     return publish(context, SPEC, loop_settings, autonomath_db, plan)
 
 

@@ -15,7 +15,7 @@ from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.lib import badrows, channel_roi
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, bad_rows_metadata, frame_metadata, gate_results,
+    published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, bad_rows_metadata, frame_metadata, gate_results,
     gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
@@ -92,14 +92,16 @@ def channel_roi_candidates(context: dg.AssetExecutionContext, autonomath_db: Aut
     )
 
 
-@dg.asset(name="channel_roi_published", kinds={"sqlite"}, pool=DB_WRITE_POOL, **COMMON)
+@dg.asset(name="channel_roi_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
+          check_specs=published_check_specs("channel_roi_published"), **COMMON)
 def channel_roi_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
                           loop_settings: LoopSettings, channel_roi_candidates: pd.DataFrame) -> dg.MaterializeResult:
     """`channel_roi` rows of this partition (dry run: nothing written). A re-run replaces them all, so a
     channel that vanished from the window leaves no stale row."""
     window = window_for(context, SPEC)
     plan = PublishPlan(table="channel_roi", rows=channel_roi_candidates, key_columns=["channel", "partition_key"],
-                       stale_where="partition_key = ?", stale_params=(window.partition_key,), preserve_columns=())
+                       stale_where="partition_key = ?", stale_params=(window.partition_key,), preserve_columns=(),
+                       snapshot="channel_roi_snapshot")
     return publish(context, SPEC, loop_settings, autonomath_db, plan)
 
 

@@ -29,7 +29,7 @@ from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.loops.common import (
     OWNERS, FilePublishPlan, LoopDefinition, bad_rows_metadata, frame_metadata, gate_results, gate_specs,
-    log_bad_rows, partitions_for, publish_files, window_for,
+    log_bad_rows, partitions_for, publish_files, published_check_specs, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
@@ -40,6 +40,8 @@ TEMPLATE = "property_stub.py.j2"
 CANDIDATES_FOLDER = "tests/properties/_candidates"
 PROPERTIES_FOLDER = "tests/properties"
 MAX_STUBS = 50
+#: Where the service's package is deployed (its Docker image); notebook cells are always in-app.
+DEFAULT_IN_APP_PREFIXES = ("/srv/autonomath/app/",)
 MARKER = re.compile(r"^#\s*autonomath-invariant:\s*([a-z0-9_]+)\s*$", re.MULTILINE)
 PARTITION_MARKER = re.compile(r"^#\s*autonomath-partition:\s*(\S+)\s*$", re.MULTILINE)
 
@@ -52,6 +54,10 @@ class SnapshotConfig(dg.Config):
 class GroupsConfig(dg.Config):
     min_wrong_answer_reports: int = Field(default=5, description="A program needs at least this many wrong-answer "
                                           "reports in the window to become a failure mode.")
+    in_app_prefixes: list[str] = Field(default_factory=lambda: list(DEFAULT_IN_APP_PREFIXES), description=(
+        "Path prefixes of the service's own code: only frames under them key a group (Sentry's in-app). "
+        "Empty: every frame that is not stdlib, site-packages, <frozen …> or <string>. Library paths are "
+        "never in-app, whatever is listed."))
 
 
 class CandidatesConfig(dg.Config):
@@ -108,14 +114,14 @@ GROUP_COLUMNS = ["mode", "kind", "fingerprint", "exc_type", "count", "first_seen
                  "sample_trace", "messages", "example_inputs", "ids"]
 
 
-def assign_fingerprints(errors: pd.DataFrame) -> pd.DataFrame:
-    """``errors`` with ``mode``/``fingerprint``/``exc_type``: complete traces by fingerprint; a truncated
-    trace joins the largest group whose full frame sequence starts with its own (else mode None)."""
+def assign_fingerprints(errors: pd.DataFrame, in_app_prefixes=DEFAULT_IN_APP_PREFIXES) -> pd.DataFrame:
+    """``errors`` with ``mode``/``fingerprint``/``exc_type``: each trace by its root cause's Sentry-style
+    fingerprint; a trace cut before its first exception line joins the largest group whose full frame
+    sequence starts with its own (else mode None)."""
     parsed = [st.parse_traceback(t) for t in errors["traceback"]]
-    fps = [st.fingerprint(p, fallback_type=e if isinstance(e, str) else None)
+    fps = [st.fingerprint(p, fallback_type=e if isinstance(e, str) else None, in_app_prefixes=in_app_prefixes)
            for p, e in zip(parsed, errors["exception_type"])]
-    # A trace cut right after an inner exception looks complete: the logged (outermost) type tells.
-    whole = [p.complete and (not isinstance(e, str) or e == p.exc_type) for p, e in zip(parsed, errors["exception_type"])]
+    whole = [fp is not None for fp in fps]
     modes: list[str | None] = [fp.name if fp and ok else None for fp, ok in zip(fps, whole)]
     sequences: dict[tuple[str, ...], dict[str, int]] = {}
     for p, mode in zip(parsed, modes):
@@ -142,11 +148,11 @@ def assign_fingerprints(errors: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _errors_groups(errors: pd.DataFrame) -> list[dict]:
+def _errors_groups(errors: pd.DataFrame, in_app_prefixes) -> list[dict]:
     rows = []
     if errors.empty:
         return rows
-    assigned = assign_fingerprints(errors)
+    assigned = assign_fingerprints(errors, in_app_prefixes)
     for mode, members in assigned[assigned["mode"].notna()].groupby("mode", sort=True):
         members = members.sort_values(["ts", "id"], kind="mergesort")
         messages = list(dict.fromkeys(m for m in members["message"] if isinstance(m, str) and m))
@@ -187,13 +193,14 @@ def invariant_expansion_groups(config: GroupsConfig,
     snapshot = invariant_expansion_snapshot
     errors = snapshot[snapshot["source"] == "error_log"]
     feedback = snapshot[snapshot["source"] == "wrong_answer_feedback"]
-    rows = _errors_groups(errors) + _feedback_groups(feedback, config.min_wrong_answer_reports)
+    rows = _errors_groups(errors, tuple(config.in_app_prefixes)) + _feedback_groups(feedback, config.min_wrong_answer_reports)
     groups = (pd.DataFrame(rows, columns=GROUP_COLUMNS).sort_values(["count", "mode"], ascending=[False, True],
                                                                      kind="mergesort").reset_index(drop=True))
     grouped = int(groups.loc[groups["kind"] == "exception", "count"].sum()) if len(groups) else 0
     return dg.MaterializeResult(value=groups, metadata=frame_metadata(
         groups, ["mode", "kind", "count", "first_seen", "last_seen"], groups=len(groups),
-        errors=len(errors), errors_ungrouped=len(errors) - grouped))
+        errors=len(errors), errors_ungrouped=len(errors) - grouped,
+        param_in_app_prefixes=", ".join(config.in_app_prefixes) or "(every non-library path)"))
 
 
 # ------------------------------------------------------------------------------------- rendering
@@ -355,7 +362,8 @@ def invariant_expansion_candidates(context: dg.AssetExecutionContext, config: Ca
     )
 
 
-@dg.asset(name="property_stubs_published", kinds={"python"}, **COMMON)
+@dg.asset(name="property_stubs_published", kinds={"python"},
+          check_specs=published_check_specs("property_stubs_published"), **COMMON)
 def property_stubs_published(context: dg.AssetExecutionContext, loop_settings: LoopSettings,
                              invariant_expansion_candidates: pd.DataFrame) -> dg.MaterializeResult:
     """The month's stubs under <repo_root>/tests/properties/_candidates/ (dry run: nothing written).
@@ -367,7 +375,7 @@ def property_stubs_published(context: dg.AssetExecutionContext, loop_settings: L
     if edited:
         context.log.warning(f"kept {len(edited)} stubs the operator edited: {', '.join(edited)}")
     plan = FilePublishPlan(folder=CANDIDATES_FOLDER, files={n: t for n, t in files.items() if n not in edited},
-                           stale=[n for n in stale if n not in edited])
+                           stale=[n for n in stale if n not in edited], snapshot="invariant_expansion_snapshot")
     return publish_files(context, SPEC, loop_settings, plan, stubs_kept_operator_edits=len(edited))
 
 

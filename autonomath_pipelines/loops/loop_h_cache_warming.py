@@ -19,7 +19,7 @@ from autonomath_pipelines.lib.payload import dumps_payload
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.lib.zipf import zipf_head
 from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, check_result, evidence_json,
+    published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, check_result, evidence_json,
     frame_metadata, gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now,
     window_for,
 )
@@ -135,12 +135,15 @@ SERVES_HEAD = Gate("query_cache_serves_head",
 
 
 @dg.asset(name="query_cache_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
-          check_specs=gate_specs("query_cache_published", [SERVES_HEAD], blocking=False), **COMMON)
+          check_specs=published_check_specs("query_cache_published", SERVES_HEAD), **COMMON)
 def query_cache_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
                           loop_settings: LoopSettings, cache_warming_candidates: pd.DataFrame) -> dg.MaterializeResult:
     """`query_cache` rows of this partition: the day's head upserted with a 24 h TTL (dry run: nothing written).
 
     Replaces the partition's earlier rows and every expired row, so re-running a day never duplicates.
+    A partition older than the one the cache serves, or than the last of its backfill range, or an
+    empty head publishes nothing (``PublishPlan.live_cache``); nor does an empty or abnormally small
+    day of query_log (the window gate).
     """
     window = window_for(context, SPEC)
     plan = PublishPlan(
@@ -149,12 +152,14 @@ def query_cache_published(context: dg.AssetExecutionContext, autonomath_db: Auto
         key_columns=["query_hash"],
         stale_where="partition_key = ? OR ttl_until <= ?",
         stale_params=(window.partition_key, iso_utc(utc_now())),
+        snapshot="cache_warming_snapshot",
+        live_cache=True,
     )
     result = publish(context, SPEC, loop_settings, autonomath_db, plan)
-    served = (GateResult(True, "dry run: nothing was written", {"dry_run": True})
-              if result.metadata["dry_run"] else _serves_head(autonomath_db, cache_warming_candidates))
-    return dg.MaterializeResult(metadata=result.metadata,
-                                check_results=[check_result("query_cache_published", SERVES_HEAD, served)])
+    served = (GateResult(True, "nothing was written", {"dry_run": result.metadata["dry_run"]})
+              if not result.metadata["published"] else _serves_head(autonomath_db, cache_warming_candidates))
+    return dg.MaterializeResult(metadata=result.metadata, check_results=[
+        *result.check_results, check_result("query_cache_published", SERVES_HEAD, served)])
 
 
 LOOP = LoopDefinition(

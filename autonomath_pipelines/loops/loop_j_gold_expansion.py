@@ -21,7 +21,7 @@ from autonomath_pipelines.lib import badrows
 from autonomath_pipelines.lib import gold as goldlib
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.loops.common import (
-    OWNERS, FilePublishPlan, LoopDefinition, bad_rows_metadata, frame_metadata, gate_results, gate_specs,
+    published_check_specs, OWNERS, FilePublishPlan, LoopDefinition, bad_rows_metadata, frame_metadata, gate_results, gate_specs,
     log_bad_rows, partitions_for, provenance, publish_files, window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
@@ -143,7 +143,8 @@ def gold_expansion_candidates(context: dg.AssetExecutionContext, config: Candida
     )
 
 
-@dg.asset(name="gold_candidates_published", kinds={"yaml"}, **COMMON)
+@dg.asset(name="gold_candidates_published", kinds={"yaml"},
+          check_specs=published_check_specs("gold_candidates_published"), **COMMON)
 def gold_candidates_published(context: dg.AssetExecutionContext, loop_settings: LoopSettings,
                               gold_expansion_candidates: pd.DataFrame) -> dg.MaterializeResult:
     """``evals/_candidates/gold_proposed_<YYYY-MM>.yaml`` under the repo root (dry run: nothing written).
@@ -156,7 +157,8 @@ def gold_candidates_published(context: dg.AssetExecutionContext, loop_settings: 
                                 window_end_utc=window.end_iso, gold_path=GOLD_PATH, min_confidence=goldlib.MIN_CONFIDENCE,
                                 min_sessions=goldlib.MIN_SESSIONS)
     name = candidates_file_name(window.partition_key)
-    plan = FilePublishPlan(folder=CANDIDATES_FOLDER, files={name: render_candidates(candidates)})
+    plan = FilePublishPlan(folder=CANDIDATES_FOLDER, files={name: render_candidates(candidates)},
+                           snapshot="gold_expansion_snapshot")
     return publish_files(context, SPEC, loop_settings, plan, proposals=len(candidates), file=name)
 
 

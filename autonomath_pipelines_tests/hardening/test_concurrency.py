@@ -130,8 +130,8 @@ def test_two_runs_of_a_candidate_loop_keep_review_decisions(small_world_pristine
 
 def test_backfill_overlapping_the_scheduled_run(small_world_pristine, tmp_path, announced):
     """``autonomath-loops run --only H --from 11-18 --to 11-20 --execute`` (the backfill, a separate
-    process) while the scheduled run of 11-20 publishes: the same rows as the three days run one
-    after the other."""
+    process) while the scheduled run of 11-20 publishes: the same rows as the day's run alone, since
+    a backfill range publishes only its last partition into the live cache (issue 14, defect 3)."""
     db = pristine_copy(small_world_pristine, tmp_path / "race")
     env = {"AUTONOMATH_STORAGE": str(tmp_path / "storage"), "AUTONOMATH_REPO_ROOT": str(tmp_path / "repo"),
            "AUTONOMATH_EMBEDDING_CACHE": str(tmp_path / "embeddings.sqlite")}
@@ -144,10 +144,8 @@ def test_backfill_overlapping_the_scheduled_run(small_world_pristine, tmp_path, 
     assert len(list(announced.iterdir())) == 4          # 3 backfill publishes + 1 scheduled
 
     clean = pristine_copy(small_world_pristine, tmp_path / "clean")
-    for day in ("2026-11-18", "2026-11-19", LAST_DAY):
-        assert run_in_process(LOOP_H, clean, tmp_path / "clean", day).success
-    # Which day last upserted a query shared by several days (its partition_key, evidence) depends on
-    # the order; what it caches does not.
+    assert run_in_process(LOOP_H, clean, tmp_path / "clean", LAST_DAY).success
+    # Which run last upserted a row (its run id, TTL) depends on the order; what it caches does not.
     order_free = ("query_hash", "query_text", "payload_json", "loop_id", "code_version")
     pick = lambda path: sorted(([r[c] for c in order_free] for r in rows(path, "query_cache")), key=repr)  # noqa: E731
     raced, expected = pick(db), pick(clean)
@@ -155,7 +153,7 @@ def test_backfill_overlapping_the_scheduled_run(small_world_pristine, tmp_path, 
     assert raced == expected
     by_day = AutonomathDatabase(path=str(db)).read_frame(
         "SELECT partition_key, COUNT(*) AS n FROM query_cache GROUP BY partition_key")
-    assert set(by_day["partition_key"]) <= {"2026-11-18", "2026-11-19", LAST_DAY}
+    assert set(by_day["partition_key"]) == {LAST_DAY}
 
 
 def test_two_runs_writing_the_same_candidate_files(small_world_pristine, tmp_path, monkeypatch):

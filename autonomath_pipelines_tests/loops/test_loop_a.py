@@ -80,9 +80,10 @@ def test_next_week_does_not_repropose_a_pending_theme(small_world, tmp_path, emb
         assert families.get(pattern, {}).get("id") not in earlier_families
 
 
-def test_empty_window_is_a_success_with_zero_candidates(small_world, tmp_path, embedding_cache):
+def test_an_empty_window_fails_its_check_and_publishes_nothing(small_world, tmp_path, embedding_cache):
     result = run_loop(LOOP, small_world, tmp_path, "2025-01-05", embedding_cache=embedding_cache, execute=True)
-    assert result.success
+    assert not result.success
+    assert check_outcomes(result)["window_not_abnormally_small"] is False
     assert metadata(result, "hallucination_guard_snapshot")["dagster/row_count"] == 0
     assert metadata(result, "hallucination_guard_candidates_published")["rows_written"] == 0
 

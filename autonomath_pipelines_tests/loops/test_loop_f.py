@@ -59,7 +59,8 @@ def test_dry_run_writes_nothing_and_matches_an_independent_pandas_computation(sm
     active = candidates[(candidates[TABLE_COLUMNS[1:]] != 0).any(axis=1)]
     assert key(active) == key(reference)
     assert candidates["channel"].is_unique
-    assert check_outcomes(result) == {"revenue_reconciles": True, "one_row_per_channel": True, "no_negative_counts": True}
+    assert check_outcomes(result) == {"revenue_reconciles": True, "one_row_per_channel": True, "no_negative_counts": True,
+                                      "window_not_abnormally_small": True}
     snap = metadata(result, "channel_roi_snapshot")
     assert (snap["window_start_utc"], snap["window_end_utc"]) == WINDOW
     meta = metadata(result, "channel_roi_candidates")
@@ -107,12 +108,13 @@ def test_two_partitions_coexist(small_world, tmp_path):
     assert int(earlier["revenue_28d_jpy"].sum()) == int(reference["revenue_28d_jpy"].sum())
 
 
-def test_empty_window_is_a_success_with_zero_rows(small_world, tmp_path):
+def test_an_empty_window_fails_its_check_and_publishes_nothing(small_world, tmp_path):
     result = run_loop(LOOP, small_world, tmp_path, "2025-01-05", execute=True)
-    assert result.success
+    assert not result.success
     assert metadata(result, "channel_roi_candidates")["dagster/row_count"] == 0
     assert metadata(result, "channel_roi_published")["rows_written"] == 0
-    assert all(check_outcomes(result).values())
+    outcomes = check_outcomes(result)
+    assert outcomes.pop("window_not_abnormally_small") is False and all(outcomes.values())
     assert rows_in_db(small_world).empty
 
 

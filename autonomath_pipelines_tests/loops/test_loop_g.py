@@ -42,6 +42,31 @@ def test_grouping_matches_planted_failure_modes(small_world):
     assert ari >= 0.95
 
 
+def test_every_log_format_groups_with_its_planted_mode(small_world):
+    """Issue 13: 3.13 markers, log prefixes, JSON records and escapes, IPython frames and exception
+    groups in error_log: each planted mode still gets one group, whatever format carried it."""
+    errors = AutonomathDatabase(path=str(small_world)).read_frame("SELECT * FROM error_log ORDER BY id")
+    assigned = assign_fingerprints(errors)
+    truth = load_truth(small_world)
+    formats, malformed = truth["error_formats"], truth["error_malformed"]
+    seen: dict[str, set] = {}
+    for i, mode in zip(assigned["id"], assigned["mode"]):
+        if str(i) not in malformed:
+            assert isinstance(mode, str), (i, formats[str(i)])
+            seen.setdefault(truth["error_modes"][str(i)], set()).add(mode)
+    assert all(len(modes) == 1 for modes in seen.values()), seen
+    assert len({m for modes in seen.values() for m in modes}) == len(seen)
+
+
+def test_in_app_prefixes_choose_the_frames_that_key_a_group(small_world):
+    errors = AutonomathDatabase(path=str(small_world)).read_frame("SELECT * FROM error_log ORDER BY id")
+    nothing_in_app = assign_fingerprints(errors, in_app_prefixes=("/nowhere/",))
+    default = assign_fingerprints(errors)
+    keys = set(nothing_in_app["fingerprint"].dropna())
+    assert keys and all("|msg:" in k for k in keys)               # fallback: type + normalized message
+    assert not any("|msg:" in k for k in default["fingerprint"].dropna())
+
+
 def test_backfill_execute_writes_collectable_stubs_idempotently(small_world, tmp_path):
     before = sha256(small_world)
     september = run(small_world, tmp_path, "2026-09-01", execute=True)   # two-month backfill: Sep, then Oct

@@ -96,9 +96,10 @@ def test_a_failing_blocking_gate_stops_the_publish(small_world, tmp_path):
     assert sha256(small_world) == before
 
 
-def test_an_empty_window_succeeds_with_zero_rows(small_world, tmp_path):
+def test_an_empty_window_fails_its_check_and_publishes_nothing(small_world, tmp_path):
     result = run_loop_h(small_world, tmp_path, execute=True, partition="2025-01-02")
-    assert result.success
+    assert not result.success
+    assert check_outcomes(result)["window_not_abnormally_small"] is False
     assert metadata(result, "cache_warming_snapshot")["dagster/row_count"] == 0
     assert metadata(result, "query_cache_published")["rows_written"] == 0
     assert query_cache_rows(small_world).empty

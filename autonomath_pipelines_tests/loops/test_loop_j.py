@@ -64,7 +64,7 @@ def test_dry_run_writes_nothing(small_world, tmp_path):
     before = sha256(small_world)
     result = run(small_world, tmp_path)
     assert result.success and sha256(small_world) == before
-    assert all(check_outcomes(result).values()) and len(check_outcomes(result)) == 3
+    assert all(check_outcomes(result).values()) and len(check_outcomes(result)) == 4   # 3 gates + window
     assert not (tmp_path / "repo" / "evals" / "_candidates").exists()
     published = metadata(result, "gold_candidates_published")
     assert published["dry_run"] is True and published["rows_would_write"] == 1
@@ -73,10 +73,11 @@ def test_dry_run_writes_nothing(small_world, tmp_path):
 
 def test_backfill_execute_skips_gold_and_rerun_is_idempotent(small_world, tmp_path):
     repo(tmp_path)
-    assert run(small_world, tmp_path, "2026-09-01", execute=True).success  # two-month backfill: September, October
-    september = gold.load_gold(candidate_file(tmp_path, "2026-09"))
-    # September's window (2026-09-01..10-01 JST) ends before the small world's logs begin (10-07 JST).
-    assert september.provenance["partition_key"] == "2026-09-01" and len(september.items) == 0
+    # Two-month backfill, September then October. September's window (2026-09-01..10-01 JST) ends
+    # before the small world's logs begin (10-07 JST): an empty window publishes nothing and fails.
+    september = run(small_world, tmp_path, "2026-09-01", execute=True)
+    assert not september.success and check_outcomes(september)["window_not_abnormally_small"] is False
+    assert not candidate_file(tmp_path, "2026-09").exists()
     first = run(small_world, tmp_path, execute=True)
     assert first.success and "gold_candidates_published" in materialized(first)
     path = candidate_file(tmp_path)
@@ -98,7 +99,7 @@ def test_backfill_execute_skips_gold_and_rerun_is_idempotent(small_world, tmp_pa
     assert second.success
     again = path.read_text(encoding="utf-8")
     assert again.replace(second.run_id, "RUN") == text.replace(first.run_id, "RUN")
-    assert sorted(p.name for p in path.parent.iterdir()) == ["gold_proposed_2026-09.yaml", path.name]
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
 def test_missing_gold_proposes_everything_and_malformed_gold_fails_naming_the_file(small_world, tmp_path):
