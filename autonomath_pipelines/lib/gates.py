@@ -6,6 +6,7 @@ Loops that write caches (C, H) share the payload/TTL/key gates.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -93,3 +94,45 @@ def pairs_absent(columns: tuple[str, str], present: frozenset | set, name: str, 
         return GateResult(not clash, f"{len(clash)} rows already present" + (f": {clash[:3]}" if clash else ""),
                           {"already_present": len(clash)})
     return Gate(name, description, evaluate)
+
+
+# ------------------------------------------------------------------ guard-pattern content (loop A)
+
+#: Function words that carry no theme on their own (English, plus Japanese particles / copulas).
+_STOP_WORDS = frozenset(
+    "a an and or but not no the of to in on at for by with from as is are was were be been it its this that "
+    "these those i you he she we they me my your our what which who how why when where do does did can "
+    "の を に は が で と へ も や か な だ です ます".split())
+#: A run of letters or ideographs (any script); digits, punctuation, symbols and quotes are not words.
+_WORD = re.compile(r"[^\W\d_]+")
+#: Fewest letters/ideographs, outside stop-words, a guard pattern must hold.
+MIN_PATTERN_CONTENT_CHARS = 2
+
+
+def pattern_content_problem(pattern: object) -> str | None:
+    """Why ``pattern`` cannot be a guard pattern (it carries no content), or None when it can.
+
+    Content = the NFKC-folded pattern's runs of letters/ideographs that are not stop-words; it must
+    hold at least ``MIN_PATTERN_CONTENT_CHARS`` characters. ``*``, ``)``, ``and`` and ``"" ""`` fail.
+    """
+    if not isinstance(pattern, str):
+        return f"not text ({type(pattern).__name__})"
+    words = _WORD.findall(normalize_query(pattern))
+    content = [w for w in words if w not in _STOP_WORDS]
+    if not words:
+        return "no letters or ideographs"
+    if not content:
+        return "only stop-words"
+    if sum(len(w) for w in content) < MIN_PATTERN_CONTENT_CHARS:
+        return f"fewer than {MIN_PATTERN_CONTENT_CHARS} content characters"
+    return None
+
+
+def patterns_carry_content(column: str = "pattern") -> Gate:
+    def evaluate(frame: pd.DataFrame) -> GateResult:
+        bad = [(p, why) for p in (frame[column] if len(frame) else []) if (why := pattern_content_problem(p))]
+        sample = "; ".join(f"{p!r}: {why}" for p, why in bad[:5])
+        return GateResult(not bad, f"{len(bad)} patterns without content" + (f": {sample}" if bad else ""),
+                          {"without_content": len(bad)})
+    return Gate("patterns_carry_content", "Every pattern holds letters or ideographs beyond stop-words "
+                f"(at least {MIN_PATTERN_CONTENT_CHARS} characters).", evaluate)

@@ -85,6 +85,23 @@ FEEDBACK_RULES = badrows.TableRules("customer_feedback", "id", (
 COMMENT_CHARS = 300
 
 
+def suspect_queries_sql(good_query: str) -> str:
+    """The window's suspect `query_log` rows, each with how often its text was asked in the window.
+
+    One pass over the window whatever the planner chooses: the per-text count is a window function
+    over the window's rows, not a join back to `query_log` (which SQLite may run as a nested loop
+    that re-searches the window once per distinct text: quadratic at production scale, issue 19).
+    """
+    return (
+        "WITH win AS MATERIALIZED (SELECT id, ts, session_id, query_text, result_count, confidence, "
+        "  (result_count = 0 OR (confidence < :low AND result_count > :single)) AS suspect FROM query_log "
+        f"  WHERE ts >= :start AND ts < :end AND {good_query} AND query_text IS NOT NULL), "
+        "counted AS (SELECT *, COUNT(*) OVER (PARTITION BY query_text) AS text_requests FROM win) "
+        "SELECT 'query_log' AS source, id, ts, session_id, query_text AS text, result_count, confidence, "
+        "NULL AS comment, text_requests FROM counted WHERE suspect ORDER BY id"
+    )
+
+
 @dg.asset(name="hallucination_guard_snapshot", deps=["query_log", "customer_feedback"], kinds={"sqlite", "parquet"},
           **COMMON)
 def hallucination_guard_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
@@ -97,15 +114,7 @@ def hallucination_guard_snapshot(context: dg.AssetExecutionContext, config: Snap
     # Each suspect row carries how often its text was asked in the window at all: a text answered
     # badly once in a thousand requests is noise on a real program, not a hallucination theme.
     queries, bad = badrows.read_checked(
-        autonomath_db.read_only,
-        "WITH suspect AS (SELECT id, ts, session_id, query_text, result_count, confidence FROM query_log "
-        f"  WHERE ts >= :start AND ts < :end AND {good_query} "
-        "  AND (result_count = 0 OR (confidence < :low AND result_count > :single))), "
-        "asked AS (SELECT query_text, COUNT(*) AS text_requests FROM query_log "
-        f"  WHERE ts >= :start AND ts < :end AND {good_query} AND query_text IN (SELECT query_text FROM suspect) "
-        "  GROUP BY query_text) "
-        "SELECT 'query_log' AS source, id, ts, session_id, query_text AS text, result_count, confidence, "
-        "NULL AS comment, asked.text_requests FROM suspect JOIN asked USING (query_text) ORDER BY id",
+        autonomath_db.read_only, suspect_queries_sql(good_query),
         {"start": window.start_iso, "end": window.end_iso, "low": config.low_confidence_below,
          "single": config.single_program_max_results},
         table="query_log", key="id")
@@ -222,6 +231,7 @@ CANDIDATE_GATES = (
          _none_near_existing),
     gates.row_cap(MAX_CANDIDATES),
     gates.non_empty_text("pattern"),
+    gates.patterns_carry_content("pattern"),
 )
 
 
@@ -245,6 +255,10 @@ def hallucination_guard_candidates(context: dg.AssetExecutionContext, config: Ca
     summaries = [s for s in summarize_clusters(clustered["text"].tolist(), vectors, clustered["weight"].to_numpy(float),
                                                clustered["cluster"].to_numpy(), n_examples=5)
                  if s.size >= config.min_cluster_size]
+    # A theme whose medoid is punctuation or a stop-word ("*", "and") is no pattern: drop it before
+    # the candidate slots are filled, so it never takes a real theme's place.
+    contentless = [s for s in summaries if gates.pattern_content_problem(s.medoid_text)]
+    summaries = [s for s in summaries if not gates.pattern_content_problem(s.medoid_text)]
     existing, bad = _earlier_patterns(autonomath_db, window.partition_key)
     log_bad_rows(context, bad)
     existing_vectors, _ = embed_texts(embeddings, existing)
@@ -291,6 +305,7 @@ def hallucination_guard_candidates(context: dg.AssetExecutionContext, config: Ca
                                 clusters_covered_by_sessions=int(why.str.contains("same sessions as a covered").sum()),
                                 clusters_repeating_a_candidate=int((outcome == "duplicate").sum()),
                                 clusters_over_cap=int((outcome == "over_cap").sum()),
+                                clusters_without_content=len(contentless),
                                 reformulation_links=len(links),
                                 existing_patterns=len(existing), **bad_rows_metadata(bad)),
         check_results=gate_results("hallucination_guard_candidates", CANDIDATE_GATES, candidates),
