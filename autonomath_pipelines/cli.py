@@ -1,7 +1,7 @@
 """``autonomath-loops``: build the demo world, run loops, list the catalog, benchmark.
 
 Exit codes: 0 success; 1 a loop failed; 2 the request itself is wrong (unknown loop, bad
-partition key, missing database) — reported in one line naming the problem.
+partition key, missing, empty, non-SQLite or corrupt database) — reported in one line naming the problem.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from autonomath_pipelines.catalog import LOOPS as CATALOG
-from autonomath_pipelines.resources.db import DatabaseMissingError, default_db_path
+from autonomath_pipelines.resources.db import DatabaseFileError, default_db_path
 from autonomath_pipelines.schema import SchemaError
 
 EXIT_OK, EXIT_LOOP_FAILED, EXIT_USAGE = 0, 1, 2
@@ -92,12 +92,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         return EXIT_OK if all(r["success"] for r in result["results"]) else EXIT_LOOP_FAILED
     from autonomath_pipelines.bench import run_benchmark
+    from autonomath_pipelines.resources.db import AutonomathDatabase
 
+    database = AutonomathDatabase(path=args.db)
+    if database.resolved_path().exists() and not args.rebuild:
+        database.require_exists()    # an unusable file is reported (exit 2), not benchmarked or built over
     if args.target == "loops":
         from autonomath_pipelines.bench_loops import run_loops_benchmark
-        from autonomath_pipelines.resources.db import AutonomathDatabase
 
-        if not AutonomathDatabase(path=args.db).resolved_path().exists():
+        if not database.resolved_path().exists():
             from autonomath_pipelines.demo import build_world
 
             _say(f"building the {args.scale} world at {args.db} first ...")
@@ -299,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, DatabaseMissingError, SchemaError, ReviewError) as exc:
+    except (UsageError, DatabaseFileError, SchemaError, ReviewError) as exc:
         print(f"autonomath-loops: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -64,7 +64,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -279,8 +279,10 @@ def prepare_world(db_path: Path, scale: str, seed: int, as_of: dt.date, say: Say
     database without one is never overwritten); a missing one is built there. Otherwise the cached
     world at ``db_path`` is reused when its truth says it is this (scale, seed, as-of), else rebuilt."""
     from autonomath_pipelines.demo import build_world, load_truth, truth_path
+    from autonomath_pipelines.resources import AutonomathDatabase
 
     if db_path.exists():
+        AutonomathDatabase(path=str(db_path)).require_exists()    # not an SQLite file: say so, before the truth
         if truth_path(db_path).is_file():
             truth = load_truth(db_path)
             same = (truth.get("scale"), truth.get("seed"), truth.get("as_of")) == (scale, seed, as_of.isoformat())
@@ -1245,8 +1247,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for loop_quality.md/.json/.png")
     parser.add_argument("--only", action="append", metavar="LOOP", help="score only this loop (repeatable)")
     parser.add_argument("--embedding-cache", default=None, help="embedding cache file (default: next to the world)")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when any metric's verdict is FAIL "
-                        "(default: only when a loop run fails)")
+    parser.add_argument("--strict", action="store_true", help="also exit 1 when a metric could not be judged "
+                        "(verdict n/a); a FAIL verdict or a failed loop run always exits 1")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1257,17 +1259,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_from_args(args: argparse.Namespace, say: Say = lambda line: print(line, flush=True)) -> int:
+    from autonomath_pipelines.resources.db import DatabaseFileError
+
     try:
         result = run_eval(scale=args.scale, seed=args.seed, db_path=args.db, out_dir=args.out,
                           as_of=dt.date.fromisoformat(args.as_of) if args.as_of else None,
                           embedding_cache=args.embedding_cache, only=args.only, say=say)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+    except (ValueError, KeyError, FileNotFoundError, DatabaseFileError) as exc:
         print(f"autonomath-loops eval: {exc}", file=sys.stderr)
         return 2
+    return exit_code(result, strict=getattr(args, "strict", False))
+
+
+def exit_code(result: Mapping, *, strict: bool = False) -> int:
+    """1 when a loop run failed or a verdict is FAIL (so CI can rely on it); with ``strict``, also when
+    a metric was not computable (n/a): a world that cannot judge a loop has not shown it works."""
     failed_runs = [r for r in result["runtime"]["runs"].values() if r["status"] != "succeeded"]
-    if failed_runs or (getattr(args, "strict", False) and result["summary"]["fail"]):
-        return 1
-    return 0
+    unjudged = strict and result["summary"].get("n/a", 0)
+    return 1 if failed_runs or result["summary"]["fail"] or unjudged else 0
 
 
 if __name__ == "__main__":

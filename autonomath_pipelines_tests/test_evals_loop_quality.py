@@ -107,8 +107,16 @@ def test_eval_never_overwrites_a_database_without_truth(tmp_path, capsys):
     db = tmp_path / "service.db"
     db.write_bytes(b"not a demo world")
     assert main(["eval", "--db", str(db), "--out", str(tmp_path / "out")]) == 2
-    assert "no planted truth" in capsys.readouterr().err
+    assert "not an SQLite database" in capsys.readouterr().err    # said before looking for the truth
     assert db.read_bytes() == b"not a demo world"
+
+
+def test_eval_never_overwrites_a_real_database_without_truth(programs_db, tmp_path, capsys):
+    db = tmp_path / "service.db"
+    db.write_bytes(programs_db.read_bytes())
+    assert main(["eval", "--db", str(db), "--out", str(tmp_path / "out")]) == 2
+    assert "no planted truth" in capsys.readouterr().err
+    assert db.read_bytes() == programs_db.read_bytes()
 
 
 def test_eval_rejects_an_unknown_loop(tmp_path, capsys):
@@ -124,3 +132,37 @@ def test_exact_scores_on_the_production_world(tmp_path):
     result = run_eval(db_path=str(world), out_dir=str(tmp_path), only=["B", "F", "I", "J"], say=lambda line: None)
     failing = [m for m in result["metrics"] if m["verdict"] == "FAIL"]
     assert not failing, failing
+
+
+def _canned_eval(monkeypatch, metrics: list[Metric], run_status: str = "succeeded") -> None:
+    """``run_eval`` replaced by a result with these verdicts, so the exit code is tested without a world."""
+    import autonomath_pipelines.evals_loop_quality as evals
+
+    summary = {v: sum(m.verdict == v for m in metrics) for v in ("pass", "FAIL", "info", "n/a")}
+    summary["fail"] = summary.pop("FAIL")
+    result = {"summary": summary, "runtime": {"runs": {"A": {"status": run_status}}}}
+    monkeypatch.setattr(evals, "run_eval", lambda **_kwargs: result)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_eval_exits_1_on_a_fail_verdict(monkeypatch, tmp_path, strict):
+    _canned_eval(monkeypatch, [Metric("A", "good", 0.9, 0.5), Metric("A", "bad", 0.1, 0.5)])
+    argv = ["eval", "--out", str(tmp_path)] + (["--strict"] if strict else [])
+    assert main(argv) == 1
+
+
+def test_eval_exits_0_when_every_verdict_passes(monkeypatch, tmp_path):
+    _canned_eval(monkeypatch, [Metric("A", "good", 0.9, 0.5), Metric("A", "shown", 3, better="info")])
+    assert main(["eval", "--out", str(tmp_path)]) == 0
+    assert main(["eval", "--out", str(tmp_path), "--strict"]) == 0
+
+
+def test_strict_eval_also_fails_on_an_unjudged_metric(monkeypatch, tmp_path):
+    _canned_eval(monkeypatch, [Metric("A", "good", 0.9, 0.5), Metric("A", "unknown", None, 0.5)])
+    assert main(["eval", "--out", str(tmp_path)]) == 0
+    assert main(["eval", "--out", str(tmp_path), "--strict"]) == 1
+
+
+def test_eval_exits_1_when_a_loop_run_failed(monkeypatch, tmp_path):
+    _canned_eval(monkeypatch, [Metric("A", "good", 0.9, 0.5)], run_status="failed")
+    assert main(["eval", "--out", str(tmp_path)]) == 1

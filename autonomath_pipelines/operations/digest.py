@@ -25,7 +25,7 @@ from autonomath_pipelines.operations.history import (
     recent_finished_runs,
 )
 from autonomath_pipelines.operations.scorecard import loop_scorecard
-from autonomath_pipelines.resources import AutonomathDatabase, DatabaseMissingError, LoopSettings
+from autonomath_pipelines.resources import AutonomathDatabase, DatabaseFileError, LoopSettings
 
 
 def promoted_count(database: AutonomathDatabase | None, since: dt.datetime,
@@ -35,7 +35,7 @@ def promoted_count(database: AutonomathDatabase | None, since: dt.datetime,
         return 0, ["Promotions not counted: no AutonoMath database given."]
     try:
         audit = read_review_audit(database, since)
-    except DatabaseMissingError as exc:
+    except DatabaseFileError as exc:
         return 0, [f"Promotions not counted: {exc}"]
     return len(standing_promotions(audit, since, until)), []
 

@@ -24,7 +24,7 @@ from autonomath_pipelines.lib.triggers import (
 )
 from autonomath_pipelines.loops import LOOPS
 from autonomath_pipelines.loops.common import LoopDefinition, in_progress_partition_key, utc_now
-from autonomath_pipelines.resources import AutonomathDatabase, DatabaseMissingError
+from autonomath_pipelines.resources import AutonomathDatabase, DatabaseFileError
 from autonomath_pipelines.schema import SchemaError
 
 Clock = Callable[[], dt.datetime]
@@ -55,7 +55,7 @@ def _unavailable(database: AutonomathDatabase, table: str, sensor: str) -> str |
     """Why ``table`` cannot be read now (missing database, table or column), else None."""
     try:
         database.preflight([table], context=sensor)
-    except (DatabaseMissingError, SchemaError) as exc:
+    except (DatabaseFileError, SchemaError) as exc:
         return str(exc)
     return None
 

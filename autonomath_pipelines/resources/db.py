@@ -30,12 +30,82 @@ DEFAULT_DB_PATH = "data/autonomath.db"
 log = logging.getLogger(__name__)
 
 
-class DatabaseMissingError(FileNotFoundError):
+class DatabaseFileError(Exception):
+    """The configured AutonoMath database path is not a usable SQLite file (the request is wrong, not a loop)."""
+
+
+class DatabaseMissingError(DatabaseFileError, FileNotFoundError):
     """The configured AutonoMath database file does not exist."""
 
 
 class DatabaseWriteError(RuntimeError):
     """A write transaction could not complete (disk full, read-only file, ...); it was rolled back."""
+
+
+class DatabaseCorruptError(DatabaseFileError, DatabaseWriteError):
+    """SQLite found the file is not a database, or its pages are damaged; nothing was read or written."""
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_HEADER_BYTES = 100
+
+
+def database_file_problem(path: Path) -> str | None:
+    """What makes ``path`` unusable as an SQLite database, judged from the file and its 100-byte header
+    (None: it looks like one). Never opens it with SQLite, which would create a missing or turn an empty
+    file into a database. The size check is skipped while a ``-journal``/``-wal`` file is next to it: a
+    rollback or checkpoint that SQLite has still to do may change the size legitimately."""
+    if not path.exists():
+        return "not found"
+    if path.is_dir():
+        return "is a directory, not a database file"
+    if not path.is_file():
+        return "is not a regular file"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            header = fh.read(_HEADER_BYTES)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return "is an empty file (0 bytes), not an SQLite database"
+    if not header.startswith(_SQLITE_MAGIC):
+        if _SQLITE_MAGIC.startswith(header):
+            return f"is truncated ({size} bytes, shorter than the SQLite header)"
+        kind = "a text file" if _looks_like_text(header) else "binary data"
+        return f"is not an SQLite database ({kind}, {size} bytes, no 'SQLite format 3' header)"
+    if len(header) < _HEADER_BYTES:
+        return f"is truncated ({size} bytes, shorter than the {_HEADER_BYTES}-byte SQLite header)"
+    raw_page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if raw_page_size == 1 else raw_page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return f"is corrupt (its header gives page size {raw_page_size}, not a power of two from 512 to 65536)"
+    if any(Path(f"{path}{suffix}").exists() for suffix in ("-journal", "-wal")):
+        return None
+    header_pages = int.from_bytes(header[28:32], "big")
+    header_valid = header_pages > 0 and header[24:28] == header[92:96]
+    if size % page_size or (header_valid and size < header_pages * page_size):
+        expected = f"; its header says {header_pages} pages = {header_pages * page_size} bytes" if header_valid else ""
+        return f"is truncated or corrupt ({size} bytes, not whole {page_size}-byte pages{expected})" \
+            if size % page_size else f"is truncated ({size} bytes{expected})"
+    return None
+
+
+def _looks_like_text(data: bytes) -> bool:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # A multi-byte character cut at the end of the sample is still text.
+        try:
+            text = data[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return all(ch.isprintable() or ch in "\t\r\n" for ch in text)
+
+
+def _uri(path: Path, mode: str) -> str:
+    """A ``file:`` URI; ``mode=ro``/``rw`` never create the file (a plain path would)."""
+    return f"file:{urllib.parse.quote(str(path))}?mode={mode}"
 
 
 class DatabaseLockedError(DatabaseWriteError):
@@ -107,19 +177,30 @@ class AutonomathDatabase(dg.ConfigurableResource):
         return Path(self.path).expanduser().resolve()
 
     def require_exists(self) -> Path:
+        """The path, once it is known to be an SQLite file: ``DatabaseMissingError`` when there is
+        nothing there, ``DatabaseFileError`` naming what is wrong with what is there."""
         path = self.resolved_path()
-        if not path.is_file():
+        problem = database_file_problem(path)
+        if problem == "not found":
             raise DatabaseMissingError(
                 f"AutonoMath database not found at {path} "
                 "(set AUTONOMATH_DB, or build the demo world with `autonomath-loops demo`)"
             )
+        if problem is not None:
+            raise DatabaseFileError(f"AutonoMath database {path} {problem} (set AUTONOMATH_DB to the service's "
+                                    "SQLite file, or build the demo world with `autonomath-loops demo`)")
         return path
+
+    def _corrupt(self, path: Path, exc: BaseException) -> DatabaseCorruptError | None:
+        if _error_name(exc).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in str(exc):
+            return DatabaseCorruptError(f"AutonoMath database {path} is truncated or corrupt (SQLite: {exc}); "
+                                        "nothing was read or written")
+        return None
 
     # -------------------------------------------------------------------------------------- reads
 
     def _connect_read_only(self, path: Path):
-        conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True,
-                               check_same_thread=False)
+        conn = sqlite3.connect(_uri(path, "ro"), uri=True, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA query_only = ON")
@@ -136,7 +217,7 @@ class AutonomathDatabase(dg.ConfigurableResource):
         read through a read-write connection restores the last committed state. Writes nothing else."""
         log.warning("AutonoMath database %s: rolling back a transaction left by a killed writer (%s)", path, exc)
         try:
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(_uri(path, "rw"), uri=True, isolation_level=None, check_same_thread=False)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
                 conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
@@ -153,7 +234,10 @@ class AutonomathDatabase(dg.ConfigurableResource):
         path = self.require_exists()
         try:
             conn = self._connect_read_only(path)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
+            corrupt = self._corrupt(path, exc)
+            if corrupt is not None:
+                raise corrupt from None
             leftovers = [Path(f"{path}{suffix}") for suffix in ("-journal", "-wal")]
             if not (_error_name(exc).startswith("SQLITE_READONLY") and any(p.exists() for p in leftovers)):
                 raise
@@ -189,7 +273,12 @@ class AutonomathDatabase(dg.ConfigurableResource):
 
     def _failure(self, path: Path, exc: BaseException) -> DatabaseWriteError | None:
         """The clear error for a SQLite failure during a write (None: not a database-level failure)."""
-        if isinstance(exc, DatabaseWriteError) or not isinstance(exc, sqlite3.OperationalError):
+        if isinstance(exc, DatabaseWriteError) or not isinstance(exc, sqlite3.DatabaseError):
+            return None
+        corrupt = self._corrupt(path, exc)
+        if corrupt is not None:
+            return corrupt
+        if not isinstance(exc, sqlite3.OperationalError):
             return None
         name = _error_name(exc)
         if _is_busy(exc):
@@ -214,13 +303,18 @@ class AutonomathDatabase(dg.ConfigurableResource):
         started = time.monotonic()
         attempts = self._attempts()
         for attempt in range(attempts):
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                                   timeout=max(0, int(self.busy_timeout_ms)) / 1000)
+            # mode=rw: a write never creates the service's database, whatever was checked before.
+            try:
+                conn = sqlite3.connect(_uri(path, "rw"), uri=True, isolation_level=None, check_same_thread=False,
+                                       timeout=max(0, int(self.busy_timeout_ms)) / 1000)
+            except sqlite3.OperationalError as exc:
+                raise DatabaseWriteError(f"cannot open AutonoMath database {path} for writing: {exc} "
+                                         f"({_error_name(exc)}); nothing was written") from None
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
                 conn.execute("BEGIN IMMEDIATE")
                 return conn
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
                 conn.close()
                 if not _is_busy(exc):
                     failure = self._failure(path, exc)
@@ -277,5 +371,5 @@ class AutonomathDatabase(dg.ConfigurableResource):
             conn.close()
 
 
-__all__ = ["AutonomathDatabase", "DatabaseLockedError", "DatabaseMissingError", "DatabaseWriteError", "SchemaError",
-           "default_db_path"]
+__all__ = ["AutonomathDatabase", "DatabaseCorruptError", "DatabaseFileError", "DatabaseLockedError",
+           "DatabaseMissingError", "DatabaseWriteError", "SchemaError", "database_file_problem", "default_db_path"]

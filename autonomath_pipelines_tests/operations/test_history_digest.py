@@ -107,7 +107,8 @@ def test_digest_without_review_tables_or_database(history, tmp_path):
     instance, runs, started, until = history
     bare = tmp_path / "bare.db"
     from autonomath_pipelines.sqlite import sqlite3
-    sqlite3.connect(str(bare)).close()
+    with sqlite3.connect(str(bare)) as conn:    # a database without review tables (a 0-byte file is refused)
+        conn.execute("CREATE TABLE t (a)")
     assert build_digest(instance, AutonomathDatabase(path=str(bare)), until, reports_dir=tmp_path).notes == ()
     missing = build_digest(instance, AutonomathDatabase(path=str(tmp_path / "nope.db")), until, reports_dir=tmp_path)
     assert missing.candidates_promoted == 0

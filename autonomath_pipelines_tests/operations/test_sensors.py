@@ -150,7 +150,8 @@ def test_signals_request_the_week_in_progress_at_the_real_clock(db):
 ])
 def test_missing_table_or_database_is_a_skip_naming_it(tmp_path, build, table):
     empty = tmp_path / "empty.db"
-    sqlite3.connect(str(empty)).close()
+    with sqlite3.connect(str(empty)) as conn:    # a database without the table (a 0-byte file is refused)
+        conn.execute("CREATE TABLE t (a)")
     result = tick(build(), empty, None)
     assert result.run_requests == [] and f"missing table {table}" in result.skip_message
     result = tick(build(), tmp_path / "nowhere.db", None)

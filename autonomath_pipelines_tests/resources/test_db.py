@@ -1,5 +1,9 @@
 import hashlib
+import re
 import shutil
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 import pytest
 
@@ -41,7 +45,9 @@ def test_write_transaction_rolls_back_everything_on_error(programs_db, tmp_path)
 
 def test_write_transaction_creates_missing_output_tables_only(tmp_path):
     path = tmp_path / "bare.db"
-    sqlite3.connect(str(path)).close()
+    with sqlite3.connect(str(path)) as conn:    # a database with no tables (not a 0-byte file, which is refused)
+        conn.execute("CREATE TABLE t (a)")
+        conn.execute("DROP TABLE t")
     db = AutonomathDatabase(path=str(path))
     with db.write_transaction(output_tables=["query_cache"]) as conn:
         conn.execute("SELECT COUNT(*) FROM query_cache").fetchone()
@@ -125,3 +131,42 @@ time.sleep(600)
     assert len(db.read_frame("SELECT * FROM programs")) == 6
     assert len(db.read_frame("SELECT * FROM query_cache")) == 0
     assert not (tmp_path / "copy.db-journal").exists()
+
+
+def test_a_write_never_creates_the_database(tmp_path, monkeypatch):
+    """Even when the file vanishes after the check, the write connection (``mode=rw``) does not create it."""
+    import autonomath_pipelines.resources.db as dbmod
+
+    path = tmp_path / "gone.db"
+    monkeypatch.setattr(dbmod, "database_file_problem", lambda _path: None)
+    with pytest.raises(dbmod.DatabaseWriteError, match="gone.db"):
+        with AutonomathDatabase(path=str(path), lock_retries=0).write_transaction():
+            pass
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("content, words", [(b"", "empty file"), (b"hello\n", "not an SQLite database (a text file"),
+                                            (b"SQLite for", "truncated"), (b"\x00\xff" * 80, "binary data")])
+def test_bad_files_are_named_for_what_they_are(tmp_path, content, words):
+    from autonomath_pipelines.resources import DatabaseFileError
+
+    path = tmp_path / "bad.db"
+    path.write_bytes(content)
+    with pytest.raises(DatabaseFileError, match=f"{path}.*{re.escape(words)}"):
+        AutonomathDatabase(path=str(path)).read_frame("SELECT 1")
+    assert path.read_bytes() == content
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_without_the_header_are_refused_without_raising_otherwise(data):
+    import tempfile
+    from pathlib import Path
+
+    from autonomath_pipelines.resources.db import database_file_problem
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.db"
+        path.write_bytes(data)
+        problem = database_file_problem(path)
+    if not data.startswith(b"SQLite format 3\x00"):
+        assert problem is not None
