@@ -29,3 +29,29 @@ def test_missing_folder_is_skipped_and_bad_lines_are_named(tmp_path):
     (corpus / "traces.jsonl").write_text(json.dumps({"text": "x", "label": 1}) + "\n{not json\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"traces\.jsonl:2: not JSON"):
         section.evaluate(tmp_path)
+
+
+def test_the_command_prints_one_table_writes_the_report_and_exits_on_verdicts(tmp_path, capsys):
+    from evals.real import run
+
+    fixtures = pathlib.Path(section.__file__).parent / "fixtures"
+    assert run.main(["--data", str(fixtures), "--out", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].startswith("| section | corpus | metric |") and "cpython_small" in table
+    report = json.loads((tmp_path / "real_eval.json").read_text(encoding="utf-8"))
+    assert {row["metric"] for row in report["rows"]} >= {"parse_rate"}
+    assert run.main(["--data", str(tmp_path / "absent")]) == 2
+
+
+def test_a_fail_verdict_makes_the_command_exit_1(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from evals.real import run
+
+    failing = types.ModuleType("failing_section")
+    failing.evaluate = lambda data_dir: [{"section": "X", "metric": "m", "value": 0.1, "verdict": "FAIL"}]
+    monkeypatch.setitem(sys.modules, "failing_section", failing)
+    monkeypatch.setattr(run, "SECTIONS", {"X": "failing_section"})
+    assert run.main(["--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    assert "| X |" in (tmp_path / "out" / "real_eval.md").read_text(encoding="utf-8")
