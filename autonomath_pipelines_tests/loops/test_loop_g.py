@@ -69,8 +69,10 @@ def test_in_app_prefixes_choose_the_frames_that_key_a_group(small_world):
 
 def test_backfill_execute_writes_collectable_stubs_idempotently(small_world, tmp_path):
     before = sha256(small_world)
-    september = run(small_world, tmp_path, "2026-09-01", execute=True)   # two-month backfill: Sep, then Oct
-    assert september.success and len(september.output_for_node("invariant_expansion_candidates")) == 0
+    # Two-month backfill, September then October. September's window ends before the small world's
+    # logs begin: an empty window publishes nothing and fails its named check.
+    september = run(small_world, tmp_path, "2026-09-01", execute=True)
+    assert not september.success and check_outcomes(september)["window_not_abnormally_small"] is False
     assert stub_files(tmp_path) == {}
     result = run(small_world, tmp_path, execute=True)
     assert result.success and "property_stubs_published" in materialized(result)
@@ -104,7 +106,7 @@ def test_dry_run_writes_nothing_and_covered_mode_is_not_proposed_again(small_wor
     assert first.success
     assert sha256(small_world) == before
     assert stub_files(tmp_path) == {}
-    assert all(check_outcomes(first).values()) and len(check_outcomes(first)) == 4
+    assert all(check_outcomes(first).values()) and len(check_outcomes(first)) == 5   # 4 gates + window
     assert metadata(first, "property_stubs_published")["dry_run"] is True
     groups = first.output_for_node("invariant_expansion_groups")
     assert (groups["kind"] == "exception").sum() >= 10 and (groups["kind"] == "wrong_answer").any()
