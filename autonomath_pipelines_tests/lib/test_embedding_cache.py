@@ -1,10 +1,17 @@
+import logging
 import multiprocessing
+import os
+import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.embedding_cache import EmbeddingCache
+from autonomath_pipelines.sqlite import sqlite3
 
 
 class CountingEncoder:
@@ -99,3 +106,147 @@ def test_runs_opening_one_fresh_cache_at_once_all_get_it(tmp_path):
         for process in processes:
             process.join()
         assert errors == [], f"round {round_}: {errors}"
+
+
+def _expected(texts, dim=8):
+    raw = CountingEncoder(dim)(texts).astype(np.float32)
+    return raw / np.linalg.norm(raw, axis=1, keepdims=True)
+
+
+def _filled_cache(path, n=300):
+    texts = [f"cached text {i}" for i in range(n)]
+    cache = EmbeddingCache(path)
+    cache.embed("m", texts, CountingEncoder())
+    cache.close()   # the last connection checkpoints the WAL into the file
+    return texts
+
+
+def _truncate_to_half(path):
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+def _set_aside_files(path):
+    return sorted(p for p in path.parent.iterdir()
+                  if p.name.startswith(path.name + ".corrupt-") and not p.name.endswith(("-wal", "-shm")))
+
+
+def _assert_rebuilt_and_set_aside(path, original_bytes, caplog):
+    texts = ["after the rebuild", "second text"]
+    encoder = CountingEncoder()
+    cache = EmbeddingCache(path)
+    batch = cache.embed("m", texts, encoder)
+    cache.close()
+    np.testing.assert_allclose(batch.vectors, _expected(texts), rtol=1e-6)
+    [set_aside] = _set_aside_files(path)
+    assert set_aside.read_bytes() == original_bytes          # nothing lost: the evidence is kept
+    assert cache.set_aside_paths == [set_aside]
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING and "corrupt" in r.getMessage()]
+    assert str(path) in warning.getMessage() and str(set_aside) in warning.getMessage()
+    again = EmbeddingCache(path).embed("m", texts, encoder)   # the rebuilt cache is a working cache
+    assert again.cache_misses == 0 and len(_set_aside_files(path)) == 1
+
+
+def test_a_truncated_cache_is_set_aside_and_rebuilt(tmp_path, caplog):
+    path = tmp_path / "c.sqlite"
+    _filled_cache(path)
+    _truncate_to_half(path)
+    _assert_rebuilt_and_set_aside(path, path.read_bytes(), caplog)
+
+
+def test_a_garbage_cache_is_set_aside_with_its_wal_and_shm(tmp_path, caplog):
+    path = tmp_path / "c.sqlite"
+    garbage = os.urandom(8192)
+    path.write_bytes(garbage)
+    Path(f"{path}-wal").write_bytes(b"wal junk")
+    Path(f"{path}-shm").write_bytes(b"shm junk")
+    _assert_rebuilt_and_set_aside(path, garbage, caplog)
+    [set_aside] = _set_aside_files(path)
+    assert Path(f"{set_aside}-wal").read_bytes() == b"wal junk"
+    assert Path(f"{set_aside}-shm").read_bytes() == b"shm junk"
+
+
+def test_a_cache_corrupted_between_open_and_use_is_set_aside_and_the_call_retried(tmp_path, caplog):
+    path = tmp_path / "c.sqlite"
+    texts = _filled_cache(path)
+    cache = EmbeddingCache(path)                      # healthy when opened
+    page_size = cache._conn.execute("PRAGMA page_size").fetchone()[0]
+    with open(path, "r+b") as handle:                 # then every page after the first is overwritten
+        handle.seek(page_size)
+        handle.write(os.urandom(path.stat().st_size - page_size))
+    damaged = path.read_bytes()
+    encoder = CountingEncoder()
+    batch = cache.embed("m", texts[:5], encoder)
+    cache.close()
+    np.testing.assert_allclose(batch.vectors, _expected(texts[:5]), rtol=1e-6)
+    assert encoder.texts == texts[:5]                 # re-encoded into the fresh cache
+    [set_aside] = _set_aside_files(path)
+    assert set_aside.read_bytes() == damaged
+    assert any(str(set_aside) in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert EmbeddingCache(path).embed("m", texts[:5], encoder).cache_misses == 0
+
+
+def test_an_error_that_is_not_corruption_is_raised_and_nothing_is_moved(tmp_path):
+    path = tmp_path / "c.sqlite"
+    path.mkdir()                                      # not a file at all: a setup mistake, not a bad cache
+    with pytest.raises((OSError, sqlite3.Error)):
+        EmbeddingCache(path)
+    assert path.is_dir() and _set_aside_files(path) == []
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@settings(max_examples=30)
+@given(st.one_of(st.binary(min_size=1, max_size=4096),
+                 st.binary(max_size=600).map(lambda tail: _SQLITE_MAGIC + tail)))
+def test_whatever_bytes_the_cache_file_holds_the_cache_works_and_no_bytes_are_lost(content):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "c.sqlite"
+        path.write_bytes(content)
+        texts = ["一つ目", "two"]
+        batch = EmbeddingCache(path).embed("m", texts, CountingEncoder())
+        np.testing.assert_allclose(batch.vectors, _expected(texts), rtol=1e-6)
+        set_aside = _set_aside_files(path)
+        assert len(set_aside) <= 1
+        if set_aside:
+            assert set_aside[0].read_bytes() == content
+        else:                                         # SQLite took the file as a (possibly empty) database
+            assert content.startswith(_SQLITE_MAGIC)
+
+
+def _open_corrupt_cache_and_embed(path, barrier, results, index):
+    try:
+        barrier.wait()
+        texts = ["shared text", f"own text {index}"]
+        cache = EmbeddingCache(path)
+        batch = cache.embed("m", texts, CountingEncoder())
+        cache.close()
+        results.put((None, texts, batch.vectors))
+    except Exception as exc:  # noqa: BLE001
+        results.put((repr(exc), None, None))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_runs_opening_one_corrupt_cache_at_once_set_it_aside_once_and_all_get_it(tmp_path, damage):
+    context = multiprocessing.get_context("fork")
+    for round_ in range(8):
+        path = tmp_path / f"corrupt-{round_}.sqlite"
+        if damage == "garbage":
+            path.write_bytes(os.urandom(20000))
+        else:
+            _filled_cache(path)
+            _truncate_to_half(path)
+        barrier, results = context.Barrier(4), context.Queue()
+        processes = [context.Process(target=_open_corrupt_cache_and_embed, args=(path, barrier, results, i))
+                     for i in range(4)]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join()
+        assert [error for error, _, _ in outcomes if error] == [], f"round {round_}"
+        for _, texts, vectors in outcomes:
+            np.testing.assert_allclose(vectors, _expected(texts), rtol=1e-6)
+        assert len(_set_aside_files(path)) == 1, f"round {round_}: {_set_aside_files(path)}"
+        assert EmbeddingCache(path).embed("m", ["shared text"], CountingEncoder()).cache_misses == 0
