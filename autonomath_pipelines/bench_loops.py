@@ -47,7 +47,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from autonomath_pipelines.catalog import LOOPS as CATALOG
-from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb, run_child, write_report
+from autonomath_pipelines.bench_process import (
+    code_provenance, peak_rss_mb, provenance_lines, rss_mb, run_child, world_provenance, write_report,
+)
 from autonomath_pipelines.catalog import TIMEZONE, LoopSpec, loop_spec
 
 Say = Callable[[str], None]
@@ -129,6 +131,9 @@ def run_loops_benchmark(db_path: str, only: Sequence[str] | None = None, out_dir
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     now = world_as_of(db_path)
+    code, world = code_provenance(), world_provenance(db_path)
+    for warning in world["warnings"]:
+        say(f"warning: {warning}")
     started = time.perf_counter()
     load_before = list(os.getloadavg())
     say(f"loop cost benchmark: {len(specs)} loop(s) on {db_path}; 1 cold + {repeats} warm run(s) each, "
@@ -179,6 +184,7 @@ def run_loops_benchmark(db_path: str, only: Sequence[str] | None = None, out_dir
         "benchmark": "loops_cost",
         "generated_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "db": db_path, "world_ends": now.isoformat() if now else None, "repeats_warm": repeats,
+        "code": code, "world": world,
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
                     "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
@@ -222,6 +228,8 @@ def render_markdown(result: dict) -> str:
     m = result["machine"]
     return "\n".join([
         "# Loop cost on the production-scale world",
+        "",
+        *provenance_lines(result["code"], result["world"]),
         "",
         f"World `{result['db']}` (logs end {result['world_ends']}); every run a fresh Python process, dry run, "
         f"the partition the schedule would run at the world's end; 1 cold run (empty embedding cache) and the median "

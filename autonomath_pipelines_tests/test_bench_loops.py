@@ -17,7 +17,9 @@ from autonomath_pipelines.bench_loops import (
     runs_per_month,
     world_as_of,
 )
-from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb
+from autonomath_pipelines.bench_process import code_provenance, peak_rss_mb, rss_mb, world_provenance
+from autonomath_pipelines.demo import truth_path
+from autonomath_pipelines.sqlite import sqlite3
 from autonomath_pipelines.catalog import LOOPS, loop_spec
 from autonomath_pipelines_tests.conftest import AS_OF
 
@@ -58,8 +60,45 @@ def test_cold_and_warm_runs_in_fresh_processes(small_world_pristine, tmp_path):
     assert "| F | weekly | 2026-11-08 |" in (tmp_path / MD_NAME).read_text()
     assert (tmp_path / PNG_NAME).stat().st_size > 10_000
     assert any("CPU-min warm" in line for line in lines)
+    # The report says which code measured on which world, so a figure cannot outlive its commit unseen.
+    assert saved["code"]["package_version"] and saved["world"]["scale"] == "small" and saved["world"]["warnings"] == []
+    assert "Measured by autonomath-pipelines" in (tmp_path / MD_NAME).read_text()
 
 
 def test_repeats_must_be_positive(small_world_pristine, tmp_path):
     with pytest.raises(ValueError, match="repeats"):
         run_loops_benchmark(str(small_world_pristine), ["F"], str(tmp_path), repeats=0)
+
+
+def test_a_world_built_by_this_code_with_statistics_has_no_warning(small_world):
+    world = world_provenance(small_world)
+    assert world["statistics"] == {"sqlite_stat1": True, "sqlite_stat4": True}
+    assert (world["scale"], world["seed"], world["as_of"]) == ("small", 7, AS_OF.isoformat())
+    assert world["built_by"]["package_version"] == code_provenance()["package_version"]
+    assert world["warnings"] == []
+
+
+def _rewrite_truth(db, change):
+    truth = json.loads(truth_path(db).read_text(encoding="utf-8"))
+    change(truth)
+    truth_path(db).write_text(json.dumps(truth), encoding="utf-8")
+
+
+def test_a_world_from_other_generator_code_or_an_unrecorded_builder_is_flagged(small_world):
+    _rewrite_truth(small_world, lambda t: t["built_by"].update(generator_digest="0" * 64))
+    [warning] = world_provenance(small_world)["warnings"]
+    assert "other generator code" in warning and "--rebuild" in warning
+    _rewrite_truth(small_world, lambda t: t.pop("built_by"))
+    [warning] = world_provenance(small_world)["warnings"]
+    assert "did not record itself" in warning
+
+
+def test_a_world_without_statistics_is_flagged(small_world):
+    conn = sqlite3.connect(str(small_world))
+    conn.execute("DROP TABLE sqlite_stat1")
+    conn.execute("DROP TABLE IF EXISTS sqlite_stat4")
+    conn.commit()
+    conn.close()
+    world = world_provenance(small_world)
+    assert world["statistics"] == {"sqlite_stat1": False, "sqlite_stat4": False}
+    assert [w for w in world["warnings"] if "no ANALYZE statistics" in w]

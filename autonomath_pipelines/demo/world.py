@@ -70,11 +70,15 @@ What each loop should find is recorded next to the database in ``<db_path>.truth
     from then on), and programs whose server ignores conditional requests (200 but unchanged).
 ``last_day_top_texts``
     ``[[query_text, count]]``: the 200 most frequent raw query texts of the window's last JST day.
+``built_by``
+    ``{package_version, generator_digest}``: the code that built the world (``generator_digest()``:
+    SHA-256 of the generator's sources and the schema), so benchmarks can tell a stale world.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import time
@@ -85,6 +89,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.demo import text as tx
 from autonomath_pipelines.demo import tracebacks as tb
 from autonomath_pipelines.demo import vocab as V
@@ -165,6 +170,16 @@ def truth_path(db_path: str | os.PathLike) -> Path:
 
 def load_truth(db_path: str | os.PathLike) -> dict:
     return json.loads(truth_path(db_path).read_text(encoding="utf-8"))
+
+
+def generator_digest() -> str:
+    """SHA-256 over the demo generator's sources and the schema: a world built when this differed
+    was built by other code, and its figures (costs, evals) are not today's."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for source in sorted((package / "demo").glob("*.py")) + sorted((package / "demo").glob("*.json")) + [package / "schema.sql"]:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def hallucination_family_of(truth: dict) -> dict[str, str]:
@@ -1633,6 +1648,7 @@ def build_world(db_path: str | os.PathLike, scale: str = "small", seed: int = 7,
     try:
         world.build(tmp)
         truth = world.truth_doc()
+        truth["built_by"] = {"package_version": CODE_VERSION, "generator_digest": generator_digest()}
         tmp_truth.write_text(json.dumps(truth, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
         for suffix in ("-journal", "-wal", "-shm"):
             Path(str(target) + suffix).unlink(missing_ok=True)
