@@ -36,7 +36,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb, run_child, write_report
+from autonomath_pipelines.bench_process import (
+    code_provenance, peak_rss_mb, provenance_lines, rss_mb, run_child, world_provenance, write_report,
+)
 
 Say = Callable[[str], None]
 AS_OF = dt.date(2026, 11, 1)          # a Sunday: the weekly partition 2026-10-25 ends where the logs end
@@ -209,7 +211,9 @@ def run_scaling_benchmark(sizes: Sequence[int] = SIZES, loops: Sequence[str] = L
         "benchmark": "loops_scaling",
         "generated_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()},
-        "worlds": {str(n): {"path": str(worlds[n]), "window_rows": rows[n]} for n in sizes},
+        "code": code_provenance(),
+        "worlds": {str(n): {"path": str(worlds[n]), "window_rows": rows[n], "world": world_provenance(worlds[n])}
+                   for n in sizes},
         "days": DAYS, "partition": PARTITION, "results": results, "slopes": slopes,
         "seconds_total": round(time.perf_counter() - started, 1),
     }
@@ -240,6 +244,9 @@ def table_lines(result: dict) -> list[str]:
 def render_markdown(result: dict) -> str:
     return "\n".join([
         "# Loops A and E: cost against the size of the window",
+        "",
+        *provenance_lines(result["code"]),
+        *[f"**Warning:** {w}" for world in result["worlds"].values() for w in world["world"]["warnings"]],
         "",
         f"Production-shaped worlds whose {result['days']} days of logs are the loops' whole window (E: catalog "
         f"14 days; A: `lookback_days = {result['days']}`), partition {result['partition']}; every run a fresh process, "
