@@ -10,10 +10,16 @@ fall in it, and its rating only when at least k of them carry a rating. Adopted 
 appear only when at least k adopted events report one. Customers' free-text comments are left out
 entirely (no quoting, no rewriting): the page holds only the service's own facts and counts, so no
 api_key or comment can reach the output. The evidence records how many consented comments exist.
+
+Page text: every value interpolated into the Markdown body is backslash-escaped (lib/markdown_safety.py),
+and a blocking gate re-renders each page with markdown-it-py: a page holding an image, link, autolink or
+raw HTML beyond the template's own is refused. A group whose page path review could never promote (a
+program id with ``/`` or ``..``) is not proposed.
 """
 
 import datetime as dt
 import functools
+from collections import Counter
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -25,8 +31,12 @@ from pydantic import Field
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import TIMEZONE, loop_spec
 from autonomath_pipelines.lib import badrows, gates
+from autonomath_pipelines.lib.files import is_safe_file_name
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib.jsonld import BEST_RATING, WORST_RATING, build_jsonld, dumps_jsonld, jsonld_problems
+from autonomath_pipelines.lib.markdown_safety import (
+    describe_markup, escape_inline, injected_markup, markup_counts, split_front_matter,
+)
 from autonomath_pipelines.loops.common import (
     DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, bad_rows_metadata, evidence_json, frame_metadata,
     gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
@@ -159,18 +169,6 @@ def yaml_scalar(value) -> str:
     return yaml.safe_dump(text, allow_unicode=True, default_style='"', width=1_000_000_000).rstrip("\n")
 
 
-_MARKUP = str.maketrans({"<": "&lt;", ">": "&gt;", "&": "&amp;", "|": "\\|"})
-
-
-def inline_text(value) -> str:
-    """``value`` as one line of plain Markdown text: control characters and line breaks become spaces
-    (a value can neither end a heading nor start a block), and ``< > &`` and ``|`` are escaped (it can
-    neither open HTML nor split a table cell). Ordinary Japanese names are unchanged."""
-    text = "" if value is None else str(value)
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    return " ".join(text.split()).translate(_MARKUP)
-
-
 @functools.cache
 def template() -> jinja2.Template:
     env = jinja2.Environment(loader=jinja2.PackageLoader("autonomath_pipelines", "templates"),
@@ -178,12 +176,20 @@ def template() -> jinja2.Template:
     # One double-quoted YAML scalar per value: front matter survives quotes, colons, '#', '---' and
     # control characters (escaped), and Japanese stays readable.
     env.filters["yaml_str"] = yaml_scalar
-    env.filters["inline"] = inline_text
+    # Every ASCII punctuation character backslash-escaped: a name can open no image, link or HTML.
+    env.filters["inline"] = escape_inline
     return env.get_template(TEMPLATE)
 
 
 def page_path(program_id: str, prefecture_code: str) -> str:
     return f"{PAGE_DIR}/case-{program_id}-{prefecture_code}.md"
+
+
+def promotable(program_id: str, prefecture_code: str) -> bool:
+    """Whether review can ever promote the group's page: its file name passes the same
+    ``is_safe_file_name`` that promotion applies (``review/candidates.py``), so a name with ``/`` or
+    ``..`` is never proposed only to be refused."""
+    return is_safe_file_name(page_path(program_id, prefecture_code).removeprefix(f"{PAGE_DIR}/"))
 
 
 def _yen(value) -> str | None:
@@ -224,10 +230,10 @@ def render_page(group: dict, *, window: Window, min_group_size: int) -> tuple[st
 
 def front_matter(markdown: str) -> dict | None:
     """The page's YAML front matter as a mapping (None when absent or not a mapping)."""
-    if not isinstance(markdown, str) or not markdown.startswith("---\n"):
+    if not isinstance(markdown, str):
         return None
-    head, sep, _ = markdown[4:].partition("\n---\n")
-    if not sep:
+    head, _ = split_front_matter(markdown)
+    if head is None:
         return None
     try:
         parsed = yaml.safe_load(head)
@@ -280,6 +286,34 @@ def _markdown_renders(frame: pd.DataFrame) -> GateResult:
                       {"broken": len(bad)})
 
 
+#: A group whose every text is one inert word: the page it renders holds only the template's own markup.
+_INERT_GROUP = {"program_id": "P0", "prefecture_code": "00", "program_name": "x", "agency": "x", "category": "x",
+                "prefecture_name": "x", "group_size": 3, "adopted_count": 3, "applied_count": 0,
+                "not_adopted_count": 0, "adoption_rate": 1.0, "adopted_amount_total_jpy": 3,
+                "adopted_amount_mean_jpy": 1, "rating_value": 3.0, "rating_count": 3}
+_INERT_WINDOW = Window(dt.datetime(2026, 9, 30, 15, tzinfo=dt.timezone.utc),
+                       dt.datetime(2026, 10, 31, 15, tzinfo=dt.timezone.utc), ("2026-10-01",))
+
+
+@functools.cache
+def template_markup() -> Counter:
+    """The images, links and HTML the template itself puts on a page (its JSON-LD ``<script>``), the
+    most of each over both branches of the template (with and without adopted amounts)."""
+    counts = Counter()
+    for amount in (3, None):
+        group = dict(_INERT_GROUP, adopted_amount_total_jpy=amount, adopted_amount_mean_jpy=amount)
+        counts |= markup_counts(render_page(group, window=_INERT_WINDOW, min_group_size=3)[0])
+    return counts
+
+
+def _no_injected_markup(frame: pd.DataFrame) -> GateResult:
+    allowed = template_markup()
+    bad = [(path, describe_markup(extra)) for path, markdown in zip(frame["page_path"], frame["markdown"])
+           if (extra := injected_markup(str(markdown), allowed))] if len(frame) else []
+    return GateResult(not bad, f"{len(bad)} pages with images, links or raw HTML the template did not put there"
+                      + (f": {bad[:3]}" if bad else ""), {"pages_with_injected_markup": len(bad)})
+
+
 def _no_identifiers(api_keys: frozenset[str]):
     def evaluate(frame: pd.DataFrame) -> GateResult:
         text_columns = [c for c in ("markdown", "jsonld", "evidence_json", "page_path") if c in frame.columns]
@@ -301,6 +335,9 @@ def candidate_gates(consented_counts: dict[tuple[str, str], int], api_keys: froz
              "[worstRating, bestRating], ratingCount >= 1).", _jsonld_valid),
         Gate("markdown_renders", "Every page is non-empty, its front matter parses as YAML with title and date, "
              "and it embeds its JSON-LD.", _markdown_renders),
+        Gate("no_injected_markup", "Every page, rendered with a CommonMark renderer (markdown-it-py), holds no "
+             "image, link, autolink or raw HTML beyond the template's own (its JSON-LD script block).",
+             _no_injected_markup),
         Gate("no_customer_identifiers", "No api_key of the window's events appears in any output field.",
              _no_identifiers(api_keys)),
         gates.non_empty_text("markdown"),
@@ -334,11 +371,15 @@ def testimonial_seo_candidates(context: dg.AssetExecutionContext, autonomath_db:
     # No return annotation: with check_specs the op has several outputs.
     """One case page per group: Jinja Markdown (front matter + facts table) with an embedded schema.org
     JSON-LD block. Blocking gates: consented events only, no group below k, JSON-LD valid, Markdown renders,
-    no customer identifier in the output."""
+    no image/link/HTML beyond the template's own, no customer identifier in the output. A group whose page
+    path review could never promote is not proposed (counted in ``pages_skipped_unpromotable``)."""
     window = window_for(context, SPEC)
     created_at = iso_utc(utc_now())
-    rows = []
+    rows, unpromotable = [], []
     for group in testimonial_seo_snapshot.to_dict("records"):
+        if not promotable(group["program_id"], group["prefecture_code"]):
+            unpromotable.append(page_path(group["program_id"], group["prefecture_code"]))
+            continue
         k = int(group["min_group_size"])
         markdown, jsonld = render_page(group, window=window, min_group_size=k)
         rows.append({
@@ -359,13 +400,16 @@ def testimonial_seo_candidates(context: dg.AssetExecutionContext, autonomath_db:
             "status": "pending_review", "created_at": created_at, "min_group_size": k,
             "rating_count": int(group["rating_count"]), "program_name": group["program_name"],
         })
+    if unpromotable:
+        context.log.warning(f"{len(unpromotable)} pages not proposed: their paths are not plain file names in "
+                            f"{PAGE_DIR}/ and review could never promote them: {unpromotable[:5]}")
     candidates = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS).assign(**provenance(context, SPEC, window))
     counts, api_keys = _run_reference(autonomath_db, window)
     run_gates = candidate_gates(counts, api_keys)
     return dg.MaterializeResult(
         value=candidates,
         metadata=frame_metadata(candidates, ["page_path", "program_name", "group_size", "rating_count"],
-                                candidates_proposed=len(candidates),
+                                candidates_proposed=len(candidates), pages_skipped_unpromotable=len(unpromotable),
                                 events_covered=int(candidates["group_size"].sum()) if len(candidates) else 0),
         check_results=gate_results("testimonial_seo_candidates", run_gates, candidates),
     )

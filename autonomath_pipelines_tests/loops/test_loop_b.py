@@ -281,3 +281,107 @@ def test_any_group_renders_a_page_that_passes_the_gates(name, agency, prefecture
     meta = front_matter(markdown)
     assert (meta["program_name"], meta["agency"], meta["prefecture"], meta["date"]) == (name, agency, prefecture,
                                                                                        "2026-10-31")
+
+
+# ------------------------------------------------------------------------------ hostile program text
+
+HOSTILE_NAME = "![t](http://evil.example/t.png) [申請](http://evil.example/) <img src=x> <http://evil.example>"
+UNPROMOTABLE_IDS = ("..", "P9/../x")
+
+
+def oct_window():
+    from autonomath_pipelines.loops.common import Window
+    import datetime as dt
+
+    return Window(dt.datetime(2026, 9, 30, 15, tzinfo=dt.timezone.utc),
+                  dt.datetime(2026, 10, 31, 15, tzinfo=dt.timezone.utc), (OCTOBER,))
+
+
+def a_group(**texts) -> dict:
+    return {"program_id": "P001", "prefecture_code": "13", "program_name": "IT導入補助金", "agency": "経済産業省",
+            "category": "IT導入", "prefecture_name": "東京都", "group_size": 4, "adopted_count": 3,
+            "applied_count": 1, "not_adopted_count": 0, "adoption_rate": 1.0, "adopted_amount_total_jpy": 3_000_000,
+            "adopted_amount_mean_jpy": 1_000_000, "rating_value": 4.25, "rating_count": 4, **texts}
+
+
+def test_a_hostile_program_name_renders_no_image_link_or_html():
+    from markdown_it import MarkdownIt
+    from autonomath_pipelines.loops.loop_b_testimonial_seo import render_page
+
+    markdown, _ = render_page(a_group(program_name=HOSTILE_NAME, agency="<b>省</b>"), window=oct_window(),
+                              min_group_size=K)
+    html = MarkdownIt("commonmark").enable("table").render(markdown.split("\n---\n", 1)[1])
+    body = html.split('<script type="application/ld+json">')[0]
+    assert "<img" not in body and "<a " not in body and "<b>" not in body
+    assert "![t](http://evil.example/t.png)" in html      # still readable, as text
+    assert front_matter(markdown)["program_name"] == HOSTILE_NAME
+
+
+def test_markup_gate_names_the_page_and_what_it_found():
+    from autonomath_pipelines.loops.loop_b_testimonial_seo import _no_injected_markup, render_page
+
+    markdown, _ = render_page(a_group(), window=oct_window(), min_group_size=K)
+    clean = pd.DataFrame({"page_path": ["site/blog/case-P001-13.md"], "markdown": [markdown]})
+    assert _no_injected_markup(clean).passed
+    hostile = clean.assign(markdown=[markdown.replace("IT導入補助金」", "![t](http://evil.example/t.png)」")
+                                     + "\n<div>x</div>\n"])
+    outcome = _no_injected_markup(hostile)
+    assert not outcome.passed
+    assert "site/blog/case-P001-13.md" in outcome.description and "1 image" in outcome.description
+    assert "1 html_block" in outcome.description and outcome.metadata["pages_with_injected_markup"] == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.fixed_dictionaries({field: names for field in ("program_name", "agency", "category",
+                                                                "prefecture_name")}),
+       amount=st.one_of(st.none(), st.integers(0, 10**10)))
+def test_any_text_in_any_field_adds_no_markup_beyond_the_template(texts, amount):
+    from autonomath_pipelines.lib.markdown_safety import markup_counts
+    from autonomath_pipelines.loops.loop_b_testimonial_seo import render_page, template_markup
+
+    group = a_group(**texts, adopted_amount_total_jpy=amount, adopted_amount_mean_jpy=amount)
+    markdown, jsonld = render_page(group, window=oct_window(), min_group_size=K)
+    assert markup_counts(markdown) == template_markup() == {"html_block": 1}
+    meta = front_matter(markdown)
+    assert (meta["program_name"], meta["agency"], meta["category"], meta["prefecture"]) == (
+        texts["program_name"], texts["agency"], texts["category"], texts["prefecture_name"])
+    assert jsonld in markdown
+
+
+def plant_hostile_programs(db) -> str:
+    """Give one October group a hostile program name, and copy another group's program and events to
+    program ids whose page path review could never promote. Returns the renamed program's id."""
+    first, second = expected_groups(db, "2026-10")["program_id"].unique()[:2]
+    conn = sqlite3.connect(str(db))
+    conn.execute("UPDATE programs SET name = ? WHERE program_id = ?", (HOSTILE_NAME, first))
+    for program_id in UNPROMOTABLE_IDS:
+        conn.execute("INSERT INTO programs SELECT ?, name, summary, agency, level, prefecture_code, municipality, "
+                     "category, max_amount_jpy, tier, source_url, source_fetched_at, updated_at "
+                     "FROM programs WHERE program_id = ?", (program_id, second))
+        conn.execute("INSERT INTO customer_success_events (ts, api_key, program_id, prefecture_code, outcome, "
+                     "amount_jpy, rating, comment, consent_flag) SELECT ts, api_key, ?, prefecture_code, outcome, "
+                     "amount_jpy, rating, comment, consent_flag FROM customer_success_events WHERE program_id = ?",
+                     (program_id, second))
+    conn.commit()
+    conn.close()
+    return first
+
+
+def test_hostile_programs_are_escaped_and_unpromotable_pages_are_not_proposed(small_world, tmp_path):
+    from autonomath_pipelines.lib.files import is_safe_file_name
+
+    hostile_program = plant_hostile_programs(small_world)
+    result = run(small_world, tmp_path)
+    assert result.success
+    candidates = result.output_for_node("testimonial_seo_candidates")
+    assert not set(candidates["program_id"]) & set(UNPROMOTABLE_IDS)
+    for page in candidates["page_path"]:
+        folder, _, name = page.rpartition("/")
+        assert folder == "site/blog" and is_safe_file_name(name)
+    assert check_outcomes(result)["no_injected_markup"] and all(check_outcomes(result).values())
+    snapshot = result.output_for_node("testimonial_seo_snapshot")
+    skipped = int(snapshot["program_id"].isin(UNPROMOTABLE_IDS).sum())
+    assert skipped >= 2
+    assert metadata(result, "testimonial_seo_candidates")["pages_skipped_unpromotable"] == skipped
+    [page] = candidates.loc[candidates["program_id"] == hostile_program, "markdown"].head(1)
+    assert front_matter(page)["program_name"] == HOSTILE_NAME and "\\!\\[t\\]" in page
