@@ -166,6 +166,7 @@ def run_scaling_benchmark(sizes: Sequence[int] = SIZES, loops: Sequence[str] = L
         raise ValueError(f"scaling covers loops {', '.join(LOOP_RUNS)}; not {', '.join(unknown)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    code = code_provenance()    # at the start: the code that ran, should the tree change during the benchmark
     started = time.perf_counter()
     say(f"scaling benchmark: loops {', '.join(loops)} at {', '.join(f'{n:,}' for n in sizes)} query_log rows in "
         f"their {DAYS}-day window; every run a fresh process (cold, then warm embedding cache)")
@@ -211,7 +212,7 @@ def run_scaling_benchmark(sizes: Sequence[int] = SIZES, loops: Sequence[str] = L
         "benchmark": "loops_scaling",
         "generated_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()},
-        "code": code_provenance(),
+        "code": code,
         "worlds": {str(n): {"path": str(worlds[n]), "window_rows": rows[n], "world": world_provenance(worlds[n])}
                    for n in sizes},
         "days": DAYS, "partition": PARTITION, "results": results, "slopes": slopes,
