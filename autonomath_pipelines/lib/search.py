@@ -1,27 +1,74 @@
-"""FTS5 search over ``programs_fts`` that never raises on user text (DESIGN §7).
+"""The built-in program search: what the service answers, rebuilt from its tables (DESIGN §7).
 
-- Text is NFKC-normalized (the index holds NFKC text too: the trigram tokenizer folds case only).
-- Every token is quoted for ``MATCH`` (``"`` doubled inside), so FTS5 syntax in user text —
-  ``AND``, ``NEAR(``, ``*``, ``col:``, stray quotes — is searched for, not parsed.
-- Tokens of 3+ characters go through the trigram index with bm25 ranking; 1–2 character tokens
-  (``補助``, ``IT``) cannot be trigram-indexed and use ``LIKE`` instead (a scan; correct only on
-  SQLite builds with the 3.40.1 trigram fix, see ``autonomath_pipelines.sqlite``).
-- Empty input returns no results.
-- A program row whose text does not decode as UTF-8 (or is a BLOB) is left out of the results and
-  counted in ``ProgramSearcher.skipped_rows``: a cached payload is always valid JSON of valid text.
+The service's answers are the truth for every payload a loop pre-executes (loops C and H), so the
+built-in searcher follows the service's known behaviour rather than the raw ``programs_fts`` index:
+
+- **Normalized on both sides.** The service's index may hold raw text (「ＤＸ」, full-width digits,
+  half-width katakana, 「～」); the query is NFKC-folded. Both go through ``fold``: NFKC + casefold
+  (``textnorm.normalize_query``), hiragana → katakana (``jaconv``), punctuation and symbols as word
+  breaks (「・」「～/〜」「（）」, so 「ものづくり・商業」 is found by 「ものづくり 商業」). The folded
+  text lives in a *shadow index* (``SearchIndex``) in the project's own storage — never in the
+  service's database — rebuilt whenever ``programs`` or ``am_alias`` changes (``source_fingerprint``).
+- **Aliases.** Every ``am_alias`` surface is indexed with its program, and a query that *is* a name
+  or alias, or contains one (「ものづくり補助金 申請方法」), puts that program first.
+- **Partial matches are ranked**, not required: a query with a generic word the program lacks
+  (「助成金」, 「支援」) still finds it. Each query term counts by how much of it the program's name or
+  aliases hold (whole term, else its share of character trigrams), body text counting less.
+- **User text is never parsed**: terms are quoted for FTS5 ``MATCH`` (``"`` doubled), so ``AND``,
+  ``NEAR(``, ``*`` or ``col:`` in a query are searched for; empty input returns no results.
+- A program row whose text does not decode as UTF-8 (or is a BLOB) is left out of the index and
+  counted in ``skipped_rows``: a cached payload is always valid JSON of valid text.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import hashlib
+import json
+import math
+import os
+import pathlib
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import jaconv
 
 from autonomath_pipelines.lib.badrows import BadRows, drop_bad_rows, fetch_checked
 from autonomath_pipelines.lib.payload import search_payload
 from autonomath_pipelines.lib.textnorm import normalize_query, tokens
+from autonomath_pipelines.sqlite import sqlite3
 
 TRIGRAM_MIN_CHARS = 3
-SEARCHED_COLUMNS = ("name", "summary", "agency", "region")
 MAX_TOKENS = 16  # a query longer than this is truncated: the API never gets long prose
+#: Candidates read from the index per query before ranking (by bm25 over the query's terms).
+CANDIDATES = 200
+#: Index format: bump when ``fold`` or the index layout changes, so old index files are rebuilt.
+INDEX_VERSION = 1
+#: bm25 column weights of the shadow index (name, aliases, summary, agency, region).
+BM25_WEIGHTS = (10.0, 8.0, 1.0, 2.0, 3.0)
+#: How much a term found only in body text (summary, agency, region) counts against the name/aliases.
+BODY_WEIGHT = 0.3
+#: Weight of precision (how much of a name the query holds) against recall (how much of the query it holds).
+PRECISION_WEIGHT = 0.25
+
+# Unicode categories that separate words for search: punctuation (P*) and symbols (S*).
+_BREAK_CATEGORIES = ("P", "S")
+
+
+def fold(text: str) -> str:
+    """Search form of ``text``: NFKC, casefold, katakana for hiragana, punctuation/symbols as spaces.
+
+    Applied to the index and to the query alike; idempotent (``fold(fold(t)) == fold(t)``)."""
+    text = jaconv.hira2kata(normalize_query(text))
+    text = "".join(" " if unicodedata.category(ch)[0] in _BREAK_CATEGORIES else ch for ch in text)
+    return " ".join(text.split())
+
+
+def compact(folded: str) -> str:
+    """``folded`` without spaces: the key names and aliases are compared by."""
+    return folded.replace(" ", "")
 
 
 def fts_phrase(token: str) -> str:
@@ -35,63 +82,342 @@ def like_pattern(token: str) -> str:
     return f"%{escaped}%"
 
 
-def build_search_sql(query_tokens: list[str], limit: int) -> tuple[str, list[Any]] | None:
-    """SQL + parameters for a normalized token list, or None when there is nothing to search."""
-    query_tokens = [t for t in query_tokens if t][:MAX_TOKENS]
-    if not query_tokens:
-        return None
-    long_tokens = [t for t in query_tokens if len(t) >= TRIGRAM_MIN_CHARS]
-    short_tokens = [t for t in query_tokens if len(t) < TRIGRAM_MIN_CHARS]
-    where: list[str] = []
-    params: list[Any] = []
-    if long_tokens:
-        where.append("programs_fts MATCH ?")
-        params.append(" AND ".join(fts_phrase(t) for t in long_tokens))
-    for token in short_tokens:
-        where.append("(" + " OR ".join(f"f.{col} LIKE ? ESCAPE '\\'" for col in SEARCHED_COLUMNS) + ")")
-        params.extend([like_pattern(token)] * len(SEARCHED_COLUMNS))
-    if long_tokens:
-        # bm25 is lower-is-better; the served score is its negation (higher is better).
-        score = "-bm25(programs_fts)"
-    else:
-        # No MATCH, no bm25: rank by where the short tokens occur (name beats body text).
-        score = " + ".join(f"(f.name LIKE ? ESCAPE '\\') * 2 + (f.summary LIKE ? ESCAPE '\\')" for _ in short_tokens)
-        params_score = []
-        for token in short_tokens:
-            params_score.extend([like_pattern(token), like_pattern(token)])
-        params = params_score + params
-    sql = (
-        f"SELECT p.program_id, p.name, p.agency, p.level, p.prefecture_code, {score} AS score "
-        "FROM programs_fts AS f JOIN programs AS p ON p.program_id = f.program_id "
-        f"WHERE {' AND '.join(where)} "
-        "ORDER BY score DESC, p.program_id LIMIT ?"
-    )
-    params.append(int(limit))
-    return sql, params
+def trigrams(term: str) -> list[str]:
+    """The character trigrams of ``term`` (the term itself when shorter than three characters)."""
+    if len(term) < TRIGRAM_MIN_CHARS:
+        return [term]
+    return list(dict.fromkeys(term[i:i + TRIGRAM_MIN_CHARS] for i in range(len(term) - TRIGRAM_MIN_CHARS + 1)))
 
+
+def query_terms(query: str) -> list[str]:
+    """The folded terms of a query, duplicates removed, at most ``MAX_TOKENS``."""
+    return tokens(fold(query))[:MAX_TOKENS]
+
+
+def bigrams(text: str) -> set[str]:
+    """Character bigrams of ``text`` (spaces break words), the single character of a 1-character word."""
+    grams: set[str] = set()
+    for word in text.split():
+        grams.update([word] if len(word) == 1 else (word[i:i + 2] for i in range(len(word) - 1)))
+    return grams
+
+
+def term_coverage(term: str, text: str) -> float:
+    """How much of ``term`` ``text`` holds: 1.0 for the whole term, else its share of bigrams (a typo
+    or a reordered word still counts for most of it)."""
+    if term in text:
+        return 1.0
+    grams = bigrams(term)
+    if len(term) < 2 or not grams:
+        return 0.0
+    return sum(g in text for g in grams) / len(grams)
+
+
+def rank_score(terms: list[str], weights: list[float], heads: list[tuple[str, set[str]]], body: str,
+               places: set[str] = frozenset(), doc_places: frozenset[str] = frozenset()) -> float:
+    """How well a program answers the query, in [0, 1 + PRECISION_WEIGHT]:
+
+    - *recall*: the share of the query its best-matching name or alias holds, each term weighted
+      (``weights``: rarer words count more, so a place name outweighs 「補助金」), terms found only
+      in its body text (summary, agency, region) counting ``BODY_WEIGHT``;
+    - *precision*: the share of that name's bigrams the query holds, so of two names holding the
+      same query words the one with fewer other words — the one asked for — ranks first.
+
+    A term that is a place name (``places``) counts fully when the program is of that place
+    (``doc_places``) and not at all otherwise: 「京都」 asks for 京都府, not for 「東京都」 in a name.
+    Partial coverage (a typo, a reordered word) counts squared, so sharing one common bigram
+    (「事業」) with a rare term is worth little. ``heads`` are (folded name or alias, its bigrams)."""
+    total = sum(weights)
+    if not total or not heads:
+        return 0.0
+    query_grams = bigrams(" ".join(terms))
+    place_hit = [(1.0 if t in doc_places else 0.0) if t in places else None for t in terms]
+    in_body = [term_coverage(t, body) ** 2 for t in terms]
+    best = 0.0
+    for head, head_grams in heads:
+        got = sum(w * (hit if hit is not None else max(term_coverage(t, head) ** 2, BODY_WEIGHT * b))
+                  for t, w, b, hit in zip(terms, weights, in_body, place_hit))
+        precision = len(head_grams & query_grams) / len(head_grams) if head_grams else 0.0
+        best = max(best, got / total + PRECISION_WEIGHT * precision)
+    return best
+
+
+# ----------------------------------------------------------------------------------- shadow index
+
+_INDEX_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE docs (doc INTEGER PRIMARY KEY, program_id TEXT NOT NULL, name TEXT NOT NULL, agency TEXT NOT NULL,
+                   level TEXT NOT NULL, prefecture_code TEXT, head TEXT NOT NULL, body TEXT NOT NULL,
+                   places TEXT NOT NULL);
+CREATE TABLE places (key TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE names (key TEXT NOT NULL, doc INTEGER NOT NULL, is_alias INTEGER NOT NULL);
+CREATE VIRTUAL TABLE docs_fts USING fts5(name, aliases, summary, agency, region, tokenize = 'trigram');
+"""
+
+_PROGRAMS_SQL = (
+    "SELECT p.program_id, p.name, p.summary, p.agency, p.level, p.prefecture_code, p.municipality, "
+    "f.name_ja AS prefecture_name FROM programs AS p LEFT JOIN prefectures AS f "
+    "ON f.prefecture_code = p.prefecture_code ORDER BY p.program_id")
+_ALIASES_SQL = "SELECT alias_id, entity_id, surface FROM am_alias ORDER BY alias_id"
+
+
+def source_fingerprint(conn) -> str:
+    """Changes whenever the rows the index is built from change (one aggregate scan of each table).
+
+    Counts, the largest row id, summed text lengths and summed ids: an insert, delete or edit of a
+    program or alias moves at least one of them (``updated_at`` is the contract for edits)."""
+    programs = conn.execute(
+        "SELECT count(*), max(rowid), max(updated_at), total(length(CAST(name AS BLOB))), "
+        "total(length(CAST(summary AS BLOB))), total(length(CAST(agency AS BLOB))) FROM programs").fetchone()
+    aliases = conn.execute(
+        "SELECT count(*), max(alias_id), total(alias_id), total(length(CAST(surface AS BLOB))), "
+        "total(length(CAST(entity_id AS BLOB))) FROM am_alias").fetchone()
+    prefectures = conn.execute("SELECT count(*), total(length(CAST(name_ja AS BLOB))) FROM prefectures").fetchone()
+    text = repr((INDEX_VERSION, tuple(programs), tuple(aliases), tuple(prefectures)))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def build_index(source, target) -> BadRows:
+    """Fill the empty database ``target`` with the shadow index of ``source`` (the service's tables).
+
+    Returns the source rows left out because their text does not decode (counted, never indexed)."""
+    skipped = BadRows()
+    names, rows, checked = fetch_checked(source, _PROGRAMS_SQL)
+    if checked or any(isinstance(v, bytes) for row in rows for v in row):
+        rows, _ = drop_bad_rows(rows, names, table="programs", key="program_id", bad=skipped)
+    anames, aliases, achecked = fetch_checked(source, _ALIASES_SQL)
+    if achecked or any(isinstance(v, bytes) for row in aliases for v in row):
+        aliases, _ = drop_bad_rows(aliases, anames, table="am_alias", key="alias_id", bad=skipped)
+    by_program: dict[str, list[str]] = {}
+    for _alias_id, entity_id, surface in aliases:
+        if isinstance(entity_id, str) and isinstance(surface, str):
+            by_program.setdefault(entity_id, []).append(surface)
+    target.executescript(_INDEX_SCHEMA)
+    docs, fts, keys = [], [], []
+    all_places: set[str] = set()
+    for doc, (pid, name, summary, agency, level, pref_code, municipality, pref_name) in enumerate(rows, start=1):
+        region = " ".join(x for x in (pref_name or ("全国" if pref_code is None else ""), municipality or "") if x)
+        f_name, f_summary, f_agency, f_region = fold(name), fold(summary or ""), fold(agency or ""), fold(region)
+        f_aliases = [fold(s) for s in by_program.get(pid, [])]
+        head = "\n".join([f_name, *f_aliases])
+        doc_places = place_forms(pref_name) + place_forms(municipality)
+        all_places.update(doc_places)
+        docs.append((doc, pid, name, agency, level, pref_code, head, " ".join((f_summary, f_agency, f_region)),
+                     "\n".join(doc_places)))
+        fts.append((doc, f_name, " ".join(f_aliases), f_summary, f_agency, f_region))
+        keys.append((compact(f_name), doc, 0))
+        keys.extend((compact(a), doc, 1) for a in f_aliases if a)
+    target.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", docs)
+    target.executemany("INSERT INTO places VALUES (?)", sorted((p,) for p in all_places))
+    target.executemany("INSERT INTO docs_fts (rowid, name, aliases, summary, agency, region) VALUES (?, ?, ?, ?, ?, ?)",
+                       fts)
+    target.executemany("INSERT INTO names VALUES (?, ?, ?)", keys)
+    target.execute("CREATE INDEX names_key ON names(key)")
+    target.executemany("INSERT INTO meta VALUES (?, ?)", [
+        ("version", str(INDEX_VERSION)), ("programs", str(len(docs))), ("aliases", str(len(aliases))),
+        ("skipped_rows", json.dumps([[t, c, pr, g["kind"], g["rows"], g["examples"]]
+                                     for (t, c, pr), g in sorted(skipped.groups.items())], ensure_ascii=False))])
+    target.commit()
+    return skipped
+
+
+#: Suffixes a place name is also typed without: 「京都」 for 京都府, 「八王子」 for 八王子市.
+_PLACE_SUFFIXES = ("都", "道", "府", "県", "市", "区", "町", "村")
+
+
+def place_forms(name: str | None) -> list[str]:
+    """Folded forms a searcher types for a prefecture or municipality: the name, and the name without
+    its 都/道/府/県/市/区/町/村 when two or more characters remain (北海道 stays whole)."""
+    if not name:
+        return []
+    folded = compact(fold(name))
+    forms = [folded]
+    if folded.endswith(_PLACE_SUFFIXES) and len(folded) >= 3 and folded != "北海道":
+        forms.append(folded[:-1])
+    return forms
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """Where the shadow index came from, for metadata."""
+
+    path: str
+    fingerprint: str
+    programs: int
+    aliases: int
+    rebuilt: bool
+
+
+def _connect_ro(path: pathlib.Path):
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+
+@contextlib.contextmanager
+def open_index(source, directory: str | os.PathLike | None, *, source_name: str = "") -> Iterator[tuple[Any, IndexInfo, BadRows]]:
+    """A read-only connection to the shadow index of ``source``, building it when needed.
+
+    ``directory`` None: built in memory for this use. Otherwise a file
+    ``<directory>/<source key>-<fingerprint>.sqlite`` is reused while the source tables are unchanged,
+    and replaced atomically (older files of the same source are removed) when they change."""
+    fingerprint = source_fingerprint(source)
+    if directory is None:
+        conn = sqlite3.connect(":memory:", check_same_thread=False)
+        try:
+            skipped = build_index(source, conn)
+            yield conn, _info(conn, ":memory:", fingerprint, True), skipped
+        finally:
+            conn.close()
+        return
+    folder = pathlib.Path(directory).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    source_key = hashlib.sha256(source_name.encode()).hexdigest()[:12]
+    path = folder / f"{source_key}-{fingerprint}.sqlite"
+    rebuilt = False
+    skipped = BadRows()
+    if not path.exists():
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+        os.close(fd)
+        tmp = pathlib.Path(tmp_name)
+        try:
+            out = sqlite3.connect(str(tmp))
+            try:
+                skipped = build_index(source, out)
+            finally:
+                out.close()
+            os.replace(tmp, path)  # atomic: a concurrent run sees the old file or the whole new one
+        finally:
+            tmp.unlink(missing_ok=True)
+        rebuilt = True
+        for old in folder.glob(f"{source_key}-*.sqlite"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    conn = _connect_ro(path)
+    try:
+        if not rebuilt:
+            # The rows the build left out are still left out: report them on every use of the index.
+            (recorded,) = conn.execute("SELECT value FROM meta WHERE key = 'skipped_rows'").fetchone()
+            for table, column, problem, kind, count, examples in json.loads(recorded):
+                skipped.add(table, column, problem, kind, count, examples)
+        yield conn, _info(conn, str(path), fingerprint, rebuilt), skipped
+    finally:
+        conn.close()
+
+
+def _info(conn, path: str, fingerprint: str, rebuilt: bool) -> IndexInfo:
+    meta = dict(conn.execute("SELECT key, value FROM meta"))
+    return IndexInfo(path, fingerprint, int(meta["programs"]), int(meta["aliases"]), rebuilt)
+
+
+# ------------------------------------------------------------------------------------------ search
 
 class ProgramSearcher:
-    """Search over one open connection (read-only is enough). Not thread-safe: one per thread."""
+    """Search over a shadow index connection (``open_index``). Not thread-safe: one per thread."""
 
-    def __init__(self, conn, limit: int = 10):
-        self._conn = conn
+    def __init__(self, index, limit: int = 10, skipped_rows: BadRows | None = None):
+        self._index = index
         self.limit = limit
-        #: Program rows left out of results because their text did not decode (table, column, row ids).
-        self.skipped_rows = BadRows()
+        #: Service rows left out of the index because their text did not decode (table, column, row ids).
+        self.skipped_rows = skipped_rows if skipped_rows is not None else BadRows()
+        (self._docs,) = index.execute("SELECT count(*) FROM docs").fetchone()
+        self._weights: dict[str, float] = {}
+        self._doc_cache: dict[int, tuple] = {}
+
+    @classmethod
+    @contextlib.contextmanager
+    def over(cls, source, limit: int = 10, index_dir: str | os.PathLike | None = None,
+             source_name: str = "") -> Iterator["ProgramSearcher"]:
+        """A searcher over the service tables on connection ``source`` (index built or reused)."""
+        with open_index(source, index_dir, source_name=source_name) as (conn, info, skipped):
+            searcher = cls(conn, limit, skipped)
+            searcher.index_info = info
+            yield searcher
+
+    def _named(self, terms: list[str], weights: list[float]) -> dict[int, float]:
+        """Docs whose name or an alias *is* the query (2.0) or one of its terms (that term's share of
+        the query): 「ものづくり補助金」 finds its program through ``am_alias`` before anything else."""
+        total = sum(weights) or 1.0
+        whole = compact(" ".join(terms))
+        hits: dict[int, float] = {}
+        for (doc,) in self._index.execute("SELECT doc FROM names WHERE key = ?", (whole,)):
+            hits[doc] = 2.0
+        if len(terms) > 1:
+            for term, weight in zip(terms, weights):
+                for (doc,) in self._index.execute("SELECT doc FROM names WHERE key = ?", (term,)):
+                    hits[doc] = max(hits.get(doc, 0.0), weight / total)
+        return hits
+
+    def _candidates(self, terms: list[str]) -> dict[int, float]:
+        """Docs matching any term (or any trigram of a long term), with bm25 (higher is better)."""
+        phrases = list(dict.fromkeys(g for t in terms if len(t) >= TRIGRAM_MIN_CHARS for g in [t, *trigrams(t)]))
+        found: dict[int, float] = {}
+        if phrases:
+            weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+            sql = (f"SELECT rowid, -bm25(docs_fts, {weights}) FROM docs_fts WHERE docs_fts MATCH ? "
+                   "ORDER BY bm25(docs_fts, " + weights + ") LIMIT ?")
+            found.update(self._index.execute(sql, (" OR ".join(fts_phrase(p) for p in phrases), CANDIDATES)))
+        # 1–2 character terms cannot be trigram-indexed, and a typo can leave a short term no trigram
+        # in common with the name it meant (「リ窓ノベ」): then the terms' bigrams are looked up in the
+        # names and aliases by a LIKE scan.
+        grams = sorted({g for t in terms for g in (bigrams(t) if len(t) >= TRIGRAM_MIN_CHARS else [t])})
+        if grams and len(found) < self.limit:
+            where = " OR ".join("head LIKE ? ESCAPE '\\'" for _ in grams)
+            sql = f"SELECT doc FROM docs WHERE {where} ORDER BY doc LIMIT ?"
+            for (doc,) in self._index.execute(sql, [like_pattern(g) for g in grams] + [CANDIDATES]):
+                found.setdefault(doc, 0.0)
+        return found
+
+    def _weight(self, term: str) -> float:
+        """Inverse document frequency of ``term`` over the index (smoothed; a term no program holds
+        gets the largest weight, and changes no program's rank against another)."""
+        weight = self._weights.get(term)
+        if weight is None:
+            if len(term) >= TRIGRAM_MIN_CHARS:
+                (df,) = self._index.execute("SELECT count(*) FROM docs_fts WHERE docs_fts MATCH ?",
+                                            (fts_phrase(term),)).fetchone()
+            else:
+                (df,) = self._index.execute("SELECT count(*) FROM docs WHERE head LIKE ? ESCAPE '\\' "
+                                            "OR body LIKE ? ESCAPE '\\'", (like_pattern(term),) * 2).fetchone()
+            weight = self._weights[term] = math.log((self._docs + 1) / (df + 0.5))
+        return weight
+
+    def _places(self, terms: list[str]) -> set[str]:
+        """The terms that are place names (prefectures, municipalities, their short forms)."""
+        sql = f"SELECT key FROM places WHERE key IN ({','.join('?' * len(terms))})"
+        return {key for (key,) in self._index.execute(sql, terms)}
+
+    def _rows(self, docs: list[int]) -> list[tuple]:
+        """(doc, program_id, name, agency, level, prefecture_code, heads, body, places) of ``docs``, cached."""
+        missing = [d for d in docs if d not in self._doc_cache]
+        for start in range(0, len(missing), 500):
+            chunk = missing[start:start + 500]
+            for doc, pid, name, agency, level, pref, head, body, places in self._index.execute(
+                    "SELECT doc, program_id, name, agency, level, prefecture_code, head, body, places FROM docs "
+                    f"WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
+                heads = [(h, bigrams(h)) for h in head.split("\n")]
+                self._doc_cache[doc] = (doc, pid, name, agency, level, pref, heads, body, frozenset(places.split("\n")))
+        return [self._doc_cache[d] for d in docs]
 
     def search(self, query: str, limit: int | None = None) -> list[dict[str, Any]]:
-        built = build_search_sql(tokens(normalize_query(query)), limit or self.limit)
-        if built is None:
+        terms = query_terms(query)
+        if not terms:
             return []
-        sql, params = built
-        names, rows, checked = fetch_checked(self._conn, sql, params)
-        if checked or any(not isinstance(v, (str, int, float, type(None))) for row in rows for v in row):
-            rows, _ = drop_bad_rows(rows, names, table="programs", key="program_id", bad=self.skipped_rows)
-        return [
-            {"program_id": pid, "name": name, "agency": agency, "level": level,
-             "prefecture_code": pref, "score": round(float(score), 6)}
-            for pid, name, agency, level, pref, score in rows
-        ]
+        weights = [self._weight(t) for t in terms]
+        named = self._named(terms, weights)
+        candidates = self._candidates(terms)
+        for doc in named:
+            candidates.setdefault(doc, 0.0)
+        places = self._places(terms)
+        scored = []
+        for doc, pid, name, agency, level, pref, heads, body, doc_places in self._rows(list(candidates)):
+            score = named.get(doc, 0.0) + rank_score(terms, weights, heads, body, places, doc_places)
+            if score <= 0.0:
+                continue
+            # bm25 only breaks ties between equally covering programs.
+            scored.append((round(score + 1e-4 * min(candidates[doc], 100.0) / 100.0, 6), pid, name, agency, level, pref))
+        scored.sort(key=lambda r: (-r[0], r[1]))
+        return [{"program_id": pid, "name": name, "agency": agency, "level": level,
+                 "prefecture_code": pref, "score": score}
+                for score, pid, name, agency, level, pref in scored[: limit or self.limit]]
 
     def payload(self, query: str, limit: int | None = None) -> dict[str, Any]:
         """The API's response object for ``query``."""

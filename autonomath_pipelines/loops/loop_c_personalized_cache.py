@@ -1,9 +1,11 @@
 """Loop C — personalized cache: each loyal paid customer's own top-20 queries, answered in advance.
 
 query_log (30 days, paid non-revoked keys) → personalized_cache_snapshot → personalized_cache_heads
-(top-20 per customer with ≥ 50 requests, replay score vs a global top-20) → personalized_cache_candidates
-(pre-executed FTS5 payloads, 7-day TTL, one search per distinct query per run, blocking gates)
-→ personalized_cache_published (upsert into ``personalized_cache``, only when execution is enabled).
+(top-20 per customer with ≥ 50 requests, replay score vs a global top-20, what the service answered)
+→ personalized_cache_candidates (payloads pre-executed through the search resource, one search per
+distinct query per run, judged against the service's logged answers, 7-day TTL, blocking gates)
+→ personalized_cache_published (upsert of the rows that answer as the service does into
+``personalized_cache``, only when execution is enabled).
 """
 
 import datetime as dt
@@ -16,11 +18,12 @@ from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.gates import Gate, GateResult
-from autonomath_pipelines.lib.payload import dumps_payload
+from autonomath_pipelines.lib.service_agreement import service_answers, with_service_answers
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.lib.personal_head import (
     MIN_REQUESTS, TOP_K, baseline_cache, customer_heads, global_head, replay_hit_rate,
 )
+from autonomath_pipelines.loops.cache_payloads import AgreementConfig, agreement_gates, cacheable, judged, pre_execute
 from autonomath_pipelines.loops.common import (
     published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
     gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
@@ -37,17 +40,20 @@ COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIO
 
 #: The columns loop C reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
 QUERY_RULES = badrows.TableRules("query_log", "id", (
-    badrows.timestamp("ts"), badrows.text("api_key"), badrows.text("query_text", max_chars=MAX_QUERY_CHARS)))
+    badrows.timestamp("ts"), badrows.text("api_key"), badrows.text("query_text", max_chars=MAX_QUERY_CHARS),
+    badrows.number("result_count", lo=0, integer=True), badrows.text("top1_program_id", nullable=True),
+    badrows.number("confidence", lo=0, hi=1)))
 KEY_RULES = badrows.TableRules("api_keys", "rowid", (badrows.text("customer_id", required=True),))
 #: The ``api_keys`` row is named by its rowid in reports: a key is a secret, never metadata.
 PAID_REQUESTS_SQL = f"""
-    SELECT q.id, q.ts, k.customer_id, q.query_text, k.rowid AS api_key_rowid
+    SELECT q.id, q.ts, k.customer_id, q.query_text, q.result_count, q.top1_program_id, q.confidence,
+           k.rowid AS api_key_rowid
     FROM query_log q JOIN api_keys k ON k.api_key = q.api_key
     WHERE q.ts >= ? AND q.ts < ? AND k.tier = 'paid' AND k.revoked_at IS NULL
       AND {QUERY_RULES.good("q")} AND {KEY_RULES.good("k")}
     ORDER BY q.id
 """
-SNAPSHOT_COLUMNS = ["id", "ts", "customer_id", "query_text"]
+SNAPSHOT_COLUMNS = ["id", "ts", "customer_id", "query_text", "result_count", "top1_program_id", "confidence"]
 
 
 def paid_requests(database: AutonomathDatabase, start_iso: str, end_iso: str,
@@ -69,7 +75,7 @@ def per_customer_cap(cap: int) -> Gate:
     return Gate("rows_per_customer_within_cap", f"At most {cap} cached queries per customer.", evaluate)
 
 
-def candidate_gates(paid_customers: frozenset) -> tuple[Gate, ...]:
+def candidate_gates(paid_customers: frozenset, agreement_floor: float | None = None) -> tuple[Gate, ...]:
     return (
         per_customer_cap(MAX_ROWS_PER_CUSTOMER),
         gates.values_in("customer_id", paid_customers, "only_paid_active_customers",
@@ -77,6 +83,7 @@ def candidate_gates(paid_customers: frozenset) -> tuple[Gate, ...]:
         gates.payloads_valid(),
         gates.ttl_in_future(lambda: iso_utc(utc_now())),
         gates.cache_keys_sound(scope=("customer_id",)),
+        *(agreement_gates() if agreement_floor is None else agreement_gates(agreement_floor)),
     )
 
 
@@ -85,7 +92,7 @@ class HeadsConfig(dg.Config):
     min_requests: int = MIN_REQUESTS
 
 
-class PersonalCandidatesConfig(dg.Config):
+class PersonalCandidatesConfig(AgreementConfig):
     ttl_days: float = 7.0
 
 
@@ -117,7 +124,8 @@ def personalized_cache_snapshot(context: dg.AssetExecutionContext,
 @dg.asset(name="personalized_cache_heads", deps=["query_log", "api_keys"], kinds={"pandas", "parquet"}, **COMMON)
 def personalized_cache_heads(context: dg.AssetExecutionContext, config: HeadsConfig, autonomath_db: AutonomathDatabase,
                              personalized_cache_snapshot: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
-    """Top-20 normalized queries of each customer with ≥ 50 requests in the window.
+    """Top-20 normalized queries of each customer with ≥ 50 requests in the window, with what the
+    service answered each (over all paid requests of the window).
 
     Replay (when the week after the window is in the log): share of those customers' next-week
     requests the personal cache would serve, against a global top-20 cache.
@@ -143,8 +151,9 @@ def personalized_cache_heads(context: dg.AssetExecutionContext, config: HeadsCon
                       "baseline_hit_rate": round(baseline.micro, 6),
                       "baseline_hit_rate_macro": round(baseline.macro, 6)}
     covered = float(heads.groupby("customer_id")["share"].sum().mean()) if len(heads) else 0.0
+    heads = with_service_answers(heads, service_answers(personalized_cache_snapshot))
     return dg.MaterializeResult(value=heads, metadata=frame_metadata(
-        heads, ["customer_id", "rank", "query_text", "requests"],
+        heads, ["customer_id", "rank", "query_text", "requests", "service_top1"],
         customers=len(customers), mean_head_coverage=round(covered, 6), **replay))
 
 
@@ -154,20 +163,19 @@ def personalized_cache_candidates(context: dg.AssetExecutionContext, config: Per
                                   autonomath_db: AutonomathDatabase, program_search: ProgramSearch,
                                   personalized_cache_heads: pd.DataFrame):
     # No return annotation: with check_specs the op has several outputs (see loop H).
-    """Rows that would go into `personalized_cache`: each head query pre-executed against live FTS5,
-    valid for 7 days. A query in several customers' heads is searched once per run.
+    """Each customer's head queries pre-executed through the search resource, valid for 7 days, and
+    judged against the service's logged answers (`cache_decision`, as in loop H): a query the service
+    answered with nothing, or with a consistent top-1 the payload does not put first, is withheld.
+    A query in several customers' heads is searched once per run.
 
     Blocking gates: ≤ 20 rows per customer, only paid non-revoked customers, payloads valid, TTL in
-    the future, keys sound (unique per customer).
+    the future, keys sound (unique per customer), no empty payload for a query the service answered,
+    top-1 agreement with the service above the floor.
     """
     window = window_for(context, SPEC)
     computed_at = utc_now()
     heads = personalized_cache_heads
-    distinct = sorted(set(heads["query_text"])) if len(heads) else []
-    with program_search.searcher() as searcher:
-        payloads = {text: dumps_payload(searcher.payload(text)) for text in distinct}
-        skipped = searcher.skipped_rows
-    log_bad_rows(context, skipped)
+    payloads, search_meta, skipped = pre_execute(context, program_search, heads["query_text"] if len(heads) else [])
     candidates = heads.assign(
         payload_json=[payloads[t] for t in heads["query_text"]],
         computed_at=iso_utc(computed_at),
@@ -179,17 +187,18 @@ def personalized_cache_candidates(context: dg.AssetExecutionContext, config: Per
         **provenance(context, SPEC, window),
     )
     candidates["result_count"] = [json.loads(p)["result_count"] for p in candidates["payload_json"]]
-    run_gates = candidate_gates(_paid_customers(autonomath_db))
+    candidates, agreement = judged(candidates)
+    run_gates = candidate_gates(_paid_customers(autonomath_db), config.top1_agreement_floor)
     return dg.MaterializeResult(
         value=candidates,
         metadata=frame_metadata(
-            candidates, ["customer_id", "rank", "query_text", "requests", "result_count"],
+            candidates, ["customer_id", "rank", "query_text", "requests", "result_count", "cache_decision"],
             customers=int(candidates["customer_id"].nunique()) if len(candidates) else 0,
-            candidates_proposed=len(candidates),
-            payloads_computed=len(payloads),
+            head_queries=len(candidates),
+            candidates_proposed=len(cacheable(candidates)),
             payloads_reused=len(candidates) - len(payloads),
             empty_result_payloads=int((candidates["result_count"] == 0).sum()) if len(candidates) else 0,
-            **bad_rows_metadata(skipped),
+            **agreement, **search_meta, **bad_rows_metadata(skipped),
         ),
         check_results=gate_results("personalized_cache_candidates", run_gates, candidates),
     )
@@ -200,14 +209,15 @@ def personalized_cache_candidates(context: dg.AssetExecutionContext, config: Per
 def personalized_cache_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
                                  loop_settings: LoopSettings,
                                  personalized_cache_candidates: pd.DataFrame) -> dg.MaterializeResult:
-    """`personalized_cache` rows of this partition, 7-day TTL (dry run: nothing written).
+    """`personalized_cache` rows of this partition that answer as the service does, 7-day TTL (dry run:
+    nothing written).
 
     Replaces the partition's earlier rows and the expired rows of the customers written now; other
     customers' rows are never touched. A partition older than the one the cache serves, or than the
     last of its backfill range, or an empty set publishes nothing (``PublishPlan.live_cache``).
     """
     window = window_for(context, SPEC)
-    rows = personalized_cache_candidates
+    rows = cacheable(personalized_cache_candidates)
     customers = sorted(rows["customer_id"].unique()) if len(rows) else []
     plan = PublishPlan(
         table="personalized_cache",

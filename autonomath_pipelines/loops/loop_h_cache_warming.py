@@ -1,8 +1,10 @@
 """Loop H — cache warming (Zipf): yesterday's most requested queries, answered before they are asked.
 
 query_log (one JST day) → cache_warming_snapshot → cache_warming_zipf_head (top 200 normalized
-texts, fitted exponent, coverage) → cache_warming_candidates (pre-executed FTS5 payloads, 24 h TTL,
-blocking gates) → query_cache_published (upsert into ``query_cache``, only when execution is enabled).
+texts, fitted exponent, coverage, what the service answered each) → cache_warming_candidates
+(payloads pre-executed through the search resource, judged against the service's logged answers,
+24 h TTL, blocking gates) → query_cache_published (upsert of the rows that answer as the service
+does into ``query_cache``, only when execution is enabled).
 """
 
 import datetime as dt
@@ -15,9 +17,10 @@ from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.gates import Gate, GateResult
-from autonomath_pipelines.lib.payload import dumps_payload
+from autonomath_pipelines.lib.service_agreement import service_answers, with_service_answers
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.lib.zipf import zipf_head
+from autonomath_pipelines.loops.cache_payloads import AgreementConfig, agreement_gates, cacheable, judged, pre_execute
 from autonomath_pipelines.loops.common import (
     published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, check_result, evidence_json,
     frame_metadata, gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now,
@@ -31,7 +34,7 @@ PARTITIONS = partitions_for(SPEC)
 MAX_CACHE_ROWS = 200
 COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
 
-CANDIDATE_GATES = (
+CACHE_GATES = (
     gates.row_cap(MAX_CACHE_ROWS),
     gates.payloads_valid(),
     gates.ttl_in_future(lambda: iso_utc(utc_now())),
@@ -42,14 +45,15 @@ CANDIDATE_GATES = (
 #: The columns loop H reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
 QUERY_RULES = badrows.TableRules("query_log", "id", (
     badrows.timestamp("ts"), badrows.text("query_text", max_chars=MAX_QUERY_CHARS),
-    badrows.number("result_count", lo=0, integer=True), badrows.text("tier")))
+    badrows.number("result_count", lo=0, integer=True), badrows.text("tier"),
+    badrows.text("top1_program_id", nullable=True), badrows.number("confidence", lo=0, hi=1)))
 
 
 class ZipfHeadConfig(dg.Config):
     head_size: int = MAX_CACHE_ROWS
 
 
-class CacheCandidatesConfig(dg.Config):
+class CacheCandidatesConfig(AgreementConfig):
     ttl_hours: float = 24.0
 
 
@@ -61,7 +65,7 @@ def cache_warming_snapshot(context: dg.AssetExecutionContext, autonomath_db: Aut
     window = window_for(context, SPEC)
     snapshot, bad = badrows.read_checked(
         autonomath_db.read_only,
-        "SELECT id, ts, query_text, result_count, tier FROM query_log WHERE ts >= ? AND ts < ? "
+        "SELECT id, ts, query_text, result_count, top1_program_id, confidence, tier FROM query_log WHERE ts >= ? AND ts < ? "
         f"AND {QUERY_RULES.good('query_log')} ORDER BY id",
         (window.start_iso, window.end_iso), table="query_log", key="id")
     with autonomath_db.read_only() as conn:
@@ -73,51 +77,57 @@ def cache_warming_snapshot(context: dg.AssetExecutionContext, autonomath_db: Aut
 
 @dg.asset(name="cache_warming_zipf_head", kinds={"pandas", "parquet"}, **COMMON)
 def cache_warming_zipf_head(config: ZipfHeadConfig, cache_warming_snapshot: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
-    """The Zipf head of the day: the most requested normalized queries, with their share of traffic."""
+    """The Zipf head of the day: the most requested normalized queries, with their share of traffic and
+    what the service answered them (answered or not, the top-1 it gave most often, that top-1's share)."""
     head = zipf_head(cache_warming_snapshot["query_text"], k=config.head_size)
     summary = head.summary()
-    return dg.MaterializeResult(value=head.head, metadata=frame_metadata(
-        head.head, ["rank", "query_text", "requests", "cumulative_share"],
+    frame = with_service_answers(head.head, service_answers(cache_warming_snapshot))
+    return dg.MaterializeResult(value=frame, metadata=frame_metadata(
+        frame, ["rank", "query_text", "requests", "service_top1", "cumulative_share"],
         requests=summary["requests"], unique_queries=summary["unique_queries"],
         zipf_exponent=summary["zipf_exponent"], head_coverage=summary["head_coverage"],
     ))
 
 
 @dg.asset(name="cache_warming_candidates", kinds={"sqlite", "parquet"},
-          check_specs=gate_specs("cache_warming_candidates", CANDIDATE_GATES), **COMMON)
+          check_specs=gate_specs("cache_warming_candidates", (*CACHE_GATES, *agreement_gates())), **COMMON)
 def cache_warming_candidates(context: dg.AssetExecutionContext, config: CacheCandidatesConfig,
                              program_search: ProgramSearch, cache_warming_zipf_head: pd.DataFrame):
     # No return annotation: with check_specs the op has several outputs and Dagster would type the
     # value output as Nothing.
-    """Rows that would go into `query_cache`: each head query pre-executed against live FTS5, valid for 24 h.
+    """Each head query pre-executed through the search resource, valid for 24 h, and judged against
+    the service's logged answer (`cache_decision`): a query the service answered with nothing, or
+    with a consistent top-1 the payload does not put first, is withheld from the cache.
 
-    Blocking gates: at most 200 rows, payloads valid, TTL in the future, keys sound (no empty query).
+    Blocking gates: at most 200 rows, payloads valid, TTL in the future, keys sound (no empty query),
+    no empty payload for a query the service answered, top-1 agreement with the service above the floor.
     """
     window = window_for(context, SPEC)
     computed_at = utc_now()
     head = cache_warming_zipf_head
-    with program_search.searcher() as searcher:
-        payloads = [dumps_payload(searcher.payload(text)) for text in head["query_text"]]
-        skipped = searcher.skipped_rows
-    log_bad_rows(context, skipped)
+    payloads, search_meta, skipped = pre_execute(context, program_search, head["query_text"])
     candidates = head.assign(
-        payload_json=payloads,
-        result_count=[json.loads(p)["result_count"] for p in payloads],
+        payload_json=[payloads[t] for t in head["query_text"]],
+        result_count=[json.loads(payloads[t])["result_count"] for t in head["query_text"]],
         computed_at=iso_utc(computed_at),
         ttl_until=iso_utc(computed_at + dt.timedelta(hours=config.ttl_hours)),
         evidence_json=[evidence_json(rank=int(r.rank), requests=int(r.requests), share=round(float(r.share), 6))
                        for r in head.itertuples()],
         **provenance(context, SPEC, window),
     )
+    candidates, agreement = judged(candidates)
+    run_gates = (*CACHE_GATES, *agreement_gates(config.top1_agreement_floor))
     return dg.MaterializeResult(
         value=candidates,
         metadata=frame_metadata(
-            candidates, ["rank", "query_text", "requests", "result_count"],
-            candidates_proposed=len(candidates),
+            candidates, ["rank", "query_text", "requests", "result_count", "cached_top1", "service_top1",
+                         "cache_decision"],
+            head_queries=len(candidates),
+            candidates_proposed=len(cacheable(candidates)),
             empty_result_payloads=int((candidates["result_count"] == 0).sum()) if len(candidates) else 0,
-            **bad_rows_metadata(skipped),
+            **agreement, **search_meta, **bad_rows_metadata(skipped),
         ),
-        check_results=gate_results("cache_warming_candidates", CANDIDATE_GATES, candidates),
+        check_results=gate_results("cache_warming_candidates", run_gates, candidates),
     )
 
 
@@ -126,19 +136,21 @@ def _serves_head(database: AutonomathDatabase, candidates: pd.DataFrame) -> Gate
     with database.read_only() as conn:
         live = {h for (h,) in conn.execute("SELECT query_hash FROM query_cache WHERE ttl_until > ?", (now,))}
     missing = [h for h in candidates["query_hash"] if h not in live]
-    return GateResult(not missing, f"{len(missing)} of {len(candidates)} head queries not served from query_cache",
+    return GateResult(not missing, f"{len(missing)} of {len(candidates)} cached head queries not served from query_cache",
                       {"missing": len(missing), "head": len(candidates)})
 
 
 SERVES_HEAD = Gate("query_cache_serves_head",
-                   "After an executed publish, query_cache serves every head query with a live TTL.", lambda _: None)
+                   "After an executed publish, query_cache serves every cached head query with a live TTL.",
+                   lambda _: None)
 
 
 @dg.asset(name="query_cache_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
           check_specs=published_check_specs("query_cache_published", SERVES_HEAD), **COMMON)
 def query_cache_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
                           loop_settings: LoopSettings, cache_warming_candidates: pd.DataFrame) -> dg.MaterializeResult:
-    """`query_cache` rows of this partition: the day's head upserted with a 24 h TTL (dry run: nothing written).
+    """`query_cache` rows of this partition: the day's head queries that answer as the service does,
+    upserted with a 24 h TTL (dry run: nothing written).
 
     Replaces the partition's earlier rows and every expired row, so re-running a day never duplicates.
     A partition older than the one the cache serves, or than the last of its backfill range, or an
@@ -146,9 +158,10 @@ def query_cache_published(context: dg.AssetExecutionContext, autonomath_db: Auto
     day of query_log (the window gate).
     """
     window = window_for(context, SPEC)
+    rows = cacheable(cache_warming_candidates)
     plan = PublishPlan(
         table="query_cache",
-        rows=cache_warming_candidates,
+        rows=rows,
         key_columns=["query_hash"],
         stale_where="partition_key = ? OR ttl_until <= ?",
         stale_params=(window.partition_key, iso_utc(utc_now())),
@@ -157,7 +170,7 @@ def query_cache_published(context: dg.AssetExecutionContext, autonomath_db: Auto
     )
     result = publish(context, SPEC, loop_settings, autonomath_db, plan)
     served = (GateResult(True, "nothing was written", {"dry_run": result.metadata["dry_run"]})
-              if not result.metadata["published"] else _serves_head(autonomath_db, cache_warming_candidates))
+              if not result.metadata["published"] else _serves_head(autonomath_db, rows))
     return dg.MaterializeResult(metadata=result.metadata, check_results=[
         *result.check_results, check_result("query_cache_published", SERVES_HEAD, served)])
 

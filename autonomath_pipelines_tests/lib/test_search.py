@@ -1,21 +1,67 @@
-"""FTS5 search: quoting, the trigram short-query path, and the property that it never raises."""
+"""The built-in search: aliases, text normalized on both sides, partial matches ranked, user text never
+parsed, and the shadow index kept in project storage and rebuilt when the service's tables change."""
 
 import sqlite3 as stdlib_sqlite3
+import unicodedata
 
+import jaconv
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from autonomath_pipelines.lib.search import ProgramSearcher, build_search_sql, fts_phrase, like_pattern
+from autonomath_pipelines.lib.search import (
+    ProgramSearcher, compact, fold, fts_phrase, like_pattern, place_forms, query_terms, rank_score, bigrams,
+    source_fingerprint, term_coverage,
+)
+from autonomath_pipelines.schema import create_all
 from autonomath_pipelines.sqlite import sqlite3
-from autonomath_pipelines_tests.conftest import PROGRAMS
+from autonomath_pipelines_tests.conftest import PROGRAMS, PREFECTURES
 
-PROGRAM_IDS = {p[0] for p in PROGRAMS}
+# Names as the service's index holds them: raw, with the forms real program names carry.
+RAW_PROGRAMS = [
+    ("R01", "ＤＸ推進支援事業（第２期）", "中小企業のデジタル化を支援", "東京都産業労働局", "prefectural", "13", None),
+    ("R02", "ｻｰﾋﾞｽ産業生産性向上補助金", "サービス業の生産性向上", "経済産業省", "national", None, None),
+    ("R03", "令和８年度～空き家改修助成", "空き家の改修費を助成", "大阪市都市整備局", "municipal", "27", "大阪市"),
+    ("R04", "㈱向け事業承継〜後継者育成支援", "事業承継を支援", "中小企業庁", "national", None, None),
+    ("R05", "省エネ設備導入補助金①一般枠", "省エネ設備の導入を補助", "環境省", "national", None, None),
+    ("R06", "東京都創業助成金", "都内で創業する方の経費を助成します。", "東京都産業労働局", "prefectural", "13", None),
+    ("R07", "ものづくり・商業・サービス生産性向上促進補助金", "設備投資を支援します。", "中小企業庁", "national", None, None),
+    ("R08", "東京都海外展開支援事業", "海外展開を支援", "東京都産業労働局", "prefectural", "13", None),
+    ("R09", "亀岡市海外展開補助金", "海外展開を補助", "亀岡市産業観光部", "municipal", "26", "亀岡市"),
+]
+ALIASES = [("R07", "ものづくり補助金"), ("R07", "monozukuri subsidy"), ("R02", "サービス補助金")]
+
+
+def make_raw_db(path):
+    conn = sqlite3.connect(str(path))
+    create_all(conn)
+    conn.executemany("INSERT INTO prefectures VALUES (?, ?, ?, ?)", [*PREFECTURES, ("26", "京都府", "Kyoto", "近畿")])
+    ts = "2026-01-01T00:00:00Z"
+    conn.executemany("INSERT INTO programs VALUES (?, ?, ?, ?, ?, ?, ?, 'その他', 1000000, 'A', ?, ?, ?)",
+                     [(*p, f"https://example.go.jp/{p[0]}", ts, ts) for p in RAW_PROGRAMS])
+    conn.executemany("INSERT INTO am_alias (entity_id, surface, lang, source, created_at) VALUES (?, ?, 'ja', 'test', ?)",
+                     [(pid, surface, ts) for pid, surface in ALIASES])
+    conn.commit()
+    return conn
+
+
+@pytest.fixture(scope="module")
+def raw_conn(tmp_path_factory):
+    conn = make_raw_db(tmp_path_factory.mktemp("raw") / "raw.db")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def raw(raw_conn):
+    with ProgramSearcher.over(raw_conn) as searcher:
+        yield searcher
 
 
 @pytest.fixture(scope="module")
 def searcher(programs_db):
     conn = sqlite3.connect(f"file:{programs_db}?mode=ro", uri=True, check_same_thread=False)
-    yield ProgramSearcher(conn, limit=10)
+    with ProgramSearcher.over(conn) as searcher:
+        yield searcher
     conn.close()
 
 
@@ -23,25 +69,81 @@ def ids(results):
     return [r["program_id"] for r in results]
 
 
-def test_trigram_query_finds_the_program(searcher):
-    assert ids(searcher.search("ものづくり"))[0] == "P001"
+def top(searcher, query):
+    results = searcher.search(query)
+    return results[0]["program_id"] if results else None
 
 
-def test_full_width_query_matches_half_width_index(searcher):
-    assert ids(searcher.search("ＩＴ導入")) == ["P002"]
+# --------------------------------------------------------------------------------- normalization
+
+@pytest.mark.parametrize("raw_text, folded", [
+    ("ＤＸ推進", "dx推進"), ("ｻｰﾋﾞｽ", "サービス"), ("ものづくり", "モノヅクリ"), ("令和８年度～空き家", "令和8年度 空キ家"),
+    ("事業承継〜後継者", "事業承継 後継者"), ("㈱向け", "株 向ケ"), ("補助金①一般枠", "補助金1一般枠"),
+    ("ものづくり・商業", "モノヅクリ 商業"), ("ＩＴ\u3000導入", "it 導入"),
+])
+def test_fold_handles_the_forms_real_names_carry(raw_text, folded):
+    assert fold(raw_text) == folded
 
 
-def test_short_query_uses_like_fallback(searcher):
-    # Two characters: below the trigram minimum; must still find programs.
-    assert set(ids(searcher.search("創業"))) == {"P003"}
-    assert set(ids(searcher.search("補助"))) == {"P001", "P002", "P004"}
+@given(st.text(max_size=40))
+def test_fold_is_idempotent_and_has_no_break_characters(text):
+    once = fold(text)
+    assert fold(once) == once
+    assert all(unicodedata.category(ch)[0] not in "PS" for ch in once)
 
 
-def test_short_and_long_tokens_combine_with_and(searcher):
-    assert ids(searcher.search("大阪 設備投資")) == ["P004"]
+@pytest.mark.parametrize("pid, name", [(p[0], p[1]) for p in RAW_PROGRAMS])
+def test_exact_names_in_every_width_and_kana_variant_find_the_program_first(raw, pid, name):
+    variants = {
+        name, unicodedata.normalize("NFKC", name), jaconv.z2h(name, kana=True, ascii=True, digit=True),
+        jaconv.h2z(name, kana=True, ascii=True, digit=True), jaconv.kata2hira(name), name.replace("～", "〜"),
+        name.replace("〜", "～"), " ".join(name),
+    }
+    for variant in variants:
+        assert top(raw, variant) == pid, variant
 
 
-def test_region_column_is_searched(searcher):
+def test_a_generic_word_the_program_lacks_does_not_empty_the_answer(raw):
+    # Every token must match was the old rule: 「助成金」 is not in the name.
+    assert top(raw, "ＤＸ推進支援事業 助成金") == "R01"
+    assert top(raw, "空き家改修 支援") == "R03"
+
+
+def test_alias_answers_what_the_name_does_not_hold(raw):
+    assert top(raw, "ものづくり補助金") == "R07"
+    assert top(raw, "ものづくり補助金 申請方法") == "R07"
+    assert top(raw, "Monozukuri Subsidy") == "R07"
+
+
+def test_a_place_is_matched_as_a_place_not_inside_another_name(raw):
+    # 「京都」 is inside 「東京都」; asked for, it means 京都府.
+    assert top(raw, "海外展開 京都") == "R09"
+    assert top(raw, "海外展開 東京") == "R08"
+    assert place_forms("京都府") == ["京都府", "京都"] and place_forms("北海道") == ["北海道"]
+
+
+def test_typos_still_rank_the_meant_program_first(raw):
+    assert top(raw, "ものずくり補助金") == "R07"
+    assert top(raw, "東京都創業助金") == "R06"
+
+
+def test_partial_coverage_and_precision_scores():
+    assert term_coverage("補助金", "ものづくり補助金") == 1.0
+    assert term_coverage("補助", "交付金") == 0.0
+    assert 0 < term_coverage("創業助金", "東京都創業助成金") < 1
+    heads = [(h, bigrams(h)) for h in ("東京都創業助成金",)]
+    longer = [(h, bigrams(h)) for h in ("東京都中小企業向け創業支援助成金",)]
+    terms = query_terms("東京都 創業 助成金")
+    assert rank_score(terms, [1.0] * 3, heads, "") > rank_score(terms, [1.0] * 3, longer, "")
+
+
+# --------------------------------------------------------------------------------- user text
+
+def test_search_old_fixture_programs(searcher):
+    assert top(searcher, "ものづくり") == "P001"
+    assert top(searcher, "ＩＴ導入") == "P002"
+    assert set(ids(searcher.search("創業"))) >= {"P003"}
+    assert top(searcher, "大阪 設備投資") == "P004"
     assert "P003" in ids(searcher.search("東京都"))
 
 
@@ -53,46 +155,86 @@ def test_results_are_ranked_best_first(searcher):
 @pytest.mark.parametrize("query", ['"', '""', "AND", "OR NOT", "NEAR(a b)", "*", "name:補助金", "補助金*",
                                    "(", ")", "^abc", "100%", "a_b", "\\", "'; DROP TABLE programs; --", "\x00"])
 def test_fts5_syntax_in_user_text_never_raises(searcher, query):
-    assert set(ids(searcher.search(query))) <= PROGRAM_IDS
+    assert set(ids(searcher.search(query))) <= {p[0] for p in PROGRAMS}
 
 
-def test_fts5_syntax_is_searched_literally(searcher):
-    assert ids(searcher.search('100% "quoted" AND NEAR(x)')) == ["P006"]
-    assert ids(searcher.search("program_*")) == ["P006"]
-
-
-def test_like_wildcards_in_short_tokens_are_literal(searcher):
-    # Only the program whose text contains a literal % / _ matches, not every program.
-    assert ids(searcher.search("%")) == ["P006"] and ids(searcher.search("_")) == ["P006"]
+def test_fts5_operators_are_searched_as_words(searcher):
+    assert top(searcher, 'quoted AND NEAR') == "P006"
+    assert top(searcher, "program_*") == "P006"
 
 
 def test_empty_query_returns_nothing(searcher):
-    assert searcher.search("") == [] and searcher.search(" \u3000 ") == []
-    assert build_search_sql([], 10) is None
+    assert searcher.search("") == [] and searcher.search(" \u3000 ") == [] and searcher.search("・～") == []
 
 
 def test_payload_shape(searcher):
     payload = searcher.payload("ＩＴ導入")
-    assert payload["query"] == "it導入" and payload["result_count"] == len(payload["results"]) == 1
+    assert payload["query"] == "it導入" and payload["result_count"] == len(payload["results"]) >= 1
+    assert payload["results"][0]["program_id"] == "P002"
 
 
 def test_quoting_helpers():
     assert fts_phrase('a"b') == '"a""b"'
     assert like_pattern("5%_\\") == "%5\\%\\_\\\\%"
+    assert compact("a b  c") == "abc"
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(max_size=60))
 def test_search_never_raises_and_returns_only_real_programs(searcher, query):
     results = searcher.search(query)
-    assert set(ids(results)) <= PROGRAM_IDS
+    assert set(ids(results)) <= {p[0] for p in PROGRAMS}
     assert len(results) <= 10
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(['"', "*", "AND", "NEAR(", ":", "^", "補助", "金", "it", "%", "-", "("]), max_size=8))
 def test_search_never_raises_on_fts5_operator_soup(searcher, parts):
-    assert set(ids(searcher.search(" ".join(parts)))) <= PROGRAM_IDS
+    assert set(ids(searcher.search(" ".join(parts)))) <= {p[0] for p in PROGRAMS}
+
+
+# --------------------------------------------------------------------------------- shadow index
+
+def test_index_file_is_reused_until_the_service_tables_change(tmp_path):
+    conn = make_raw_db(tmp_path / "svc.db")
+    folder = tmp_path / "index"
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as first:
+        assert first.index_info.rebuilt and top(first, "サービス補助金") == "R02"
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as again:
+        assert not again.index_info.rebuilt
+    before = source_fingerprint(conn)
+    conn.execute("INSERT INTO am_alias (entity_id, surface, lang, source, created_at) "
+                 "VALUES ('R05', '省エネ補助', 'ja', 'test', '2026-01-02T00:00:00Z')")
+    conn.commit()
+    assert source_fingerprint(conn) != before
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as rebuilt:
+        assert rebuilt.index_info.rebuilt and rebuilt.index_info.aliases == len(ALIASES) + 1
+    # one index file per source: the stale one is gone
+    assert len(list(folder.glob("*.sqlite"))) == 1
+    conn.close()
+
+
+def test_the_service_database_is_never_written(tmp_path):
+    path = tmp_path / "svc.db"
+    make_raw_db(path).close()
+    before = path.read_bytes()
+    ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    with ProgramSearcher.over(ro, index_dir=tmp_path / "index", source_name="svc") as searcher:
+        searcher.search("ＤＸ")
+    ro.close()
+    assert path.read_bytes() == before
+
+
+def test_rows_that_do_not_decode_are_left_out_and_counted_on_every_use(tmp_path):
+    conn = make_raw_db(tmp_path / "svc.db")
+    conn.execute("INSERT INTO programs VALUES ('R99', CAST(X'fffe41' AS TEXT), 's', 'a', 'national', NULL, NULL, "
+                 "'x', 1, 'A', 'u', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')")
+    conn.commit()
+    for _ in range(2):  # built, then reused from the file
+        with ProgramSearcher.over(conn, index_dir=tmp_path / "index", source_name="svc") as searcher:
+            assert searcher.skipped_rows.total == 1
+            assert "R99" not in ids(searcher.search("a"))
+    conn.close()
 
 
 def _trigram_short_like(module) -> list:

@@ -35,7 +35,7 @@ def loop_resources(db_path, storage: Path, *, execute: bool, loop_id: str, embed
     database = AutonomathDatabase(path=str(db_path))
     return {
         "autonomath_db": database,
-        "program_search": ProgramSearch(database=database),
+        "program_search": ProgramSearch(database=database, index_dir=str(storage / "search_index")),
         "embeddings": EmbeddingModel(cache_path=str(embedding_cache or storage / "embedding_cache.sqlite")),
         "loop_settings": LoopSettings(execute_loops=[loop_id] if execute else [], reports_dir=str(storage / "reports")),
         "io_manager": PartitionedParquetIOManager(base_dir=str(storage / "parquet")),

@@ -1,0 +1,55 @@
+"""The shape loops C and H share: head queries pre-executed through the search resource, then each
+payload judged against what the service answered (``lib/service_agreement.py``)."""
+
+from typing import Any, Iterable
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from autonomath_pipelines.lib import service_agreement
+from autonomath_pipelines.lib.badrows import BadRows
+from autonomath_pipelines.lib.gates import Gate
+from autonomath_pipelines.lib.payload import dumps_payload
+from autonomath_pipelines.loops.common import log_bad_rows
+from autonomath_pipelines.resources import ProgramSearch
+
+
+class AgreementConfig(dg.Config):
+    top1_agreement_floor: float = Field(
+        default=service_agreement.DEFAULT_AGREEMENT_FLOOR,
+        description="Blocking: least share of consistently answered queries whose cached top-1 is the service's.")
+
+
+def agreement_gates(floor: float = service_agreement.DEFAULT_AGREEMENT_FLOOR) -> tuple[Gate, ...]:
+    return (service_agreement.answered_not_empty(), service_agreement.top1_agreement_floor(floor))
+
+
+def pre_execute(context: dg.AssetExecutionContext, program_search: ProgramSearch,
+                queries: Iterable[str]) -> tuple[dict[str, str], dict[str, Any], BadRows]:
+    """Each distinct query's serialized payload (searched once), the search's metadata, and the
+    service rows the built-in search left out as malformed."""
+    distinct = sorted(set(queries))
+    with program_search.searcher() as searcher:
+        payloads = {text: dumps_payload(searcher.payload(text)) for text in distinct}
+        skipped: BadRows = searcher.skipped_rows
+        info = getattr(searcher, "index_info", None)
+    log_bad_rows(context, skipped)
+    meta: dict[str, Any] = {"search": program_search.kind(), "payloads_computed": len(payloads)}
+    if info is not None:
+        meta.update(search_index_programs=info.programs, search_index_aliases=info.aliases,
+                    search_index_rebuilt=info.rebuilt)
+    return payloads, meta, skipped
+
+
+def judged(candidates: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``candidates`` with the service comparison columns and ``cache_decision``, and its summary."""
+    decided = service_agreement.decide(candidates)
+    return decided, service_agreement.agreement_summary(decided)
+
+
+def cacheable(candidates: pd.DataFrame) -> pd.DataFrame:
+    """The candidates a publish writes: those whose payload answers as the service does."""
+    if "cache_decision" not in candidates.columns:
+        return candidates
+    return candidates[candidates["cache_decision"] == service_agreement.CACHE]
