@@ -439,8 +439,7 @@ def _populate_cache(db: Path, head: dict[str, Any], progress: Progress) -> dict[
     computed_at, ttl_until = now.strftime(fmt), (now + dt.timedelta(hours=24)).strftime(fmt)
     normalized = head["normalized"]
     rows, empty = [], []
-    with _read_only(db) as conn:
-        searcher = ProgramSearcher(conn)
+    with _read_only(db) as conn, ProgramSearcher.over(conn) as searcher:
         for i, text in enumerate(normalized):
             payload = searcher.payload(text)
             empty.append(payload["result_count"] == 0)
@@ -483,8 +482,7 @@ def _measure_latency(db: Path, texts: list[str], repeats: int, seed: int, say: S
     cold_runs: list[np.ndarray] = []
     hit_runs: list[np.ndarray] = []
     problems = {"cache_misses": 0, "payload_mismatches": 0}
-    with _read_only(db) as cold_conn, _read_only(db) as hit_conn:
-        searcher = ProgramSearcher(cold_conn)
+    with _read_only(db) as cold_conn, _read_only(db) as hit_conn, ProgramSearcher.over(cold_conn) as searcher:
         perf = time.perf_counter_ns
 
         def cold(text: str) -> tuple[int, str]:
@@ -544,7 +542,8 @@ def _measure_latency(db: Path, texts: list[str], repeats: int, seed: int, say: S
         "warmup_queries": min(n, WARMUP_QUERIES),
         "seed": seed,
         "unit": "microseconds",
-        "cold_path": "normalize_query + ProgramSearcher.payload (FTS5 trigram/bm25, top 10) + dumps_payload, read-only connection",
+        "cold_path": "normalize_query + ProgramSearcher.payload (built-in search: aliases, folded shadow index in memory, "
+                     "partial matches ranked, top 10) + dumps_payload",
         "hit_path": "normalize_query + query_hash + SELECT payload_json FROM query_cache WHERE query_hash = ? (primary key), read-only connection",
         "per_repeat": per_repeat,
         "median": median,

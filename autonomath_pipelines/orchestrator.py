@@ -303,7 +303,8 @@ def _execute(job: dg.JobDefinition, loop: LoopDefinition, key: str, instance: dg
         if materialization.asset_key == loop.snapshot:
             result.scanned = int(metadata.get("dagster/row_count", 0))
         elif materialization.asset_key == loop.candidates:
-            result.actions_proposed = int(metadata.get("dagster/row_count", 0))
+            # A loop whose candidate frame also holds rows it withholds (C, H) says how many it proposes.
+            result.actions_proposed = int(metadata.get("candidates_proposed", metadata.get("dagster/row_count", 0)))
         elif materialization.asset_key == loop.published:
             result.actions_executed = int(metadata.get("rows_written", 0))
     for event in outcome.all_events:

@@ -43,7 +43,8 @@ def test_blocking_gates_guard_the_step_before_publish():
     checks = {key.name: spec for key, spec in
               ((k, graph().get_check_spec(k)) for k in graph().asset_check_keys)
               if key.asset_key == dg.AssetKey("cache_warming_candidates")}
-    assert set(checks) == {"rows_within_cap", "payloads_valid", "ttl_in_future", "cache_keys_sound"}
+    assert set(checks) == {"rows_within_cap", "payloads_valid", "ttl_in_future", "cache_keys_sound",
+                           "no_empty_payload_for_answered_query", "top1_agrees_with_service"}
     assert all(spec.blocking for spec in checks.values())
 
 

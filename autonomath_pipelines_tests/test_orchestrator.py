@@ -37,8 +37,9 @@ def test_run_writes_the_seed_report(small_world, tmp_path):
     assert report.report_path.endswith(f"self_improve_runs/{data['ts'][:10]}.json")
     [h] = data["results"]
     assert h["loop_id"] == "loop_h_cache_warming" and h["status"] == "succeeded"
-    assert h["scanned"] > 1000 and h["actions_proposed"] == 200 and h["actions_executed"] == 0
-    assert data["totals"] == {"scanned": h["scanned"], "actions_proposed": 200, "actions_executed": 0}
+    # Proposed: the head queries whose payload answers as the service does (the rest are withheld).
+    assert h["scanned"] > 1000 and 150 < h["actions_proposed"] <= 200 and h["actions_executed"] == 0
+    assert data["totals"] == {"scanned": h["scanned"], "actions_proposed": h["actions_proposed"], "actions_executed": 0}
     assert 0 < h["cpu_seconds"] < h["cost_ceiling_cpu_seconds"] == 600
 
 
@@ -59,7 +60,8 @@ def test_one_failing_loop_never_stops_the_others(small_world, tmp_path):
 def test_execute_through_the_orchestrator_writes(small_world, tmp_path):
     report = run_loops(only=["H"], db_path=str(small_world), partition=LAST_DAY, execute=True,
                        reports_dir=str(tmp_path / "r"), storage_dir=str(tmp_path / "s"))
-    assert report.results[0].actions_executed == 200 and report.dry_run is False
+    [h] = report.results
+    assert h.actions_executed == h.actions_proposed > 150 and report.dry_run is False
 
 
 def test_partition_range_runs_each_partition(small_world, tmp_path):

@@ -181,6 +181,32 @@ def has_katakana(text: str) -> bool:
     return any("ァ" <= c <= "ヺ" for c in text)
 
 
+def to_fullwidth_alnum(text: str) -> str:
+    """ASCII letters and digits → full-width (ＤＸ推進, 令和８年度); everything else unchanged."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in text)
+
+
+#: Real program names carry a subtitle between wave dashes, both the full-width tilde and U+301C.
+WAVE_DASHES = ("～", "〜")
+CIRCLED = "①②③"
+
+
+def published_form(name: str, subtitle: str, rng: np.random.Generator) -> str:
+    """``name`` as an agency's page publishes it, as real program names are (a fixture of the forms that
+    defeat a search which folds only the query): full-width letters and digits, half-width katakana,
+    a 「～subtitle～」 between wave dashes, a circled number for a funding strand. Most names stay plain."""
+    if any(c.isascii() and c.isalnum() for c in name) and rng.random() < 0.35:
+        name = to_fullwidth_alnum(name)
+    if has_katakana(name) and rng.random() < 0.08:
+        name = to_halfwidth_kana(name)
+    if subtitle and rng.random() < 0.05:
+        dash = WAVE_DASHES[int(rng.integers(len(WAVE_DASHES)))]
+        name = f"{name}{dash}{subtitle}{dash}"
+    if rng.random() < 0.03:
+        name = f"{name}{CIRCLED[int(rng.integers(len(CIRCLED)))]}"
+    return name
+
+
 # --- typos ------------------------------------------------------------------------------------
 NEAR_MISS: dict[str, str] = {
     "補": "捕", "助": "肋", "金": "均", "成": "戒", "援": "緩", "業": "叢", "設": "説", "備": "傭",

@@ -82,6 +82,7 @@ import hashlib
 import json
 import os
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -514,9 +515,17 @@ class _World:
         upd = fetched + np.where(edit, (rng.random(len(progs)) * (self.t_end - 60 - fetched)).astype(np.int64),
                                  rng.integers(30, 7200, len(progs)))
         upd = np.minimum(upd, self.t_end - 1)
+        raw_rng = self.rng(13)
         for p, f, u in zip(progs, fetched.tolist(), upd.tolist()):
             p.fetched, p.updated = f, u
             p.summary = self._summary(p, rng)
+            if p.flagship is None:
+                # The service's tables hold names as agencies publish them (DESIGN §7: raw text in
+                # the index); the flagships keep their well-known spelling.
+                subtitle = f"{V.TARGETS[p.target][0]}向け" if p.target is not None else ""
+                p.name = tx.published_form(p.name, subtitle, raw_rng)
+                if raw_rng.random() < 0.05:
+                    p.summary += "申請受付は㈱日本政策金融公庫の窓口でも行います。"
             if p.level == "national":
                 p.url = f"https://www.example.go.jp/{p.slug}/hojo/{p.pid.lower()}.html"
             else:
@@ -920,7 +929,9 @@ class _World:
                 if si is not None and kind != CATEGORY and rng.random() < 0.5:
                     self.planted.append({"surface_idx": si, "program": p.idx, "intent": i, "lang": "ja",
                                          "kind": "typo"})
-            if any(c.isascii() and c.isalnum() for c in canon):
+            if unicodedata.normalize("NFKC", canon) != canon:
+                wv = unicodedata.normalize("NFKC", canon)  # a name published in raw forms, typed plainly
+            elif any(c.isascii() and c.isalnum() for c in canon):
                 wv = tx.to_fullwidth(canon)
             elif " " in canon:
                 wv = canon.replace(" ", "\u3000")

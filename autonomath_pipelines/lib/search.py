@@ -22,6 +22,7 @@ built-in searcher follows the service's known behaviour rather than the raw ``pr
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -42,14 +43,18 @@ from autonomath_pipelines.sqlite import sqlite3
 
 TRIGRAM_MIN_CHARS = 3
 MAX_TOKENS = 16  # a query longer than this is truncated: the API never gets long prose
+#: Programs whose folded names/aliases a searcher keeps between queries (least recently used go first).
+DOC_CACHE_SIZE = 4096
 #: Candidates read from the index per query before ranking (by bm25 over the query's terms).
 CANDIDATES = 200
 #: Index format: bump when ``fold`` or the index layout changes, so old index files are rebuilt.
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 #: bm25 column weights of the shadow index (name, aliases, summary, agency, region).
 BM25_WEIGHTS = (10.0, 8.0, 1.0, 2.0, 3.0)
 #: How much a term found only in body text (summary, agency, region) counts against the name/aliases.
 BODY_WEIGHT = 0.3
+#: Editorial tier (``programs.tier``) as a tie-breaker between equally matching programs.
+TIER_PRIOR = {"S": 3.0, "A": 2.0, "B": 1.0, "C": 0.0}
 #: Weight of precision (how much of a name the query holds) against recall (how much of the query it holds).
 PRECISION_WEIGHT = 0.25
 
@@ -147,7 +152,7 @@ def rank_score(terms: list[str], weights: list[float], heads: list[tuple[str, se
 _INDEX_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE docs (doc INTEGER PRIMARY KEY, program_id TEXT NOT NULL, name TEXT NOT NULL, agency TEXT NOT NULL,
-                   level TEXT NOT NULL, prefecture_code TEXT, head TEXT NOT NULL, body TEXT NOT NULL,
+                   level TEXT NOT NULL, prefecture_code TEXT, tier TEXT, head TEXT NOT NULL, body TEXT NOT NULL,
                    places TEXT NOT NULL);
 CREATE TABLE places (key TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE names (key TEXT NOT NULL, doc INTEGER NOT NULL, is_alias INTEGER NOT NULL);
@@ -155,7 +160,7 @@ CREATE VIRTUAL TABLE docs_fts USING fts5(name, aliases, summary, agency, region,
 """
 
 _PROGRAMS_SQL = (
-    "SELECT p.program_id, p.name, p.summary, p.agency, p.level, p.prefecture_code, p.municipality, "
+    "SELECT p.program_id, p.name, p.summary, p.agency, p.level, p.prefecture_code, p.municipality, p.tier, "
     "f.name_ja AS prefecture_name FROM programs AS p LEFT JOIN prefectures AS f "
     "ON f.prefecture_code = p.prefecture_code ORDER BY p.program_id")
 _ALIASES_SQL = "SELECT alias_id, entity_id, surface FROM am_alias ORDER BY alias_id"
@@ -195,19 +200,19 @@ def build_index(source, target) -> BadRows:
     target.executescript(_INDEX_SCHEMA)
     docs, fts, keys = [], [], []
     all_places: set[str] = set()
-    for doc, (pid, name, summary, agency, level, pref_code, municipality, pref_name) in enumerate(rows, start=1):
+    for doc, (pid, name, summary, agency, level, pref_code, municipality, tier, pref_name) in enumerate(rows, start=1):
         region = " ".join(x for x in (pref_name or ("全国" if pref_code is None else ""), municipality or "") if x)
         f_name, f_summary, f_agency, f_region = fold(name), fold(summary or ""), fold(agency or ""), fold(region)
         f_aliases = [fold(s) for s in by_program.get(pid, [])]
         head = "\n".join([f_name, *f_aliases])
         doc_places = place_forms(pref_name) + place_forms(municipality)
         all_places.update(doc_places)
-        docs.append((doc, pid, name, agency, level, pref_code, head, " ".join((f_summary, f_agency, f_region)),
+        docs.append((doc, pid, name, agency, level, pref_code, tier, head, " ".join((f_summary, f_agency, f_region)),
                      "\n".join(doc_places)))
         fts.append((doc, f_name, " ".join(f_aliases), f_summary, f_agency, f_region))
         keys.append((compact(f_name), doc, 0))
         keys.extend((compact(a), doc, 1) for a in f_aliases if a)
-    target.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", docs)
+    target.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", docs)
     target.executemany("INSERT INTO places VALUES (?)", sorted((p,) for p in all_places))
     target.executemany("INSERT INTO docs_fts (rowid, name, aliases, summary, agency, region) VALUES (?, ?, ?, ?, ?, ?)",
                        fts)
@@ -320,7 +325,7 @@ class ProgramSearcher:
         self.skipped_rows = skipped_rows if skipped_rows is not None else BadRows()
         (self._docs,) = index.execute("SELECT count(*) FROM docs").fetchone()
         self._weights: dict[str, float] = {}
-        self._doc_cache: dict[int, tuple] = {}
+        self._doc_cache: collections.OrderedDict[int, tuple] = collections.OrderedDict()
 
     @classmethod
     @contextlib.contextmanager
@@ -386,16 +391,23 @@ class ProgramSearcher:
         return {key for (key,) in self._index.execute(sql, terms)}
 
     def _rows(self, docs: list[int]) -> list[tuple]:
-        """(doc, program_id, name, agency, level, prefecture_code, heads, body, places) of ``docs``, cached."""
-        missing = [d for d in docs if d not in self._doc_cache]
+        """(doc, program_id, name, agency, level, prefecture_code, tier, heads, body, places) of ``docs``, cached."""
+        cache = self._doc_cache
+        missing = [d for d in docs if d not in cache]
         for start in range(0, len(missing), 500):
             chunk = missing[start:start + 500]
-            for doc, pid, name, agency, level, pref, head, body, places in self._index.execute(
-                    "SELECT doc, program_id, name, agency, level, prefecture_code, head, body, places FROM docs "
+            for doc, pid, name, agency, level, pref, tier, head, body, places in self._index.execute(
+                    "SELECT doc, program_id, name, agency, level, prefecture_code, tier, head, body, places FROM docs "
                     f"WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
                 heads = [(h, bigrams(h)) for h in head.split("\n")]
-                self._doc_cache[doc] = (doc, pid, name, agency, level, pref, heads, body, frozenset(places.split("\n")))
-        return [self._doc_cache[d] for d in docs]
+                cache[doc] = (doc, pid, name, agency, level, pref, TIER_PRIOR.get(tier, 0.0), heads, body,
+                              frozenset(places.split("\n")))
+        rows = [cache[d] for d in docs]
+        for doc in docs:
+            cache.move_to_end(doc)
+        while len(cache) > DOC_CACHE_SIZE:
+            cache.popitem(last=False)
+        return rows
 
     def search(self, query: str, limit: int | None = None) -> list[dict[str, Any]]:
         terms = query_terms(query)
@@ -408,12 +420,14 @@ class ProgramSearcher:
             candidates.setdefault(doc, 0.0)
         places = self._places(terms)
         scored = []
-        for doc, pid, name, agency, level, pref, heads, body, doc_places in self._rows(list(candidates)):
+        for doc, pid, name, agency, level, pref, prior, heads, body, doc_places in self._rows(list(candidates)):
             score = named.get(doc, 0.0) + rank_score(terms, weights, heads, body, places, doc_places)
             if score <= 0.0:
                 continue
-            # bm25 only breaks ties between equally covering programs.
-            scored.append((round(score + 1e-4 * min(candidates[doc], 100.0) / 100.0, 6), pid, name, agency, level, pref))
+            # Between equally matching programs (an alias two programs share), the editorial tier
+            # decides, as on the service's result page; bm25 breaks what ties remain.
+            score += 1e-3 * prior + 1e-5 * min(candidates[doc], 100.0) / 100.0
+            scored.append((round(score, 6), pid, name, agency, level, pref))
         scored.sort(key=lambda r: (-r[0], r[1]))
         return [{"program_id": pid, "name": name, "agency": agency, "level": level,
                  "prefecture_code": pref, "score": score}

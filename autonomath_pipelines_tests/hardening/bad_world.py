@@ -125,6 +125,8 @@ class Polluter:
     def __init__(self, conn):
         self.conn = conn
         self.cases: list[Case] = []
+        #: (query_log id, text) of planted requests whose logged answer is the service's search answer.
+        self.service_answered: list[tuple[str, str]] = []
         self._serial = collections.Counter()
 
     def insert(self, table: str, row: dict) -> str:
@@ -161,12 +163,35 @@ class Polluter:
 
 # ------------------------------------------------------------------------------------ tables
 
+#: ``top1`` of a planted request the service answers as its search does (resolved by ``_answer_as_the_service``).
+SERVICE_ANSWER = object()
+
+
 def _query_row(p: Polluter, ts, text, *, key=BAD_PAID_KEY, session=None, confidence=0.95, results=3,
-               top1="P000001", tier="paid") -> str:
+               top1=SERVICE_ANSWER, tier="paid") -> str:
     n = p.serial("query")
-    return p.insert("query_log", {
+    row_id = p.insert("query_log", {
         "ts": ts, "api_key": key, "session_id": session or f"s_bad_{n:05d}", "query_text": text,
-        "top1_program_id": top1, "confidence": confidence, "result_count": results, "latency_ms": 12.5, "tier": tier})
+        "top1_program_id": "P000001" if top1 is SERVICE_ANSWER else top1, "confidence": confidence,
+        "result_count": results, "latency_ms": 12.5, "tier": tier})
+    if top1 is SERVICE_ANSWER and isinstance(text, str):
+        p.service_answered.append((row_id, text))
+    return row_id
+
+
+def _answer_as_the_service(p: Polluter) -> None:
+    """What query_log says the service answered a planted, confidently answered request: the top-1 its
+    search gives over the polluted tables (this fixture's service is the built-in search). Loops C/H
+    compare their payloads with these answers; a fixture answering every text with one fixed program
+    would be a service no search can agree with."""
+    from autonomath_pipelines.lib.search import ProgramSearcher
+
+    with ProgramSearcher.over(p.conn) as searcher:
+        answers = {text: searcher.search(text) for text in {t for _, t in p.service_answered}}
+    p.conn.executemany(
+        "UPDATE query_log SET top1_program_id = ?, result_count = ? WHERE id = ?",
+        [(answers[t][0]["program_id"] if answers[t] else None, len(answers[t]), int(row_id))
+         for row_id, t in p.service_answered])
 
 
 def _pollute_query_log(p: Polluter) -> None:
@@ -598,6 +623,7 @@ def pollute(db_path: Path, repo_root: Path) -> list[Case]:
             _pollute_errors(p)
             _pollute_signals(p)
             _pollute_outputs(p)
+            _answer_as_the_service(p)
     finally:
         conn.close()
     _pollute_repo(p, repo_root)

@@ -86,7 +86,7 @@ def test_sigkill_inside_the_publish_transaction_leaves_the_database_as_before(sm
     assert rerun.success, step_errors(rerun)
     # The first run was a clean run of this partition on the pristine world: the re-run equals it.
     assert rows(small_world, "query_cache", RUN_COLUMNS) == clean
-    assert len(clean) == 200
+    assert 150 < len(clean) <= 200
 
 
 # ----------------------------------------------------------------------- SIGKILL mid-publish (files)

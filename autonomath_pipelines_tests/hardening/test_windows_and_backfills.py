@@ -54,7 +54,7 @@ def cache(db):
 def test_an_empty_day_of_query_log_fails_the_window_check_and_keeps_the_cache(small_world, tmp_path):
     assert run(LOOP_H, small_world, tmp_path, LAST_DAY, execute=True).success
     before = cache(small_world)
-    assert len(before) == 200
+    assert len(before) > 150        # the day's head, less what the service answers otherwise
     assert drop_query_log(small_world, DAY_START, DAY_END) > 0
 
     for execute in (False, True):
@@ -97,11 +97,12 @@ def test_an_abnormally_small_window_against_the_loops_own_history_fails(small_wo
 
 def test_the_dry_run_reports_exactly_what_the_execute_does(small_world, tmp_path):
     assert run(LOOP_H, small_world, tmp_path, LAST_DAY, execute=True).success     # the re-run replaces these
+    first = cache(small_world)
     dry = metadata(run(LOOP_H, small_world, tmp_path, LAST_DAY, execute=False), "query_cache_published")
     wet = metadata(run(LOOP_H, small_world, tmp_path, LAST_DAY, execute=True), "query_cache_published")
-    assert dry["rows_would_delete"] == wet["rows_deleted"] == 200          # the old dry run said 0
+    assert dry["rows_would_delete"] == wet["rows_deleted"] == len(first) > 0  # the old dry run said 0
     assert (dry["rows_would_insert"], dry["rows_would_update"]) == (wet["rows_inserted"], wet["rows_updated"])
-    assert dry["rows_would_write"] == wet["rows_written"] == 200
+    assert dry["rows_would_write"] == wet["rows_written"] == len(first)
 
 
 # ----------------------------------------------------------------------------- defect 3: backfills
@@ -121,11 +122,12 @@ def test_an_older_partition_never_overwrites_the_live_cache(small_world, tmp_pat
 def test_a_backfill_range_publishes_only_its_latest_partition(small_world, tmp_path):
     report = run_loops(only=["H"], partition="2026-11-18", until=LAST_DAY, execute=True, db_path=str(small_world),
                        reports_dir=str(tmp_path / "r"), storage_dir=str(tmp_path / "s"))
-    assert report.ok and [r.actions_executed for r in report.results] == [0, 0, 200]
+    executed = [r.actions_executed for r in report.results]
+    assert report.ok and executed[:2] == [0, 0] and executed[2] > 150
     refused = report.results[0].asset_metrics["query_cache_published"]
     assert refused["rows_written"] == 0
     live = cache(small_world)
-    assert len(live) == 200 and {r["partition_key"] for r in live} == {LAST_DAY}   # the old code kept ~600
+    assert len(live) == executed[2] and {r["partition_key"] for r in live} == {LAST_DAY}   # the old code kept ~600
 
 
 def test_personalized_cache_refuses_an_older_week(small_world, tmp_path):

@@ -20,9 +20,8 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-#: section name → module under evals/real that evaluates it. Search (loops H/C) and clustering (A/E)
-#: sections are not written yet (issue 13 items 1 and 4).
-SECTIONS = {"G": "evals.real.tracebacks"}
+#: section name → module under evals/real that evaluates it.
+SECTIONS = {"search": "evals.real.search", "G": "evals.real.tracebacks"}
 COLUMNS = ("section", "corpus", "metric", "value", "baseline", "target", "verdict", "n")
 
 
