@@ -66,6 +66,12 @@ from autonomath_pipelines.lib.labels import cluster_labels
 
 __all__ = [
     "ClusterParams",
+    "EpsChoice",
+    "GuardReport",
+    "choose_eps",
+    "core_distances",
+    "guard_chaining",
+    "hdbscan_cosine",
     "ClusterSummary",
     "cluster_texts",
     "dbscan_cosine",
@@ -758,3 +764,358 @@ def cluster_texts(texts: Sequence[str], vectors: Any, weights: Any, params: Clus
                            max_neighbors=params.max_neighbors)
     summaries = summarize_clusters(texts, vectors, weights, labels, n_examples=n_examples)
     return labels, [s for s in summaries if s.size >= params.min_cluster_size]
+
+
+# ------------------------------------------------------------------- eps from the data itself
+
+#: Texts whose neighbour distances are measured when choosing eps (each against *all* texts).
+EPS_SAMPLE_SIZE = 1000
+EPS_METHODS = ("quantile", "knee")
+#: eps is kept inside [EPS_MIN, EPS_MAX] whatever the data (cosine distances; 1e-6 is above float32 rounding).
+EPS_MIN, EPS_MAX = 1e-6, 1.0
+
+
+@dataclass(frozen=True)
+class EpsChoice:
+    """The eps a clustering run used and how it was obtained.
+
+    method: ``"quantile"`` / ``"knee"`` (chosen from the data, see ``choose_eps``), ``"override"``
+        (a number from the config) or ``"fallback"`` (fewer than two measurable texts: ``EPS_MAX``,
+        which clusters nothing that DBSCAN would not). details: plain numbers for asset metadata.
+    """
+
+    eps: float
+    method: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def metadata(self, prefix: str = "eps") -> dict[str, Any]:
+        out: dict[str, Any] = {f"{prefix}_chosen": float(self.eps), f"{prefix}_method": self.method,
+                               f"{prefix}_from_data": self.method in EPS_METHODS}
+        for key, value in self.details.items():
+            if isinstance(value, (bool, int, float, np.integer, np.floating)) and not isinstance(value, bool):
+                out[f"{prefix}_{key}"] = float(value)
+        return out
+
+
+def _sample_rows(n: int, size: int) -> np.ndarray:
+    """``size`` row indices spread evenly over ``0..n-1`` (deterministic; all rows when n <= size)."""
+    if n <= size:
+        return np.arange(n, dtype=np.int64)
+    return np.unique(np.linspace(0, n - 1, size).round().astype(np.int64))
+
+
+def core_distances(vectors: Any, weights: Any = None, min_samples: int = 8, *,
+                   sample_size: int = EPS_SAMPLE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Each sampled text's *linking radius*: the smallest cosine distance r at which it would be a
+    DBSCAN core point (summed weight within r, itself included, ``>= min_samples``) **and** have at
+    least one other text within r (a text heavy enough to be core alone still needs a neighbour to
+    join anything). The k-nearest-neighbour distance with k tied to ``min_samples``, weighted as
+    DBSCAN weighs. ``inf`` when the weight is never reached (weights < 1) or n == 1.
+
+    Returns (sample indices, radii). Memory: the sample's top-K (K ≤ 2·min_samples + 1) per row
+    plus one block of at most ``_BLOCK_ELEMS / 8`` similarities — never n × n. Time O(s·n·d).
+    """
+    X = _unit_rows(vectors)
+    n = X.shape[0]
+    w = _weights(weights, n)
+    min_samples = _check_min_samples(min_samples)
+    rows = _sample_rows(n, max(1, int(sample_size)))
+    if n == 0:
+        return rows, np.zeros(0)
+    K = int(min(n, 2 * min_samples + 1))
+    radii = np.full(rows.size, np.inf)
+    budget = max(1, _BLOCK_ELEMS // 8)              # similarities per block (4 MB in float64)
+    cstep = max(1, min(n, budget // max(1, min(rows.size, 64))))
+    rstep = max(1, min(rows.size, budget // cstep))
+    for a in range(0, rows.size, rstep):
+        q = rows[a:a + rstep]
+        best_s = np.full((q.size, K), -np.inf)
+        best_i = np.zeros((q.size, K), dtype=np.int64)
+        for c in range(0, n, cstep):
+            S = np.asarray(X[q] @ X[c:c + cstep].T, dtype=np.float64)
+            own = (q >= c) & (q < c + S.shape[1])
+            S[np.flatnonzero(own), q[own] - c] = 2.0                         # the text itself first, always
+            k = min(K, S.shape[1])
+            top = np.argpartition(-S, k - 1, axis=1)[:, :k] if S.shape[1] > k else np.broadcast_to(
+                np.arange(S.shape[1]), S.shape)
+            cand_s = np.concatenate([best_s, np.take_along_axis(S, top, axis=1)], axis=1)
+            cand_i = np.concatenate([best_i, top + c], axis=1)
+            keep = np.argpartition(-cand_s, K - 1, axis=1)[:, :K]
+            best_s = np.take_along_axis(cand_s, keep, axis=1)
+            best_i = np.take_along_axis(cand_i, keep, axis=1)
+            del S, top
+        order = np.argsort(-best_s, axis=1, kind="stable")
+        best_s = np.take_along_axis(best_s, order, axis=1)
+        best_i = np.take_along_axis(best_i, order, axis=1)
+        dist = np.clip(1.0 - best_s, 0.0, 2.0)
+        dist[:, 0] = 0.0                                                      # the text itself
+        cum = np.cumsum(w[best_i], axis=1)
+        reached = cum >= min_samples
+        first = np.where(reached.any(axis=1), reached.argmax(axis=1), -1)
+        core_r = np.where(first >= 0, dist[np.arange(q.size), np.maximum(first, 0)], np.inf)
+        nn1 = dist[:, 1] if K > 1 else np.full(q.size, np.inf)
+        radii[a:a + rstep] = np.maximum(core_r, nn1)
+    return rows, radii
+
+
+def _knee(sorted_values: np.ndarray) -> tuple[float, float]:
+    """Kneedle on an ascending curve: the point farthest below the chord of the normalised curve.
+    Returns (value, position in [0, 1])."""
+    y = sorted_values
+    if y.size < 3 or y[-1] <= y[0]:
+        return float(y[-1]), 1.0
+    x = np.linspace(0.0, 1.0, y.size)
+    yn = (y - y[0]) / (y[-1] - y[0])
+    i = int(np.argmax(x - yn))
+    return float(y[i]), float(x[i])
+
+
+def choose_eps(vectors: Any, weights: Any = None, min_samples: int = 8, *, method: str = "quantile",
+               quantile: float = 0.5, sample_size: int = EPS_SAMPLE_SIZE) -> EpsChoice:
+    """eps from the window's own neighbour distances, for whatever model made the vectors.
+
+    The curve is the sorted linking radii of ``core_distances`` (k-NN distance with k tied to
+    ``min_samples``, on a deterministic sample of at most ``sample_size`` texts, each measured
+    against all texts: bounded memory at 100k texts).
+
+    ``method="knee"`` (the loops' default, with the chaining guard after it): the knee of the
+    sorted curve (Kneedle: the point farthest below the chord of the normalised curve), the
+    classic DBSCAN heuristic. It sits where the dense texts end and the sparse tail begins, so it
+    follows the model (MiniLM, USE and e5 spread their cosines very differently) and the data. On
+    well-separated themes of varying density (``bench_clustering``'s data) it recovers them
+    (ARI 0.98 at 20k texts); on intent sets whose intents overlap (HWU64, Alexa ja-JP) it chains
+    them into few clusters, which ``guard_chaining`` then splits (see the real-data eval).
+    ``method="quantile"``: eps = the ``quantile`` of the curve (0.5: about half of the texts are
+    dense enough to be core). Purer clusters on overlapping intents, but it cuts themes of lower
+    density than the median into fragments (ARI 0.29 on the same benchmark data); the guard
+    uses it inside a cluster to find the cluster's parts.
+
+    details: n, sampled, quantiles q10/q25/q50/q75/q90 of the curve, the knee value and position.
+    Fewer than 2 texts, or no finite radius: method "fallback" with eps = EPS_MAX.
+    """
+    if method not in EPS_METHODS:
+        raise ValueError(f"eps method must be one of {EPS_METHODS}, got {method!r}")
+    if not (0.0 < float(quantile) < 1.0):
+        raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
+    rows, radii = core_distances(vectors, weights, min_samples, sample_size=sample_size)
+    finite = np.sort(radii[np.isfinite(radii)])
+    details: dict[str, Any] = {"n": int(np.asarray(vectors).shape[0]) if np.ndim(vectors) == 2 else 0,
+                               "sampled": int(rows.size), "finite": int(finite.size)}
+    if finite.size < 2:
+        details["reason_too_few_texts"] = 1
+        return EpsChoice(EPS_MAX, "fallback", details)
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        details[f"kdist_q{int(q * 100)}"] = float(np.quantile(finite, q))
+    knee_value, knee_at = _knee(finite)
+    details["kdist_knee"], details["kdist_knee_at"] = knee_value, knee_at
+    if method == "knee":
+        eps = knee_value
+    else:
+        eps = float(np.quantile(finite, float(quantile)))
+        details["quantile"] = float(quantile)
+    return EpsChoice(float(np.clip(eps, EPS_MIN, EPS_MAX)), method, details)
+
+
+# ------------------------------------------------------------------------- chaining guard
+
+@dataclass(frozen=True)
+class GuardReport:
+    """What ``guard_chaining`` did: clusters looked at, split (into ≥ 2 parts), trimmed (strays
+    beyond the radius sent to noise), dropped (nothing dense enough left), and texts sent to noise."""
+
+    radius: float
+    clusters_in: int = 0
+    clusters_out: int = 0
+    clusters_split: int = 0
+    clusters_trimmed: int = 0
+    clusters_dropped: int = 0
+    texts_to_noise: int = 0
+
+    def metadata(self, prefix: str = "guard") -> dict[str, Any]:
+        return {f"{prefix}_{k}": (float(v) if k == "radius" else int(v)) for k, v in asdict(self).items()}
+
+
+def _medoid_distances(V: np.ndarray, w: np.ndarray) -> tuple[int, np.ndarray]:
+    eff = w if w.sum() > 0 else np.ones_like(w)
+    m = int(np.argmax(V @ (eff @ V)))
+    return m, np.clip(1.0 - V @ V[m], 0.0, 2.0)
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    order = np.argsort(values, kind="stable")
+    v, cw = values[order], np.cumsum(weights[order])
+    if cw[-1] <= 0:
+        return float(np.quantile(values, q))
+    return float(v[min(v.size - 1, int(np.searchsorted(cw, q * cw[-1])))])
+
+
+def guard_chaining(vectors: Any, weights: Any, labels: Any, *, radius: float, min_samples: int,
+                   split_quantile: float = 0.5, max_depth: int = 3, spread_quantile: float = 0.9,
+                   min_part_share: float = 0.0, attach_radius: float | None = None,
+                   sample_size: int = EPS_SAMPLE_SIZE) -> tuple[np.ndarray, GuardReport]:
+    """Split or drop clusters whose members stray too far from their medoid (DBSCAN chaining).
+
+    A cluster's *spread* is the weighted ``spread_quantile`` (0.9) of its members' cosine distance
+    to the medoid. ``radius`` is relative to the data: the loops pass the eps in use (chosen from
+    the k-NN distance curve) × ``guard_radius_factor``, i.e. a theme keeps 90 % of its weight
+    within one neighbour radius of its centre. A cluster within the radius is kept as is.
+    Otherwise:
+
+    1. *Split*: DBSCAN again on the cluster alone, with eps = the ``split_quantile`` of the
+       cluster's own linking radii (``choose_eps`` on its members: a chained cluster is denser
+       inside its parts than across the links between them). Parts lighter than
+       ``max(min_samples, min_part_share × cluster weight)`` count as fragments, not parts (default
+       share 0: on HWU64 a chained cluster holds dozens of intents of 2–5 % each; a share > 0
+       protects one big uniform theme from being cut into fragments). When that gives ≥ 2 parts, members
+       the split left as noise rejoin the nearest part's medoid if within ``radius``; each part is
+       checked again, up to ``max_depth`` levels.
+    2. When it gives one dense body (a big theme whose extent exceeds one neighbour step, not a
+       chain), the body is kept with its fragments and the fringe within ``radius`` of its medoid
+       (*trim* when some members are left out).
+    3. Otherwise (too light to split, or no dense body at its own scale) the cluster keeps the
+       members within ``radius`` of its medoid (*trim*); when the kept weight is below
+       ``min_samples`` the whole cluster becomes noise (*drop*).
+
+    ``attach_radius`` (default ``radius``): how near a part's medoid a split's noise must be to rejoin.
+    Returns new labels (numbered by lowest member index, noise -1) and a ``GuardReport``.
+    Memory O(m·d) per cluster plus ``dbscan_cosine``'s bounds; deterministic.
+    """
+    X = _unit_rows(vectors)
+    n = X.shape[0]
+    w = _weights(weights, n)
+    lab = np.asarray(labels).astype(np.int64)
+    if lab.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {lab.shape}")
+    radius = _check_eps(radius)
+    attach = radius if attach_radius is None else _check_eps(attach_radius)
+    min_samples = _check_min_samples(min_samples)
+    out = np.full(n, -1, dtype=np.int64)
+    counts = {"split": 0, "trimmed": 0, "dropped": 0}
+    next_id = [0]
+
+    def emit(idx: np.ndarray) -> None:
+        out[idx] = next_id[0]
+        next_id[0] += 1
+
+    def visit(idx: np.ndarray, depth: int) -> None:
+        V, wm = X[idx], w[idx]
+        m, d = _medoid_distances(V, wm)
+        if _weighted_quantile(d, wm, spread_quantile) <= radius:
+            emit(idx)
+            return
+        if depth < max_depth and idx.size >= 2 and wm.sum() >= 2 * min_samples:
+            sub_eps = choose_eps(V, wm, min_samples, quantile=split_quantile, sample_size=sample_size).eps
+            sub = dbscan_cosine(V, wm, eps=sub_eps, min_samples=min_samples)
+            # Parts lighter than min_part_share of the cluster are fragments, not themes.
+            floor = max(float(min_samples), min_part_share * float(wm.sum()))
+            big = [s for s in range(int(sub.max()) + 1) if wm[sub == s].sum() >= floor]
+            relabel = np.full(int(sub.max()) + 2, -1, dtype=np.int64)
+            relabel[np.array(big, dtype=np.int64)] = np.arange(len(big))
+            dense = sub >= 0
+            sub = relabel[sub]                                   # -1 stays -1 (index -1 is the last slot)
+            parts = len(big)
+            if parts >= 2:
+                counts["split"] += 1
+                medoids = np.stack([V[sub == s][_medoid_distances(V[sub == s], wm[sub == s])[0]]
+                                    for s in range(parts)])
+                rest = np.flatnonzero(sub == -1)
+                if rest.size:
+                    S = V[rest] @ medoids.T
+                    near = (1.0 - S.max(axis=1)) <= attach
+                    sub[rest[near]] = S.argmax(axis=1)[near]
+                for s in range(parts):
+                    visit(idx[sub == s], depth + 1)
+                return
+            if parts == 1:
+                # One dense body at the cluster's own scale (a big theme, not a chain): keep it, its
+                # fragments, and the fringe within the radius of its medoid; the rest are strays.
+                body = sub == 0
+                bm = _medoid_distances(V[body], wm[body])[0]
+                keep = dense | ((1.0 - V @ V[np.flatnonzero(body)[bm]]) <= radius)
+                if not keep.all():
+                    counts["trimmed"] += 1
+                emit(idx[keep])
+                return
+        keep = d <= radius
+        if wm[keep].sum() < min_samples:
+            counts["dropped"] += 1
+            return
+        counts["trimmed"] += 1
+        emit(idx[keep])
+
+    clusters = np.unique(lab[lab >= 0])
+    for c in clusters:
+        visit(np.flatnonzero(lab == c), 0)
+    # Renumber by lowest member index, as dbscan_cosine numbers its clusters.
+    final = np.full(n, -1, dtype=np.intp)
+    has = out >= 0
+    if has.any():
+        firsts = {}
+        for i in np.flatnonzero(has):
+            firsts.setdefault(int(out[i]), i)
+        order = {c: k for k, c in enumerate(sorted(firsts, key=firsts.get))}
+        final[has] = [order[int(c)] for c in out[has]]
+    report = GuardReport(radius=radius, clusters_in=int(clusters.size), clusters_out=len(set(final[has].tolist())),
+                         clusters_split=counts["split"], clusters_trimmed=counts["trimmed"],
+                         clusters_dropped=counts["dropped"],
+                         texts_to_noise=int(((lab >= 0) & (final < 0)).sum()))
+    return final, report
+
+
+# ------------------------------------------------------------------------------- HDBSCAN
+
+#: HDBSCAN (sklearn) needs O(n²) time and, in high dimensions, O(n²) memory: at most this many texts
+#: go into it (the heaviest by weight); 4000 × 4000 float64 distances are 128 MB.
+HDBSCAN_MAX_TEXTS = 4000
+
+
+def hdbscan_cosine(vectors: Any, weights: Any = None, min_samples: int = 8, *,
+                   min_cluster_size: int | None = None, max_texts: int = HDBSCAN_MAX_TEXTS,
+                   attach_eps: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """``sklearn.cluster.HDBSCAN`` on cosine geometry, on bounded input.
+
+    Euclidean distance on unit vectors is ``sqrt(2·cosine distance)``, a monotone map, so
+    HDBSCAN's hierarchy over it is the cosine hierarchy. sklearn's HDBSCAN takes no sample weights:
+    weights only decide which texts are clustered when there are more than ``max_texts`` (the
+    heaviest, ties by index: the texts that matter for the loops). Every other text joins the
+    cluster of its nearest clustered text when within ``attach_eps`` (cosine; None: stays noise).
+    min_cluster_size: in texts (default ``max(2, min_samples)``).
+    Returns labels (-1 noise, numbered by lowest member index) and details for metadata.
+    """
+    from sklearn.cluster import HDBSCAN
+
+    X = _unit_rows(vectors)
+    n = X.shape[0]
+    w = _weights(weights, n)
+    min_samples = _check_min_samples(min_samples)
+    mcs = max(2, int(min_cluster_size if min_cluster_size is not None else min_samples))
+    labels = np.full(n, -1, dtype=np.intp)
+    details: dict[str, Any] = {"hdbscan_texts": 0, "hdbscan_cap": int(max_texts), "hdbscan_attached": 0}
+    if n < max(2, mcs):
+        return labels, details
+    keep = np.sort(np.lexsort((np.arange(n), -w))[:max_texts]) if n > max_texts else np.arange(n)
+    details["hdbscan_texts"] = int(keep.size)
+    model = HDBSCAN(min_cluster_size=mcs, min_samples=min(min_samples, keep.size), metric="euclidean",
+                    copy=True)
+    labels[keep] = model.fit_predict(X[keep].astype(np.float64))
+    if keep.size < n and attach_eps is not None:
+        rest = np.setdiff1d(np.arange(n), keep)
+        clustered = keep[labels[keep] >= 0]
+        if clustered.size:
+            step = max(1, _BLOCK_ELEMS // clustered.size)
+            for a in range(0, rest.size, step):
+                r = rest[a:a + step]
+                S = X[r] @ X[clustered].T
+                j = S.argmax(axis=1)
+                near = (1.0 - S[np.arange(r.size), j]) <= attach_eps
+                labels[r[near]] = labels[clustered[j[near]]]
+                details["hdbscan_attached"] += int(near.sum())
+    # Renumber by lowest member index.
+    has = labels >= 0
+    if has.any():
+        _, first = np.unique(labels[has], return_index=True)
+        old = np.unique(labels[has])
+        order = old[np.argsort(np.flatnonzero(has)[first])]
+        mapping = {int(c): k for k, c in enumerate(order)}
+        labels[has] = [mapping[int(c)] for c in labels[has]]
+    return labels, details

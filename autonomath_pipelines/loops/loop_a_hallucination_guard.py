@@ -30,7 +30,7 @@ from autonomath_pipelines.loops.common import (
     gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
-    ClusteringConfig, LowConfidenceSplit, cluster_frame, clustering_metadata, embed_texts, stack_vectors,
+    ClusteringConfig, LowConfidenceSplit, cluster_with_config, clustering_metadata, embed_texts, stack_vectors,
     with_vectors,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
@@ -56,7 +56,9 @@ class TextsConfig(dg.Config):
 
 
 class GuardClusteringConfig(ClusteringConfig):
-    eps: float = 0.25
+    """eps None (default): chosen from the window's k-NN distances (the demo-tuned 0.25 stays available
+    as an override, ``eps: 0.25``); the chaining guard is on."""
+
     min_samples: int = 8
 
 
@@ -184,11 +186,12 @@ def hallucination_guard_embeddings(embeddings: EmbeddingModel,
 @dg.asset(name="hallucination_guard_clusters", kinds={"scikitlearn", "parquet"}, **COMMON)
 def hallucination_guard_clusters(config: GuardClusteringConfig,
                                  hallucination_guard_embeddings: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
-    """Each suspect text's theme: weighted DBSCAN over cosine distance; noise stays noise (-1)."""
-    clustered = cluster_frame(hallucination_guard_embeddings, config.params())
+    """Each suspect text's theme: weighted DBSCAN over cosine distance with eps from the window's own
+    neighbour distances, then the chaining guard; noise stays noise (-1)."""
+    clustered, cluster_metadata = cluster_with_config(hallucination_guard_embeddings, config)
     summary = clustered.groupby("cluster")["weight"].agg(["count", "sum"]).reset_index() if len(clustered) else clustered
     return dg.MaterializeResult(value=clustered, metadata={
-        "dagster/row_count": len(clustered), **clustering_metadata(clustered), **config.metadata(),
+        "dagster/row_count": len(clustered), **clustering_metadata(clustered), **cluster_metadata,
         "preview": frame_metadata(summary.rename(columns={"count": "texts", "sum": "weight"}))["preview"]})
 
 

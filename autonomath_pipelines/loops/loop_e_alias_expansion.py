@@ -22,7 +22,7 @@ from autonomath_pipelines.loops.common import (
     gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
-    ClusteringConfig, LowConfidenceSplit, clustering_metadata, cluster_frame, embed_texts, with_vectors,
+    ClusteringConfig, LowConfidenceSplit, clustering_metadata, cluster_with_config, embed_texts, with_vectors,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
 
@@ -37,7 +37,9 @@ SOURCE = "loop_e:low_confidence_queries"
 
 
 class AliasClusteringConfig(ClusteringConfig):
-    eps: float = 0.2
+    """eps None (default): chosen once from all the window's surfaces (k-NN distances), then each
+    program's surfaces are clustered on their own with it; ``eps: 0.2`` restores the old fixed value."""
+
     min_samples: int = 2
 
 
@@ -169,11 +171,9 @@ def alias_expansion_clusters(config: AliasClusteringConfig,
                              alias_expansion_embeddings: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
     """Each program's surface forms clustered on their own (weighted DBSCAN): a form used once, far from
     any other form of the program, stays noise (-1) and is not proposed."""
-    parts = [cluster_frame(group, config.params()) for _, group in alias_expansion_embeddings.groupby("entity_id", sort=True)]
-    clustered = (pd.concat(parts, ignore_index=True) if parts
-                 else alias_expansion_embeddings.assign(cluster=pd.Series(dtype=int)))
+    clustered, cluster_metadata = cluster_with_config(alias_expansion_embeddings, config, group_by="entity_id")
     return dg.MaterializeResult(value=clustered.drop(columns=["vector"]), metadata={
-        "dagster/row_count": len(clustered), **clustering_metadata(clustered), **config.metadata()})
+        "dagster/row_count": len(clustered), **clustering_metadata(clustered), **cluster_metadata})
 
 
 def candidate_gates(known_entities: frozenset, aliased: frozenset) -> tuple[gates.Gate, ...]:

@@ -1,16 +1,27 @@
 """The shape loops A and E share: texts → cached embeddings → weighted DBSCAN → cluster summaries.
 
 Vectors travel between assets as a Parquet list column (``vector``), one row per unique text.
+
+Clustering (``ClusteringConfig``, ``cluster_with_config``): eps comes from the window's own
+neighbour distances (the knee of the sorted k-NN distance curve, ``lib.clustering.choose_eps``)
+unless the operator sets a number; DBSCAN (or
+HDBSCAN, ``algorithm="hdbscan"``) runs; then the chaining guard splits, trims or drops clusters
+whose members stray too far from the medoid (``lib.clustering.guard_chaining``, radius = the eps in
+use × ``guard_radius_factor``). The chosen eps, its method, the algorithm and the guard's counts go
+into the asset metadata as numbers.
 """
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from autonomath_pipelines.lib.clustering import ClusterParams, dbscan_cosine
+from autonomath_pipelines.lib.clustering import (
+    EPS_SAMPLE_SIZE, HDBSCAN_MAX_TEXTS, ClusterParams, EpsChoice, GuardReport, choose_eps, dbscan_cosine,
+    guard_chaining, hdbscan_cosine,
+)
 from autonomath_pipelines.resources import EmbeddingModel
 
 
@@ -25,16 +36,54 @@ class LowConfidenceSplit(dg.Config):
 
 
 class ClusteringConfig(dg.Config):
-    """DBSCAN parameters (cosine distance on unit vectors; weights are request counts)."""
+    """Clustering of a loop's texts (cosine distance on unit vectors; weights are request counts)."""
 
-    eps: float = Field(description="Neighbourhood radius as cosine distance (1 - similarity).")
-    min_samples: int = Field(description="Summed weight (requests) a core point's neighbourhood needs.")
+    eps: float | None = Field(default=None, description="Neighbourhood radius as cosine distance (1 - similarity). "
+                              "None (default): chosen from the window's own k-nearest-neighbour distances for the "
+                              "model in use (see eps_method); a number is an operator override, used as is.")
+    min_samples: int = Field(description="Summed weight (requests) a core point's neighbourhood needs; also the k of "
+                             "the k-nearest-neighbour distances eps is chosen from.")
+    eps_method: Literal["quantile", "knee"] = Field(default="knee", description="How eps is chosen when eps is "
+                                                   "None: a quantile of the sorted k-NN distance curve, or its knee.")
+    eps_quantile: float = Field(default=0.5, gt=0.0, lt=1.0, description="With eps_method='quantile': share of the "
+                                "window's texts dense enough to be core points.")
+    eps_sample_size: int = Field(default=EPS_SAMPLE_SIZE, ge=10, description="Texts whose k-NN distances are "
+                                 "measured (each against all texts) when choosing eps.")
+    algorithm: Literal["dbscan", "hdbscan"] = Field(default="dbscan", description="'dbscan' (exact, weighted, "
+                                                    "bounded memory) or 'hdbscan' (sklearn, unweighted, at most "
+                                                    f"{HDBSCAN_MAX_TEXTS} heaviest texts; the rest join a cluster "
+                                                    "within eps of it).")
+    guard: bool = Field(default=True, description="Split, trim or drop clusters whose members stray too far from "
+                        "the medoid (chaining).")
+    guard_radius_factor: float = Field(default=1.0, gt=0.0, description="Guard radius = eps in use × this.")
+    guard_spread_quantile: float = Field(default=0.9, gt=0.0, le=1.0, description="A cluster is spread when this "
+                                         "weighted share of its members is not within the radius of its medoid.")
+    guard_max_depth: int = Field(default=3, ge=0, description="Levels of splitting a chained cluster.")
 
-    def params(self) -> ClusterParams:
-        return ClusterParams(eps=self.eps, min_samples=self.min_samples, min_cluster_size=0.0)
+    def params(self, eps: float | None = None) -> ClusterParams:
+        """DBSCAN parameters with ``eps`` (the chosen one), or the override."""
+        value = eps if eps is not None else self.eps
+        if value is None:
+            raise ValueError("eps is chosen from the data: call resolve_eps first (or set eps)")
+        return ClusterParams(eps=value, min_samples=self.min_samples, min_cluster_size=0.0)
 
-    def metadata(self) -> dict[str, Any]:
-        return {"param_eps": float(self.eps), "param_min_samples": int(self.min_samples)}
+    def resolve_eps(self, vectors: np.ndarray, weights: np.ndarray | None) -> EpsChoice:
+        """The override, or eps chosen from these vectors."""
+        if self.eps is not None:
+            return EpsChoice(float(self.eps), "override", {})
+        return choose_eps(vectors, weights, self.min_samples, method=self.eps_method, quantile=self.eps_quantile,
+                          sample_size=self.eps_sample_size)
+
+    def metadata(self, choice: EpsChoice | None = None) -> dict[str, Any]:
+        eps = choice.eps if choice is not None else self.eps
+        out: dict[str, Any] = {"param_eps": float(eps) if eps is not None else float("nan"),
+                               "param_eps_override": self.eps is not None,
+                               "param_min_samples": int(self.min_samples), "algorithm": self.algorithm,
+                               "algorithm_is_hdbscan": int(self.algorithm == "hdbscan"),
+                               "param_guard": bool(self.guard)}
+        if choice is not None:
+            out.update(choice.metadata())
+        return out
 
 
 #: Characters of a text that reach the encoder. Query texts over ``MAX_QUERY_CHARS`` are skipped as
@@ -68,14 +117,80 @@ def stack_vectors(frame: pd.DataFrame, dim: int | None = None) -> np.ndarray:
     return np.stack([np.asarray(v, dtype=np.float32) for v in frame["vector"]])
 
 
-def cluster_frame(frame: pd.DataFrame, params: ClusterParams, weight_column: str = "weight") -> pd.DataFrame:
-    """``frame`` (one row per text, with ``vector``) plus its DBSCAN ``cluster`` label (-1 = noise)."""
+def cluster_frame(frame: pd.DataFrame, params: ClusterParams, weight_column: str = "weight", *,
+                  config: ClusteringConfig | None = None, reports: list | None = None) -> pd.DataFrame:
+    """``frame`` (one row per text, with ``vector``) plus its ``cluster`` label (-1 = noise).
+
+    With only ``params``: plain weighted DBSCAN at ``params.eps``. With ``config``: its algorithm and
+    chaining guard too (``params.eps`` is then the eps in use); each guard's ``GuardReport`` (and the
+    HDBSCAN details) is appended to ``reports`` when given.
+    """
     weights = frame[weight_column].to_numpy(dtype=float)
+    if len(frame) == 0:
+        return frame.assign(cluster=pd.Series(dtype=int))
     if len(frame) == 1:
         # One text is its own neighbourhood: core (cluster 0) iff its weight reaches min_samples.
         return frame.assign(cluster=[0 if weights[0] >= params.min_samples else -1])
-    labels = dbscan_cosine(stack_vectors(frame), weights, eps=params.eps, min_samples=params.min_samples)
-    return frame.assign(cluster=labels.astype(int))
+    vectors = stack_vectors(frame)
+    if config is not None and config.algorithm == "hdbscan":
+        labels, details = hdbscan_cosine(vectors, weights, params.min_samples, attach_eps=params.eps)
+        if reports is not None:
+            reports.append(details)
+    else:
+        labels = dbscan_cosine(vectors, weights, eps=params.eps, min_samples=params.min_samples)
+    if config is not None and config.guard and (labels >= 0).any():
+        labels, report = guard_chaining(vectors, weights, labels, radius=params.eps * config.guard_radius_factor,
+                                        min_samples=params.min_samples, max_depth=config.guard_max_depth,
+                                        spread_quantile=config.guard_spread_quantile,
+                                        sample_size=config.eps_sample_size)
+        if reports is not None:
+            reports.append(report)
+    return frame.assign(cluster=np.asarray(labels).astype(int))
+
+
+def guard_metadata(reports: list) -> dict[str, Any]:
+    """Summed guard counts (and HDBSCAN sizes) over the ``reports`` that ``cluster_frame`` collected."""
+    out = {"guard_clusters_in": 0, "guard_clusters_out": 0, "guard_clusters_split": 0, "guard_clusters_trimmed": 0,
+           "guard_clusters_dropped": 0, "guard_texts_to_noise": 0}
+    for report in reports:
+        if isinstance(report, GuardReport):
+            for key, value in report.metadata().items():
+                if key != "guard_radius":
+                    out[key] += value
+            out["guard_radius"] = report.radius
+        elif isinstance(report, dict):
+            for key, value in report.items():
+                if key == "hdbscan_cap":
+                    out[key] = int(value)
+                else:
+                    out[key] = out.get(key, 0) + int(value)
+    return out
+
+
+def cluster_with_config(frame: pd.DataFrame, config: ClusteringConfig, weight_column: str = "weight",
+                        group_by: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Choose eps on the whole frame (or take the override), cluster (per ``group_by`` group when
+    given, e.g. loop E's programs), guard, and return the clustered frame and its metadata."""
+    vectors = stack_vectors(frame)
+    weights = frame[weight_column].to_numpy(dtype=float) if len(frame) else np.zeros(0)
+    if len(frame):
+        choice = config.resolve_eps(vectors, weights)
+    elif config.eps is not None:
+        choice = EpsChoice(float(config.eps), "override", {})
+    else:
+        choice = EpsChoice(float("nan"), "empty", {})
+    reports: list = []
+    if not len(frame):
+        clustered = frame.assign(cluster=pd.Series(dtype=int))
+    else:
+        params = config.params(choice.eps)
+        if group_by is None:
+            clustered = cluster_frame(frame, params, weight_column, config=config, reports=reports)
+        else:
+            parts = [cluster_frame(group, params, weight_column, config=config, reports=reports)
+                     for _, group in frame.groupby(group_by, sort=True)]
+            clustered = pd.concat(parts, ignore_index=True)
+    return clustered, {**config.metadata(choice), **guard_metadata(reports)}
 
 
 def clustering_metadata(clustered: pd.DataFrame, weight_column: str = "weight") -> dict[str, Any]:

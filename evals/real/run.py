@@ -21,7 +21,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 #: section name → module under evals/real that evaluates it.
-SECTIONS = {"search": "evals.real.search", "G": "evals.real.tracebacks"}
+SECTIONS = {"search": "evals.real.search", "G": "evals.real.tracebacks", "A/E": "evals.real.clustering"}
 COLUMNS = ("section", "corpus", "metric", "value", "baseline", "target", "verdict", "n")
 
 
