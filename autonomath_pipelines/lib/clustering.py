@@ -1119,3 +1119,66 @@ def hdbscan_cosine(vectors: Any, weights: Any = None, min_samples: int = 8, *,
         mapping = {int(c): k for k, c in enumerate(order)}
         labels[has] = [mapping[int(c)] for c in labels[has]]
     return labels, details
+
+
+# ------------------------------------------------------------------------- average linkage
+
+#: Most texts average-linkage clustering takes at once (O(n²) distances: 4,000 texts ≈ 64 MB).
+LINKAGE_MAX_TEXTS = 4000
+
+
+def linkage_cosine(vectors: Any, weights: Any = None, *, threshold: float, min_cluster_weight: float = 3.0,
+                   max_texts: int = LINKAGE_MAX_TEXTS) -> tuple[np.ndarray, dict[str, Any]]:
+    """Average-linkage agglomerative clustering on cosine distance, cut at ``threshold``.
+
+    Density clustering links a chain of close pairs into one cluster, so two asks that share their
+    nouns ("cancel all alarms" / "show all alarms") merge through the texts between them. Average
+    linkage joins two groups only when their texts are, *on average*, within ``threshold`` of each
+    other: no chain can carry a cluster further. The loops cut at the eps chosen from the window's
+    own k-NN distances (``choose_eps(method="quantile")``: the median k-NN distance, a scale that
+    follows the model and the data). A cluster whose summed weight (requests) is below
+    ``min_cluster_weight`` is noise.
+
+    Bounded: at most ``max_texts`` texts (the heaviest, ties by index) are clustered; every other
+    text joins the cluster of its nearest clustered text when within ``threshold``, else noise.
+    Returns labels (-1 noise, numbered by lowest member index) and details for metadata.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    X = _unit_rows(vectors)
+    n = X.shape[0]
+    w = _weights(weights, n)
+    threshold = _check_eps(threshold)
+    labels = np.full(n, -1, dtype=np.intp)
+    details: dict[str, Any] = {"linkage_texts": 0, "linkage_cap": int(max_texts), "linkage_attached": 0}
+    if n == 0:
+        return labels, details
+    keep = np.sort(np.lexsort((np.arange(n), -w))[:max_texts]) if n > max_texts else np.arange(n)
+    details["linkage_texts"] = int(keep.size)
+    if keep.size == 1:
+        labels[keep] = 0
+    else:
+        Z = linkage(X[keep].astype(np.float64), method="average", metric="cosine")
+        labels[keep] = fcluster(Z, t=threshold, criterion="distance") - 1
+    if keep.size < n:
+        rest = np.setdiff1d(np.arange(n), keep)
+        step = max(1, _BLOCK_ELEMS // keep.size)
+        for a in range(0, rest.size, step):
+            r = rest[a:a + step]
+            S = X[r] @ X[keep].T
+            j = S.argmax(axis=1)
+            near = (1.0 - S[np.arange(r.size), j]) <= threshold
+            labels[r[near]] = labels[keep[j[near]]]
+            details["linkage_attached"] += int(near.sum())
+    clustered = labels >= 0
+    if clustered.any():
+        mass = np.bincount(labels[clustered], weights=w[clustered])
+        labels[clustered & (mass[np.maximum(labels, 0)] < float(min_cluster_weight))] = -1
+    has = labels >= 0
+    if has.any():
+        old, first = np.unique(labels[has], return_index=True)
+        order = old[np.argsort(np.flatnonzero(has)[first])]
+        remap = np.full(int(old.max()) + 1, -1, dtype=np.intp)
+        remap[order] = np.arange(order.size)
+        labels[has] = remap[labels[has]]
+    return labels, details

@@ -19,8 +19,8 @@ import pandas as pd
 from pydantic import Field
 
 from autonomath_pipelines.lib.clustering import (
-    EPS_SAMPLE_SIZE, HDBSCAN_MAX_TEXTS, ClusterParams, EpsChoice, GuardReport, choose_eps, dbscan_cosine,
-    guard_chaining, hdbscan_cosine,
+    EPS_SAMPLE_SIZE, HDBSCAN_MAX_TEXTS, LINKAGE_MAX_TEXTS, ClusterParams, EpsChoice, GuardReport, choose_eps,
+    dbscan_cosine, guard_chaining, hdbscan_cosine, linkage_cosine,
 )
 from autonomath_pipelines.resources import EmbeddingModel
 
@@ -49,10 +49,13 @@ class ClusteringConfig(dg.Config):
                                 "window's texts dense enough to be core points.")
     eps_sample_size: int = Field(default=EPS_SAMPLE_SIZE, ge=10, description="Texts whose k-NN distances are "
                                  "measured (each against all texts) when choosing eps.")
-    algorithm: Literal["dbscan", "hdbscan"] = Field(default="dbscan", description="'dbscan' (exact, weighted, "
-                                                    "bounded memory) or 'hdbscan' (sklearn, unweighted, at most "
-                                                    f"{HDBSCAN_MAX_TEXTS} heaviest texts; the rest join a cluster "
-                                                    "within eps of it).")
+    algorithm: Literal["dbscan", "hdbscan", "linkage"] = Field(
+        default="dbscan", description="'dbscan' (exact, weighted, bounded memory), 'hdbscan' (sklearn, unweighted, "
+        f"at most {HDBSCAN_MAX_TEXTS} heaviest texts; the rest join a cluster within eps of it) or 'linkage' "
+        f"(average linkage cut at eps, at most {LINKAGE_MAX_TEXTS} heaviest texts, the rest join within eps; "
+        "clusters lighter than linkage_min_weight are noise; no chaining by construction).")
+    linkage_min_weight: float = Field(default=3.0, gt=0.0, description="With algorithm='linkage': least summed "
+                                      "weight (requests) of a cluster.")
     guard: bool = Field(default=True, description="Split, trim or drop clusters whose members stray too far from "
                         "the medoid (chaining).")
     guard_radius_factor: float = Field(default=1.0, gt=0.0, description="Guard radius = eps in use × this.")
@@ -80,6 +83,7 @@ class ClusteringConfig(dg.Config):
                                "param_eps_override": self.eps is not None,
                                "param_min_samples": int(self.min_samples), "algorithm": self.algorithm,
                                "algorithm_is_hdbscan": int(self.algorithm == "hdbscan"),
+                               "algorithm_is_linkage": int(self.algorithm == "linkage"),
                                "param_guard": bool(self.guard)}
         if choice is not None:
             out.update(choice.metadata())
@@ -136,6 +140,11 @@ def cluster_frame(frame: pd.DataFrame, params: ClusterParams, weight_column: str
         labels, details = hdbscan_cosine(vectors, weights, params.min_samples, attach_eps=params.eps)
         if reports is not None:
             reports.append(details)
+    elif config is not None and config.algorithm == "linkage":
+        labels, details = linkage_cosine(vectors, weights, threshold=params.eps,
+                                         min_cluster_weight=config.linkage_min_weight)
+        if reports is not None:
+            reports.append(details)
     else:
         labels = dbscan_cosine(vectors, weights, eps=params.eps, min_samples=params.min_samples)
     if config is not None and config.guard and (labels >= 0).any():
@@ -160,7 +169,7 @@ def guard_metadata(reports: list) -> dict[str, Any]:
             out["guard_radius"] = report.radius
         elif isinstance(report, dict):
             for key, value in report.items():
-                if key == "hdbscan_cap":
+                if key in ("hdbscan_cap", "linkage_cap"):
                     out[key] = int(value)
                 else:
                     out[key] = out.get(key, 0) + int(value)

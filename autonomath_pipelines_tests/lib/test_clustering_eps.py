@@ -209,10 +209,13 @@ def test_loop_config_chooses_eps_or_keeps_the_override():
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(len(X))], "weight": 1.0, "vector": list(X.astype(np.float32))})
     clustered, meta = cluster_with_config(frame, GuardClusteringConfig())
     assert list(clustered.columns) == ["text", "weight", "vector", "cluster"]
-    assert meta["eps_method"] == "knee" and meta["param_eps_override"] is False
-    assert meta["param_eps"] == meta["eps_chosen"] != 0.25 and meta["algorithm"] == "dbscan"
+    assert meta["eps_method"] == "quantile" and meta["param_eps_override"] is False
+    assert meta["param_eps"] == meta["eps_chosen"] != 0.25 and meta["algorithm"] == "linkage"
+    assert meta["algorithm_is_linkage"] == 1 and meta["linkage_texts"] == len(X)
+    assert set(clustered["cluster"]) - {-1} and clustered["cluster"].max() + 1 >= 3
+    _, meta = cluster_with_config(frame, GuardClusteringConfig(algorithm="dbscan", eps_method="knee", guard=True))
+    assert meta["eps_method"] == "knee" and meta["algorithm"] == "dbscan"
     assert {"guard_clusters_split", "guard_clusters_dropped", "guard_texts_to_noise"} <= set(meta)
-    assert clustered["cluster"].max() + 1 == 3
     _, meta = cluster_with_config(frame, GuardClusteringConfig(eps=0.25))
     assert meta["eps_method"] == "override" and meta["eps_chosen"] == 0.25 and meta["param_eps_override"] is True
     _, meta = cluster_with_config(frame, GuardClusteringConfig(algorithm="hdbscan"))
@@ -234,3 +237,33 @@ def test_the_knee_recovers_separated_themes_of_varying_density_where_the_median_
         guarded, _ = guard_chaining(X, w, labels, radius=choice.eps, min_samples=5)
         scores[method] = adjusted_rand_score(truth, guarded)
     assert scores["knee"] > 0.85 and scores["quantile"] < 0.6, scores
+
+
+def test_linkage_does_not_chain_two_asks_through_the_texts_between_them():
+    """A line of texts from one ask to another, each close to the next: DBSCAN links the whole line,
+    average linkage at the same radius keeps the two ends apart."""
+    from autonomath_pipelines.lib.clustering import linkage_cosine
+
+    angles = np.linspace(0.0, 1.2, 60)
+    X = np.stack([np.cos(angles), np.sin(angles), np.zeros_like(angles)], axis=1)
+    step = 1 - float(X[0] @ X[1])
+    dense = dbscan_cosine(X, eps=step * 2.5, min_samples=3)
+    assert len(set(dense) - {-1}) == 1 and dense[0] == dense[-1]
+    labels, details = linkage_cosine(X, threshold=step * 2.5, min_cluster_weight=3)
+    assert labels[0] != labels[-1] and len(set(labels) - {-1}) > 2 and details["linkage_texts"] == 60
+
+
+def test_linkage_is_bounded_and_attaches_the_rest_within_the_threshold():
+    from autonomath_pipelines.lib.clustering import linkage_cosine
+
+    rng = np.random.default_rng(3)
+    X, truth = blobs(rng, 4, 50, 0.03)
+    weights = np.ones(len(X))
+    weights[::2] = 5.0          # the heavier half is clustered, the rest joins its nearest cluster
+    labels, details = linkage_cosine(X, weights, threshold=0.05, min_cluster_weight=3, max_texts=100)
+    assert details["linkage_texts"] == 100 and details["linkage_attached"] > 0
+    assert (labels >= 0).mean() > 0.9
+    for cluster in set(labels) - {-1}:
+        assert len(set(truth[labels == cluster])) == 1
+    light, _ = linkage_cosine(X, weights, threshold=0.05, min_cluster_weight=10_000)
+    assert (light == -1).all()
