@@ -32,7 +32,7 @@ import pathlib
 import tempfile
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import jaconv
 
@@ -53,6 +53,12 @@ INDEX_VERSION = 2
 BM25_WEIGHTS = (10.0, 8.0, 1.0, 2.0, 3.0)
 #: How much a term found only in body text (summary, agency, region) counts against the name/aliases.
 BODY_WEIGHT = 0.3
+#: An alias that is the query counts this share of a name that is: two programs answering to one
+#: surface, the one bearing it as its name comes first.
+ALIAS_MATCH = 0.9
+#: Weight of the popularity prior (0..1, ``popularity_prior``) against coverage (0..1.25): it settles
+#: near-ties, never a program that answers clearly less of the query.
+POPULARITY_WEIGHT = 0.1
 #: Editorial tier (``programs.tier``) as a tie-breaker between equally matching programs.
 TIER_PRIOR = {"S": 3.0, "A": 2.0, "B": 1.0, "C": 0.0}
 #: Weight of precision (how much of a name the query holds) against recall (how much of the query it holds).
@@ -145,6 +151,16 @@ def rank_score(terms: list[str], weights: list[float], heads: list[tuple[str, se
         precision = len(head_grams & query_grams) / len(head_grams) if head_grams else 0.0
         best = max(best, got / total + PRECISION_WEIGHT * precision)
     return best
+
+
+def popularity_prior(top1_counts: Mapping[str, float]) -> dict[str, float]:
+    """Programs' popularity in [0, 1] from how often the service answered each first
+    (``log1p(count) / log1p(max count)``): the prior a search engine takes from its clicks."""
+    counts = {pid: float(c) for pid, c in top1_counts.items() if isinstance(pid, str) and c and c > 0}
+    if not counts:
+        return {}
+    top = math.log1p(max(counts.values()))
+    return {pid: math.log1p(c) / top for pid, c in counts.items()}
 
 
 # ----------------------------------------------------------------------------------- shadow index
@@ -318,8 +334,10 @@ def _info(conn, path: str, fingerprint: str, rebuilt: bool) -> IndexInfo:
 class ProgramSearcher:
     """Search over a shadow index connection (``open_index``). Not thread-safe: one per thread."""
 
-    def __init__(self, index, limit: int = 10, skipped_rows: BadRows | None = None):
+    def __init__(self, index, limit: int = 10, skipped_rows: BadRows | None = None,
+                 popularity: Mapping[str, float] | None = None):
         self._index = index
+        self._popularity = popularity_prior(popularity or {})
         self.limit = limit
         #: Service rows left out of the index because their text did not decode (table, column, row ids).
         self.skipped_rows = skipped_rows if skipped_rows is not None else BadRows()
@@ -330,25 +348,27 @@ class ProgramSearcher:
     @classmethod
     @contextlib.contextmanager
     def over(cls, source, limit: int = 10, index_dir: str | os.PathLike | None = None,
-             source_name: str = "") -> Iterator["ProgramSearcher"]:
-        """A searcher over the service tables on connection ``source`` (index built or reused)."""
+             source_name: str = "", popularity: Mapping[str, float] | None = None) -> Iterator["ProgramSearcher"]:
+        """A searcher over the service tables on connection ``source`` (index built or reused);
+        ``popularity``: how often the service put each program first lately (``popularity_prior``)."""
         with open_index(source, index_dir, source_name=source_name) as (conn, info, skipped):
-            searcher = cls(conn, limit, skipped)
+            searcher = cls(conn, limit, skipped, popularity)
             searcher.index_info = info
             yield searcher
 
     def _named(self, terms: list[str], weights: list[float]) -> dict[int, float]:
         """Docs whose name or an alias *is* the query (2.0) or one of its terms (that term's share of
-        the query): 「ものづくり補助金」 finds its program through ``am_alias`` before anything else."""
+        the query): 「ものづくり補助金」 finds its program through ``am_alias`` before anything else.
+        A program *named* so beats one that only has it as an alias (``ALIAS_MATCH`` of the bonus)."""
         total = sum(weights) or 1.0
         whole = compact(" ".join(terms))
         hits: dict[int, float] = {}
-        for (doc,) in self._index.execute("SELECT doc FROM names WHERE key = ?", (whole,)):
-            hits[doc] = 2.0
+        for doc, is_alias in self._index.execute("SELECT doc, is_alias FROM names WHERE key = ?", (whole,)):
+            hits[doc] = max(hits.get(doc, 0.0), 2.0 * (ALIAS_MATCH if is_alias else 1.0))
         if len(terms) > 1:
             for term, weight in zip(terms, weights):
-                for (doc,) in self._index.execute("SELECT doc FROM names WHERE key = ?", (term,)):
-                    hits[doc] = max(hits.get(doc, 0.0), weight / total)
+                for doc, is_alias in self._index.execute("SELECT doc, is_alias FROM names WHERE key = ?", (term,)):
+                    hits[doc] = max(hits.get(doc, 0.0), weight / total * (ALIAS_MATCH if is_alias else 1.0))
         return hits
 
     def _candidates(self, terms: list[str]) -> dict[int, float]:
@@ -371,19 +391,33 @@ class ProgramSearcher:
                 found.setdefault(doc, 0.0)
         return found
 
-    def _weight(self, term: str) -> float:
-        """Inverse document frequency of ``term`` over the index (smoothed; a term no program holds
-        gets the largest weight, and changes no program's rank against another)."""
-        weight = self._weights.get(term)
-        if weight is None:
+    def _weight(self, term: str) -> tuple[float, bool]:
+        """Inverse document frequency of ``term`` over the index (smoothed), and whether any program's
+        name or alias holds it."""
+        cached = self._weights.get(term)
+        if cached is None:
             if len(term) >= TRIGRAM_MIN_CHARS:
-                (df,) = self._index.execute("SELECT count(*) FROM docs_fts WHERE docs_fts MATCH ?",
-                                            (fts_phrase(term),)).fetchone()
+                phrase = fts_phrase(term)
+                (df,) = self._index.execute("SELECT count(*) FROM docs_fts WHERE docs_fts MATCH ?", (phrase,)).fetchone()
+                in_heads = df > 0 and self._index.execute(
+                    "SELECT 1 FROM docs_fts WHERE docs_fts MATCH ? LIMIT 1", ("{name aliases} : " + phrase,)).fetchone()
             else:
                 (df,) = self._index.execute("SELECT count(*) FROM docs WHERE head LIKE ? ESCAPE '\\' "
                                             "OR body LIKE ? ESCAPE '\\'", (like_pattern(term),) * 2).fetchone()
-            weight = self._weights[term] = math.log((self._docs + 1) / (df + 0.5))
-        return weight
+                in_heads = df > 0 and self._index.execute(
+                    "SELECT 1 FROM docs WHERE head LIKE ? ESCAPE '\\' LIMIT 1", (like_pattern(term),)).fetchone()
+            cached = self._weights[term] = (math.log((self._docs + 1) / (df + 0.5)), bool(in_heads))
+        return cached
+
+    def term_weights(self, terms: list[str]) -> list[float]:
+        """Each term's weight: its IDF, rarer words counting more (a place name outweighs 「補助金」) —
+        but never more than the rarest word some program is *named* by. A word no name holds
+        (「公募要領」, 「対象」) says what the asker wants to know, not which program: were it to keep its
+        high IDF, the one program whose summary mentions it would outrank the program named."""
+        found = [self._weight(t) for t in terms]
+        named = [w for w, in_heads in found if in_heads]
+        cap = max(named) if named else math.inf
+        return [min(w, cap) for w, _ in found]
 
     def _places(self, terms: list[str]) -> set[str]:
         """The terms that are place names (prefectures, municipalities, their short forms)."""
@@ -413,7 +447,7 @@ class ProgramSearcher:
         terms = query_terms(query)
         if not terms:
             return []
-        weights = [self._weight(t) for t in terms]
+        weights = self.term_weights(terms)
         named = self._named(terms, weights)
         candidates = self._candidates(terms)
         for doc in named:
@@ -424,9 +458,10 @@ class ProgramSearcher:
             score = named.get(doc, 0.0) + rank_score(terms, weights, heads, body, places, doc_places)
             if score <= 0.0:
                 continue
-            # Between equally matching programs (an alias two programs share), the editorial tier
-            # decides, as on the service's result page; bm25 breaks what ties remain.
-            score += 1e-3 * prior + 1e-5 * min(candidates[doc], 100.0) / 100.0
+            # Between (nearly) equally matching programs — an alias several programs share — the one
+            # the service answered most lately wins, then the editorial tier; bm25 breaks what is left.
+            score += (POPULARITY_WEIGHT * self._popularity.get(pid, 0.0) + 1e-3 * prior
+                      + 1e-5 * min(candidates[doc], 100.0) / 100.0)
             scored.append((round(score, 6), pid, name, agency, level, pref))
         scored.sort(key=lambda r: (-r[0], r[1]))
         return [{"program_id": pid, "name": name, "agency": agency, "level": level,

@@ -23,7 +23,9 @@ from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.lib.personal_head import (
     MIN_REQUESTS, TOP_K, baseline_cache, customer_heads, global_head, replay_hit_rate,
 )
-from autonomath_pipelines.loops.cache_payloads import AgreementConfig, agreement_gates, cacheable, judged, pre_execute
+from autonomath_pipelines.loops.cache_payloads import (
+    AgreementConfig, agreement_gates, cacheable, judged, pre_execute, service_popularity,
+)
 from autonomath_pipelines.loops.common import (
     published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
     gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
@@ -175,7 +177,8 @@ def personalized_cache_candidates(context: dg.AssetExecutionContext, config: Per
     window = window_for(context, SPEC)
     computed_at = utc_now()
     heads = personalized_cache_heads
-    payloads, search_meta, skipped = pre_execute(context, program_search, heads["query_text"] if len(heads) else [])
+    payloads, search_meta, skipped = pre_execute(context, program_search, heads["query_text"] if len(heads) else [],
+                                                 service_popularity(autonomath_db, window.start_iso))
     candidates = heads.assign(
         payload_json=[payloads[t] for t in heads["query_text"]],
         computed_at=iso_utc(computed_at),

@@ -20,7 +20,9 @@ from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib.service_agreement import service_answers, with_service_answers
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.lib.zipf import zipf_head
-from autonomath_pipelines.loops.cache_payloads import AgreementConfig, agreement_gates, cacheable, judged, pre_execute
+from autonomath_pipelines.loops.cache_payloads import (
+    AgreementConfig, agreement_gates, cacheable, judged, pre_execute, service_popularity,
+)
 from autonomath_pipelines.loops.common import (
     published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, check_result, evidence_json,
     frame_metadata, gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now,
@@ -92,7 +94,8 @@ def cache_warming_zipf_head(config: ZipfHeadConfig, cache_warming_snapshot: pd.D
 @dg.asset(name="cache_warming_candidates", kinds={"sqlite", "parquet"},
           check_specs=gate_specs("cache_warming_candidates", (*CACHE_GATES, *agreement_gates())), **COMMON)
 def cache_warming_candidates(context: dg.AssetExecutionContext, config: CacheCandidatesConfig,
-                             program_search: ProgramSearch, cache_warming_zipf_head: pd.DataFrame):
+                             autonomath_db: AutonomathDatabase, program_search: ProgramSearch,
+                             cache_warming_zipf_head: pd.DataFrame):
     # No return annotation: with check_specs the op has several outputs and Dagster would type the
     # value output as Nothing.
     """Each head query pre-executed through the search resource, valid for 24 h, and judged against
@@ -105,7 +108,8 @@ def cache_warming_candidates(context: dg.AssetExecutionContext, config: CacheCan
     window = window_for(context, SPEC)
     computed_at = utc_now()
     head = cache_warming_zipf_head
-    payloads, search_meta, skipped = pre_execute(context, program_search, head["query_text"])
+    payloads, search_meta, skipped = pre_execute(context, program_search, head["query_text"],
+                                                 service_popularity(autonomath_db, window.start_iso))
     candidates = head.assign(
         payload_json=[payloads[t] for t in head["query_text"]],
         result_count=[json.loads(payloads[t])["result_count"] for t in head["query_text"]],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import dagster as dg
 from pydantic import Field
@@ -89,11 +89,12 @@ class ProgramSearch(dg.ConfigurableResource):
         return f"entry point {self.entry_point}" if self.entry_point else "built-in"
 
     @contextlib.contextmanager
-    def searcher(self) -> Iterator[ProgramSearcher | ServiceSearcher]:
+    def searcher(self, popularity: Mapping[str, float] | None = None) -> Iterator[ProgramSearcher | ServiceSearcher]:
+        """``popularity``: how often the service answered each program first lately (built-in search only)."""
         if self.entry_point:
             yield ServiceSearcher(self.entry_point, load_entry_point(self.entry_point))
             return
         with self.database.read_only() as conn:
             with ProgramSearcher.over(conn, limit=self.top_k, index_dir=self.index_dir,
-                                      source_name=str(self.database.resolved_path())) as searcher:
+                                      source_name=str(self.database.resolved_path()), popularity=popularity) as searcher:
                 yield searcher

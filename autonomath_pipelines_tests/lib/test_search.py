@@ -253,3 +253,28 @@ def test_project_sqlite_answers_two_character_trigram_like():
 @pytest.mark.skipif(stdlib_sqlite3.sqlite_version_info != (3, 40, 1), reason="the bug is specific to SQLite 3.40.1")
 def test_stdlib_sqlite_3_40_1_has_the_trigram_bug_we_avoid():
     assert _trigram_short_like(stdlib_sqlite3) == []
+
+
+def test_a_shared_alias_goes_to_the_program_the_service_answers_most(tmp_path):
+    conn = make_raw_db(tmp_path / "svc.db")
+    # 「事業承継補助金」: an alias of two programs, as real short names are.
+    conn.executemany("INSERT INTO am_alias (entity_id, surface, lang, source, created_at) VALUES (?, ?, 'ja', 't', ?)",
+                     [("R04", "事業承継補助金", "2026-01-01T00:00:00Z"), ("R06", "事業承継補助金", "2026-01-01T00:00:00Z")])
+    conn.commit()
+    for popular in ("R04", "R06"):
+        with ProgramSearcher.over(conn, popularity={popular: 40, "R01": 3}) as searcher:
+            assert top(searcher, "事業承継補助金") == popular
+    # Popularity only settles near-ties: it never lifts a program that answers less of the query.
+    with ProgramSearcher.over(conn, popularity={"R08": 10_000}) as searcher:
+        assert top(searcher, "亀岡市 海外展開") == "R09"
+    conn.close()
+
+
+def test_the_program_named_so_beats_one_aliased_so(tmp_path):
+    conn = make_raw_db(tmp_path / "svc.db")
+    conn.execute("INSERT INTO am_alias (entity_id, surface, lang, source, created_at) "
+                 "VALUES ('R08', '東京都創業助成金', 'ja', 't', '2026-01-01T00:00:00Z')")
+    conn.commit()
+    with ProgramSearcher.over(conn) as searcher:
+        assert top(searcher, "東京都創業助成金 申請方法") == "R06"
+    conn.close()

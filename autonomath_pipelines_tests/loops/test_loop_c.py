@@ -9,6 +9,7 @@ from autonomath_pipelines.lib.personal_head import (
     baseline_cache, customer_heads, global_head, replay_hit_rate,
 )
 from autonomath_pipelines.lib.search import ProgramSearcher
+from autonomath_pipelines.loops.cache_payloads import service_popularity
 from autonomath_pipelines.lib.textnorm import query_hash
 from autonomath_pipelines.loops.loop_c_personalized_cache import LOOP, MAX_ROWS_PER_CUSTOMER, PAID_REQUESTS_SQL
 from autonomath_pipelines.resources import AutonomathDatabase
@@ -69,7 +70,9 @@ def test_execute_writes_each_qualifying_customers_head(small_world, tmp_path):
     assert loyal and loyal <= set(rows["customer_id"])
     # Payloads are what a live search returns; shared queries were searched once.
     conn = sqlite3.connect(str(small_world))
-    with ProgramSearcher.over(conn) as searcher:
+    window_start = metadata(result, "personalized_cache_snapshot")["window_start_utc"]
+    popularity = service_popularity(AutonomathDatabase(path=str(small_world)), window_start)
+    with ProgramSearcher.over(conn, popularity=popularity) as searcher:
         for row in rows.head(10).itertuples():
             assert json.loads(row.payload_json) == json.loads(json.dumps(searcher.payload(row.query_text)))
     conn.close()

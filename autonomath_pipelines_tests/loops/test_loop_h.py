@@ -8,6 +8,7 @@ import pandas as pd
 from autonomath_pipelines.lib.search import ProgramSearcher
 from autonomath_pipelines.lib.service_agreement import CACHE
 from autonomath_pipelines.lib.textnorm import normalize_query, query_hash
+from autonomath_pipelines.loops.cache_payloads import service_popularity
 from autonomath_pipelines.loops.loop_h_cache_warming import LOOP, MAX_CACHE_ROWS
 from autonomath_pipelines.orchestrator import root_cause
 from autonomath_pipelines.resources import AutonomathDatabase
@@ -121,7 +122,9 @@ def test_execute_writes_exactly_the_cacheable_head_with_live_payloads(small_worl
     assert ((ttl - computed) == pd.Timedelta(hours=24)).all() and (ttl > pd.Timestamp.now(tz="UTC")).all()
     # The cached payload is what a live search returns now.
     conn = sqlite3.connect(str(small_world))
-    with ProgramSearcher.over(conn) as searcher:
+    popularity = service_popularity(AutonomathDatabase(path=str(small_world)), DAY_START)
+    assert popularity and metadata(result, "cache_warming_candidates")["popularity_programs"] == len(popularity)
+    with ProgramSearcher.over(conn, popularity=popularity) as searcher:
         for row in rows.head(20).itertuples():
             live = searcher.payload(row.query_text)
             assert json.loads(row.payload_json) == json.loads(json.dumps(live))
