@@ -12,7 +12,7 @@ Phases (each announced with ``say``):
    copy's ``query_cache`` with the loop's own payload builder (bench setup, not the loop). Then, per
    query, interleaved in a seeded random order after a warm-up, both paths the API can take are
    timed with ``perf_counter_ns`` over read-only connections:
-   *cold*: ``normalize_query`` + ``ProgramSearcher.payload`` (FTS5) + ``dumps_payload``;
+   *cold*: ``normalize_query`` + ``ProgramSearcher.payload`` (the built-in search) + ``dumps_payload``;
    *hit*: ``normalize_query`` + ``query_hash`` + the primary-key ``SELECT payload_json``.
    Measured ``repeats`` times; the median of each figure and its spread (min..max) are reported.
 4. **Files**: ``<out_dir>/bench_loop_h.json`` (every figure, machine, world) and
@@ -112,7 +112,7 @@ def _run(source: Path, out: Path, copy: Path, scale: str, seed: int, queries: in
     say(f"    {len(head['texts']):,} payloads upserted into query_cache in {setup['seconds']:.1f} s "
         f"({setup['result_count_zero']:,} with no results)")
 
-    say(f"[4/5] latency: cold FTS5 vs cache hit, {repeats} repeat(s) of {len(head['texts']):,} queries")
+    say(f"[4/5] latency: cold search vs cache hit, {repeats} repeat(s) of {len(head['texts']):,} queries")
     latency = _measure_latency(copy, head["texts"], repeats, seed, say, progress)
     latency["by_result"] = _by_result(latency["samples_ns"], empty)
     latency["empty_by_query"] = empty
@@ -663,7 +663,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         "median [min..max] over repeats",
         f"            {'':<10} {'p50':>10} {'p95':>10} {'p99':>10} {'mean':>10}",
     ]
-    for part, label in (("cold", "cold FTS5"), ("hit", "cache hit")):
+    for part, label in (("cold", "cold search"), ("hit", "cache hit")):
         fig = lat["median"][part]
         lines.append(f"            {label:<10} " + " ".join(f"{_fmt_us(fig[k]):>10}" for k in ("p50_us", "p95_us", "p99_us", "mean_us")))
     for name, label in (("with_results", "with results"), ("no_results", "no results")):
@@ -692,7 +692,7 @@ def _plot(path: Path, latency: dict[str, Any], loop_h: dict[str, Any], result: d
     colors = {"cold": "#d1495b", "hit": "#00798c"}
     fig, (ax_cdf, ax_bar) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1.7, 1]})
 
-    for part, label in (("cold", "cold FTS5 search"), ("hit", "query_cache hit")):
+    for part, label in (("cold", "cold search (built-in)"), ("hit", "query_cache hit")):
         samples = np.sort(np.concatenate([np.asarray(s, dtype=float) for s in latency["samples_ns"][part]])) / 1_000.0
         y = np.arange(1, samples.size + 1) / samples.size
         med = latency["median"][part]
@@ -722,7 +722,7 @@ def _plot(path: Path, latency: dict[str, Any], loop_h: dict[str, Any], result: d
     ax_cdf.set_ylabel("fraction of requests")
     ratios = latency["median"]["ratios"]
     verdict = "met" if latency["target_met"] else "missed"
-    ax_cdf.set_title(f"Cache hit vs cold FTS5 — {latency['queries']:,} head queries × {latency['repeats']} repeat(s)\n"
+    ax_cdf.set_title(f"Cache hit vs cold search — {latency['queries']:,} head queries × {latency['repeats']} repeat(s)\n"
                      f"cold/hit: p50 {ratios['p50']:,.1f}×, p95 {ratios['p95']:,.1f}× "
                      f"(target ≥ {TARGET_P95_RATIO:.0f}×: {verdict})", fontsize=10)
     ax_cdf.grid(True, which="both", alpha=0.25)
