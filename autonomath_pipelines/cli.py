@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks on a production-scale world (figures + PNG, never a test)")
     bench.add_argument("target", nargs="?", choices=["loop-h", "loops", "scaling", "clustering"], default="loop-h",
-                       help="loop-h: loop H cost and cache-hit vs cold FTS5 latency; loops: cold/warm cost, CPU, "
+                       help="loop-h: loop H cost and cache-hit vs cold search latency; loops: cold/warm cost, CPU, "
                             "wall and peak memory of every loop (or --only) in fresh processes, per month vs target; "
                             "scaling: loops A and E at --sizes window rows; clustering: DBSCAN core at 10k/100k vectors")
     bench.add_argument("--only", action="append", metavar="LOOP_ID",

@@ -133,9 +133,10 @@ def test_materialize_loop_h_latest_partition_from_the_ui(live, page):
     _shot(page, "04_run_succeeded")
 
     page.goto(f"{live.url}/assets/cache_warming_candidates?view=checks")
-    for check in ("rows_within_cap", "payloads_valid", "ttl_in_future", "cache_keys_sound"):
+    for check in ("rows_within_cap", "payloads_valid", "ttl_in_future", "cache_keys_sound",
+                  "no_empty_payload_for_answered_query", "top1_agrees_with_service"):
         page.get_by_text(check).first.wait_for()
-    wait_until(lambda: page.get_by_text("Succeeded").count() >= 4, 60, "four passed checks in the UI")
+    wait_until(lambda: page.get_by_text("Succeeded").count() >= 6, 60, "six passed checks in the UI")
     _shot(page, "05_checks_passed")
     page.goto(f"{live.url}/assets/cache_warming_zipf_head")
     page.get_by_text("zipf_exponent").first.wait_for()
@@ -145,7 +146,8 @@ def test_materialize_loop_h_latest_partition_from_the_ui(live, page):
         checks = [e.dagster_event.event_specific_data for e in instance.all_logs(run.run_id)
                   if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
         assert {c.check_name for c in checks if c.passed} >= {"rows_within_cap", "payloads_valid", "ttl_in_future",
-                                                              "cache_keys_sound"}
+                                                              "cache_keys_sound", "no_empty_payload_for_answered_query",
+                                                              "top1_agrees_with_service"}
         head = instance.get_latest_materialization_event(dg.AssetKey("cache_warming_zipf_head"))
         assert head.asset_materialization.partition == latest_day
         assert head.asset_materialization.metadata["dagster/row_count"].value > 0
