@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -105,12 +106,14 @@ def query_terms(query: str) -> list[str]:
     return tokens(fold(query))[:MAX_TOKENS]
 
 
-def bigrams(text: str) -> set[str]:
+# Query terms and program names recur across the queries of a run: each text's bigrams are made once.
+@functools.lru_cache(maxsize=1 << 17)
+def bigrams(text: str) -> frozenset[str]:
     """Character bigrams of ``text`` (spaces break words), the single character of a 1-character word."""
     grams: set[str] = set()
     for word in text.split():
         grams.update([word] if len(word) == 1 else (word[i:i + 2] for i in range(len(word) - 1)))
-    return grams
+    return frozenset(grams)
 
 
 def term_coverage(term: str, text: str) -> float:
@@ -124,7 +127,7 @@ def term_coverage(term: str, text: str) -> float:
     return sum(g in text for g in grams) / len(grams)
 
 
-def rank_score(terms: list[str], weights: list[float], heads: list[tuple[str, set[str]]], body: str,
+def rank_score(terms: list[str], weights: list[float], heads: list[tuple[str, frozenset[str]]], body: str,
                places: set[str] = frozenset(), doc_places: frozenset[str] = frozenset()) -> float:
     """How well a program answers the query, in [0, 1 + PRECISION_WEIGHT]:
 
