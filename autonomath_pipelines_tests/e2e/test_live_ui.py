@@ -133,8 +133,9 @@ def test_materialize_loop_h_latest_partition_from_the_ui(live, page):
     _shot(page, "04_run_succeeded")
 
     page.goto(f"{live.url}/assets/cache_warming_candidates?view=checks")
-    for check in ("rows_within_cap", "payloads_valid", "ttl_in_future", "cache_keys_sound",
-                  "no_empty_payload_for_answered_query", "top1_agrees_with_service"):
+    # The two agreement checks' names are long: the UI middle-truncates them, so they are counted
+    # among the passed checks here and named in the instance's record below.
+    for check in ("rows_within_cap", "payloads_valid", "ttl_in_future", "cache_keys_sound"):
         page.get_by_text(check).first.wait_for()
     wait_until(lambda: page.get_by_text("Succeeded").count() >= 6, 60, "six passed checks in the UI")
     _shot(page, "05_checks_passed")
