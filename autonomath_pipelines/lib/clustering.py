@@ -1069,6 +1069,42 @@ def guard_chaining(vectors: Any, weights: Any, labels: Any, *, radius: float, mi
 HDBSCAN_MAX_TEXTS = 4000
 
 
+def _heaviest(w: np.ndarray, max_texts: int) -> np.ndarray:
+    """Indices (sorted) of the ``max_texts`` heaviest texts, ties by index; all when there are fewer."""
+    n = w.size
+    return np.sort(np.lexsort((np.arange(n), -w))[:max_texts]) if n > max_texts else np.arange(n)
+
+
+def _attach_to_nearest(X: np.ndarray, labels: np.ndarray, keep: np.ndarray, radius: float) -> int:
+    """Give every text outside ``keep`` the label of its nearest clustered text of ``keep`` when within
+    ``radius`` (cosine), blockwise; returns how many joined."""
+    rest = np.setdiff1d(np.arange(X.shape[0]), keep)
+    clustered = keep[labels[keep] >= 0]
+    attached = 0
+    if not clustered.size:
+        return attached
+    step = max(1, _BLOCK_ELEMS // clustered.size)
+    for a in range(0, rest.size, step):
+        r = rest[a:a + step]
+        S = X[r] @ X[clustered].T
+        j = S.argmax(axis=1)
+        near = (1.0 - S[np.arange(r.size), j]) <= radius
+        labels[r[near]] = labels[clustered[j[near]]]
+        attached += int(near.sum())
+    return attached
+
+
+def _renumber_by_first_member(labels: np.ndarray) -> None:
+    """Number clusters 0, 1, … in the order of their lowest member index (in place; -1 stays noise)."""
+    has = labels >= 0
+    if has.any():
+        old, first = np.unique(labels[has], return_index=True)
+        order = old[np.argsort(np.flatnonzero(has)[first])]
+        remap = np.full(int(old.max()) + 1, -1, dtype=np.intp)
+        remap[order] = np.arange(order.size)
+        labels[has] = remap[labels[has]]
+
+
 def hdbscan_cosine(vectors: Any, weights: Any = None, min_samples: int = 8, *,
                    min_cluster_size: int | None = None, max_texts: int = HDBSCAN_MAX_TEXTS,
                    attach_eps: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -1093,31 +1129,14 @@ def hdbscan_cosine(vectors: Any, weights: Any = None, min_samples: int = 8, *,
     details: dict[str, Any] = {"hdbscan_texts": 0, "hdbscan_cap": int(max_texts), "hdbscan_attached": 0}
     if n < max(2, mcs):
         return labels, details
-    keep = np.sort(np.lexsort((np.arange(n), -w))[:max_texts]) if n > max_texts else np.arange(n)
+    keep = _heaviest(w, max_texts)
     details["hdbscan_texts"] = int(keep.size)
     model = HDBSCAN(min_cluster_size=mcs, min_samples=min(min_samples, keep.size), metric="euclidean",
                     copy=True)
     labels[keep] = model.fit_predict(X[keep].astype(np.float64))
     if keep.size < n and attach_eps is not None:
-        rest = np.setdiff1d(np.arange(n), keep)
-        clustered = keep[labels[keep] >= 0]
-        if clustered.size:
-            step = max(1, _BLOCK_ELEMS // clustered.size)
-            for a in range(0, rest.size, step):
-                r = rest[a:a + step]
-                S = X[r] @ X[clustered].T
-                j = S.argmax(axis=1)
-                near = (1.0 - S[np.arange(r.size), j]) <= attach_eps
-                labels[r[near]] = labels[clustered[j[near]]]
-                details["hdbscan_attached"] += int(near.sum())
-    # Renumber by lowest member index.
-    has = labels >= 0
-    if has.any():
-        _, first = np.unique(labels[has], return_index=True)
-        old = np.unique(labels[has])
-        order = old[np.argsort(np.flatnonzero(has)[first])]
-        mapping = {int(c): k for k, c in enumerate(order)}
-        labels[has] = [mapping[int(c)] for c in labels[has]]
+        details["hdbscan_attached"] = _attach_to_nearest(X, labels, keep, attach_eps)
+    _renumber_by_first_member(labels)
     return labels, details
 
 
@@ -1153,7 +1172,7 @@ def linkage_cosine(vectors: Any, weights: Any = None, *, threshold: float, min_c
     details: dict[str, Any] = {"linkage_texts": 0, "linkage_cap": int(max_texts), "linkage_attached": 0}
     if n == 0:
         return labels, details
-    keep = np.sort(np.lexsort((np.arange(n), -w))[:max_texts]) if n > max_texts else np.arange(n)
+    keep = _heaviest(w, max_texts)
     details["linkage_texts"] = int(keep.size)
     if keep.size == 1:
         labels[keep] = 0
@@ -1161,24 +1180,10 @@ def linkage_cosine(vectors: Any, weights: Any = None, *, threshold: float, min_c
         Z = linkage(X[keep].astype(np.float64), method="average", metric="cosine")
         labels[keep] = fcluster(Z, t=threshold, criterion="distance") - 1
     if keep.size < n:
-        rest = np.setdiff1d(np.arange(n), keep)
-        step = max(1, _BLOCK_ELEMS // keep.size)
-        for a in range(0, rest.size, step):
-            r = rest[a:a + step]
-            S = X[r] @ X[keep].T
-            j = S.argmax(axis=1)
-            near = (1.0 - S[np.arange(r.size), j]) <= threshold
-            labels[r[near]] = labels[keep[j[near]]]
-            details["linkage_attached"] += int(near.sum())
+        details["linkage_attached"] = _attach_to_nearest(X, labels, keep, threshold)
     clustered = labels >= 0
     if clustered.any():
         mass = np.bincount(labels[clustered], weights=w[clustered])
         labels[clustered & (mass[np.maximum(labels, 0)] < float(min_cluster_weight))] = -1
-    has = labels >= 0
-    if has.any():
-        old, first = np.unique(labels[has], return_index=True)
-        order = old[np.argsort(np.flatnonzero(has)[first])]
-        remap = np.full(int(old.max()) + 1, -1, dtype=np.intp)
-        remap[order] = np.arange(order.size)
-        labels[has] = remap[labels[has]]
+    _renumber_by_first_member(labels)
     return labels, details
