@@ -296,35 +296,56 @@ def open_index(source, directory: str | os.PathLike | None, *, source_name: str 
     folder.mkdir(parents=True, exist_ok=True)
     source_key = hashlib.sha256(source_name.encode()).hexdigest()[:12]
     path = folder / f"{source_key}-{fingerprint}.sqlite"
-    rebuilt = False
-    skipped = BadRows()
-    if not path.exists():
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-        os.close(fd)
-        tmp = pathlib.Path(tmp_name)
-        try:
-            out = sqlite3.connect(str(tmp))
-            try:
-                skipped = build_index(source, out)
-            finally:
-                out.close()
-            os.replace(tmp, path)  # atomic: a concurrent run sees the old file or the whole new one
-        finally:
-            tmp.unlink(missing_ok=True)
-        rebuilt = True
+    reused = _reuse_index(path, fingerprint) if path.exists() else None
+    if reused is None:
+        skipped = _build_index_file(source, folder, path)
         for old in folder.glob(f"{source_key}-*.sqlite"):
             if old != path:
                 old.unlink(missing_ok=True)
-    conn = _connect_ro(path)
+        conn = _connect_ro(path)
+        info = _info(conn, str(path), fingerprint, True)
+    else:
+        conn, info, skipped = reused
     try:
-        if not rebuilt:
-            # The rows the build left out are still left out: report them on every use of the index.
-            (recorded,) = conn.execute("SELECT value FROM meta WHERE key = 'skipped_rows'").fetchone()
-            for table, column, problem, kind, count, examples in json.loads(recorded):
-                skipped.add(table, column, problem, kind, count, examples)
-        yield conn, _info(conn, str(path), fingerprint, rebuilt), skipped
+        yield conn, info, skipped
     finally:
         conn.close()
+
+
+def _build_index_file(source, folder: pathlib.Path, path: pathlib.Path) -> BadRows:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    os.close(fd)
+    tmp = pathlib.Path(tmp_name)
+    try:
+        out = sqlite3.connect(str(tmp))
+        try:
+            skipped = build_index(source, out)
+        finally:
+            out.close()
+        os.replace(tmp, path)  # atomic: a concurrent run sees the old file or the whole new one
+    finally:
+        tmp.unlink(missing_ok=True)
+    return skipped
+
+
+def _reuse_index(path: pathlib.Path, fingerprint: str):
+    """(connection, info, skipped rows) of an existing index file, or None when it cannot be read —
+    truncated, overwritten, another format: it is only derived data, so it is removed and rebuilt."""
+    conn = _connect_ro(path)
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        if meta.get("version") != str(INDEX_VERSION):
+            raise ValueError(f"index version {meta.get('version')!r}")
+        conn.execute("SELECT count(*) FROM docs_fts WHERE docs_fts MATCH '\"x\"'").fetchone()
+        # The rows the build left out are still left out: report them on every use of the index.
+        skipped = BadRows()
+        for table, column, problem, kind, count, examples in json.loads(meta["skipped_rows"]):
+            skipped.add(table, column, problem, kind, count, examples)
+        return conn, _info(conn, str(path), fingerprint, False), skipped
+    except (sqlite3.DatabaseError, ValueError, KeyError, TypeError):
+        conn.close()
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _info(conn, path: str, fingerprint: str, rebuilt: bool) -> IndexInfo:

@@ -214,6 +214,19 @@ def test_index_file_is_reused_until_the_service_tables_change(tmp_path):
     conn.close()
 
 
+@pytest.mark.parametrize("damage", [b"", b"not a database at all", b"SQLite format 3\x00" + b"\x00" * 50])
+def test_an_unreadable_index_file_is_rebuilt_not_an_error(tmp_path, damage):
+    conn = make_raw_db(tmp_path / "svc.db")
+    folder = tmp_path / "index"
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as first:
+        path = first.index_info.path
+    with open(path, "wb") as fh:
+        fh.write(damage)
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as again:
+        assert again.index_info.rebuilt and top(again, "ＤＸ推進") == "R01"
+    conn.close()
+
+
 def test_the_service_database_is_never_written(tmp_path):
     path = tmp_path / "svc.db"
     make_raw_db(path).close()
