@@ -16,6 +16,9 @@ from autonomath_pipelines.resources.db import DatabaseFileError, default_db_path
 from autonomath_pipelines.schema import SchemaError
 
 EXIT_OK, EXIT_LOOP_FAILED, EXIT_USAGE = 0, 1, 2
+#: ``demo.world.SCALES`` by name, spelled out so that parsing the command line does not import the
+#: generator (numpy, pandas); a test keeps the two equal.
+WORLD_SCALES = ("small", "medium", "production", "production-10x")
 
 
 def _say(line: str) -> None:
@@ -91,6 +94,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         return EXIT_OK if all(r["success"] for r in result["results"]) else EXIT_LOOP_FAILED
+    if args.target == "load":
+        from autonomath_pipelines.bench_load import run_load_benchmark
+        from autonomath_pipelines.orchestrator import UsageError
+
+        only = [loop_letter(x) for x in args.only] if args.only else None
+        try:
+            result = run_load_benchmark(args.factor, only, args.out, say=_say, repeats=max(3, args.repeats),
+                                        rebuild=args.rebuild)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return EXIT_OK if all(result["targets"].values()) else EXIT_LOOP_FAILED
     from autonomath_pipelines.bench import run_benchmark
     from autonomath_pipelines.resources.db import AutonomathDatabase
 
@@ -231,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="build the synthetic AutonoMath database with planted truth")
-    demo.add_argument("--scale", choices=["small", "medium", "production"], default="small")
+    demo.add_argument("--scale", choices=WORLD_SCALES, default="small")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--as-of", help="JST date the logs end at (default: today)")
     demo.add_argument("--db", default=default_db_path(), help="output path (default: $AUTONOMATH_DB or data/autonomath.db)")
@@ -253,16 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     loops.set_defaults(func=cmd_loops)
 
     bench = sub.add_parser("bench", help="benchmarks on a production-scale world (figures + PNG, never a test)")
-    bench.add_argument("target", nargs="?", choices=["loop-h", "loops", "scaling", "clustering"], default="loop-h",
+    bench.add_argument("target", nargs="?", choices=["loop-h", "loops", "load", "scaling", "clustering"], default="loop-h",
                        help="loop-h: loop H cost and cache-hit vs cold search latency; loops: cold/warm cost, CPU, "
                             "wall and peak memory of every loop (or --only) in fresh processes, per month vs target; "
+                            "load: the same at 1x and --factor x the service side by side, plus writers at once; "
                             "scaling: loops A and E at --sizes window rows; clustering: DBSCAN core at 10k/100k vectors")
     bench.add_argument("--only", action="append", metavar="LOOP_ID",
-                       help="with 'loops' / 'scaling': which loops (repeatable; default all ten / A and E)")
+                       help="with 'loops' / 'load' / 'scaling': which loops (repeatable; default all ten / A and E)")
     bench.add_argument("--sizes", default="10000,100000,1000000",
                        help="with 'scaling': query_log rows in the window, comma-separated")
     bench.add_argument("--db", default="data/bench/autonomath-production.db")
-    bench.add_argument("--scale", choices=["small", "medium", "production"], default="production")
+    bench.add_argument("--factor", type=int, default=10, help="with 'load': the world's size in services (1× is measured beside it)")
+    bench.add_argument("--scale", choices=WORLD_SCALES, default="production")
     bench.add_argument("--seed", type=int, default=7)
     bench.add_argument("--queries", type=int, default=2000, help="head queries timed (>= 2000 for the issue's figure)")
     bench.add_argument("--repeats", type=int, default=3, help="loop H runs / warm runs per loop with 'loops' "

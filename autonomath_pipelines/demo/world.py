@@ -77,6 +77,8 @@ What each loop should find is recorded next to the database in ``<db_path>.truth
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 import hashlib
 import json
@@ -150,6 +152,26 @@ SCALES: dict[str, WorldScale] = {
                              topic_intents=3_000, category_intents=2_000, feedback_per_day=22, success_per_day=20,
                              success_hot_groups=50, errors_per_day=150),
 }
+
+#: What grows with the service: traffic, catalogue, customers and the streams they cause. The planted
+#: structure (hallucination families, guard patterns, hot success groups) is a vocabulary, not a volume.
+VOLUME_FIELDS = ("programs", "queries_per_day", "aliases", "rounds", "api_keys", "loyal_customers", "topic_intents",
+                 "category_intents", "feedback_per_day", "success_per_day", "errors_per_day")
+
+
+def scaled(base: WorldScale, factor: int, *, name: str, days: int | None = None) -> WorldScale:
+    """``base`` with every volume ``factor`` times larger (same generator, same shape), over ``days``."""
+    if factor < 1:
+        raise ValueError(f"scale factor must be >= 1, got {factor}")
+    grown = {f: type(getattr(base, f))(getattr(base, f) * factor) for f in VOLUME_FIELDS}
+    return dataclasses.replace(base, name=name, days=base.days if days is None else days, **grown)
+
+
+#: Ten times the service (≈10M query_log rows a month, 200k programs, 3.36M aliases) for the load
+#: benchmark. 60 days instead of 120: the longest read of any loop is 37 days of query_log (loop C's
+#: 30 days plus its 7-day popularity prior) and loops B and G need the whole previous month; the
+#: other 60 days would only cost build time and disk (≈6 GB more).
+SCALES["production-10x"] = scaled(SCALES["production"], 10, name="production-10x", days=60)
 
 
 @dataclass

@@ -103,6 +103,22 @@ def test_unknown_scale():
         build_world("/nonexistent/x.db", scale="huge")
 
 
+def test_ten_times_the_service_grows_every_volume_and_keeps_the_planted_vocabulary():
+    from autonomath_pipelines.cli import WORLD_SCALES
+    from autonomath_pipelines.demo.world import VOLUME_FIELDS, scaled
+
+    base, big = SCALES["production"], SCALES["production-10x"]
+    assert (big.programs, big.aliases, big.api_keys) == (200_000, 3_356_050, 50_000)
+    assert big.queries_per_day * 30 == 9_900_000                     # ≈10M query_log rows a month
+    for field in VOLUME_FIELDS:
+        assert getattr(big, field) == 10 * getattr(base, field)
+    assert (big.hallucination_families, big.guard_patterns, big.success_hot_groups) == (40, 504, 50)
+    assert big.days == 60 and scaled(base, 3, name="x").days == base.days
+    with pytest.raises(ValueError, match="factor"):
+        scaled(base, 0, name="x")
+    assert WORLD_SCALES == tuple(SCALES)                            # the CLI offers every scale, no more
+
+
 # --- completeness and formats --------------------------------------------------------------------------
 def test_every_source_table_filled_outputs_empty(conn, truth):
     for table in SOURCE_TABLES:

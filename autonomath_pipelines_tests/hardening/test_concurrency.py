@@ -26,11 +26,13 @@ import numpy as np
 import pytest
 
 from autonomath_pipelines.lib.embedding_cache import EmbeddingCache
+from autonomath_pipelines.loops.loop_b_testimonial_seo import LOOP as LOOP_B
 import autonomath_pipelines.loops.loop_g_invariant_expansion as loop_g
 from autonomath_pipelines.loops.loop_g_invariant_expansion import CANDIDATES_FOLDER, LOOP as LOOP_G
 from autonomath_pipelines.loops.loop_h_cache_warming import LOOP as LOOP_H
 from autonomath_pipelines.loops.loop_i_doc_freshness import LOOP as LOOP_I
 from autonomath_pipelines.resources import AutonomathDatabase
+from autonomath_pipelines.review import ReviewService
 from autonomath_pipelines.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_DAY, LAST_FULL_WEEK
 from autonomath_pipelines_tests.hardening import drivers
@@ -126,6 +128,30 @@ def test_two_runs_of_a_candidate_loop_keep_review_decisions(small_world_pristine
     strip = RUN_COLUMNS + ("status", "queued_at")
     assert rows(db, "source_refetch_queue", strip) == sorted(
         ({k: v for k, v in r.items() if k not in strip} for r in first), key=repr)
+
+
+def test_a_promotion_while_a_loop_publishes(small_world_pristine, tmp_path, announced):
+    """The operator promotes an approved loop B page at the moment loop H publishes the day's cache:
+    the two writes take the lock in turn, both succeed, and each leaves what it would alone."""
+    db = pristine_copy(small_world_pristine, tmp_path / "race")
+    repo = tmp_path / "repo"
+    assert run_in_process(LOOP_B, db, tmp_path / "b", "2026-10-01", repo=repo).success
+    service = ReviewService(AutonomathDatabase(path=str(db)), repo, actor="yamada")
+    page = service.list("B", status="pending_review")[0].id
+    service.decide("approve", [page], execute=True)
+    for entry in announced.iterdir():
+        entry.unlink()
+    promote = drivers.InProcessRun(service.promote, [page], execute=True)
+    loop = in_thread(LOOP_H, db, tmp_path, LAST_DAY)
+    outcomes = run_together([loop, promote], announced, db, expected_publishes=2)
+    assert [code for code, _, _ in outcomes] == [0, 0], outcomes
+    assert len(list(announced.iterdir())) == 2          # both really waited on the lock together
+
+    assert service.show(page).status == "promoted"
+    assert [p.state for p in service.promotions("B")] == ["applied"]
+    clean = pristine_copy(small_world_pristine, tmp_path / "clean")
+    assert run_in_process(LOOP_H, clean, tmp_path / "clean", LAST_DAY).success
+    assert rows(db, "query_cache", RUN_COLUMNS) == rows(clean, "query_cache", RUN_COLUMNS)
 
 
 def test_backfill_overlapping_the_scheduled_run(small_world_pristine, tmp_path, announced):
