@@ -13,7 +13,7 @@ from typing import Sequence
 
 from autonomath_pipelines.catalog import LOOPS as CATALOG
 from autonomath_pipelines.resources.db import DatabaseFileError, default_db_path
-from autonomath_pipelines.schema import SchemaError
+from autonomath_pipelines.contract.schema import SchemaError
 
 EXIT_OK, EXIT_LOOP_FAILED, EXIT_USAGE = 0, 1, 2
 #: ``demo.world.SCALES`` by name, spelled out so that parsing the command line does not import the
@@ -78,13 +78,13 @@ def cmd_loops(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.target == "clustering":
-        from autonomath_pipelines.bench_clustering import run_clustering_benchmark
+        from autonomath_pipelines.bench.clustering import run_clustering_benchmark
 
         run_clustering_benchmark(out_dir=args.out, say=_say)
         return EXIT_OK
     if args.target == "scaling":
-        from autonomath_pipelines.bench_scaling import LOOPS as SCALING_LOOPS
-        from autonomath_pipelines.bench_scaling import run_scaling_benchmark
+        from autonomath_pipelines.bench.scaling import LOOPS as SCALING_LOOPS
+        from autonomath_pipelines.bench.scaling import run_scaling_benchmark
         from autonomath_pipelines.orchestrator import UsageError
 
         try:
@@ -95,7 +95,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         return EXIT_OK if all(r["success"] for r in result["results"]) else EXIT_LOOP_FAILED
     if args.target == "load":
-        from autonomath_pipelines.bench_load import run_load_benchmark
+        from autonomath_pipelines.bench.load import run_load_benchmark
         from autonomath_pipelines.orchestrator import UsageError
 
         only = [loop_letter(x) for x in args.only] if args.only else None
@@ -105,14 +105,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         return EXIT_OK if all(result["targets"].values()) else EXIT_LOOP_FAILED
-    from autonomath_pipelines.bench import run_benchmark
+    from autonomath_pipelines.bench.loop_h import run_benchmark
     from autonomath_pipelines.resources.db import AutonomathDatabase
 
     database = AutonomathDatabase(path=args.db)
     if database.resolved_path().exists() and not args.rebuild:
         database.require_exists()    # an unusable file is reported (exit 2), not benchmarked or built over
     if args.target == "loops":
-        from autonomath_pipelines.bench_loops import run_loops_benchmark
+        from autonomath_pipelines.bench.loops import run_loops_benchmark
 
         if not database.resolved_path().exists():
             from autonomath_pipelines.demo import build_world
@@ -139,7 +139,7 @@ def loop_letter(loop_id: str) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from autonomath_pipelines.evals_loop_quality import run_from_args
+    from autonomath_pipelines.quality.runner import run_from_args
 
     if args.only:
         args.only = [loop_letter(x) for x in args.only]
@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="run every loop on the demo world (dry run) and score it against the "
                               "planted truth: Markdown table + JSON + PNG")
-    from autonomath_pipelines.evals_loop_quality import add_arguments as eval_arguments
+    from autonomath_pipelines.quality.runner import add_arguments as eval_arguments
 
     eval_arguments(evaluate)
     evaluate.set_defaults(func=cmd_eval)

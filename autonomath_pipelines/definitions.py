@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from autonomath_pipelines.io_manager import PartitionedParquetIOManager
+from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.loops import LOOPS, LoopDefinition
 from autonomath_pipelines.loops.common import source_specs
 from autonomath_pipelines.operations import operations_definitions

@@ -27,11 +27,10 @@ from autonomath_pipelines.catalog import TIMEZONE, loop_spec
 from autonomath_pipelines.definitions import build_definitions
 from autonomath_pipelines.loops import LOOPS, LoopDefinition
 from autonomath_pipelines.lib.liveness import process_gone, run_process, this_process
-from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, RANGE_LAST_TAG, last_complete_partition_key, partitions_for, utc_now,
-)
+from autonomath_pipelines.loops.common import DB_WRITE_POOL, RANGE_LAST_TAG, last_complete_partition_key, partitions_for
+from autonomath_pipelines.contract.timestamps import utc_now
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
-from autonomath_pipelines.runs import CPU_SECONDS_TAG, root_cause
+from autonomath_pipelines.operations.runs import CPU_SECONDS_TAG, root_cause
 
 
 class UsageError(ValueError):

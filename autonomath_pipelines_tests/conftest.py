@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from autonomath_pipelines.schema import create_all
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.schema import create_all
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 # No per-example deadline: properties assert behaviour, not speed (benchmarks measure speed), and a
 # busy 2-core CI machine can take over Hypothesis's default 200 ms for one example of any of them.

@@ -91,7 +91,7 @@ def test_missing_database_exits_2(tmp_path, capsys):
 
 def test_cli_exit_1_when_a_loop_fails(small_world, tmp_path, monkeypatch, capsys):
     conn_path = small_world
-    from autonomath_pipelines.sqlite import sqlite3
+    from autonomath_pipelines.contract.sqlite import sqlite3
 
     conn = sqlite3.connect(str(conn_path))
     conn.execute("ALTER TABLE query_log DROP COLUMN tier")
@@ -114,7 +114,8 @@ def test_default_partition_is_the_last_complete_one_and_a_week_in_progress_is_ac
     from zoneinfo import ZoneInfo
 
     from autonomath_pipelines.loops import LOOPS
-    from autonomath_pipelines.loops.common import in_progress_partition_key, last_complete_partition_key, utc_now
+    from autonomath_pipelines.loops.common import in_progress_partition_key, last_complete_partition_key
+    from autonomath_pipelines.contract.timestamps import utc_now
     from autonomath_pipelines.orchestrator import UsageError, partition_keys_for
 
     by_id = {loop.spec.loop_id: loop for loop in LOOPS}

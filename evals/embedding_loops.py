@@ -27,7 +27,7 @@ import dagster as dg
 import pandas as pd
 
 from autonomath_pipelines.demo import build_world, hallucination_family_of, load_truth
-from autonomath_pipelines.io_manager import PartitionedParquetIOManager
+from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.lib.scoring import ari_with_noise, precision_recall, purity
 from autonomath_pipelines.lib.textnorm import normalize_query
 from autonomath_pipelines.loops.common import source_specs

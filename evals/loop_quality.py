@@ -2,13 +2,13 @@
 
     .venv/bin/python evals/loop_quality.py [--scale small|medium|production] [--seed 7] [--db PATH] [--out reports/eval]
 
-The same as ``autonomath-loops eval``; the logic lives in ``autonomath_pipelines/evals_loop_quality.py``
+The same as ``autonomath-loops eval``; the logic lives in ``autonomath_pipelines/quality/``
 (importable by the CLI and the tests). Writes ``loop_quality.md``, ``.json`` and ``.png`` under ``--out``.
 """
 
 import sys
 
-from autonomath_pipelines.evals_loop_quality import main
+from autonomath_pipelines.quality.runner import main
 
 if __name__ == "__main__":
     sys.exit(main())

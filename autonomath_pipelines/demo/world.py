@@ -97,9 +97,9 @@ from autonomath_pipelines.demo import text as tx
 from autonomath_pipelines.demo import tracebacks as tb
 from autonomath_pipelines.demo import vocab as V
 from autonomath_pipelines.lib.textnorm import normalize_query
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "contract" / "schema.sql"
 TRUTH_VERSION = 1
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
 DAY = 86_400
@@ -200,7 +200,7 @@ def generator_digest() -> str:
     was built by other code, and its figures (costs, evals) are not today's."""
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for source in sorted((package / "demo").glob("*.py")) + sorted((package / "demo").glob("*.json")) + [package / "schema.sql"]:
+    for source in sorted((package / "demo").glob("*.py")) + sorted((package / "demo").glob("*.json")) + [package / "contract" / "schema.sql"]:
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 _CHUNK = 500  # SQLite host-parameter limit is 32766; stay far below it
 _SETUP_ATTEMPTS = 12  # backoff 10 ms doubling, capped at 1 s: about 7 s in all

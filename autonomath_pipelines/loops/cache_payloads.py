@@ -14,6 +14,7 @@ from autonomath_pipelines.lib.gates import Gate
 from autonomath_pipelines.lib.payload import dumps_payload
 from autonomath_pipelines.loops.common import log_bad_rows
 from autonomath_pipelines.resources import AutonomathDatabase, ProgramSearch
+from autonomath_pipelines.contract.timestamps import iso_utc, parse_utc
 
 
 class AgreementConfig(dg.Config):
@@ -34,7 +35,7 @@ def service_popularity(database: AutonomathDatabase, before_iso: str, days: int 
     """How often the service put each program first in the ``days`` before ``before_iso`` (query_log):
     the built-in search's tie-breaker. The window itself is left out, so a query's own answers in the
     window never decide its payload."""
-    start = (dt.datetime.strptime(before_iso, "%Y-%m-%dT%H:%M:%SZ") - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = iso_utc(parse_utc(before_iso) - dt.timedelta(days=days))
     with database.read_only() as conn:
         rows = badrows.checked_rows(
             conn, "SELECT top1_program_id, count(*) FROM query_log WHERE ts >= ? AND ts < ? AND result_count > 0 "

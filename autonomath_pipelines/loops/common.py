@@ -9,7 +9,7 @@ import datetime as dt
 import functools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import dagster as dg
 import pandas as pd
@@ -19,24 +19,13 @@ from autonomath_pipelines.catalog import PARTITIONS_START, TIMEZONE, Cadence, Lo
 from autonomath_pipelines.lib.badrows import BadRows
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
-from autonomath_pipelines.schema import contract
+from autonomath_pipelines.contract.schema import contract
+from autonomath_pipelines.contract.timestamps import iso_utc
 
 OWNERS = ["team:autonomath-operator"]
 #: Pool that serializes every write to the AutonoMath database (limit set in dagster.yaml).
 DB_WRITE_POOL = "autonomath_db_write"
 PREVIEW_ROWS = 10
-UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def iso_utc(moment: dt.datetime) -> str:
-    """ISO-8601 UTC text as stored in the database (``2026-11-20T15:00:00Z``)."""
-    return moment.astimezone(dt.timezone.utc).strftime(UTC_FORMAT)
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-
-
 # ---------------------------------------------------------------------------------------- sources
 
 def source_specs() -> list[dg.AssetSpec]:

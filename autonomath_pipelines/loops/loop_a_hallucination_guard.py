@@ -28,10 +28,8 @@ from autonomath_pipelines.lib import gates
 from autonomath_pipelines.lib import badrows
 from autonomath_pipelines.lib.reformulations import select_themes, session_links
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_query
-from autonomath_pipelines.loops.common import (
-    published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
-    gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
-)
+from autonomath_pipelines.loops.common import published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.loops.text_clustering import (
     ClusteringConfig, LowConfidenceSplit, cluster_with_config, clustering_metadata, embed_texts, stack_vectors,
     with_vectors,

@@ -37,10 +37,8 @@ from autonomath_pipelines.lib.jsonld import BEST_RATING, WORST_RATING, build_jso
 from autonomath_pipelines.lib.markdown_safety import (
     describe_markup, escape_inline, injected_markup, markup_counts, split_front_matter,
 )
-from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, bad_rows_metadata, evidence_json, frame_metadata,
-    gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
-)
+from autonomath_pipelines.loops.common import DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, bad_rows_metadata, evidence_json, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
 SPEC = loop_spec("loop_b_testimonial_seo")
@@ -171,7 +169,7 @@ def yaml_scalar(value) -> str:
 
 @functools.cache
 def template() -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("autonomath_pipelines", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("autonomath_pipelines.lib", "templates"),
                              autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     # One double-quoted YAML scalar per value: front matter survives quotes, colons, '#', '---' and
     # control characters (escaped), and Japanese stays readable.

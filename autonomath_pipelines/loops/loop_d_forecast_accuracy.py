@@ -25,10 +25,8 @@ from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib.shrinkage import fit_shrinkage, holdout_score
-from autonomath_pipelines.loops.common import (
-    DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
-    gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
-)
+from autonomath_pipelines.loops.common import DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
 SPEC = loop_spec("loop_d_forecast_accuracy")

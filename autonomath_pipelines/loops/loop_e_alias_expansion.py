@@ -17,10 +17,8 @@ from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.langdetect import LANGS, detect_lang
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_query
-from autonomath_pipelines.loops.common import (
-    published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata,
-    gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
-)
+from autonomath_pipelines.loops.common import published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.loops.text_clustering import (
     ClusteringConfig, LowConfidenceSplit, clustering_metadata, cluster_with_config, embed_texts, with_vectors,
 )

@@ -14,10 +14,8 @@ import pandas as pd
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.lib import badrows, channel_roi
-from autonomath_pipelines.loops.common import (
-    published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, bad_rows_metadata, frame_metadata, gate_results,
-    gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now, window_for,
-)
+from autonomath_pipelines.loops.common import published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, bad_rows_metadata, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
 SPEC = loop_spec("loop_f_channel_roi")

@@ -207,7 +207,7 @@ def invariant_expansion_groups(config: GroupsConfig,
 
 @functools.cache
 def template() -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("autonomath_pipelines", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("autonomath_pipelines.lib", "templates"),
                              autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     return env.get_template(TEMPLATE)
 

@@ -23,11 +23,8 @@ from autonomath_pipelines.lib.zipf import zipf_head
 from autonomath_pipelines.loops.cache_payloads import (
     AgreementConfig, agreement_gates, cacheable, judged, pre_execute, service_popularity,
 )
-from autonomath_pipelines.loops.common import (
-    published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, check_result, evidence_json,
-    frame_metadata, gate_results, gate_specs, iso_utc, log_bad_rows, partitions_for, provenance, publish, utc_now,
-    window_for,
-)
+from autonomath_pipelines.loops.common import published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, check_result, evidence_json, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings, ProgramSearch
 
 SPEC = loop_spec("loop_h_cache_warming")

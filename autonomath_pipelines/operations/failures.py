@@ -13,10 +13,10 @@ from typing import Any, Sequence
 
 import dagster as dg
 
-from autonomath_pipelines.loops.common import iso_utc, utc_now
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.operations.history import asset_loops, partition_key_of
 from autonomath_pipelines.resources import LoopSettings
-from autonomath_pipelines.runs import LOOP_TAG, loop_of_run, root_cause
+from autonomath_pipelines.operations.runs import LOOP_TAG, loop_of_run, root_cause
 
 FAILURE_LOG_NAME = "loop_failures.jsonl"
 

@@ -17,9 +17,9 @@ import pandas as pd
 from autonomath_pipelines.catalog import PARTITIONS_START, TIMEZONE
 from autonomath_pipelines.lib.scorecard import AUDIT_COLUMNS, FINISHED_STATUSES, canonical_loop_id
 from autonomath_pipelines.loops import LOOPS, LoopDefinition
-from autonomath_pipelines.loops.common import iso_utc
+from autonomath_pipelines.contract.timestamps import iso_utc
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.runs import ASSET_JOB, CPU_SECONDS_TAG, LOOP_TAG, loop_of_run
+from autonomath_pipelines.operations.runs import ASSET_JOB, CPU_SECONDS_TAG, LOOP_TAG, loop_of_run
 
 # Dagster's own run tags (dagster._core.storage.tags; not exported by the public API).
 PARTITION_TAG = "dagster/partition"

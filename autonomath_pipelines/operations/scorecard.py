@@ -15,7 +15,8 @@ from autonomath_pipelines.catalog import TIMEZONE, loop_spec
 from autonomath_pipelines.lib import effects
 from autonomath_pipelines.lib.scorecard import scorecard, scorecard_metrics, utc_timestamp
 from autonomath_pipelines.loops import LOOPS, LoopDefinition
-from autonomath_pipelines.loops.common import OWNERS, iso_utc
+from autonomath_pipelines.contract.timestamps import iso_utc
+from autonomath_pipelines.loops.common import OWNERS
 from autonomath_pipelines.operations.history import (
     WEEKS, candidate_materializations, loop_runs, proposed_by_loop, read_applied_promotions, read_review_audit,
     table_exists,

@@ -23,9 +23,10 @@ from autonomath_pipelines.lib.triggers import (
     BurstState, burst_decision, burst_settings, months_to_request, parse_id_cursor, parse_utc, reports_from_rows,
 )
 from autonomath_pipelines.loops import LOOPS
-from autonomath_pipelines.loops.common import LoopDefinition, in_progress_partition_key, utc_now
+from autonomath_pipelines.contract.timestamps import utc_now
+from autonomath_pipelines.loops.common import LoopDefinition, in_progress_partition_key
 from autonomath_pipelines.resources import AutonomathDatabase, DatabaseFileError
-from autonomath_pipelines.schema import SchemaError
+from autonomath_pipelines.contract.schema import SchemaError
 
 Clock = Callable[[], dt.datetime]
 

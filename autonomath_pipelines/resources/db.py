@@ -23,8 +23,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from autonomath_pipelines.schema import SchemaError, ensure_output_tables, missing_schema
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.schema import SchemaError, ensure_output_tables, missing_schema
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 DEFAULT_DB_PATH = "data/autonomath.db"
 log = logging.getLogger(__name__)

@@ -20,13 +20,13 @@ and ``after`` are the exact states a rollback checks and restores.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from autonomath_pipelines.contract.timestamps import iso_from_epoch
 from autonomath_pipelines.catalog import LoopSpec, loop_spec
 from autonomath_pipelines.lib import gold as goldlib
 from autonomath_pipelines.lib.files import is_safe_file_name
@@ -79,7 +79,7 @@ class FileChange:
 
 
 def _iso_mtime(path: Path) -> str:
-    return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_from_epoch(path.stat().st_mtime)
 
 
 def _table_exists(conn, table: str) -> bool:

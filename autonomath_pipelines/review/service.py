@@ -20,15 +20,15 @@ from typing import Any, Callable, Iterable, Sequence
 
 from autonomath_pipelines.lib.files import atomic_write_text
 from autonomath_pipelines.lib.review_rules import (
-    APPROVED, PENDING, PROMOTED, ReviewError, next_status,
+    APPROVED, PENDING, ReviewError, next_status,
 )
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.review.candidates import (
-    REVIEWABLES, Candidate, FileChange, Reviewable, TableChange, parse_candidate_id, reviewable,
+    REVIEWABLES, Candidate, FileChange, TableChange, parse_candidate_id, reviewable,
 )
-from autonomath_pipelines.schema import review_tables
+from autonomath_pipelines.contract.schema import review_tables
+from autonomath_pipelines.contract.timestamps import UTC_FORMAT
 
-UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 #: Under the repo root while a promotion or rollback changes files: what to put back if the process
 #: dies between the file renames and the database commit (``ReviewService.recover``).
 JOURNAL = ".autonomath-review-journal.json"

@@ -15,7 +15,7 @@ import pytest
 from autonomath_pipelines.demo import SCALES, SOURCE_TABLES, build_world, load_truth, truth_path
 from autonomath_pipelines.demo import text as tx
 from autonomath_pipelines.demo import tracebacks as tb
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.loops.harness import table_digests
 
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")

@@ -49,7 +49,7 @@ def test_a_run_launched_through_the_webserver_executes_on_the_code_server(small_
     finally:
         for process in reversed(processes):
             stop(process)
-    from autonomath_pipelines.sqlite import sqlite3
+    from autonomath_pipelines.contract.sqlite import sqlite3
 
     conn = sqlite3.connect(str(small_world))
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autonomath_pipelines.runs import CPU_SECONDS_TAG
+from autonomath_pipelines.operations.runs import CPU_SECONDS_TAG
 from autonomath_pipelines_tests.conftest import LAST_DAY, LAST_FULL_WEEK
 from autonomath_pipelines_tests.e2e.postgres import Database, PostgresServer, discard, start_postgres_server
 from autonomath_pipelines_tests.e2e.processes import BIN, REPO, free_port, start, stop, wait_until

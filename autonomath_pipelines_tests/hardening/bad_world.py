@@ -20,7 +20,7 @@ import collections
 from dataclasses import dataclass
 from pathlib import Path
 
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 #: The partition each loop runs on in the test (the windows the planted rows fall into).
 PARTITIONS = {

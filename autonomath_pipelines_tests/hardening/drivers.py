@@ -176,7 +176,7 @@ def step_errors(result) -> list[str]:
     """``step: Type: message`` of each failed step (the user's exception behind Dagster's wrappers)."""
     import dagster as dg
 
-    from autonomath_pipelines.runs import root_cause
+    from autonomath_pipelines.operations.runs import root_cause
 
     return [f"{e.step_key}: {root_cause(e.step_failure_data.error)}" for e in result.all_events
             if e.event_type == dg.DagsterEventType.STEP_FAILURE and e.step_failure_data.error]
@@ -331,7 +331,7 @@ def run_loop(args) -> int:
         return 0
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data.error:
-            from autonomath_pipelines.runs import root_cause
+            from autonomath_pipelines.operations.runs import root_cause
             print(f"{event.step_key}: {root_cause(event.step_failure_data.error)}", file=sys.stderr)
     return 1
 

@@ -36,8 +36,8 @@ from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.loops.loop_b_testimonial_seo import front_matter
 from autonomath_pipelines.orchestrator import run_loops
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.schema import contract, output_tables, source_tables
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.schema import contract, output_tables, source_tables
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.hardening import bad_world
 from autonomath_pipelines_tests.hardening.bad_world import PARTITIONS
 from autonomath_pipelines_tests.loops.harness import table_digests

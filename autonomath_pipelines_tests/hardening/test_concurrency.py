@@ -33,7 +33,7 @@ from autonomath_pipelines.loops.loop_h_cache_warming import LOOP as LOOP_H
 from autonomath_pipelines.loops.loop_i_doc_freshness import LOOP as LOOP_I
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.review import ReviewService
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_DAY, LAST_FULL_WEEK
 from autonomath_pipelines_tests.hardening import drivers
 from autonomath_pipelines_tests.hardening.drivers import rows, run_in_process, step_errors

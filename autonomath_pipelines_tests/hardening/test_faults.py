@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 import autonomath_pipelines.loops.loop_g_invariant_expansion as loop_g
-from autonomath_pipelines.io_manager import PartitionedParquetIOManager
+from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.lib import files as files_module
 from autonomath_pipelines.lib.files import (
     GENERATED_MARK, FileWriteError, edited_since_generated, mark_generated, replace_files,
@@ -32,7 +32,7 @@ from autonomath_pipelines.loops.loop_g_invariant_expansion import CANDIDATES_FOL
 from autonomath_pipelines.loops.loop_h_cache_warming import LOOP as LOOP_H
 from autonomath_pipelines.resources import AutonomathDatabase, DatabaseLockedError, DatabaseWriteError
 from autonomath_pipelines.review import ReviewService
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_DAY
 from autonomath_pipelines_tests.hardening import drivers
 from autonomath_pipelines_tests.hardening.drivers import dump, rows, run_in_process, step_errors

@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from autonomath_pipelines.io_manager import PartitionedParquetIOManager
+from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.lib.files import is_safe_file_name, replace_files, safe_path
 from autonomath_pipelines.loops import LOOPS
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.schema import contract
+from autonomath_pipelines.contract.schema import contract
 from autonomath_pipelines_tests.conftest import LAST_DAY, LAST_FULL_WEEK
 from autonomath_pipelines_tests.hardening.drivers import run_in_process, step_errors
 

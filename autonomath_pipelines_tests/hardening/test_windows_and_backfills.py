@@ -14,7 +14,7 @@ from autonomath_pipelines.loops.loop_e_alias_expansion import LOOP as LOOP_E
 from autonomath_pipelines.loops.loop_h_cache_warming import LOOP as LOOP_H
 from autonomath_pipelines.loops.loop_j_gold_expansion import LOOP as LOOP_J
 from autonomath_pipelines.orchestrator import run_loops
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_DAY
 from autonomath_pipelines_tests.hardening.drivers import rows
 from autonomath_pipelines_tests.loops.harness import check_outcomes, loop_resources, metadata

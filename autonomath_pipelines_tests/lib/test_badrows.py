@@ -5,7 +5,7 @@ import contextlib
 import pytest
 
 from autonomath_pipelines.lib import badrows
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 RULES = badrows.TableRules("t", "id", (
     badrows.timestamp("ts"), badrows.text("q", max_chars=5), badrows.number("c", lo=0.0, hi=1.0),

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from autonomath_pipelines.lib import channel_roi
 from autonomath_pipelines.lib.channel_roi import EMPTY, UNATTRIBUTED, UNKNOWN, channel_name, channel_table
-from autonomath_pipelines.schema import create_all
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.schema import create_all
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 START, END = "2026-10-17T15:00:00Z", "2026-11-14T15:00:00Z"
 BEFORE, INSIDE, AFTER = "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "2026-11-20T00:00:00Z"

@@ -354,7 +354,7 @@ def test_cluster_texts_drops_small_clusters():
 
 
 def test_benchmark_smoke(tmp_path):
-    from autonomath_pipelines.bench_clustering import cluster_sizes, run_clustering_benchmark
+    from autonomath_pipelines.bench.clustering import cluster_sizes, run_clustering_benchmark
 
     assert cluster_sizes(1000, 10).sum() == 1000 and cluster_sizes(1000, 10)[0] == cluster_sizes(1000, 10).max()
     lines: list[str] = []

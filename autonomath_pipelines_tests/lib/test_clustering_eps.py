@@ -227,7 +227,7 @@ def test_loop_config_chooses_eps_or_keeps_the_override():
 def test_the_knee_recovers_separated_themes_of_varying_density_where_the_median_cuts_them():
     from sklearn.metrics import adjusted_rand_score
 
-    from autonomath_pipelines.bench_clustering import make_data
+    from autonomath_pipelines.bench.clustering import make_data
 
     X, truth, w = make_data(3000, 64, 30)          # vMF-like themes, σ 0.2–0.55, Zipf weights, 15 % noise
     scores = {}

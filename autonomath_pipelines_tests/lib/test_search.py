@@ -12,8 +12,8 @@ from autonomath_pipelines.lib.search import (
     ProgramSearcher, compact, fold, fts_phrase, like_pattern, place_forms, query_terms, rank_score, bigrams,
     source_fingerprint, term_coverage,
 )
-from autonomath_pipelines.schema import create_all
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.schema import create_all
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import PROGRAMS, PREFECTURES
 
 # Names as the service's index holds them: raw, with the forms real program names carry.

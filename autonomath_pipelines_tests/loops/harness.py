@@ -5,10 +5,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from autonomath_pipelines.io_manager import PartitionedParquetIOManager
+from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.loops.common import LoopDefinition, source_specs
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, ProgramSearch
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 
 def sha256(path: Path) -> str:

@@ -9,7 +9,7 @@ from autonomath_pipelines.demo import hallucination_family_of, load_truth
 from autonomath_pipelines.lib.textnorm import normalize_query
 from autonomath_pipelines.loops.loop_a_hallucination_guard import LOOP
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_FULL_WEEK
 from autonomath_pipelines_tests.loops.harness import check_outcomes, materialized, metadata, run_loop, sha256
 

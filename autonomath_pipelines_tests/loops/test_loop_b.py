@@ -15,8 +15,8 @@ from autonomath_pipelines.loops.loop_b_testimonial_seo import (
     LOOP, _consent_only, _markdown_renders, _no_group_below_k, consented_groups, front_matter,
 )
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.schema import create_all
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.schema import create_all
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import PREFECTURES, PROGRAMS
 from autonomath_pipelines_tests.loops.harness import check_outcomes, materialized, metadata, run_loop, sha256
 

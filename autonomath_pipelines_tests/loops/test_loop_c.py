@@ -13,7 +13,7 @@ from autonomath_pipelines.loops.cache_payloads import service_popularity
 from autonomath_pipelines.lib.textnorm import query_hash
 from autonomath_pipelines.loops.loop_c_personalized_cache import LOOP, MAX_ROWS_PER_CUSTOMER, PAID_REQUESTS_SQL
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.loops.harness import check_outcomes, materialized, metadata, run_loop, sha256
 
 # The last complete week of the small world (Sun 2026-11-15 .. Sat 2026-11-21 JST).

@@ -13,7 +13,7 @@ from autonomath_pipelines.demo import load_truth
 from autonomath_pipelines.loops.common import source_specs
 from autonomath_pipelines.loops.loop_d_forecast_accuracy import COEF_KEYS, LOOP, candidate_gates
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.loops.harness import (
     check_outcomes, loop_resources, materialized, metadata, run_loop, sha256,
 )

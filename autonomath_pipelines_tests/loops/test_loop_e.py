@@ -9,7 +9,7 @@ from autonomath_pipelines.lib.langdetect import LANGS
 from autonomath_pipelines.lib.textnorm import normalize_query
 from autonomath_pipelines.loops.loop_e_alias_expansion import LOOP
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_FULL_WEEK
 from autonomath_pipelines_tests.loops.harness import check_outcomes, metadata, run_loop, sha256
 

@@ -6,7 +6,7 @@ from autonomath_pipelines.demo import load_truth
 from autonomath_pipelines.lib.channel_roi import EMPTY, UNATTRIBUTED, UNKNOWN
 from autonomath_pipelines.loops.loop_f_channel_roi import LOOP
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_FULL_WEEK
 from autonomath_pipelines_tests.loops.harness import check_outcomes, metadata, run_loop, sha256
 

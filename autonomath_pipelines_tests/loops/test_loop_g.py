@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import dagster as dg
-import pytest
 
 from autonomath_pipelines.demo import load_truth
 from autonomath_pipelines.lib.files import is_safe_file_name

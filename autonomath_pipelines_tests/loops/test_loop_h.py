@@ -12,7 +12,7 @@ from autonomath_pipelines.loops.cache_payloads import service_popularity
 from autonomath_pipelines.loops.loop_h_cache_warming import LOOP, MAX_CACHE_ROWS
 from autonomath_pipelines.orchestrator import root_cause
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_DAY
 from autonomath_pipelines_tests.loops.harness import check_outcomes, materialized, metadata, run_loop, sha256
 

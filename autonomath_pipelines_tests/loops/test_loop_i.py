@@ -9,7 +9,7 @@ import pytest
 from autonomath_pipelines.demo import load_truth
 from autonomath_pipelines.loops.loop_i_doc_freshness import LOOP, MAX_QUEUE_ROWS
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.loops.harness import check_outcomes, materialized, metadata, run_loop, sha256
 
 #: The week whose end (2026-11-22 00:00 JST) lies after the small world's last scan.

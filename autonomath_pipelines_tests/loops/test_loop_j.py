@@ -12,7 +12,7 @@ from autonomath_pipelines.lib.textnorm import normalize_query
 from autonomath_pipelines.loops.common import source_specs
 from autonomath_pipelines.loops.loop_j_gold_expansion import LOOP
 from autonomath_pipelines.resources import LoopSettings
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.loops.harness import check_outcomes, loop_resources, materialized, metadata, sha256
 
 SHIPPED_GOLD = Path(__file__).parents[2] / "evals" / "gold.yaml"

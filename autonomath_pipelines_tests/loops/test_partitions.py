@@ -6,9 +6,8 @@ import pytest
 
 from autonomath_pipelines.catalog import LOOPS as CATALOG
 from autonomath_pipelines.catalog import loop_spec
-from autonomath_pipelines.loops.common import (
-    in_progress_partition_key, last_complete_partition_key, partitions_for, read_window, utc_now,
-)
+from autonomath_pipelines.loops.common import in_progress_partition_key, last_complete_partition_key, partitions_for, read_window
+from autonomath_pipelines.contract.timestamps import utc_now
 from autonomath_pipelines.loops.loop_i_doc_freshness import LOOP as LOOP_I
 from autonomath_pipelines_tests.loops.harness import metadata, run_loop
 

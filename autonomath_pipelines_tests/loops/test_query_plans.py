@@ -20,7 +20,7 @@ from autonomath_pipelines.loops import LOOPS
 from autonomath_pipelines.loops.common import last_complete_partition_key
 from autonomath_pipelines.loops.loop_a_hallucination_guard import QUERY_RULES, suspect_queries_sql
 from autonomath_pipelines.resources.db import AutonomathDatabase
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import AS_OF
 from autonomath_pipelines_tests.loops.harness import run_loop
 

@@ -7,12 +7,12 @@ import dagster as dg
 import pytest
 
 from autonomath_pipelines.loops import LOOPS
-from autonomath_pipelines.loops.common import iso_utc
+from autonomath_pipelines.contract.timestamps import iso_utc
 from autonomath_pipelines.operations.digest import build_digest
 from autonomath_pipelines.operations.failures import FAILURE_LOG_NAME, loop_failure_sensor, read_failure_log
 from autonomath_pipelines.operations.history import candidate_materializations, loop_runs, proposed_by_loop
 from autonomath_pipelines.operations.scorecard import scorecard_for_window
-from autonomath_pipelines.runs import CPU_SECONDS_TAG
+from autonomath_pipelines.operations.runs import CPU_SECONDS_TAG
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 from autonomath_pipelines_tests.operations.history_world import LOOP_A, LOOP_B, LOOP_C, make_db, run_tiny_loop
 
@@ -106,7 +106,7 @@ def test_digest_before_the_runs_sees_no_runs_and_later_rollbacks(history, review
 def test_digest_without_review_tables_or_database(history, tmp_path):
     instance, runs, started, until = history
     bare = tmp_path / "bare.db"
-    from autonomath_pipelines.sqlite import sqlite3
+    from autonomath_pipelines.contract.sqlite import sqlite3
     with sqlite3.connect(str(bare)) as conn:    # a database without review tables (a 0-byte file is refused)
         conn.execute("CREATE TABLE t (a)")
     assert build_digest(instance, AutonomathDatabase(path=str(bare)), until, reports_dir=tmp_path).notes == ()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dagster as dg
-import pytest
 
 from autonomath_pipelines.operations.review_job import review, review_queue
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.review.test_service import world  # noqa: F401 - the fixture
 
 

@@ -9,13 +9,14 @@ import pytest
 from autonomath_pipelines.definitions import defs
 from autonomath_pipelines.lib.triggers import THRESHOLD_VAR, WINDOW_HOURS_VAR, BurstState
 from autonomath_pipelines.loops import LOOPS
-from autonomath_pipelines.loops.common import in_progress_partition_key, partitions_for, utc_now
+from autonomath_pipelines.loops.common import in_progress_partition_key, partitions_for
+from autonomath_pipelines.contract.timestamps import utc_now
 from autonomath_pipelines.operations.sensors import (
     build_month_complete_sensor, build_sensors, build_source_change_signals_sensor, build_wrong_answer_burst_sensor,
 )
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.schema import create_all
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.schema import create_all
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 BY_ID = {loop.spec.loop_id: loop for loop in LOOPS}
 LOOP_A, LOOP_I = BY_ID["loop_a_hallucination_guard"], BY_ID["loop_i_doc_freshness"]

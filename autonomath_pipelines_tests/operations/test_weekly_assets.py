@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from autonomath_pipelines.io_manager import PartitionedParquetIOManager
+from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.loops import LOOPS
 from autonomath_pipelines.operations.digest import (
     self_improvement_digest, self_improvement_weekly_job, self_improvement_weekly_schedule,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import pytest
 
 from autonomath_pipelines.resources import AutonomathDatabase, DatabaseMissingError
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 
 def digest(path):
@@ -51,7 +51,7 @@ def test_write_transaction_creates_missing_output_tables_only(tmp_path):
     db = AutonomathDatabase(path=str(path))
     with db.write_transaction(output_tables=["query_cache"]) as conn:
         conn.execute("SELECT COUNT(*) FROM query_cache").fetchone()
-    from autonomath_pipelines.schema import SchemaError
+    from autonomath_pipelines.contract.schema import SchemaError
 
     with pytest.raises(SchemaError, match="refusing to create source table query_log"):
         with db.write_transaction(output_tables=["query_log"]):
@@ -105,7 +105,7 @@ def test_read_only_rolls_back_what_a_killed_writer_left(programs_db, tmp_path):
     ready = tmp_path / "ready"
     child = subprocess.Popen([sys.executable, "-c", f"""
 import time
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 conn = sqlite3.connect({str(path)!r}, isolation_level=None)
 conn.execute("PRAGMA cache_size = 1")
 conn.execute("BEGIN IMMEDIATE")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ from autonomath_pipelines.lib.gold import parse_gold
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.review import IllegalTransition, ReviewError, ReviewService
 from autonomath_pipelines.review import service as service_module
-from autonomath_pipelines.schema import create_all
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.schema import create_all
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 NOW = "2026-11-22T01:00:00Z"
 GOLD = (Path(__file__).parents[2] / "evals" / "gold.yaml").read_text(encoding="utf-8")

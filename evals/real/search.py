@@ -29,8 +29,8 @@ import jaconv
 
 from autonomath_pipelines.lib.search import ProgramSearcher
 from autonomath_pipelines.lib.textnorm import normalize_query, tokens
-from autonomath_pipelines.schema import create_all
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.schema import create_all
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 SECTION = "search"
 #: Names searched per corpus (every k-th, deterministic): the whole register is indexed either way.

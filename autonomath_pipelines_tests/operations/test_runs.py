@@ -3,7 +3,7 @@
 import dagster as dg
 
 from autonomath_pipelines.operations.history import asset_loops
-from autonomath_pipelines.runs import ASSET_JOB, LOOP_TAG, loop_of_run
+from autonomath_pipelines.operations.runs import ASSET_JOB, LOOP_TAG, loop_of_run
 
 
 def _run(tags=None, selection=None) -> dg.DagsterRun:

@@ -1,98 +1,32 @@
-"""Loop-quality suite: every loop run on a demo world (dry run) and scored against its planted truth.
+"""Each loop's output scored against the planted truth, or an independent recomputation, with a baseline."""
 
-    autonomath-loops eval [--scale small|medium|production] [--seed 7] [--db PATH] [--out reports/eval]
-    .venv/bin/python evals/loop_quality.py ...            (the same, as a script)
-
-What it does:
-
-1. **World.** Builds the demo world (or reuses ``--db`` / the cached ``data/eval/`` world of the same
-   scale, seed and as-of), whose ``<db>.truth.json`` holds what each loop should find.
-2. **Runs.** Every loop runs once through ``orchestrator.run_loops`` (Dagster, in-process, an
-   ephemeral instance, dry run: nothing is written; the database's SHA-256 is checked before and
-   after) on a partition chosen from the world's end (``eval_partitions``), with its intermediate
-   Parquet in a temporary folder. The candidates (and the work assets a score needs: A's clusters,
-   E's clusters, G's groups) are read back from that Parquet storage.
-3. **Scores.** Each loop's output against the planted truth, or — where the truth cannot say what is
-   right — against an independent recomputation from the raw tables, each with a naive baseline:
-
-   ====  ==========================================================================================
-   A     cluster ARI on the planted hallucination families; candidate precision; share of candidates
-         that are a new theme; recall of the uncovered families heavy enough to be a theme; covered
-         families leaked. Baselines: the
-         longest-token grouping, and the top-k suspect texts as patterns (no clustering).
-   B     JSON-LD valid (an independent validator, not ``lib/jsonld``); k-anonymity vs the planted
-         consented group counts; identifiers and customer text in the pages; eligible groups paged.
-   C     next-week replay hit rate of the personal caches vs each customer's 20 most recent distinct
-         queries, and vs the global top-20; planted loyal customers served.
-   D     held-out MAE (days) of forecasts corrected by the loop vs uncorrected and vs the unpooled
-         per-program mean, rolling origin: each month's calibration scored on the rounds resolved in
-         the month after it; bias error vs the planted per-program bias.
-   E     precision / recall of proposed aliases vs the planted aliases absent from am_alias; language
-         accuracy; ARI of the alias sets (planted forms vs noise answers) and of the per-program
-         clusters vs the planted intents. Baseline: every surface seen (no clustering).
-   F     exact reconciliation: every channel's counts and JPY sums recomputed in pandas from the raw
-         tables equal the loop's; the total equals Σ billing_events.
-   G     ARI of the error grouping vs the planted failure modes (baseline: group by the logged
-         exception type); one stub per planted mode (recall, precision); truncated traces placed.
-   H     next-day replay hit rate of the warmed head vs the 200 most recent distinct queries and
-         vs the all-time top 200 (upper bound: the next day's own top 200).
-   I     Kendall τ and top-N overlap with the priority formula recomputed independently; planted
-         changed/gone pages queued vs a staleness-only queue.
-   J     precision of the proposed gold rows vs the planted intents (the program each text was
-         generated for); agreement with the rule recomputed independently. Baseline: every text
-         asked in ≥ 5 sessions, labelled with its most frequent top-1 (no confidence rule).
-   ====  ==========================================================================================
-
-4. **Files** in ``--out``: ``loop_quality.md`` (one table: loop, metric, value, baseline, verdict;
-   then the notes), ``loop_quality.json`` (every figure and the per-loop details) and
-   ``loop_quality.png``. The table and ``metrics``/``details`` are identical for the same world (scale,
-   seed, as-of) and code: only timings differ between runs.
-"""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import datetime as dt
-import hashlib
 import json
 import math
-import os
 import re
-import sys
-import tempfile
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
-from zoneinfo import ZoneInfo
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from autonomath_pipelines.catalog import LOOPS as CATALOG
-from autonomath_pipelines.catalog import TIMEZONE, LoopSpec, loop_spec
+from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.demo.world import hallucination_family_of
 from autonomath_pipelines.lib.textnorm import normalize_query
+from autonomath_pipelines.contract.timestamps import iso_utc as iso
+from autonomath_pipelines.quality.partitions import C_REPLAY_DAYS, JST, range_keys, window_of, world_end
 
-Say = Callable[[str], None]
-JST = ZoneInfo(TIMEZONE)
-SCALES = ("small", "medium", "production")
-#: The eval world's logs end here (JST). A Sunday *and* the 1st of a month: weekly and monthly
-#: partitions both end exactly where the logs end, so the truth's "last 14 / 30 days" line up.
-DEFAULT_AS_OF = dt.date(2026, 11, 1)
-DEFAULT_OUT = "reports/eval"
-MD_NAME, JSON_NAME, PNG_NAME = "loop_quality.md", "loop_quality.json", "loop_quality.png"
 #: Figures of the loops' own contracts the scores need; the run configs' defaults are read from the
 #: loop modules (``loop_config``), these are module constants there too.
 B_K = 3
 C_TOP_K = 20
-C_REPLAY_DAYS = 7
 G_MIN_GROUP = 5
 H_HEAD = 200
 I_TOP_N = 500
-#: Loop D's first origin: the month by which a third of the resolved forecasts are in (the warm-up).
-D_WARMUP_QUANTILE = 1 / 3
+
 
 
 # ------------------------------------------------------------------------------------------ metric
@@ -126,23 +60,23 @@ class Metric:
         checks: list[tuple[bool, str]] = []
         ref = self.target if self.target is not None else self.baseline
         if self.better == "equal":
-            return ("pass" if self.value == ref else "FAIL"), f"= {_fmt(ref, self.unit)}"
+            return ("pass" if self.value == ref else "FAIL"), f"= {format_value(ref, self.unit)}"
         sign = 1 if self.better == "higher" else -1
         op = "≥" if self.better == "higher" else "≤"
         if self.baseline is not None:
             checks.append((sign * (self.value - self.baseline) >= 0, f"{op} baseline"))
         if self.target is not None:
-            checks.append((sign * (self.value - self.target) >= 0, f"{op} {_fmt(self.target, self.unit)}"))
+            checks.append((sign * (self.value - self.target) >= 0, f"{op} {format_value(self.target, self.unit)}"))
         if not checks:
             return "info", "no baseline"
         return ("pass" if all(ok for ok, _ in checks) else "FAIL"), ", ".join(text for _, text in checks)
 
     def row(self) -> list[str]:
-        base = "—" if self.baseline is None else _fmt(self.baseline, self.unit)
+        base = "—" if self.baseline is None else format_value(self.baseline, self.unit)
         if self.baseline_label and self.baseline is not None:
             base = f"{base} ({self.baseline_label})"
         verdict = self.verdict if self.verdict in ("info", "n/a") else f"{self.verdict} ({self.criterion})"
-        return [self.loop, self.metric, _fmt(self.value, self.unit), base, verdict]
+        return [self.loop, self.metric, format_value(self.value, self.unit), base, verdict]
 
 
 def _clean(value):
@@ -156,7 +90,7 @@ def _clean(value):
     return None if math.isnan(value) else round(value, 6)
 
 
-def _fmt(value, unit: str) -> str:
+def format_value(value, unit: str) -> str:
     if value is None:
         return "—"
     if unit == "count":
@@ -168,7 +102,7 @@ def _fmt(value, unit: str) -> str:
     return f"{value:.3f}"
 
 
-def _r(value: Any, digits: int = 6):
+def round_figure(value: Any, digits: int = 6):
     """JSON-stable rounding of a float (NaN → None)."""
     if value is None:
         return None
@@ -182,207 +116,6 @@ def loop_config(letter: str, name: str = "CandidatesConfig"):
 
     module = importlib.import_module(f"autonomath_pipelines.loops.{loop_spec(letter).loop_id}")
     return getattr(module, name)()
-
-
-# --------------------------------------------------------------------------------------- partitions
-
-def world_end(as_of: dt.date) -> dt.datetime:
-    """The instant the world's logs end: ``as_of`` 00:00 JST, as UTC."""
-    return dt.datetime(as_of.year, as_of.month, as_of.day, tzinfo=JST).astimezone(dt.timezone.utc)
-
-
-def _last_complete(spec: LoopSpec, now: dt.datetime) -> str:
-    from autonomath_pipelines.loops.common import last_complete_partition_key
-
-    key = last_complete_partition_key(spec, now)
-    if key is None:
-        raise ValueError(f"no complete {spec.cadence} partition of {spec.loop_id} before {now.isoformat()}")
-    return key
-
-
-def window_of(letter: str, key: str) -> tuple[dt.datetime, dt.datetime]:
-    """The read window [start, end) of a loop partition, as the loop computes it (catalog lookback)."""
-    from autonomath_pipelines.loops.common import partitions_for
-
-    spec = loop_spec(letter)
-    tw = partitions_for(spec).time_window_for_partition_key(key)
-    start, end = spec.window_bounds(tw.start, tw.end)
-    return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
-
-
-def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def d_partitions(db, end: dt.datetime) -> str:
-    """Loop D's origins, ``first..last``: every month from the one in which a third of the resolved
-    forecasts (by resolution time) are in, to the last month that ends before the logs do. Each
-    origin's calibration is scored on the rounds resolved in the month after it (rolling origin)."""
-    from autonomath_pipelines.loops.common import partitions_for
-
-    spec = loop_spec("D")
-    partitions = partitions_for(spec)
-    last = _last_complete(spec, end)
-    if partitions.time_window_for_partition_key(last).end >= end:   # nothing resolves after it
-        keys = partitions.get_partition_keys()
-        last = keys[max(0, keys.index(last) - 1)]
-    frame = db.read_frame("SELECT r.resolved_at FROM forecast_predictions p JOIN am_application_round r "
-                          "ON r.round_id = p.round_id WHERE r.status = 'resolved' ORDER BY r.resolved_at")
-    if frame.empty:
-        return f"{last}..{last}"
-    cut = pd.Timestamp(frame["resolved_at"].iloc[int(D_WARMUP_QUANTILE * (len(frame) - 1))]).tz_convert(JST)
-    first = f"{cut.year:04d}-{cut.month:02d}-01"
-    if not partitions.has_partition_key(first) or first > last:
-        first = last
-    return f"{first}..{last}"
-
-
-def range_keys(letter: str, key: str) -> list[str]:
-    """The partition keys of ``key`` (one key, or ``first..last``)."""
-    if ".." not in key:
-        return [key]
-    import dagster as dg
-
-    from autonomath_pipelines.loops.common import partitions_for
-
-    first, last = key.split("..")
-    return partitions_for(loop_spec(letter)).get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
-
-
-def eval_partitions(as_of: dt.date, db) -> dict[str, str]:
-    """Partition per loop letter, all chosen from the world's end so that what each score needs is in
-    the logs: the window itself, and for C and H the period after it (the replay)."""
-    end = world_end(as_of)
-    keys = {}
-    for spec in CATALOG:
-        if spec.letter == "C":        # the week after the window is the replay period
-            keys["C"] = _last_complete(spec, end - dt.timedelta(days=C_REPLAY_DAYS))
-        elif spec.letter == "H":      # the next day is the replay day
-            keys["H"] = _last_complete(spec, end - dt.timedelta(days=1))
-        elif spec.letter == "D":
-            keys["D"] = d_partitions(db, end)
-        else:
-            keys[spec.letter] = _last_complete(spec, end)
-    return keys
-
-
-# -------------------------------------------------------------------------------------------- world
-
-def default_db_path(scale: str, seed: int, as_of: dt.date) -> Path:
-    return Path("data/eval") / f"autonomath-{scale}-seed{seed}-{as_of.isoformat()}.db"
-
-
-def prepare_world(db_path: Path, scale: str, seed: int, as_of: dt.date, say: Say, *, explicit: bool) -> dict:
-    """The world to score and its truth.
-
-    ``explicit`` (``--db``): an existing file is used as it is and must have its ``.truth.json`` (a
-    database without one is never overwritten); a missing one is built there. Otherwise the cached
-    world at ``db_path`` is reused when its truth says it is this (scale, seed, as-of), else rebuilt."""
-    from autonomath_pipelines.demo import build_world, load_truth, truth_path
-    from autonomath_pipelines.resources import AutonomathDatabase
-
-    if db_path.exists():
-        AutonomathDatabase(path=str(db_path)).require_exists()    # not an SQLite file: say so, before the truth
-        if truth_path(db_path).is_file():
-            truth = load_truth(db_path)
-            same = (truth.get("scale"), truth.get("seed"), truth.get("as_of")) == (scale, seed, as_of.isoformat())
-            if explicit or same:
-                say(f"  using the world {db_path} ({truth.get('scale')}, seed {truth.get('seed')}, "
-                    f"logs end {truth.get('as_of')} JST)")
-                return truth
-        elif explicit:
-            raise FileNotFoundError(f"{db_path} has no planted truth ({truth_path(db_path).name}): "
-                                    "pass a demo world, or a path where one can be built")
-    say(f"  building the {scale} world (seed {seed}, logs end {as_of} JST) at {db_path} ...")
-    started = time.perf_counter()
-    build_world(db_path, scale=scale, seed=seed, as_of=as_of)
-    say(f"  built in {time.perf_counter() - started:.1f} s")
-    return load_truth(db_path)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-# --------------------------------------------------------------------------------------------- runs
-
-#: Parquet outputs each score reads (asset names), by loop letter.
-OUTPUTS = {
-    "A": ("hallucination_guard_texts", "hallucination_guard_clusters", "hallucination_guard_candidates"),
-    "B": ("testimonial_seo_candidates",),
-    "C": ("personalized_cache_candidates",),
-    "D": ("forecast_accuracy_candidates",),
-    "E": ("alias_expansion_clusters", "alias_expansion_candidates"),
-    "F": ("channel_roi_candidates",),
-    "G": ("invariant_expansion_groups", "invariant_expansion_candidates"),
-    "H": ("cache_warming_candidates",),
-    "I": ("doc_freshness_candidates",),
-    "J": ("gold_expansion_candidates",),
-}
-
-
-def run_all(db_path: Path, partitions: dict[str, str], work: Path, embedding_cache: Path, say: Say,
-            letters: Sequence[str]) -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, dict]]:
-    """Each loop once, dry run, through the orchestrator; returns (outputs by letter, run facts)."""
-    import dagster as dg
-
-    from autonomath_pipelines.io_manager import PartitionedParquetIOManager
-    from autonomath_pipelines.orchestrator import run_loops
-
-    repo = work / "repo"                       # an empty service repo: no gold set, no property tests
-    (repo / "evals").mkdir(parents=True, exist_ok=True)
-    (repo / "evals" / "gold.yaml").write_text("version: 1\nitems: []\n", encoding="utf-8")
-    storage = work / "storage"
-    io = PartitionedParquetIOManager(base_dir=str(storage))
-    outputs: dict[str, dict[str, pd.DataFrame]] = {}
-    runs: dict[str, dict] = {}
-    instance = dg.DagsterInstance.ephemeral()
-    with _env(AUTONOMATH_REPO_ROOT=str(repo), AUTONOMATH_EXECUTE_LOOPS=""):
-        for i, letter in enumerate(letters, 1):
-            spec, key = loop_spec(letter), partitions[letter]
-            say(f"  [{i}/{len(letters)}] loop {letter} {spec.loop_id}, partition {key} (dry run) ...")
-            first, _, last = key.partition("..")
-            report = run_loops(only=[letter], partition=first, until=last or None, db_path=str(db_path),
-                               reports_dir=str(work / "reports"), storage_dir=str(storage),
-                               embedding_cache=str(embedding_cache), instance=instance)
-            results = report.results
-            failed = [r for r in results if r.status != "succeeded"]
-            runs[letter] = {"loop_id": spec.loop_id, "partition_key": key, "runs": len(results),
-                            "status": "failed" if failed else "succeeded",
-                            "scanned": sum(r.scanned for r in results), "proposed": sum(r.actions_proposed for r in results),
-                            "executed": sum(r.actions_executed for r in results),
-                            "wall_seconds": round(sum(r.wall_seconds for r in results), 3),
-                            "cpu_seconds": round(sum(r.cpu_seconds for r in results), 3),
-                            "error": "; ".join(f"{r.partition_key}: {r.error}" for r in failed) or None,
-                            "checks_failed": [c for r in results for c in r.checks_failed]}
-            run = runs[letter]
-            say(f"      {run['status']}{f' ({len(results)} partitions)' if len(results) > 1 else ''}: scanned "
-                f"{run['scanned']:,}, proposed {run['proposed']:,}, {run['cpu_seconds']:.1f} CPU s"
-                + (f" — {run['error']}" if run["error"] else ""))
-            if failed:
-                continue
-            outputs[letter] = {name: pd.concat([pd.read_parquet(io.path_for(dg.AssetKey(name), k))
-                                                for k in range_keys(letter, key)], ignore_index=True)
-                               for name in OUTPUTS[letter]}
-    return outputs, runs
 
 
 # ------------------------------------------------------------------------------------------- scores
@@ -485,9 +218,9 @@ def score_a(out: dict[str, pd.DataFrame], ctx: Context) -> tuple[list[Metric], d
     details = {"suspect_texts": len(texts), "family_texts": len(in_family), "families_in_window": len(seen),
                "uncovered_families_wanted": sorted(wanted), "covered_families_in_window": sorted(seen & covered),
                "candidates": len(candidates), "duplicate_themes": duplicates, "max_candidates": cap,
-               "recall_ceiling_at_cap": _r(min(1.0, cap / len(wanted))) if wanted else None,
+               "recall_ceiling_at_cap": round_figure(min(1.0, cap / len(wanted))) if wanted else None,
                "candidate_families": [family_of.get(p) for p in candidates["pattern"]],
-               "baseline": {"k": k, "precision": _r(b_precision), "recall": _r(b_recall),
+               "baseline": {"k": k, "precision": round_figure(b_precision), "recall": round_figure(b_recall),
                             "duplicates": b_duplicates}}
     return metrics, details
 
@@ -617,9 +350,9 @@ def score_c(out: dict[str, pd.DataFrame], ctx: Context) -> tuple[list[Metric], d
     ]
     details = {"customers": len(customers), "cache_rows": len(cands), "next_week_requests": len(nxt),
                "replay_window": [iso(end), iso(end + dt.timedelta(days=C_REPLAY_DAYS))],
-               "hit_rate_recency": _r(by_recency), "hit_rate_global_top": _r(by_global),
+               "hit_rate_recency": round_figure(by_recency), "hit_rate_global_top": round_figure(by_global),
                "loyal_eligible": len(loyal_eligible), "loyal_served": len(loyal_served),
-               "loyal_favourites_cached_mean": _r(np.mean(fav_precision)) if fav_precision else None}
+               "loyal_favourites_cached_mean": round_figure(np.mean(fav_precision)) if fav_precision else None}
     return metrics, details
 
 
@@ -674,8 +407,8 @@ def score_d(out: dict[str, pd.DataFrame], ctx: Context) -> tuple[list[Metric], d
     ]
     details = {"origins": origins, "held_out_predictions": len(held),
                "held_out_programs": int(held["program_id"].nunique()) if len(held) else 0,
-               "mae_none": _r(mae(None)), "mae_unpooled": _r(mae("unpooled")), "mae_loop": _r(mae("loop")),
-               "mae_oracle_planted_bias": _r(mae("planted")), "programs_compared_to_planted": len(programs),
+               "mae_none": round_figure(mae(None)), "mae_unpooled": round_figure(mae("unpooled")), "mae_loop": round_figure(mae("loop")),
+               "mae_oracle_planted_bias": round_figure(mae("planted")), "programs_compared_to_planted": len(programs),
                "unpooled_mean_mismatches_vs_loop": int(mismatch)}
     return metrics, details
 
@@ -743,11 +476,11 @@ def score_e(out: dict[str, pd.DataFrame], ctx: Context) -> tuple[list[Metric], d
     cap = int(loop_config("E").max_candidates)
     details = {"candidates": len(cands), "relevant_1plus": len(relevant_1), "relevant_2plus": len(relevant_2),
                "max_candidates": cap,
-               "recall_2plus_ceiling_at_cap": _r(min(1.0, cap / len(relevant_2))) if relevant_2 else None,
-               "naive_surfaces": len(naive), "naive_precision": _r(b_precision),
+               "recall_2plus_ceiling_at_cap": round_figure(min(1.0, cap / len(relevant_2))) if relevant_2 else None,
+               "naive_surfaces": len(naive), "naive_precision": round_figure(b_precision),
                "proposed_but_in_am_alias": sum(1 for k in proposed if k in planted and planted[k]["in_am_alias"]),
                "proposed_not_planted": len(proposed - set(planted)),
-               "recall_2plus_by_kind": {kind: _r(np.mean([k in proposed for k in relevant_2 if planted[k]["kind"] == kind]))
+               "recall_2plus_by_kind": {kind: round_figure(np.mean([k in proposed for k in relevant_2 if planted[k]["kind"] == kind]))
                                         for kind in sorted({planted[k]["kind"] for k in relevant_2})},
                "clustered_planted_surfaces": len(in_truth)}
     return metrics, details
@@ -912,7 +645,7 @@ def score_h(out: dict[str, pd.DataFrame], ctx: Context) -> tuple[list[Metric], d
         Metric("H", "next-day hit rate of the warmed head", rate(cached), rate(all_time), f"all-time top {H_HEAD}"),
     ]
     details = {"cached": len(cached), "next_day_requests": int(len(nxt_text)), "replay_day_end": iso(end + dt.timedelta(days=1)),
-               "oracle_next_day_top": _r(rate(oracle)), "recency": _r(rate(recency)), "all_time": _r(rate(all_time))}
+               "oracle_next_day_top": round_figure(rate(oracle)), "recency": round_figure(rate(recency)), "all_time": round_figure(rate(all_time))}
     return metrics, details
 
 
@@ -969,7 +702,7 @@ def score_i(out: dict[str, pd.DataFrame], ctx: Context) -> tuple[list[Metric], d
         Metric("I", f"top-{n} overlap with the independent ranking", overlap, better="equal", target=1.0),
         Metric("I", "planted changed/gone pages in the queue", recall, recall_base, f"staleness-only top {n}"),
     ]
-    details = {"queued": n, "programs": len(mine), "max_abs_priority_difference": _r(max_diff, 9),
+    details = {"queued": n, "programs": len(mine), "max_abs_priority_difference": round_figure(max_diff, 9),
                "planted_changed_or_gone_before_end": len(planted), "as_of": iso(end)}
     return metrics, details
 
@@ -1020,7 +753,7 @@ def score_j(out: dict[str, pd.DataFrame], ctx: Context) -> tuple[list[Metric], d
                "naive_rows": len(frequent),
                "naive_wrong": int(len(naive_ok) - sum(naive_ok)),
                "planted_rule_window_aligned": aligned,
-               "planted_rule_jaccard": _r(len(planted_rule & loop_set) / len(planted_rule | loop_set))
+               "planted_rule_jaccard": round_figure(len(planted_rule & loop_set) / len(planted_rule | loop_set))
                if aligned and planted_rule | loop_set else None}
     return metrics, details
 
@@ -1063,221 +796,3 @@ NOTES = [
 ]
 
 
-# ------------------------------------------------------------------------------------------- report
-
-HEADER = ["loop", "metric", "value", "baseline", "verdict"]
-
-
-def markdown_table(metrics: Sequence[Metric]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-    for m in metrics:
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in m.row()) + " |")
-    return "\n".join(lines)
-
-
-def render_markdown(result: dict) -> str:
-    w = result["world"]
-    parts = [
-        "# Loop quality vs planted truth",
-        "",
-        f"World: **{w['scale']}**, seed {w['seed']}, logs end {w['as_of']} JST (`{w['db_path']}`); "
-        f"embedding model `{result['embedding_model']}`; code {result['code_version']}.",
-        "",
-        "Partitions: " + ", ".join(f"{k} `{v}`" for k, v in result["partitions"].items()) + ".",
-        "",
-        markdown_table([Metric(**{k: v for k, v in m.items() if k not in ("verdict", "criterion")})
-                        for m in result["metrics"]]),
-        "",
-        f"Verdicts: {result['summary']['pass']} pass, {result['summary']['fail']} FAIL, "
-        f"{result['summary']['info']} informational, {result['summary']['n/a']} n/a.",
-        "",
-        "## Notes",
-        "",
-        *[f"- {n}" for n in NOTES],
-        "",
-        f"![value vs baseline]({PNG_NAME})",
-        "",
-    ]
-    return "\n".join(parts)
-
-
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    ratio = [m for m in result["metrics"] if m["unit"] in ("ratio", "tau") and m["value"] is not None]
-    days = [m for m in result["metrics"] if m["unit"] == "days" and m["value"] is not None]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(15, max(4.5, 0.42 * len(ratio) + 1.5)),
-                                 gridspec_kw={"width_ratios": [2.6, 1]})
-    y = np.arange(len(ratio))[::-1]
-    ax.barh(y + 0.2, [m["value"] for m in ratio], 0.4, color=["#d1495b" if m["verdict"] == "FAIL" else "#30638e"
-                                                             for m in ratio], label="loop")
-    ax.barh(y - 0.2, [m["baseline"] if m["baseline"] is not None else 0 for m in ratio], 0.4, color="#bbbbbb",
-            label="baseline")
-    ax.set_yticks(y, [f"{m['loop']}: {m['metric'][:62]}" + (f"\n    vs {m['baseline_label'][:60]}" if m["baseline_label"] else "")
-                      for m in ratio], fontsize=6.5)
-    ax.set_xlim(min(0, min([m["value"] for m in ratio] + [0])), 1.05)
-    ax.axvline(0, color="black", lw=0.6)
-    ax.set_xlabel("score (red bar: FAIL)")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(True, axis="x", alpha=0.3)
-    d = result["details"].get("D", {})
-    bars = [("held-out MAE\nno correction", d.get("mae_none"), "#bbbbbb"),
-            ("held-out MAE\nunpooled mean", d.get("mae_unpooled"), "#bbbbbb"),
-            ("held-out MAE\nloop D (EB)", d.get("mae_loop"), "#30638e"),
-            ("held-out MAE\nplanted bias (oracle)", d.get("mae_oracle_planted_bias"), "#66a182")]
-    bias = [m for m in days if "planted bias" in m["metric"]]
-    if bias:
-        bars += [("|bias error|\nunpooled mean", bias[0]["baseline"], "#bbbbbb"),
-                 ("|bias error|\nloop D (EB)", bias[0]["value"], "#30638e")]
-    bars = [b for b in bars if b[1] is not None]
-    bx.bar(range(len(bars)), [b[1] for b in bars], color=[b[2] for b in bars])
-    bx.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=7, rotation=45, ha="right")
-    for i, (_, v, _) in enumerate(bars):
-        bx.text(i, v, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
-    bx.set_ylabel("days")
-    bx.set_title(f"Loop D: forecast error, {d.get('held_out_predictions', 0)} held-out predictions", fontsize=9)
-    w = result["world"]
-    fig.suptitle(f"Loop quality vs planted truth — {w['scale']} world, seed {w['seed']}, logs end {w['as_of']}",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-# --------------------------------------------------------------------------------------------- main
-
-def run_eval(*, scale: str = "small", seed: int = 7, db_path: str | None = None, out_dir: str = DEFAULT_OUT,
-             as_of: dt.date | None = None, embedding_cache: str | None = None, only: Sequence[str] | None = None,
-             say: Say = print) -> dict:
-    """Build/reuse the world, run the loops, score them, write the Markdown, JSON and PNG; return the result."""
-    from autonomath_pipelines import CODE_VERSION
-    from autonomath_pipelines.resources import AutonomathDatabase
-    from autonomath_pipelines.resources.embeddings import EmbeddingModel
-
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
-    letters = [loop_spec(x).letter for x in only] if only else [s.letter for s in CATALOG]
-    started = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    explicit = db_path is not None
-    db = Path(db_path) if explicit else default_db_path(scale, seed, as_of or DEFAULT_AS_OF)
-    world = f"the world {db}" if explicit else f"{scale} world, seed {seed}"    # a given world says its own scale
-    say(f"loop-quality eval: {world}, {len(letters)} loop(s); output in {out}")
-    say("[1/4] world")
-    truth = prepare_world(db, scale, seed, as_of or DEFAULT_AS_OF, say, explicit=explicit)
-    world_as_of = dt.date.fromisoformat(truth["as_of"])
-    database = AutonomathDatabase(path=str(db))
-    partitions = eval_partitions(world_as_of, database)
-    digest_before = file_sha256(db)
-    cache = Path(embedding_cache) if embedding_cache else db.with_name(db.stem + ".embedding_cache.sqlite")
-    say(f"[2/4] loops (dry run), embedding cache {cache}")
-    with tempfile.TemporaryDirectory(prefix="loop-quality-") as tmp:
-        outputs, runs = run_all(db, partitions, Path(tmp), cache, say, letters)
-    if file_sha256(db) != digest_before:
-        raise RuntimeError(f"the dry run changed {db}: a loop wrote to the database")
-    say("[3/4] scores")
-    ctx = Context(db=database, truth=truth, partitions=partitions)
-    metrics: list[Metric] = []
-    details: dict[str, dict] = {}
-    for letter in letters:
-        if letter not in outputs:
-            metrics.append(Metric(letter, f"loop run ({runs[letter]['error']})", 0, better="equal", target=1,
-                                  unit="count"))
-            continue
-        found, detail = SCORERS[letter](outputs[letter], ctx)
-        metrics += found
-        details[letter] = detail
-        say(f"  {letter}: " + "; ".join(f"{m.metric} {_fmt(m.value, m.unit)} [{m.verdict}]" for m in found))
-    summary = {v: sum(m.verdict == v for m in metrics) for v in ("pass", "FAIL", "info", "n/a")}
-    summary["fail"] = summary.pop("FAIL")
-    result = {
-        "world": {"scale": truth.get("scale"), "seed": truth.get("seed"), "as_of": truth.get("as_of"),
-                  "db_path": str(db), "db_sha256": digest_before, "row_counts": truth.get("row_counts")},
-        "embedding_model": EmbeddingModel(cache_path=str(cache)).model,
-        "code_version": CODE_VERSION,
-        "partitions": {letter: partitions[letter] for letter in letters},
-        "metrics": [asdict(m) for m in metrics],
-        "summary": summary,
-        "details": json.loads(json.dumps(details, default=_json_default, sort_keys=True)),
-        "notes": NOTES,
-        "runtime": {"generated_at": dt.datetime.now(JST).replace(microsecond=0).isoformat(),
-                    "seconds": None, "runs": runs, "loadavg": list(os.getloadavg())},
-    }
-    say("[4/4] report")
-    result["runtime"]["seconds"] = round(time.perf_counter() - started, 1)
-    _write(out / JSON_NAME, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
-    _write(out / MD_NAME, render_markdown(result))
-    plot(result, out / PNG_NAME)
-    say("")
-    say(markdown_table(metrics))
-    say("")
-    say(f"{summary['pass']} pass, {summary['fail']} FAIL, {summary['info']} info, {summary['n/a']} n/a "
-        f"({result['runtime']['seconds']:.0f} s); files: {out / MD_NAME}, {out / JSON_NAME}, {out / PNG_NAME}")
-    return result
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return _r(value)
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scale", choices=SCALES, default="small")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--db", default=None, help="a demo world with its .truth.json (built there if missing; "
-                        "default: data/eval/autonomath-<scale>-seed<seed>-<as-of>.db)")
-    parser.add_argument("--as-of", default=None, help=f"JST date the built world's logs end (default {DEFAULT_AS_OF})")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for loop_quality.md/.json/.png")
-    parser.add_argument("--only", action="append", metavar="LOOP", help="score only this loop (repeatable)")
-    parser.add_argument("--embedding-cache", default=None, help="embedding cache file (default: next to the world)")
-    parser.add_argument("--strict", action="store_true", help="also exit 1 when a metric could not be judged "
-                        "(verdict n/a); a FAIL verdict or a failed loop run always exits 1")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="evals/loop_quality.py", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_from_args(args)
-
-
-def run_from_args(args: argparse.Namespace, say: Say = lambda line: print(line, flush=True)) -> int:
-    from autonomath_pipelines.resources.db import DatabaseFileError
-
-    try:
-        result = run_eval(scale=args.scale, seed=args.seed, db_path=args.db, out_dir=args.out,
-                          as_of=dt.date.fromisoformat(args.as_of) if args.as_of else None,
-                          embedding_cache=args.embedding_cache, only=args.only, say=say)
-    except (ValueError, KeyError, FileNotFoundError, DatabaseFileError) as exc:
-        print(f"autonomath-loops eval: {exc}", file=sys.stderr)
-        return 2
-    return exit_code(result, strict=getattr(args, "strict", False))
-
-
-def exit_code(result: Mapping, *, strict: bool = False) -> int:
-    """1 when a loop run failed or a verdict is FAIL (so CI can rely on it); with ``strict``, also when
-    a metric was not computable (n/a): a world that cannot judge a loop has not shown it works."""
-    failed_runs = [r for r in result["runtime"]["runs"].values() if r["status"] != "succeeded"]
-    unjudged = strict and result["summary"].get("n/a", 0)
-    return 1 if failed_runs or result["summary"]["fail"] or unjudged else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Cost of the loops on a (production-scale) world: every run in a fresh subprocess, cold and warm.
 
     autonomath-loops bench loops [--only A --only E] [--repeats 3] [--db data/bench/autonomath-production.db]
-    .venv/bin/python -m autonomath_pipelines.bench_loops [same options]
+    .venv/bin/python -m autonomath_pipelines.bench.loops [same options]
 
 For each loop (all ten by default), on the partition the schedule would run when the world's logs
 end (``last_complete_partition_key`` as of the world's as-of, so the figure does not depend on
@@ -11,7 +11,7 @@ today's date), dry run, through ``orchestrator.run_loops``:
 * **warm**: ``repeats`` (≥ 3) re-runs of the same partition with the cache the cold run filled; the
   median of each figure is reported (the loops embed nothing new on a re-run of a partition).
 
-Every run is a fresh Python process (``python -m autonomath_pipelines.bench_loops --child``), as a
+Every run is a fresh Python process (``python -m autonomath_pipelines.bench.loops --child``), as a
 scheduled Dagster run is. Per run, measured inside the child:
 
 * ``run_cpu_s`` / ``run_wall_s``: the loop's Dagster run alone (``LoopResult``: CPU time of the
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from autonomath_pipelines.catalog import LOOPS as CATALOG
-from autonomath_pipelines.bench_process import (
+from autonomath_pipelines.bench.process import (
     code_provenance, peak_rss_mb, provenance_lines, rss_mb, run_child, world_provenance, write_report,
 )
 from autonomath_pipelines.catalog import TIMEZONE, LoopSpec, loop_spec
@@ -148,7 +148,7 @@ def run_loops_benchmark(db_path: str, only: Sequence[str] | None = None, out_dir
                 phase = "cold" if n == 0 else "warm"
                 say(f"  [{i}/{len(specs)}] loop {spec.letter} {spec.loop_id} partition {key or '(default)'}: "
                     f"{phase} run{'' if phase == 'cold' else f' {n}/{repeats}'} ...")
-                run = run_child("autonomath_pipelines.bench_loops",
+                run = run_child("autonomath_pipelines.bench.loops",
                                 {"loop": spec.loop_id, "partition": key, "db": db_path, "cache": cache,
                                  "work": str(Path(tmp) / f"{spec.letter}-{n}")}, f"for loop {spec.letter}")
                 run["phase"] = phase
@@ -297,7 +297,7 @@ def _plot(path: Path, result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autonomath_pipelines.bench_loops", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m autonomath_pipelines.bench.loops", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="data/bench/autonomath-production.db")
     parser.add_argument("--only", action="append", metavar="LOOP")
     parser.add_argument("--repeats", type=int, default=3)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from autonomath_pipelines.bench_load import (
+from autonomath_pipelines.bench.load import (
     JSON_NAME,
     MD_NAME,
     PNG_NAME,
@@ -15,7 +15,7 @@ from autonomath_pipelines.bench_load import (
     run_load_benchmark,
 )
 from autonomath_pipelines.demo import load_truth, truth_path
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 
 def test_side_by_side_cost_on_worlds_of_one_and_two_services(tmp_path):

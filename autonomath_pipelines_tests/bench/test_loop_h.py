@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from autonomath_pipelines.bench import EXIT_USAGE, latency_stats, run_benchmark
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.bench.loop_h import EXIT_USAGE, latency_stats, run_benchmark
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_DAY
 
 

@@ -42,7 +42,7 @@ def peak_rss_mb() -> float:
 def code_provenance() -> dict[str, Any]:
     """Which code measured: the package version and, in a git checkout, the commit and whether the
     tree had uncommitted changes (a figure from a dirty tree is not the commit's)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str | None:
         try:
@@ -64,7 +64,7 @@ def world_provenance(db_path: str | os.PathLike) -> dict[str, Any]:
     planner statistics (``ANALYZE`` tables present) and its size, plus warnings when it was built by
     other generator code than this checkout's, or lacks statistics."""
     from autonomath_pipelines.demo.world import generator_digest, load_truth, truth_path
-    from autonomath_pipelines.sqlite import sqlite3
+    from autonomath_pipelines.contract.sqlite import sqlite3
 
     info: dict[str, Any] = {"db": str(db_path), "warnings": []}
     if truth_path(db_path).exists():

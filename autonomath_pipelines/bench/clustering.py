@@ -1,6 +1,6 @@
 """Benchmark of ``lib.clustering.dbscan_cosine`` at 10k and 100k texts (DESIGN §7: bounded at 100k).
 
-    .venv/bin/python -m autonomath_pipelines.bench_clustering [--sizes 10000,100000] [--out-dir DIR]
+    .venv/bin/python -m autonomath_pipelines.bench.clustering [--sizes 10000,100000] [--out-dir DIR]
 
 Data: ``clusters`` synthetic themes of unit vectors in ``dims`` dimensions, von Mises–Fisher-like
 (a random unit centre plus isotropic gaussian noise of norm ≈ σ, renormalised), cluster sizes
@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from autonomath_pipelines.bench_process import peak_rss_mb, rss_mb, run_child
+from autonomath_pipelines.bench.process import peak_rss_mb, rss_mb, run_child
 
 Say = Callable[[str], None]
 
@@ -231,7 +231,7 @@ def run_clustering_benchmark(sizes: tuple[int, ...] = (10_000, 100_000), dims: i
                     "labels_path": str(Path(tmp) / f"{method}_{n}.npy")}
             load = os.getloadavg()[0]
             say(f"  [{i}/{len(jobs)}] {method} n={n:,} (load average {load:.1f}) ...")
-            r = run_child("autonomath_pipelines.bench_clustering", spec, f"{spec['method']} n={spec['n']}")
+            r = run_child("autonomath_pipelines.bench.clustering", spec, f"{spec['method']} n={spec['n']}")
             r["load_avg_1min_before"] = load
             results.append(r)
             say(_row(r))
@@ -282,7 +282,7 @@ def run_clustering_benchmark(sizes: tuple[int, ...] = (10_000, 100_000), dims: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autonomath_pipelines.bench_clustering",
+    parser = argparse.ArgumentParser(prog="python -m autonomath_pipelines.bench.clustering",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated n (default 10000,100000)")
     parser.add_argument("--dims", type=int, default=384)

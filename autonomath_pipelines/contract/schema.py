@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Iterable
 
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 _SECTION = re.compile(r"^-- @(sources|outputs|review)\b", re.MULTILINE)
 
@@ -26,7 +26,7 @@ class TableContract:
 
 
 def schema_sql() -> str:
-    return resources.files("autonomath_pipelines").joinpath("schema.sql").read_text(encoding="utf-8")
+    return resources.files("autonomath_pipelines.contract").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
 @functools.cache

@@ -49,7 +49,8 @@ from autonomath_pipelines.lib.search import ProgramSearcher
 from autonomath_pipelines.lib.textnorm import normalize_query, query_hash
 from autonomath_pipelines.lib.zipf import zipf_head
 from autonomath_pipelines.resources.db import AutonomathDatabase
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 
 Say = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
@@ -426,17 +427,14 @@ def _head_queries(db: Path, k: int, say: Say) -> dict[str, Any]:
 
 def _day_bounds_utc(day: dt.date) -> tuple[str, str]:
     start = dt.datetime.combine(day, dt.time(), tzinfo=JST)
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    return (start.astimezone(dt.timezone.utc).strftime(fmt),
-            (start + dt.timedelta(days=1)).astimezone(dt.timezone.utc).strftime(fmt))
+    return iso_utc(start), iso_utc(start + dt.timedelta(days=1))
 
 
 def _populate_cache(db: Path, head: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """Bench setup: every head query into ``query_cache`` with the payload builder loop H uses."""
     started = time.perf_counter()
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    computed_at, ttl_until = now.strftime(fmt), (now + dt.timedelta(hours=24)).strftime(fmt)
+    now = utc_now()
+    computed_at, ttl_until = iso_utc(now), iso_utc(now + dt.timedelta(hours=24))
     normalized = head["normalized"]
     rows, empty = [], []
     with _read_only(db) as conn, ProgramSearcher.over(conn) as searcher:

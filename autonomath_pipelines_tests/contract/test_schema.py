@@ -2,8 +2,8 @@ import pytest
 
 from autonomath_pipelines.catalog import LOOPS
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.schema import SchemaError, contract, missing_schema, output_tables, source_tables
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.schema import SchemaError, contract, missing_schema, output_tables, source_tables
+from autonomath_pipelines.contract.sqlite import sqlite3
 
 DESIGN_SOURCES = {"programs", "programs_fts", "prefectures", "query_log", "customer_feedback", "hallucination_guard",
                   "customer_success_events", "api_keys", "am_application_round", "forecast_predictions", "am_alias",

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from autonomath_pipelines.bench_loops import (
+from autonomath_pipelines.bench.loops import (
     JSON_NAME,
     MD_NAME,
     PNG_NAME,
@@ -17,9 +17,9 @@ from autonomath_pipelines.bench_loops import (
     runs_per_month,
     world_as_of,
 )
-from autonomath_pipelines.bench_process import code_provenance, peak_rss_mb, rss_mb, world_provenance
+from autonomath_pipelines.bench.process import code_provenance, peak_rss_mb, rss_mb, world_provenance
 from autonomath_pipelines.demo import truth_path
-from autonomath_pipelines.sqlite import sqlite3
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.catalog import LOOPS, loop_spec
 from autonomath_pipelines_tests.conftest import AS_OF
 

@@ -1,7 +1,7 @@
 """Load: every loop on the service's size and on ten times it, side by side, and writers at once.
 
     autonomath-loops bench load [--factor 10] [--only A --only E] [--repeats 3] [--out reports/bench] [--rebuild]
-    .venv/bin/python -m autonomath_pipelines.bench_load [same options]
+    .venv/bin/python -m autonomath_pipelines.bench.load [same options]
 
 Worlds (seed 7, logs ending 2026-11-21 JST, kept under ``data/bench/load/`` and reused while the
 generator is unchanged): ``production`` (1×: ≈1M query_log rows a month, 20k programs, 335,605
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import platform
 import re
@@ -43,8 +42,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from autonomath_pipelines.bench_loops import run_loops_benchmark
-from autonomath_pipelines.bench_process import code_provenance, provenance_lines, write_report
+from autonomath_pipelines.bench.loops import run_loops_benchmark
+from autonomath_pipelines.bench.process import code_provenance, provenance_lines, write_report
 
 Say = Callable[[str], None]
 AS_OF = dt.date(2026, 11, 21)
@@ -121,7 +120,7 @@ def _cli(*args: str) -> list[str]:
 def _run_loop(db: Path, letter: str) -> list[str]:
     """``run --only letter --execute`` on the partition the schedule runs when the world's logs end
     (not today's: a demo world's logs end on its as-of)."""
-    from autonomath_pipelines.bench_loops import bench_partition, world_as_of
+    from autonomath_pipelines.bench.loops import bench_partition, world_as_of
     from autonomath_pipelines.catalog import loop_spec
 
     key = bench_partition(loop_spec(letter), world_as_of(str(db)))
@@ -380,7 +379,7 @@ def _plot(path: Path, result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autonomath_pipelines.bench_load", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m autonomath_pipelines.bench.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--factor", type=int, default=10)
     parser.add_argument("--only", action="append", metavar="LOOP")
     parser.add_argument("--repeats", type=int, default=3)

@@ -1,7 +1,7 @@
 """Scaling of loops A and E with the size of their window: time and peak memory at 10k, 100k, 1M rows.
 
     autonomath-loops bench scaling [--sizes 10000,100000,1000000] [--out reports/bench]
-    .venv/bin/python -m autonomath_pipelines.bench_scaling [same options]
+    .venv/bin/python -m autonomath_pipelines.bench.scaling [same options]
 
 Worlds: for each size N a demo world with the production world's shape (20,000 programs, 335,605
 aliases, 5,000 api keys, 40 hallucination families …) whose logs cover exactly 14 JST days with
@@ -36,7 +36,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from autonomath_pipelines.bench_process import (
+from autonomath_pipelines.contract.timestamps import iso_utc
+from autonomath_pipelines.bench.process import (
     code_provenance, peak_rss_mb, provenance_lines, rss_mb, run_child, world_provenance, write_report,
 )
 
@@ -107,7 +108,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
 
     from autonomath_pipelines.definitions import build_definitions
-    from autonomath_pipelines.io_manager import PartitionedParquetIOManager
+    from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
     from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
 
     job_name, run_config, selected_asset, texts_asset = LOOP_RUNS[spec["loop"]]
@@ -149,10 +150,8 @@ def window_rows(db: Path) -> int:
 
     start = dt.datetime(AS_OF.year, AS_OF.month, AS_OF.day, tzinfo=dt.timezone(dt.timedelta(hours=9))) - dt.timedelta(days=DAYS)
     end = start + dt.timedelta(days=DAYS)
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
     frame = AutonomathDatabase(path=str(db)).read_frame(
-        "SELECT COUNT(*) AS n FROM query_log WHERE ts >= ? AND ts < ?",
-        (start.astimezone(dt.timezone.utc).strftime(fmt), end.astimezone(dt.timezone.utc).strftime(fmt)))
+        "SELECT COUNT(*) AS n FROM query_log WHERE ts >= ? AND ts < ?", (iso_utc(start), iso_utc(end)))
     return int(frame["n"].iloc[0])
 
 
@@ -182,7 +181,7 @@ def run_scaling_benchmark(sizes: Sequence[int] = SIZES, loops: Sequence[str] = L
                 cache = str(Path(tmp) / f"cache-{letter}-{n}.sqlite")
                 for phase in ("cold", "warm"):
                     say(f"  [{len(results) + 1}/{total}] loop {letter}, {rows[n]:,} rows in the window, {phase} ...")
-                    r = run_child("autonomath_pipelines.bench_scaling",
+                    r = run_child("autonomath_pipelines.bench.scaling",
                                   {"loop": letter, "db": str(worlds[n]), "cache": cache,
                                    "storage": str(Path(tmp) / f"storage-{letter}-{n}-{phase}")},
                                   f"scaling loop {letter} n={n}")
@@ -305,7 +304,7 @@ def _plot(path: Path, result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autonomath_pipelines.bench_scaling",
+    parser = argparse.ArgumentParser(prog="python -m autonomath_pipelines.bench.scaling",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=",".join(str(n) for n in SIZES))
     parser.add_argument("--only", action="append", metavar="LOOP", help="A and/or E (default both)")

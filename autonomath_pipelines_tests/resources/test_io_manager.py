@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from autonomath_pipelines.io_manager import PartitionedParquetIOManager
+from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-11-01", timezone="Asia/Tokyo")
 

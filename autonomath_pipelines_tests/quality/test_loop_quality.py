@@ -9,18 +9,10 @@ from pathlib import Path
 import pytest
 
 from autonomath_pipelines.cli import main
-from autonomath_pipelines.evals_loop_quality import (
-    JSON_NAME,
-    MD_NAME,
-    PNG_NAME,
-    Metric,
-    eval_partitions,
-    file_sha256,
-    jsonld_errors,
-    markdown_table,
-    range_keys,
-    run_eval,
-)
+from autonomath_pipelines.quality.partitions import eval_partitions, range_keys
+from autonomath_pipelines.quality.report import JSON_NAME, MD_NAME, PNG_NAME, markdown_table
+from autonomath_pipelines.quality.runner import file_sha256, run_eval
+from autonomath_pipelines.quality.scores import Metric, jsonld_errors
 from autonomath_pipelines.lib.jsonld import build_jsonld, dumps_jsonld
 from autonomath_pipelines.resources import AutonomathDatabase
 
@@ -136,7 +128,7 @@ def test_exact_scores_on_the_production_world(tmp_path):
 
 def _canned_eval(monkeypatch, metrics: list[Metric], run_status: str = "succeeded") -> None:
     """``run_eval`` replaced by a result with these verdicts, so the exit code is tested without a world."""
-    import autonomath_pipelines.evals_loop_quality as evals
+    import autonomath_pipelines.quality.runner as evals
 
     summary = {v: sum(m.verdict == v for m in metrics) for v in ("pass", "FAIL", "info", "n/a")}
     summary["fail"] = summary.pop("FAIL")

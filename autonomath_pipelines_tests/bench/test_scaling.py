@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from autonomath_pipelines.bench_scaling import DAYS, loglog_slope, registered_scale, run_scaling_benchmark
+from autonomath_pipelines.bench.scaling import DAYS, loglog_slope, registered_scale, run_scaling_benchmark
 from autonomath_pipelines.cli import main
 from autonomath_pipelines.demo import world
 
