@@ -47,10 +47,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from autonomath_pipelines.orchestrator import run_loops
+    from autonomath_pipelines.orchestrator import run_loops, run_settings
+    from autonomath_pipelines.resources import AutonomathDatabase
 
-    report = run_loops(only=args.only, partition=args.partition, until=args.to, execute=args.execute,
-                       db_path=args.db, reports_dir=args.reports_dir, progress=_say,
+    database = AutonomathDatabase(path=args.db) if args.db else AutonomathDatabase()
+    report = run_loops(database, run_settings(args.only, execute=args.execute, reports_dir=args.reports_dir),
+                       only=args.only, partition=args.partition, until=args.to, progress=_say,
                        log_level="DEBUG" if args.verbose else "WARNING")
     _say("")
     _say(f"{'loop':<30} {'partition':<12} {'status':<10} {'scanned':>9} {'proposed':>9} {'executed':>9} {'CPU s':>7} {'ceiling':>8}")

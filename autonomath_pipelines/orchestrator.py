@@ -29,7 +29,7 @@ from autonomath_pipelines.loops import LOOPS, LoopDefinition
 from autonomath_pipelines.lib.liveness import process_gone, run_process, this_process
 from autonomath_pipelines.loops.common import DB_WRITE_POOL, RANGE_LAST_TAG, last_complete_partition_key, partitions_for
 from autonomath_pipelines.contract.timestamps import utc_now
-from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
+from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, loop_resources
 from autonomath_pipelines.operations.runs import CPU_SECONDS_TAG, root_cause
 
 
@@ -95,6 +95,16 @@ def select_loops(only: Sequence[str] | None, loops: Sequence[LoopDefinition] = L
         if implemented[spec.loop_id] not in selected:
             selected.append(implemented[spec.loop_id])
     return selected
+
+
+def run_settings(only: Sequence[str] | None = None, *, execute: bool = False, reports_dir: str | None = None,
+                 repo_root: str | None = None, loops: Sequence[LoopDefinition] = LOOPS) -> LoopSettings:
+    """What ``autonomath-loops run [--only …] [--execute]`` asks for: the selected loops may write with
+    ``execute``, none without (whatever ``AUTONOMATH_EXECUTE_LOOPS`` says); paths from the
+    environment unless given."""
+    paths = {k: v for k, v in (("reports_dir", reports_dir), ("repo_root", repo_root)) if v}
+    return LoopSettings(execute_loops=[loop.spec.loop_id for loop in select_loops(only, loops)] if execute else [],
+                        **paths)
 
 
 def partition_keys_for(loop: LoopDefinition, partition: str | None, until: str | None = None) -> list[str]:
@@ -306,6 +316,8 @@ def _execute(job: dg.JobDefinition, loop: LoopDefinition, key: str, instance: dg
             result.actions_proposed = int(metadata.get("candidates_proposed", metadata.get("dagster/row_count", 0)))
         elif materialization.asset_key == loop.published:
             result.actions_executed = int(metadata.get("rows_written", 0))
+            # What the publish step did, not what was asked: it alone knows whether it wrote.
+            result.dry_run = bool(metadata.get("dry_run", result.dry_run))
     for event in outcome.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
@@ -321,13 +333,13 @@ def _execute(job: dg.JobDefinition, loop: LoopDefinition, key: str, instance: dg
     return result
 
 
-def run_loops(*, only: Sequence[str] | None = None, partition: str | None = None, until: str | None = None,
-              execute: bool = False, db_path: str | None = None, reports_dir: str | None = None,
-              storage_dir: str | None = None, embedding_cache: str | None = None,
-              instance: dg.DagsterInstance | None = None,
+def run_loops(database: AutonomathDatabase, settings: LoopSettings, *, only: Sequence[str] | None = None,
+              partition: str | None = None, until: str | None = None, storage_dir: str | None = None,
+              embeddings: EmbeddingModel | None = None, instance: dg.DagsterInstance | None = None,
               log_level: str = "WARNING", progress: Callable[[str], None] = lambda line: None,
               loops: Sequence[LoopDefinition] = LOOPS, slot_wait: float | None = None) -> RunReport:
-    """Run the selected loops (each partition a Dagster run) and write the report.
+    """Run the selected loops (each partition a Dagster run) over ``database`` with ``settings`` (which
+    loops may write, where reports and files go) and write the report.
 
     First recovers runs whose process is gone (``recover_abandoned_runs``). A step waits at most
     ``slot_wait`` seconds (default ``$AUTONOMATH_SLOT_WAIT_SECONDS``, else 300) for a pool slot.
@@ -336,12 +348,8 @@ def run_loops(*, only: Sequence[str] | None = None, partition: str | None = None
     available = tuple(loops)
     loops = select_loops(only, available)
     keys = {loop.spec.loop_id: partition_keys_for(loop, partition, until) for loop in loops}
-    database = AutonomathDatabase(path=db_path) if db_path else AutonomathDatabase()
     database.require_exists()
-    settings = LoopSettings(execute_loops=[loop.spec.loop_id for loop in loops] if execute else [],
-                            **({"reports_dir": reports_dir} if reports_dir else {}))
-    embeddings = EmbeddingModel(cache_path=embedding_cache) if embedding_cache else None
-    defs = build_definitions(database=database, settings=settings, storage_dir=storage_dir, embeddings=embeddings,
+    defs = build_definitions(loop_resources(database, settings, storage_dir=storage_dir, embeddings=embeddings),
                              loops=available)
     bound = slot_wait_seconds(slot_wait)
     instance = instance or dagster_instance()
@@ -351,6 +359,7 @@ def run_loops(*, only: Sequence[str] | None = None, partition: str | None = None
     total_runs = sum(len(k) for k in keys.values())
     for loop in loops:
         job = defs.resolve_job_def(loop.spec.job_name)
+        execute = settings.execution_enabled(loop.spec.loop_id)
         for key in keys[loop.spec.loop_id]:
             progress(f"[{len(results) + 1}/{total_runs}] loop {loop.spec.letter} {loop.spec.loop_id} "
                      f"partition {key} ({'execute' if execute else 'dry run'}) ...")
@@ -360,20 +369,20 @@ def run_loops(*, only: Sequence[str] | None = None, partition: str | None = None
             except RunInterrupted as interrupted:
                 results.append(interrupted.args[0])
                 progress(f"    failed: {interrupted.args[0].error}")
-                _report(results, execute, database, settings)
+                _report(results, database, settings)
                 raise
             results.append(result)
             progress(f"    {result.status}: scanned {result.scanned}, proposed {result.actions_proposed}, "
                      f"executed {result.actions_executed}, {result.cpu_seconds:.1f} CPU s"
                      + (f" — {result.error}" if result.error else ""))
-    return _report(results, execute, database, settings)
+    return _report(results, database, settings)
 
 
-def _report(results: list[LoopResult], execute: bool, database: AutonomathDatabase, settings: LoopSettings) -> RunReport:
+def _report(results: list[LoopResult], database: AutonomathDatabase, settings: LoopSettings) -> RunReport:
     succeeded = sum(r.status == "succeeded" for r in results)
     report = RunReport(
         ts=dt.datetime.now(ZoneInfo(TIMEZONE)).replace(microsecond=0).isoformat(),
-        dry_run=not execute,
+        dry_run=all(r.dry_run for r in results),
         loops_total=len(results),
         loops_succeeded=succeeded,
         loops_failed=len(results) - succeeded,

@@ -9,8 +9,8 @@ from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.cli import main
 from autonomath_pipelines.loops.common import LoopDefinition, partitions_for
 from autonomath_pipelines.loops.loop_h_cache_warming import LOOP as LOOP_H
-from autonomath_pipelines.orchestrator import run_loops
 from autonomath_pipelines_tests.conftest import LAST_DAY
+from autonomath_pipelines_tests.loops.harness import run_loops_at
 
 SEED_KEYS = {"ts", "dry_run", "loops_total", "loops_succeeded", "loops_failed", "totals", "results"}
 
@@ -28,7 +28,7 @@ def broken_loop() -> LoopDefinition:
 
 
 def test_run_writes_the_seed_report(small_world, tmp_path):
-    report = run_loops(only=["H"], db_path=str(small_world), partition=LAST_DAY,
+    report = run_loops_at(only=["H"], db_path=str(small_world), partition=LAST_DAY,
                        reports_dir=str(tmp_path / "reports"), storage_dir=str(tmp_path / "storage"))
     data = json.loads(open(report.report_path, encoding="utf-8").read())
     assert SEED_KEYS <= set(data)
@@ -44,7 +44,7 @@ def test_run_writes_the_seed_report(small_world, tmp_path):
 
 
 def test_one_failing_loop_never_stops_the_others(small_world, tmp_path):
-    report = run_loops(db_path=str(small_world), partition=None, reports_dir=str(tmp_path / "r"),
+    report = run_loops_at(db_path=str(small_world), partition=None, reports_dir=str(tmp_path / "r"),
                        storage_dir=str(tmp_path / "s"), loops=(broken_loop(), LOOP_H))
     by_id = {r.loop_id: r for r in report.results}
     assert by_id["loop_f_channel_roi"].status == "failed"
@@ -58,14 +58,14 @@ def test_one_failing_loop_never_stops_the_others(small_world, tmp_path):
 
 
 def test_execute_through_the_orchestrator_writes(small_world, tmp_path):
-    report = run_loops(only=["H"], db_path=str(small_world), partition=LAST_DAY, execute=True,
+    report = run_loops_at(only=["H"], db_path=str(small_world), partition=LAST_DAY, execute=True,
                        reports_dir=str(tmp_path / "r"), storage_dir=str(tmp_path / "s"))
     [h] = report.results
     assert h.actions_executed == h.actions_proposed > 150 and report.dry_run is False
 
 
 def test_partition_range_runs_each_partition(small_world, tmp_path):
-    report = run_loops(only=["H"], db_path=str(small_world), partition="2026-11-18", until=LAST_DAY,
+    report = run_loops_at(only=["H"], db_path=str(small_world), partition="2026-11-18", until=LAST_DAY,
                        reports_dir=str(tmp_path / "r"), storage_dir=str(tmp_path / "s"))
     assert [r.partition_key for r in report.results] == ["2026-11-18", "2026-11-19", "2026-11-20"]
     assert report.ok

@@ -319,12 +319,13 @@ def _loop_h_cost(source: Path, copy: Path, out: Path, partition: str, repeats: i
 def _one_loop_h_run(db: Path, out: Path, partition: str, execute: bool) -> dict[str, Any]:
     import dagster as dg
 
-    from autonomath_pipelines.orchestrator import run_loops
+    from autonomath_pipelines.orchestrator import run_loops, run_settings
 
     wall, cpu = time.perf_counter(), time.process_time()
     # An ephemeral instance: benchmark runs stay out of the operator's run history (DAGSTER_HOME).
-    report = run_loops(only=[LOOP_ID], partition=partition, execute=execute, db_path=str(db),
-                       reports_dir=str(out / "reports"), storage_dir=str(out / "storage"),
+    report = run_loops(AutonomathDatabase(path=str(db)),
+                       run_settings([LOOP_ID], execute=execute, reports_dir=str(out / "reports")),
+                       only=[LOOP_ID], partition=partition, storage_dir=str(out / "storage"),
                        instance=dg.DagsterInstance.ephemeral())
     call_wall, call_cpu = time.perf_counter() - wall, time.process_time() - cpu
     r = report.results[0]

@@ -96,12 +96,13 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     import dagster as dg
 
     from autonomath_pipelines.orchestrator import run_loops
+    from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
 
     base_rss = rss_mb()
     work = Path(spec["work"])
-    report = run_loops(only=[spec["loop"]], partition=spec["partition"], db_path=spec["db"],
-                       reports_dir=str(work / "reports"), storage_dir=str(work / "storage"),
-                       embedding_cache=spec["cache"], instance=dg.DagsterInstance.ephemeral())
+    report = run_loops(AutonomathDatabase(path=spec["db"]), LoopSettings(execute_loops=[], reports_dir=str(work / "reports")),
+                       only=[spec["loop"]], partition=spec["partition"], storage_dir=str(work / "storage"),
+                       embeddings=EmbeddingModel(cache_path=spec["cache"]), instance=dg.DagsterInstance.ephemeral())
     r = report.results[0]
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)

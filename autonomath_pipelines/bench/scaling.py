@@ -109,11 +109,11 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
 
     from autonomath_pipelines.definitions import build_definitions
     from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
-    from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
+    from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, loop_resources
 
     job_name, run_config, selected_asset, texts_asset = LOOP_RUNS[spec["loop"]]
-    defs = build_definitions(database=AutonomathDatabase(path=spec["db"]), settings=LoopSettings(execute_loops=[]),
-                             storage_dir=spec["storage"], embeddings=EmbeddingModel(cache_path=spec["cache"]))
+    defs = build_definitions(loop_resources(AutonomathDatabase(path=spec["db"]), LoopSettings(execute_loops=[]),
+                                            storage_dir=spec["storage"], embeddings=EmbeddingModel(cache_path=spec["cache"])))
     job = defs.resolve_job_def(job_name)
     base_rss = rss_mb()
     wall, cpu = time.perf_counter(), time.process_time()

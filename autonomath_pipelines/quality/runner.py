@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -14,7 +13,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -72,20 +71,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 # --------------------------------------------------------------------------------------------- runs
 
 #: Parquet outputs each score reads (asset names), by loop letter.
@@ -110,6 +95,7 @@ def run_all(db_path: Path, partitions: dict[str, str], work: Path, embedding_cac
 
     from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
     from autonomath_pipelines.orchestrator import run_loops
+    from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
 
     repo = work / "repo"                       # an empty service repo: no gold set, no property tests
     (repo / "evals").mkdir(parents=True, exist_ok=True)
@@ -119,33 +105,34 @@ def run_all(db_path: Path, partitions: dict[str, str], work: Path, embedding_cac
     outputs: dict[str, dict[str, pd.DataFrame]] = {}
     runs: dict[str, dict] = {}
     instance = dg.DagsterInstance.ephemeral()
-    with _env(AUTONOMATH_REPO_ROOT=str(repo), AUTONOMATH_EXECUTE_LOOPS=""):
-        for i, letter in enumerate(letters, 1):
-            spec, key = loop_spec(letter), partitions[letter]
-            say(f"  [{i}/{len(letters)}] loop {letter} {spec.loop_id}, partition {key} (dry run) ...")
-            first, _, last = key.partition("..")
-            report = run_loops(only=[letter], partition=first, until=last or None, db_path=str(db_path),
-                               reports_dir=str(work / "reports"), storage_dir=str(storage),
-                               embedding_cache=str(embedding_cache), instance=instance)
-            results = report.results
-            failed = [r for r in results if r.status != "succeeded"]
-            runs[letter] = {"loop_id": spec.loop_id, "partition_key": key, "runs": len(results),
-                            "status": "failed" if failed else "succeeded",
-                            "scanned": sum(r.scanned for r in results), "proposed": sum(r.actions_proposed for r in results),
-                            "executed": sum(r.actions_executed for r in results),
-                            "wall_seconds": round(sum(r.wall_seconds for r in results), 3),
-                            "cpu_seconds": round(sum(r.cpu_seconds for r in results), 3),
-                            "error": "; ".join(f"{r.partition_key}: {r.error}" for r in failed) or None,
-                            "checks_failed": [c for r in results for c in r.checks_failed]}
-            run = runs[letter]
-            say(f"      {run['status']}{f' ({len(results)} partitions)' if len(results) > 1 else ''}: scanned "
-                f"{run['scanned']:,}, proposed {run['proposed']:,}, {run['cpu_seconds']:.1f} CPU s"
-                + (f" — {run['error']}" if run["error"] else ""))
-            if failed:
-                continue
-            outputs[letter] = {name: pd.concat([pd.read_parquet(io.path_for(dg.AssetKey(name), k))
-                                                for k in range_keys(letter, key)], ignore_index=True)
-                               for name in OUTPUTS[letter]}
+    database = AutonomathDatabase(path=str(db_path))
+    settings = LoopSettings(execute_loops=[], repo_root=str(repo), reports_dir=str(work / "reports"))
+    embeddings = EmbeddingModel(cache_path=str(embedding_cache))
+    for i, letter in enumerate(letters, 1):
+        spec, key = loop_spec(letter), partitions[letter]
+        say(f"  [{i}/{len(letters)}] loop {letter} {spec.loop_id}, partition {key} (dry run) ...")
+        first, _, last = key.partition("..")
+        report = run_loops(database, settings, only=[letter], partition=first, until=last or None,
+                           storage_dir=str(storage), embeddings=embeddings, instance=instance)
+        results = report.results
+        failed = [r for r in results if r.status != "succeeded"]
+        runs[letter] = {"loop_id": spec.loop_id, "partition_key": key, "runs": len(results),
+                        "status": "failed" if failed else "succeeded",
+                        "scanned": sum(r.scanned for r in results), "proposed": sum(r.actions_proposed for r in results),
+                        "executed": sum(r.actions_executed for r in results),
+                        "wall_seconds": round(sum(r.wall_seconds for r in results), 3),
+                        "cpu_seconds": round(sum(r.cpu_seconds for r in results), 3),
+                        "error": "; ".join(f"{r.partition_key}: {r.error}" for r in failed) or None,
+                        "checks_failed": [c for r in results for c in r.checks_failed]}
+        run = runs[letter]
+        say(f"      {run['status']}{f' ({len(results)} partitions)' if len(results) > 1 else ''}: scanned "
+            f"{run['scanned']:,}, proposed {run['proposed']:,}, {run['cpu_seconds']:.1f} CPU s"
+            + (f" — {run['error']}" if run["error"] else ""))
+        if failed:
+            continue
+        outputs[letter] = {name: pd.concat([pd.read_parquet(io.path_for(dg.AssetKey(name), k))
+                                            for k in range_keys(letter, key)], ignore_index=True)
+                           for name in OUTPUTS[letter]}
     return outputs, runs
 
 

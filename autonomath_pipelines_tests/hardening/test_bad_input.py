@@ -34,13 +34,12 @@ from autonomath_pipelines.lib.jsonld import jsonld_problems
 from autonomath_pipelines.lib.payload import payload_problems
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.loops.loop_b_testimonial_seo import front_matter
-from autonomath_pipelines.orchestrator import run_loops
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.contract.schema import contract, output_tables, source_tables
 from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.hardening import bad_world
 from autonomath_pipelines_tests.hardening.bad_world import PARTITIONS
-from autonomath_pipelines_tests.loops.harness import table_digests
+from autonomath_pipelines_tests.loops.harness import run_loops_at, table_digests
 
 SHIPPED_GOLD = Path(__file__).parents[2] / "evals" / "gold.yaml"
 LETTERS = tuple(PARTITIONS)
@@ -89,7 +88,7 @@ def world(small_world_pristine, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTONOMATH_REPO_ROOT", str(repo))
         for key, letters in by_partition.items():
-            report = run_loops(only=letters, partition=key, execute=True, db_path=str(db),
+            report = run_loops_at(only=letters, partition=key, execute=True, db_path=str(db),
                                reports_dir=str(root / "reports"), storage_dir=str(root / "storage"),
                                embedding_cache=str(root / "embeddings.sqlite"), instance=instance)
             results.update({r.letter: r for r in report.results})
@@ -281,7 +280,7 @@ def test_empty_windows_of_the_bad_world_succeed_with_zero_proposals(world):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTONOMATH_REPO_ROOT", str(world["repo"]))
         for key, letters in by_partition.items():
-            report = run_loops(only=letters, partition=key, execute=False, db_path=str(world["db"]),
+            report = run_loops_at(only=letters, partition=key, execute=False, db_path=str(world["db"]),
                                reports_dir=str(world["root"] / "reports"), storage_dir=str(world["root"] / "storage"),
                                embedding_cache=str(world["root"] / "embeddings.sqlite"), instance=world["instance"])
             results.update({r.letter: r for r in report.results})
@@ -322,7 +321,7 @@ def test_malformed_gold_fails_naming_the_file_and_changes_nothing(world):
     files_before, tables_before = folder_dump(candidates), table_digests(db, output_tables())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTONOMATH_REPO_ROOT", str(repo))
-        report = run_loops(only=["J"], partition=PARTITIONS["J"], execute=True, db_path=str(db),
+        report = run_loops_at(only=["J"], partition=PARTITIONS["J"], execute=True, db_path=str(db),
                            reports_dir=str(world["root"] / "reports"), storage_dir=str(world["root"] / "storage"),
                            embedding_cache=str(world["root"] / "embeddings.sqlite"), instance=world["instance"])
     [result] = report.results

@@ -23,6 +23,7 @@ from autonomath_pipelines.lib.liveness import RunProcess, process_gone, process_
 from autonomath_pipelines.loops.common import DB_WRITE_POOL
 from autonomath_pipelines_tests.conftest import LAST_DAY
 from autonomath_pipelines_tests.hardening import drivers
+from autonomath_pipelines_tests.loops.harness import run_loops_at
 
 POOLS = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n    granularity: op\n"
 
@@ -40,7 +41,7 @@ def instance_at(home: Path) -> dg.DagsterInstance:
 
 
 def run_h(home: Path, db: Path, tmp: Path, name: str, *, execute: bool, **kwargs):
-    return orchestrator.run_loops(only=["H"], partition=LAST_DAY, execute=execute, db_path=str(db),
+    return run_loops_at(only=["H"], partition=LAST_DAY, execute=execute, db_path=str(db),
                                   storage_dir=str(tmp / "storage"), reports_dir=str(tmp / name),
                                   instance=instance_at(home), **kwargs)
 

@@ -13,11 +13,10 @@ from autonomath_pipelines.loops.loop_c_personalized_cache import LOOP as LOOP_C
 from autonomath_pipelines.loops.loop_e_alias_expansion import LOOP as LOOP_E
 from autonomath_pipelines.loops.loop_h_cache_warming import LOOP as LOOP_H
 from autonomath_pipelines.loops.loop_j_gold_expansion import LOOP as LOOP_J
-from autonomath_pipelines.orchestrator import run_loops
 from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_DAY
 from autonomath_pipelines_tests.hardening.drivers import rows
-from autonomath_pipelines_tests.loops.harness import check_outcomes, loop_resources, metadata
+from autonomath_pipelines_tests.loops.harness import check_outcomes, loop_resources, metadata, run_loops_at
 
 # JST day 2026-11-20 in UTC.
 DAY_START, DAY_END = "2026-11-19T15:00:00Z", "2026-11-20T15:00:00Z"
@@ -120,7 +119,7 @@ def test_an_older_partition_never_overwrites_the_live_cache(small_world, tmp_pat
 
 
 def test_a_backfill_range_publishes_only_its_latest_partition(small_world, tmp_path):
-    report = run_loops(only=["H"], partition="2026-11-18", until=LAST_DAY, execute=True, db_path=str(small_world),
+    report = run_loops_at(only=["H"], partition="2026-11-18", until=LAST_DAY, execute=True, db_path=str(small_world),
                        reports_dir=str(tmp_path / "r"), storage_dir=str(tmp_path / "s"))
     executed = [r.actions_executed for r in report.results]
     assert report.ok and executed[:2] == [0, 0] and executed[2] > 150

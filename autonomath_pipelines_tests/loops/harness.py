@@ -5,9 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
+from autonomath_pipelines import resources
 from autonomath_pipelines.loops.common import LoopDefinition, source_specs
-from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, ProgramSearch
+from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
 from autonomath_pipelines.contract.sqlite import sqlite3
 
 
@@ -32,14 +32,23 @@ def table_digests(db: Path, tables) -> dict[str, str]:
 
 
 def loop_resources(db_path, storage: Path, *, execute: bool, loop_id: str, embedding_cache: Path | None = None) -> dict:
-    database = AutonomathDatabase(path=str(db_path))
-    return {
-        "autonomath_db": database,
-        "program_search": ProgramSearch(database=database, index_dir=str(storage / "search_index")),
-        "embeddings": EmbeddingModel(cache_path=str(embedding_cache or storage / "embedding_cache.sqlite")),
-        "loop_settings": LoopSettings(execute_loops=[loop_id] if execute else [], reports_dir=str(storage / "reports")),
-        "io_manager": PartitionedParquetIOManager(base_dir=str(storage / "parquet")),
-    }
+    """``resources.loop_resources`` over a test world, every file under ``storage``."""
+    return resources.loop_resources(
+        AutonomathDatabase(path=str(db_path)),
+        LoopSettings(execute_loops=[loop_id] if execute else [], reports_dir=str(storage / "reports")),
+        storage_dir=str(storage / "parquet"), search_index_dir=str(storage / "search_index"),
+        embeddings=EmbeddingModel(cache_path=str(embedding_cache or storage / "embedding_cache.sqlite")))
+
+
+def run_loops_at(*, db_path, reports_dir, storage_dir, execute: bool = False, only=None, embedding_cache=None,
+                 **kwargs):
+    """``orchestrator.run_loops`` as ``autonomath-loops run [--only …] [--execute]`` calls it, over a test world."""
+    from autonomath_pipelines.loops import LOOPS
+    from autonomath_pipelines.orchestrator import run_loops, run_settings
+
+    settings = run_settings(only, execute=execute, reports_dir=str(reports_dir), loops=kwargs.get("loops", LOOPS))
+    return run_loops(AutonomathDatabase(path=str(db_path)), settings, only=only, storage_dir=str(storage_dir),
+                     embeddings=EmbeddingModel(cache_path=str(embedding_cache)) if embedding_cache else None, **kwargs)
 
 
 def run_loop(loop: LoopDefinition, db_path, storage: Path, partition: str, *, execute: bool = False,
