@@ -33,7 +33,7 @@ import pathlib
 import tempfile
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import jaconv
 
@@ -124,10 +124,11 @@ def term_coverage(term: str, text: str) -> float:
     grams = bigrams(term)
     if len(term) < 2 or not grams:
         return 0.0
-    return sum(g in text for g in grams) / len(grams)
+    # A bigram of a term has no space, so "in text" is "among the bigrams of text"; map keeps it in C.
+    return sum(map(text.__contains__, grams)) / len(grams)
 
 
-def rank_score(terms: list[str], weights: list[float], heads: list[tuple[str, frozenset[str]]], body: str,
+def rank_score(terms: list[str], weights: list[float], heads: Sequence[str], body: str,
                places: set[str] = frozenset(), doc_places: frozenset[str] = frozenset()) -> float:
     """How well a program answers the query, in [0, 1 + PRECISION_WEIGHT]:
 
@@ -140,15 +141,24 @@ def rank_score(terms: list[str], weights: list[float], heads: list[tuple[str, fr
     A term that is a place name (``places``) counts fully when the program is of that place
     (``doc_places``) and not at all otherwise: 「京都」 asks for 京都府, not for 「東京都」 in a name.
     Partial coverage (a typo, a reordered word) counts squared, so sharing one common bigram
-    (「事業」) with a rare term is worth little. ``heads`` are (folded name or alias, its bigrams)."""
+    (「事業」) with a rare term is worth little. ``heads`` are the folded name and aliases."""
     total = sum(weights)
     if not total or not heads:
         return 0.0
     query_grams = bigrams(" ".join(terms))
+    # A name sharing none of these with the query holds no term, not even in part: it scores what
+    # the body alone gives, and most of a program's aliases are such names.
+    probes = tuple({g for g in query_grams if len(g) == 2} | {t for t in terms if len(t) == 1})
     place_hit = [(1.0 if t in doc_places else 0.0) if t in places else None for t in terms]
     in_body = [term_coverage(t, body) ** 2 for t in terms]
+    body_only = sum(w * (hit if hit is not None else max(0.0, BODY_WEIGHT * b))
+                    for w, b, hit in zip(weights, in_body, place_hit)) / total
     best = 0.0
-    for head, head_grams in heads:
+    for head in heads:
+        if not any(map(head.__contains__, probes)):
+            best = max(best, body_only)
+            continue
+        head_grams = bigrams(head)
         got = sum(w * (hit if hit is not None else max(term_coverage(t, head) ** 2, BODY_WEIGHT * b))
                   for t, w, b, hit in zip(terms, weights, in_body, place_hit))
         precision = len(head_grams & query_grams) / len(head_grams) if head_grams else 0.0
@@ -457,7 +467,7 @@ class ProgramSearcher:
             for doc, pid, name, agency, level, pref, tier, head, body, places in self._index.execute(
                     "SELECT doc, program_id, name, agency, level, prefecture_code, tier, head, body, places FROM docs "
                     f"WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
-                heads = [(h, bigrams(h)) for h in head.split("\n")]
+                heads = tuple(head.split("\n"))
                 cache[doc] = (doc, pid, name, agency, level, pref, TIER_PRIOR.get(tier, 0.0), heads, body,
                               frozenset(places.split("\n")))
         rows = [cache[d] for d in docs]
