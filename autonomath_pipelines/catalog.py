@@ -40,6 +40,9 @@ class LoopSpec:
     #: on it as fresh data arrives (the window then ends when the run was created). The schedule
     #: still targets the last complete partition.
     in_progress_partition: bool = False
+    #: Where review's promotion puts an approved candidate (a production table, or a path under the
+    #: service repo; the loop never writes it itself, DESIGN §1). None: nothing to promote.
+    promotes_to: str | None = None
 
     @property
     def hour(self) -> int:
@@ -74,6 +77,13 @@ class LoopSpec:
         when = {"daily": "daily", "weekly": f"weekly {self.day}", "monthly": f"monthly day {self.day}"}
         return f"{when[self.cadence]} {self.at} JST"
 
+    @property
+    def candidates_folder(self) -> str | None:
+        """The folder under the service repo the loop writes candidate files to (its ``writes`` entry
+        ending in ``/``), or None for a loop that writes rows."""
+        folders = [w.rstrip("/") for w in self.writes if w.endswith("/")]
+        return folders[0] if folders else None
+
     def window_bounds(self, partition_start: dt.datetime, partition_end: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
         """The loop's read window for a partition: it always ends where the partition ends."""
         if self.lookback_days is None:
@@ -81,15 +91,16 @@ class LoopSpec:
         return partition_end - dt.timedelta(days=self.lookback_days), partition_end
 
 
-LOOPS: tuple[LoopSpec, ...] = (
+LOOP_SPECS: tuple[LoopSpec, ...] = (
     LoopSpec("A", "loop_a_hallucination_guard", "Hallucination guard", "hallucination_guard",
              "weekly", "Mon", "09:30", None, "partition week (configurable lookback)", 5,
              reads=("customer_feedback", "query_log", "hallucination_guard"),
-             writes=("hallucination_guard_candidates",), in_progress_partition=True),
+             writes=("hallucination_guard_candidates",), in_progress_partition=True,
+             promotes_to="hallucination_guard"),
     LoopSpec("B", "loop_b_testimonial_seo", "Testimonial → SEO/GEO", "testimonial_seo",
              "monthly", 1, "10:00", None, "previous month", 2,
              reads=("customer_success_events", "programs", "prefectures"),
-             writes=("seo_testimonial_candidates",)),
+             writes=("seo_testimonial_candidates",), promotes_to="site/blog"),
     LoopSpec("C", "loop_c_personalized_cache", "Personalized cache", "personalized_cache",
              "weekly", "Sun", "03:00", 30, "30 days, paid keys", 10,
              reads=("query_log", "api_keys", "programs", "prefectures", "am_alias"),
@@ -101,7 +112,7 @@ LOOPS: tuple[LoopSpec, ...] = (
     LoopSpec("E", "loop_e_alias_expansion", "Alias expansion", "alias_expansion",
              "weekly", "Wed", "04:00", 14, "14 days, all tiers", 5,
              reads=("query_log", "am_alias", "programs"),
-             writes=("alias_candidates",)),
+             writes=("alias_candidates",), promotes_to="am_alias"),
     LoopSpec("F", "loop_f_channel_roi", "Channel ROI", "channel_roi",
              "weekly", "Fri", "16:00", 28, "28 days", 1,
              reads=("subscribers", "query_log", "billing_events"),
@@ -109,7 +120,7 @@ LOOPS: tuple[LoopSpec, ...] = (
     LoopSpec("G", "loop_g_invariant_expansion", "Invariant expansion", "invariant_expansion",
              "monthly", 5, "11:00", None, "previous month", 3,
              reads=("error_log", "customer_feedback"),
-             writes=("tests/properties/_candidates/",)),
+             writes=("tests/properties/_candidates/",), promotes_to="tests/properties"),
     LoopSpec("H", "loop_h_cache_warming", "Cache warming (Zipf)", "cache_warming",
              "daily", None, "03:30", None, "previous 24 h", 10,
              reads=("query_log", "programs", "prefectures", "am_alias"),
@@ -121,18 +132,18 @@ LOOPS: tuple[LoopSpec, ...] = (
     LoopSpec("J", "loop_j_gold_expansion", "Gold expansion", "gold_expansion",
              "monthly", 20, "09:00", 30, "30 days", 5,
              reads=("query_log",),
-             writes=("evals/_candidates/",)),
+             writes=("evals/_candidates/",), promotes_to="evals/gold.yaml"),
 )
 
-LOOPS_BY_ID: dict[str, LoopSpec] = {loop.loop_id: loop for loop in LOOPS}
+LOOP_SPECS_BY_ID: dict[str, LoopSpec] = {loop.loop_id: loop for loop in LOOP_SPECS}
 
 
 def loop_spec(loop_id: str) -> LoopSpec:
     """The catalog row of ``loop_id``; accepts the letter too (``H`` or ``h``)."""
-    if loop_id in LOOPS_BY_ID:
-        return LOOPS_BY_ID[loop_id]
-    by_letter = {loop.letter.lower(): loop for loop in LOOPS}
+    if loop_id in LOOP_SPECS_BY_ID:
+        return LOOP_SPECS_BY_ID[loop_id]
+    by_letter = {loop.letter.lower(): loop for loop in LOOP_SPECS}
     if loop_id.lower() in by_letter:
         return by_letter[loop_id.lower()]
-    known = ", ".join(loop.loop_id for loop in LOOPS)
+    known = ", ".join(loop.loop_id for loop in LOOP_SPECS)
     raise KeyError(f"unknown loop id {loop_id!r}; known loops: {known}")

@@ -11,7 +11,7 @@ import datetime as dt
 import sys
 from typing import Sequence
 
-from autonomath_pipelines.catalog import LOOPS as CATALOG
+from autonomath_pipelines.catalog import LOOP_SPECS
 from autonomath_pipelines.resources.db import DatabaseFileError, default_db_path
 from autonomath_pipelines.contract.schema import SchemaError
 
@@ -68,10 +68,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_loops(args: argparse.Namespace) -> int:
-    from autonomath_pipelines.loops import LOOPS
+    from autonomath_pipelines.loops import LOOP_DEFINITIONS
 
-    implemented = {loop.spec.loop_id for loop in LOOPS}
-    for spec in CATALOG:
+    implemented = {loop.spec.loop_id for loop in LOOP_DEFINITIONS}
+    for spec in LOOP_SPECS:
         state = "implemented" if spec.loop_id in implemented else "planned"
         _say(f"{spec.letter}  {spec.loop_id:<30} {spec.cadence_text:<24} window: {spec.window:<40} "
              f"ceiling {spec.cost_ceiling_cpu_min:g} CPU-min  [{state}]")
@@ -85,7 +85,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         run_clustering_benchmark(out_dir=args.out, say=_say)
         return EXIT_OK
     if args.target == "scaling":
-        from autonomath_pipelines.bench.scaling import LOOPS as SCALING_LOOPS
+        from autonomath_pipelines.bench.scaling import SCALED_LOOPS as SCALING_LOOPS
         from autonomath_pipelines.bench.scaling import run_scaling_benchmark
         from autonomath_pipelines.orchestrator import UsageError
 

@@ -25,7 +25,7 @@ from dagster._core.execution.plan.instance_concurrency_context import InstanceCo
 
 from autonomath_pipelines.catalog import TIMEZONE, loop_spec
 from autonomath_pipelines.definitions import build_definitions
-from autonomath_pipelines.loops import LOOPS, LoopDefinition
+from autonomath_pipelines.loops import LOOP_DEFINITIONS, LoopDefinition
 from autonomath_pipelines.lib.liveness import process_gone, run_process, this_process
 from autonomath_pipelines.loops.common import DB_WRITE_POOL, RANGE_LAST_TAG, last_complete_partition_key, partitions_for
 from autonomath_pipelines.contract.timestamps import utc_now
@@ -79,7 +79,7 @@ class RunReport:
         return data
 
 
-def select_loops(only: Sequence[str] | None, loops: Sequence[LoopDefinition] = LOOPS) -> list[LoopDefinition]:
+def select_loops(only: Sequence[str] | None, loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> list[LoopDefinition]:
     implemented = {loop.spec.loop_id: loop for loop in loops}
     if not only:
         return list(loops)
@@ -98,7 +98,7 @@ def select_loops(only: Sequence[str] | None, loops: Sequence[LoopDefinition] = L
 
 
 def run_settings(only: Sequence[str] | None = None, *, execute: bool = False, reports_dir: str | None = None,
-                 repo_root: str | None = None, loops: Sequence[LoopDefinition] = LOOPS) -> LoopSettings:
+                 repo_root: str | None = None, loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> LoopSettings:
     """What ``autonomath-loops run [--only …] [--execute]`` asks for: the selected loops may write with
     ``execute``, none without (whatever ``AUTONOMATH_EXECUTE_LOOPS`` says); paths from the
     environment unless given."""
@@ -337,7 +337,7 @@ def run_loops(database: AutonomathDatabase, settings: LoopSettings, *, only: Seq
               partition: str | None = None, until: str | None = None, storage_dir: str | None = None,
               embeddings: EmbeddingModel | None = None, instance: dg.DagsterInstance | None = None,
               log_level: str = "WARNING", progress: Callable[[str], None] = lambda line: None,
-              loops: Sequence[LoopDefinition] = LOOPS, slot_wait: float | None = None) -> RunReport:
+              loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS, slot_wait: float | None = None) -> RunReport:
     """Run the selected loops (each partition a Dagster run) over ``database`` with ``settings`` (which
     loops may write, where reports and files go) and write the report.
 

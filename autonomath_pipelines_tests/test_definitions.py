@@ -6,9 +6,9 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from autonomath_pipelines.catalog import LOOPS as CATALOG
+from autonomath_pipelines.catalog import LOOP_SPECS
 from autonomath_pipelines.definitions import defs
-from autonomath_pipelines.loops import LOOPS
+from autonomath_pipelines.loops import LOOP_DEFINITIONS
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 
@@ -53,7 +53,7 @@ def test_partitions_are_in_tokyo_time():
     assert partitions.timezone == "Asia/Tokyo" and partitions.cron_schedule == "0 0 * * *"
 
 
-@pytest.mark.parametrize("loop", LOOPS, ids=lambda loop: loop.spec.loop_id)
+@pytest.mark.parametrize("loop", LOOP_DEFINITIONS, ids=lambda loop: loop.spec.loop_id)
 def test_every_schedule_ships_stopped_at_its_catalog_time(loop):
     schedule = defs.resolve_schedule_def(loop.spec.schedule_name)
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
@@ -81,8 +81,8 @@ def test_just_before_midnight_utc_still_targets_the_jst_day():
 
 
 def test_catalog_has_the_ten_loops_of_the_design():
-    assert [loop.letter for loop in CATALOG] == list("ABCDEFGHIJ")
-    h = next(loop for loop in CATALOG if loop.letter == "H")
+    assert [loop.letter for loop in LOOP_SPECS] == list("ABCDEFGHIJ")
+    h = next(loop for loop in LOOP_SPECS if loop.letter == "H")
     assert (h.loop_id, h.cadence, h.at, h.cost_ceiling_cpu_min) == ("loop_h_cache_warming", "daily", "03:30", 10)
 
 
@@ -106,7 +106,7 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
     assert "All code locations passed validation" in done.stderr + done.stdout
 
 
-@pytest.mark.parametrize("loop", LOOPS, ids=lambda loop: loop.spec.loop_id)
+@pytest.mark.parametrize("loop", LOOP_DEFINITIONS, ids=lambda loop: loop.spec.loop_id)
 def test_every_schedule_targets_the_last_complete_partition(loop):
     from dagster._utils.schedules import cron_string_iterator
 
@@ -129,7 +129,7 @@ def test_schedules_of_loops_with_a_week_in_progress_target_the_last_complete_wee
     # Their partitions include the week in progress; the schedule must not run on it. The tick
     # is given in UTC on a Saturday that is already Sunday in Tokyo: the JST week has just ended.
     schedule = defs.resolve_schedule_def(f"{loop_id}_schedule")
-    partitions = graph().get(next(l for l in LOOPS if l.spec.loop_id == loop_id).snapshot).partitions_def
+    partitions = graph().get(next(l for l in LOOP_DEFINITIONS if l.spec.loop_id == loop_id).snapshot).partitions_def
     assert partitions.end_offset == 1
     repository = defs.get_repository_def()
     for tick, expected in [(dt.datetime(2026, 11, 21, 14, 59, tzinfo=dt.timezone.utc), "2026-11-08"),
@@ -157,9 +157,9 @@ def test_the_operations_group_is_in_the_code_location_and_ships_dark():
 def test_every_asset_is_described_grouped_kinded_and_owned():
     """What the UI shows for each asset: a description (the docstring), a group named after a loop,
     `sources` or `operations`, at least one kind, and an owner."""
-    from autonomath_pipelines.catalog import LOOPS as CATALOG
+    from autonomath_pipelines.catalog import LOOP_SPECS
 
-    groups = {spec.group_name for spec in CATALOG} | {"sources", "operations"}
+    groups = {spec.group_name for spec in LOOP_SPECS} | {"sources", "operations"}
     graph = defs.resolve_asset_graph()
     problems = []
     for key in graph.get_all_asset_keys():

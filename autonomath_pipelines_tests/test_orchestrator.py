@@ -113,12 +113,12 @@ def test_a_catalog_loop_without_an_implementation_is_named():
 def test_default_partition_is_the_last_complete_one_and_a_week_in_progress_is_accepted_where_it_exists():
     from zoneinfo import ZoneInfo
 
-    from autonomath_pipelines.loops import LOOPS
+    from autonomath_pipelines.loops import LOOP_DEFINITIONS
     from autonomath_pipelines.loops.common import in_progress_partition_key, last_complete_partition_key
     from autonomath_pipelines.contract.timestamps import utc_now
     from autonomath_pipelines.orchestrator import UsageError, partition_keys_for
 
-    by_id = {loop.spec.loop_id: loop for loop in LOOPS}
+    by_id = {loop.spec.loop_id: loop for loop in LOOP_DEFINITIONS}
     loop_a, loop_b = by_id["loop_a_hallucination_guard"], by_id["loop_b_testimonial_seo"]
     now = utc_now()
     assert partition_keys_for(loop_a, None) == [last_complete_partition_key(loop_a.spec, now)]

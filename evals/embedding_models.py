@@ -352,10 +352,9 @@ def print_table(results: list[dict]) -> None:
 
 
 def plot(results: list[dict], path: Path, load_average: float) -> None:
-    import matplotlib
+    from autonomath_pipelines.lib.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = [r["name"] for r in results]
     metrics = [("AUC overall", lambda r: r["auc"]["overall"]),

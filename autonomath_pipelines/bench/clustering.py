@@ -166,9 +166,9 @@ HEADER = (f"{'n':>8}  {'method':<13} {'wall s':>8} {'cpu s':>8} {'peak MB':>9} {
 
 
 def _plot(results: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from autonomath_pipelines.lib.plots import pyplot
+
+    plt = pyplot()
 
     ours = sorted((r for r in results if r["method"] == "ours"), key=lambda r: r["n"])
     brute = [r for r in results if r["method"] == "sklearn_brute"]

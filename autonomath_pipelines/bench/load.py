@@ -339,10 +339,9 @@ def render_markdown(result: dict) -> str:
 
 
 def _plot(path: Path, result: dict) -> None:
-    import matplotlib
+    from autonomath_pipelines.lib.plots import pyplot
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     rows, n = result["comparison"], result["factor"]

@@ -682,10 +682,9 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
 
 
 def _plot(path: Path, latency: dict[str, Any], loop_h: dict[str, Any], result: dict[str, Any]) -> None:
-    import matplotlib
+    from autonomath_pipelines.lib.plots import pyplot
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     colors = {"cold": "#d1495b", "hit": "#00798c"}

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from autonomath_pipelines.catalog import LOOPS as CATALOG
+from autonomath_pipelines.catalog import LOOP_SPECS
 from autonomath_pipelines.bench.process import (
     code_provenance, peak_rss_mb, provenance_lines, rss_mb, run_child, world_provenance, write_report,
 )
@@ -128,7 +128,7 @@ def run_loops_benchmark(db_path: str, only: Sequence[str] | None = None, out_dir
     """Cold + ``repeats`` warm runs per loop, each in a fresh subprocess; writes JSON, Markdown and PNG."""
     if repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {repeats}")
-    specs = [loop_spec(x) for x in only] if only else list(CATALOG)
+    specs = [loop_spec(x) for x in only] if only else list(LOOP_SPECS)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     now = world_as_of(db_path)
@@ -249,10 +249,9 @@ def render_markdown(result: dict) -> str:
 
 
 def _plot(path: Path, result: dict) -> None:
-    import matplotlib
+    from autonomath_pipelines.lib.plots import pyplot
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     loops = result["loops"]

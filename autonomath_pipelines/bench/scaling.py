@@ -46,7 +46,7 @@ AS_OF = dt.date(2026, 11, 1)          # a Sunday: the weekly partition 2026-10-2
 PARTITION = "2026-10-25"
 DAYS = 14
 SIZES = (10_000, 100_000, 1_000_000)
-LOOPS = ("A", "E")
+SCALED_LOOPS = ("A", "E")
 WORLD_DIR = Path("data/bench/scaling")
 JSON_NAME, MD_NAME, PNG_NAME = "bench_scaling.json", "bench_scaling.md", "bench_scaling.png"
 #: Per loop: (job name, run config that makes its window the 14 days, asset whose rows are "selected",
@@ -155,7 +155,7 @@ def window_rows(db: Path) -> int:
     return int(frame["n"].iloc[0])
 
 
-def run_scaling_benchmark(sizes: Sequence[int] = SIZES, loops: Sequence[str] = LOOPS, out_dir: str = "reports/bench",
+def run_scaling_benchmark(sizes: Sequence[int] = SIZES, loops: Sequence[str] = SCALED_LOOPS, out_dir: str = "reports/bench",
                           say: Say = print, *, world_dir: Path = WORLD_DIR, rebuild: bool = False) -> dict:
     sizes = sorted(int(n) for n in sizes)
     if not sizes or sizes[0] < 1000:
@@ -266,10 +266,9 @@ def render_markdown(result: dict) -> str:
 
 
 def _plot(path: Path, result: dict) -> None:
-    import matplotlib
+    from autonomath_pipelines.lib.plots import pyplot
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (tx, mx) = plt.subplots(1, 2, figsize=(12, 4.6))
     colors = {"A": "#30638e", "E": "#d1495b"}
@@ -321,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     try:
         result = run_scaling_benchmark([int(s) for s in args.sizes.split(",") if s.strip()],
-                                       [x.upper() for x in args.only] if args.only else LOOPS, args.out,
+                                       [x.upper() for x in args.only] if args.only else SCALED_LOOPS, args.out,
                                        say=lambda line: print(line, flush=True), world_dir=Path(args.world_dir),
                                        rebuild=args.rebuild)
     except ValueError as exc:

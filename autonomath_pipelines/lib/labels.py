@@ -92,7 +92,8 @@ def _tokenizer():
     """One Sudachi tokenizer per thread (split mode C); the dictionary loads once per thread (~0.1 s)."""
     tok = getattr(_local, "tokenizer", None)
     if tok is None:
-        from sudachipy import dictionary, tokenizer as sudachi_tokenizer
+        from sudachipy import dictionary
+        from sudachipy import tokenizer as sudachi_tokenizer
 
         mode = sudachi_tokenizer.Tokenizer.SplitMode.C
         sudachi_dict = dictionary.Dictionary(dict="core")

@@ -37,10 +37,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import jaconv
 
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.lib.badrows import BadRows, drop_bad_rows, fetch_checked
 from autonomath_pipelines.lib.payload import search_payload
 from autonomath_pipelines.lib.textnorm import normalize_query, tokens
-from autonomath_pipelines.contract.sqlite import sqlite3
 
 TRIGRAM_MIN_CHARS = 3
 MAX_TOKENS = 16  # a query longer than this is truncated: the API never gets long prose

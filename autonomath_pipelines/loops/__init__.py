@@ -1,4 +1,4 @@
-"""One module per loop, named by its loop id. Register a new loop in ``LOOPS`` below."""
+"""One module per loop, named by its loop id. Register a new loop in ``LOOP_DEFINITIONS`` below."""
 
 from autonomath_pipelines.loops import (
     loop_a_hallucination_guard,
@@ -15,7 +15,7 @@ from autonomath_pipelines.loops import (
 from autonomath_pipelines.loops.common import LoopDefinition
 
 #: Implemented loops, in catalog order. The orchestrator and definitions read this list.
-LOOPS: tuple[LoopDefinition, ...] = (
+LOOP_DEFINITIONS: tuple[LoopDefinition, ...] = (
     loop_a_hallucination_guard.LOOP,
     loop_b_testimonial_seo.LOOP,
     loop_c_personalized_cache.LOOP,
@@ -28,4 +28,4 @@ LOOPS: tuple[LoopDefinition, ...] = (
     loop_j_gold_expansion.LOOP,
 )
 
-__all__ = ["LOOPS", "LoopDefinition"]
+__all__ = ["LOOP_DEFINITIONS", "LoopDefinition"]

@@ -8,13 +8,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from autonomath_pipelines.contract.timestamps import iso_utc, parse_utc
 from autonomath_pipelines.lib import badrows, service_agreement
 from autonomath_pipelines.lib.badrows import BadRows
 from autonomath_pipelines.lib.gates import Gate
 from autonomath_pipelines.lib.payload import dumps_payload
 from autonomath_pipelines.loops.common import log_bad_rows
 from autonomath_pipelines.resources import AutonomathDatabase, ProgramSearch
-from autonomath_pipelines.contract.timestamps import iso_utc, parse_utc
 
 
 class AgreementConfig(dg.Config):

@@ -5,27 +5,35 @@ A loop module states only what is particular to it; everything of the same shape
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
-import json
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import dagster as dg
 import pandas as pd
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import PARTITIONS_START, TIMEZONE, Cadence, LoopSpec
-from autonomath_pipelines.lib.badrows import BadRows
-from autonomath_pipelines.lib.gates import Gate, GateResult
-from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 from autonomath_pipelines.contract.schema import contract
 from autonomath_pipelines.contract.timestamps import iso_utc
+from autonomath_pipelines.lib.badrows import BadRows
+from autonomath_pipelines.lib.evidence import evidence_json  # noqa: F401  (the loops' one import of it)
+from autonomath_pipelines.lib.gates import Gate, GateResult
+from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
 OWNERS = ["team:autonomath-operator"]
 #: Pool that serializes every write to the AutonoMath database (limit set in dagster.yaml).
 DB_WRITE_POOL = "autonomath_db_write"
 PREVIEW_ROWS = 10
+
+
+def asset_defaults(spec: LoopSpec, **extra: Any) -> dict[str, Any]:
+    """What every asset of a loop declares: its group, owners, partitions and code version."""
+    return dict(group_name=spec.group_name, owners=OWNERS, partitions_def=partitions_for(spec),
+                code_version=CODE_VERSION, **extra)
+
 # ---------------------------------------------------------------------------------------- sources
 
 def source_specs() -> list[dg.AssetSpec]:
@@ -173,10 +181,6 @@ def provenance(context: dg.AssetExecutionContext, spec: LoopSpec, window: Window
     return values
 
 
-def evidence_json(**evidence: Any) -> str:
-    return json.dumps(evidence, ensure_ascii=False, sort_keys=True, default=str)
-
-
 # ---------------------------------------------------------------------------------------- gates
 
 def gate_specs(asset: str, gates: Sequence[Gate], *, blocking: bool = True) -> list[dg.AssetCheckSpec]:
@@ -205,11 +209,6 @@ WINDOW_GATE = Gate(
     lambda _: None)
 #: Previous partitions of the snapshot the window gate compares with.
 WINDOW_HISTORY = 8
-
-
-def published_check_specs(asset: str, *extra: Gate, extra_blocking: bool = False) -> list[dg.AssetCheckSpec]:
-    """The checks of a publish step: the blocking window gate, then the loop's own (``extra``)."""
-    return [*gate_specs(asset, [WINDOW_GATE]), *gate_specs(asset, extra, blocking=extra_blocking)]
 
 
 def snapshot_row_counts(context: dg.AssetExecutionContext, snapshot: str) -> tuple[int | None, list[int]]:
@@ -262,6 +261,8 @@ class PublishPlan:
     snapshot: str | None = None
     #: A live cache the service serves: only a non-empty set of the newest partition replaces it.
     live_cache: bool = False
+    #: The loop's own figures for the publish step's metadata.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 #: Run tag: the last partition of the backfill range the run belongs to (``autonomath-loops run --to``).
@@ -377,6 +378,8 @@ class FilePublishPlan:
     stale: Sequence[str] = ()
     #: The loop's snapshot asset, whose row count the blocking window gate judges (PublishPlan.snapshot).
     snapshot: str | None = None
+    #: The loop's own figures for the publish step's metadata.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def publish_files(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSettings, plan: FilePublishPlan,
@@ -412,6 +415,55 @@ def publish_files(context: dg.AssetExecutionContext, spec: LoopSpec, settings: L
         "dry_run": False, "rows_would_write": len(targets), "rows_written": len(targets), "files_removed": removed,
         "folder": str(folder), "files": dg.MetadataValue.md("\n".join(f"- `{n}`" for n in sorted(targets)) or "_none_"),
         **extra_metadata}, check_results=gate)
+
+
+# ------------------------------------------------------------------------------ published asset
+
+#: What a loop's publish step writes, given the run (context, settings), its window and the candidates.
+PlanFn = Callable[[dg.AssetExecutionContext, LoopSettings, Window, pd.DataFrame], "PublishPlan | FilePublishPlan"]
+#: The loop's checks after the write: the database, what was planned, the publish metadata and any
+#: further inputs (``reads``) → one outcome per extra check, in order.
+VerifyFn = Callable[[AutonomathDatabase, "PublishPlan | FilePublishPlan", Mapping[str, Any], Mapping[str, pd.DataFrame]],
+                    Sequence[GateResult]]
+
+
+def published_asset(spec: LoopSpec, name: str, *, candidates: str, description: str, plan: PlanFn,
+                    kinds: set[str] | None = None, window_gated: bool = True, checks: Sequence[Gate] = (),
+                    verify: VerifyFn | None = None, reads: Sequence[str] = (),
+                    **asset_kwargs: Any) -> dg.AssetsDefinition:
+    """A loop's last asset: it publishes ``plan``'s rows (or files) with ``publish``/``publish_files``.
+
+    A loop whose catalog row names a candidates folder writes files; the others write rows through the
+    database-write pool. ``window_gated``: the blocking window gate judges the loop's snapshot
+    (``<short>_snapshot``) before anything is written. ``checks`` are the loop's own, non-blocking
+    checks of what the write left, evaluated by ``verify``."""
+    writes_files = spec.candidates_folder is not None
+    snapshot = f"{spec.short}_snapshot" if window_gated else None
+    specs = ([*(gate_specs(name, [WINDOW_GATE]) if window_gated else []), *gate_specs(name, checks, blocking=False)]
+             or None)
+    if bool(checks) != (verify is not None):
+        raise ValueError(f"{name}: extra checks need a verify function and a verify function needs checks")
+
+    @dg.asset(name=name, description=description, ins={"candidates": dg.AssetIn(candidates),
+                                                      **{read: dg.AssetIn(read) for read in reads}},
+              kinds=kinds or ({"python"} if writes_files else {"sqlite"}), check_specs=specs,
+              required_resource_keys={"loop_settings"} if writes_files else {"loop_settings", "autonomath_db"},
+              pool=None if writes_files else DB_WRITE_POOL, **asset_defaults(spec, **asset_kwargs))
+    # Unannotated: under ``from __future__ import annotations`` Dagster would see the type as a string.
+    def published(context, candidates: pd.DataFrame, **inputs: pd.DataFrame):
+        settings: LoopSettings = context.resources.loop_settings
+        planned = dataclasses.replace(plan(context, settings, window_for(context, spec), candidates), snapshot=snapshot)
+        if writes_files:
+            result = publish_files(context, spec, settings, planned, **planned.metadata)
+        else:
+            result = publish(context, spec, settings, context.resources.autonomath_db, planned, **planned.metadata)
+        if verify is None:
+            return result
+        outcomes = verify(context.resources.autonomath_db, planned, result.metadata, inputs)
+        return dg.MaterializeResult(metadata=result.metadata, check_results=[
+            *(result.check_results or []), *(check_result(name, gate, o) for gate, o in zip(checks, outcomes))])
+
+    return published
 
 
 # ----------------------------------------------------------------------------- job and schedule
@@ -467,6 +519,20 @@ class LoopDefinition:
             return dg.RunRequest(run_key=key, partition_key=key)
 
         return last_complete_partition
+
+    @classmethod
+    def of(cls, spec: LoopSpec, *assets: dg.AssetsDefinition) -> "LoopDefinition":
+        """The loop of ``assets`` in lineage order: ``<short>_snapshot`` first, ``<short>_candidates``
+        and the published asset last."""
+        keys = [a.key.to_user_string() for a in assets]
+        expected = {f"{spec.short}_snapshot": 0, f"{spec.short}_candidates": len(assets) - 2}
+        wrong = [f"{want} at position {i} (got {keys[i] if 0 <= i < len(keys) else 'nothing'})"
+                 for want, i in expected.items() if not (0 <= i < len(keys) and keys[i] == want)]
+        if wrong:
+            raise ValueError(f"{spec.loop_id}: assets must run snapshot → … → candidates → published; expected "
+                             + "; ".join(wrong))
+        return cls(spec=spec, assets=list(assets), snapshot=assets[0].key, candidates=assets[-2].key,
+                   published=assets[-1].key)
 
     def definitions(self) -> dg.Definitions:
         return dg.Definitions(assets=list(self.assets), asset_checks=list(self.asset_checks),

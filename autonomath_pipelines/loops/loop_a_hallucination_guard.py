@@ -20,25 +20,42 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
+from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.clustering import summarize_clusters
 from autonomath_pipelines.lib.gates import Gate, GateResult
-from autonomath_pipelines.lib import gates
-from autonomath_pipelines.lib import badrows
 from autonomath_pipelines.lib.reformulations import select_themes, session_links
+from autonomath_pipelines.lib.suspect_texts import suspect_texts
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_query
-from autonomath_pipelines.loops.common import published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
-from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
+from autonomath_pipelines.loops.common import (
+    LoopDefinition,
+    PublishPlan,
+    Window,
+    asset_defaults,
+    bad_rows_metadata,
+    evidence_json,
+    frame_metadata,
+    gate_results,
+    gate_specs,
+    log_bad_rows,
+    provenance,
+    published_asset,
+    window_for,
+)
 from autonomath_pipelines.loops.text_clustering import (
-    ClusteringConfig, LowConfidenceSplit, cluster_with_config, clustering_metadata, embed_texts, stack_vectors,
+    ClusteringConfig,
+    LowConfidenceSplit,
+    cluster_with_config,
+    clustering_metadata,
+    embed_texts,
+    stack_vectors,
     with_vectors,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
 
 SPEC = loop_spec("loop_a_hallucination_guard")
-PARTITIONS = partitions_for(SPEC)
-COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
+COMMON = asset_defaults(SPEC)
 MAX_CANDIDATES = 50
 #: Earlier candidates in these states suppress a new one for the same theme.
 BLOCKING_STATUSES = ("pending_review", "approved", "rejected", "promoted")
@@ -149,38 +166,18 @@ def hallucination_guard_snapshot(context: dg.AssetExecutionContext, config: Snap
         **bad_rows_metadata(bad)))
 
 
-TEXT_COLUMNS = ["text", "requests", "text_requests", "suspect_share", "reports", "sessions", "weight", "comments"]
-
-
 @dg.asset(name="hallucination_guard_texts", kinds={"pandas", "parquet"}, **COMMON)
 def hallucination_guard_texts(config: TextsConfig,
                               hallucination_guard_snapshot: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
-    """Unique normalized suspect texts with their weight (requests + weighted wrong-answer reports)."""
-    snapshot = hallucination_guard_snapshot.assign(raw=hallucination_guard_snapshot["text"].astype(str))
-    snapshot["text"] = snapshot["raw"].map(normalize_query)
-    snapshot = snapshot[snapshot["text"] != ""]
-    if snapshot.empty:
-        texts = pd.DataFrame(columns=TEXT_COLUMNS)
-        dropped = 0
-    else:
-        is_report = snapshot["source"] == "wrong_answer_feedback"
-        texts = (snapshot.assign(request=~is_report, report=is_report)
-                 .groupby("text", sort=True)
-                 .agg(requests=("request", "sum"), reports=("report", "sum"), sessions=("session_id", "nunique"),
-                      comments=("comment", lambda c: list(dict.fromkeys(x for x in c if isinstance(x, str)))[:3]))
-                 .reset_index())
-        asked = (snapshot[~is_report].drop_duplicates("raw").groupby("text")["text_requests"].sum())
-        texts["text_requests"] = texts["text"].map(asked).fillna(0).astype(int)
-        texts["suspect_share"] = (texts["requests"] / texts["text_requests"].where(texts["text_requests"] > 0)).fillna(1.0)
-        # A report on a text that is usually answered well points at stale data, not a hallucination.
-        keep = (texts["suspect_share"] >= config.min_suspect_share) | ((texts["reports"] > 0) & (texts["text_requests"] == 0))
-        dropped = int((~keep).sum())
-        texts = texts[keep].copy()
-        texts["weight"] = texts["requests"] + config.feedback_weight * texts["reports"]
-        texts = texts.sort_values(["weight", "text"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
-    return dg.MaterializeResult(value=texts[TEXT_COLUMNS], metadata=frame_metadata(
+    """Unique normalized suspect texts with their weight (requests + weighted wrong-answer reports);
+    a text usually answered well is left out (``lib/suspect_texts.py``)."""
+    texts, dropped = suspect_texts(hallucination_guard_snapshot, feedback_weight=config.feedback_weight,
+                                   min_suspect_share=config.min_suspect_share)
+    return dg.MaterializeResult(value=texts, metadata=frame_metadata(
         texts, ["text", "requests", "text_requests", "reports", "weight"], texts_mostly_answered_well=dropped,
         suspect_requests=int(texts["requests"].sum()) if len(texts) else 0))
+
+
 @dg.asset(name="hallucination_guard_embeddings", kinds={"pytorch", "parquet"}, **COMMON)
 def hallucination_guard_embeddings(embeddings: EmbeddingModel,
                                    hallucination_guard_texts: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
@@ -335,27 +332,19 @@ def hallucination_guard_candidates(context: dg.AssetExecutionContext, config: Ca
     )
 
 
-@dg.asset(name="hallucination_guard_candidates_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
-          check_specs=published_check_specs("hallucination_guard_candidates_published"), **COMMON)
-def hallucination_guard_candidates_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
-                                             loop_settings: LoopSettings,
-                                             hallucination_guard_candidates: pd.DataFrame) -> dg.MaterializeResult:
-    """`hallucination_guard_candidates` rows of this week, pending operator review (dry run: nothing written).
-
-    Re-running replaces the week's still-pending rows; reviewed rows keep their status."""
-    window = window_for(context, SPEC)
-    plan = PublishPlan(table="hallucination_guard_candidates", rows=hallucination_guard_candidates,
-                       key_columns=["partition_key", "pattern"],
+def guard_candidates_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
+                          candidates: pd.DataFrame) -> PublishPlan:
+    return PublishPlan(table="hallucination_guard_candidates", rows=candidates, key_columns=["partition_key", "pattern"],
                        stale_where="partition_key = ? AND status = 'pending_review'",
-                       stale_params=(window.partition_key,), snapshot="hallucination_guard_snapshot")
-    return publish(context, SPEC, loop_settings, autonomath_db, plan)
+                       stale_params=(window.partition_key,))
 
 
-LOOP = LoopDefinition(
-    spec=SPEC,
-    assets=[hallucination_guard_snapshot, hallucination_guard_texts, hallucination_guard_embeddings,
-            hallucination_guard_clusters, hallucination_guard_candidates, hallucination_guard_candidates_published],
-    snapshot=hallucination_guard_snapshot.key,
-    candidates=hallucination_guard_candidates.key,
-    published=hallucination_guard_candidates_published.key,
-)
+hallucination_guard_candidates_published = published_asset(
+    SPEC, "hallucination_guard_candidates_published", candidates="hallucination_guard_candidates",
+    plan=guard_candidates_plan,
+    description="`hallucination_guard_candidates` rows of this week, pending operator review (dry run: nothing "
+    "written).\n\nRe-running replaces the week's still-pending rows; reviewed rows keep their status.")
+
+LOOP = LoopDefinition.of(SPEC, hallucination_guard_snapshot, hallucination_guard_texts, hallucination_guard_embeddings,
+                         hallucination_guard_clusters, hallucination_guard_candidates,
+                         hallucination_guard_candidates_published)

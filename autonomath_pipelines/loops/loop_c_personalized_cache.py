@@ -14,29 +14,51 @@ import json
 import dagster as dg
 import pandas as pd
 
-from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.gates import Gate, GateResult
+from autonomath_pipelines.lib.personal_head import (
+    MIN_REQUESTS,
+    TOP_K,
+    baseline_cache,
+    customer_heads,
+    global_head,
+    replay_hit_rate,
+)
 from autonomath_pipelines.lib.service_agreement import service_answers, with_service_answers
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
-from autonomath_pipelines.lib.personal_head import (
-    MIN_REQUESTS, TOP_K, baseline_cache, customer_heads, global_head, replay_hit_rate,
-)
 from autonomath_pipelines.loops.cache_payloads import (
-    AgreementConfig, agreement_gates, cacheable, judged, pre_execute, service_popularity,
+    AgreementConfig,
+    agreement_gates,
+    cacheable,
+    judged,
+    pre_execute,
+    service_popularity,
 )
-from autonomath_pipelines.loops.common import published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
-from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
+from autonomath_pipelines.loops.common import (
+    LoopDefinition,
+    PublishPlan,
+    Window,
+    asset_defaults,
+    bad_rows_metadata,
+    evidence_json,
+    frame_metadata,
+    gate_results,
+    gate_specs,
+    log_bad_rows,
+    provenance,
+    published_asset,
+    window_for,
+)
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings, ProgramSearch
 
 SPEC = loop_spec("loop_c_personalized_cache")
-PARTITIONS = partitions_for(SPEC)
 #: The API serves at most this many personalized entries per customer (blocking gate).
 MAX_ROWS_PER_CUSTOMER = TOP_K
 #: The replay scores the cache against the week after the window (the period it will serve).
 REPLAY_DAYS = 7
-COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
+COMMON = asset_defaults(SPEC)
 
 #: The columns loop C reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
 QUERY_RULES = badrows.TableRules("query_log", "id", (
@@ -205,39 +227,28 @@ def personalized_cache_candidates(context: dg.AssetExecutionContext, config: Per
     )
 
 
-@dg.asset(name="personalized_cache_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
-          check_specs=published_check_specs("personalized_cache_published"), **COMMON)
-def personalized_cache_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
-                                 loop_settings: LoopSettings,
-                                 personalized_cache_candidates: pd.DataFrame) -> dg.MaterializeResult:
-    """`personalized_cache` rows of this partition that answer as the service does, 7-day TTL (dry run:
-    nothing written).
-
-    Replaces the partition's earlier rows and the expired rows of the customers written now; other
-    customers' rows are never touched. A partition older than the one the cache serves, or than the
-    last of its backfill range, or an empty set publishes nothing (``PublishPlan.live_cache``).
-    """
-    window = window_for(context, SPEC)
-    rows = cacheable(personalized_cache_candidates)
+def personalized_cache_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
+                            candidates: pd.DataFrame) -> PublishPlan:
+    rows = cacheable(candidates)
     customers = sorted(rows["customer_id"].unique()) if len(rows) else []
-    plan = PublishPlan(
+    return PublishPlan(
         table="personalized_cache",
         rows=rows,
         key_columns=["customer_id", "query_hash"],
         stale_where="partition_key = ? OR (ttl_until <= ? AND customer_id IN (SELECT value FROM json_each(?)))",
         stale_params=(window.partition_key, iso_utc(utc_now()), json.dumps(customers)),
         preserve_columns=(),
-        snapshot="personalized_cache_snapshot",
         live_cache=True,
+        metadata={"customers": len(customers)},
     )
-    return publish(context, SPEC, loop_settings, autonomath_db, plan, customers=len(customers))
 
 
-LOOP = LoopDefinition(
-    spec=SPEC,
-    assets=[personalized_cache_snapshot, personalized_cache_heads, personalized_cache_candidates,
-            personalized_cache_published],
-    snapshot=personalized_cache_snapshot.key,
-    candidates=personalized_cache_candidates.key,
-    published=personalized_cache_published.key,
-)
+personalized_cache_published = published_asset(
+    SPEC, "personalized_cache_published", candidates="personalized_cache_candidates", plan=personalized_cache_plan,
+    description="`personalized_cache` rows of this partition that answer as the service does, 7-day TTL (dry run: "
+    "nothing written).\n\nReplaces the partition's earlier rows and the expired rows of the customers written "
+    "now; other customers' rows are never touched. A partition older than the one the cache serves, or than the "
+    "last of its backfill range, or an empty set publishes nothing (``PublishPlan.live_cache``).")
+
+LOOP = LoopDefinition.of(SPEC, personalized_cache_snapshot, personalized_cache_heads, personalized_cache_candidates,
+                         personalized_cache_published)

@@ -13,28 +13,34 @@ each partition of the range with that partition's own window end and returns one
 ``partition_key`` column, which the IO manager splits into one file per partition.
 """
 
-import json
-import math
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
-from autonomath_pipelines.lib import badrows, gates
-from autonomath_pipelines.lib.gates import Gate, GateResult
-from autonomath_pipelines.lib.shrinkage import fit_shrinkage, holdout_score
-from autonomath_pipelines.loops.common import DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
 from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
+from autonomath_pipelines.lib import badrows
+from autonomath_pipelines.lib.calibration import COEF_KEYS, calibrate, candidate_gates
+from autonomath_pipelines.loops.common import (
+    LoopDefinition,
+    PublishPlan,
+    Window,
+    asset_defaults,
+    bad_rows_metadata,
+    frame_metadata,
+    gate_results,
+    gate_specs,
+    log_bad_rows,
+    provenance,
+    published_asset,
+    window_for,
+)
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
 SPEC = loop_spec("loop_d_forecast_accuracy")
-PARTITIONS = partitions_for(SPEC)
-COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION,
-              backfill_policy=dg.BackfillPolicy.single_run())
-#: The keys of ``coef_json``; every one must be a finite number (blocking gate).
-COEF_KEYS = ("bias_days", "weight", "n", "mean_error_days", "pooled_mean", "tau2", "sigma2")
+COMMON = asset_defaults(SPEC, backfill_policy=dg.BackfillPolicy.single_run())
+PARTITIONS = COMMON["partitions_def"]
 
 SNAPSHOT_COLUMNS = ["partition_key", "prediction_id", "program_id", "round_id", "round_no", "predicted_at",
                     "predicted_opens_at", "opens_at", "resolved_at", "model_version", "error_days"]
@@ -126,87 +132,9 @@ def forecast_accuracy_snapshot(context: dg.AssetExecutionContext,
         rounds=int(snapshot["round_id"].nunique()) if len(snapshot) else 0, **bad_rows_metadata(bad)))
 
 
-def _coefficients_finite(frame: pd.DataFrame) -> GateResult:
-    bad = []
-    for program, coef in zip(frame["program_id"], frame["coef_json"]):
-        values = json.loads(coef)
-        if set(COEF_KEYS) - set(values) or not all(
-                isinstance(values[k], (int, float)) and math.isfinite(values[k]) for k in COEF_KEYS):
-            bad.append(program)
-    return GateResult(not bad, f"{len(bad)} programs with a missing or non-finite coefficient"
-                      + (f": {bad[:5]}" if bad else ""), {"non_finite": len(bad)})
-
-
-def _weights_in_unit_interval(frame: pd.DataFrame) -> GateResult:
-    weights = [json.loads(c)["weight"] for c in frame["coef_json"]]
-    out = sum(not (isinstance(w, (int, float)) and 0.0 <= w <= 1.0) for w in weights)
-    return GateResult(out == 0, f"{out} shrinkage weights outside [0, 1]", {"outside": out})
-
-
-def one_row_per_program(expected: dict[str, set] | None = None) -> Gate:
-    """Exactly one row per (partition, program); with ``expected``, exactly the programs that have data."""
-    def evaluate(frame: pd.DataFrame) -> GateResult:
-        duplicated = int(frame.duplicated(["partition_key", "program_id"]).sum()) if len(frame) else 0
-        missing = extra = 0
-        if expected is not None:
-            got: dict[str, set] = {}
-            for key, program in zip(frame["partition_key"], frame["program_id"]):
-                got.setdefault(key, set()).add(program)
-            for key in set(expected) | set(got):
-                missing += len(expected.get(key, set()) - got.get(key, set()))
-                extra += len(got.get(key, set()) - expected.get(key, set()))
-        return GateResult(duplicated == missing == extra == 0,
-                          f"{duplicated} duplicate programs, {missing} programs with data but no row, "
-                          f"{extra} rows for programs without data",
-                          {"duplicated": duplicated, "missing": missing, "extra": extra})
-    return Gate("one_row_per_program", "One calibration row per program with resolved forecasts, no more.", evaluate)
-
-
-def candidate_gates(expected: dict[str, set] | None = None) -> tuple[Gate, ...]:
-    return (
-        Gate("coefficients_finite", "Every coefficient in coef_json is present and a finite number.",
-             _coefficients_finite),
-        Gate("weights_in_unit_interval", "Every shrinkage weight lies in [0, 1].", _weights_in_unit_interval),
-        one_row_per_program(expected),
-        gates.all_pending_review(),
-    )
-
-
 class CalibrationConfig(dg.Config):
     holdout_fraction: float = Field(default=0.34, description="Share of each program's later rounds held out "
                                     "to score the calibration (reported as metadata, not written).")
-
-
-def _calibrate(key: str, end: str, rows: pd.DataFrame, config: CalibrationConfig) -> tuple[pd.DataFrame, dict]:
-    fit = fit_shrinkage(rows["program_id"], rows["error_days"])
-    programs = fit.programs
-    if programs.empty:
-        return pd.DataFrame(columns=["partition_key", "program_id", "coef_json", "evidence_json"]), {}
-    per_program = rows.groupby("program_id").agg(
-        rounds=("round_id", "nunique"), first_opens_at=("opens_at", "min"), last_resolved_at=("resolved_at", "max"),
-        model_versions=("model_version", lambda v: sorted(set(v))))
-    coefs, evidence = [], []
-    for r in programs.itertuples(index=False):
-        coef = {"bias_days": round(float(r.bias_days), 6), "weight": round(float(r.weight), 6), "n": int(r.n),
-                "mean_error_days": round(float(r.mean_error_days), 6), "pooled_mean": round(fit.mu, 6),
-                "tau2": round(fit.tau2, 6), "sigma2": round(fit.sigma2, 6)}
-        coefs.append(coef)
-        p = per_program.loc[r.program_id]
-        evidence.append(evidence_json(predictions=int(r.n), rounds=int(p["rounds"]), first_opens_at=p["first_opens_at"],
-                                      last_resolved_at=p["last_resolved_at"], model_versions=p["model_versions"],
-                                      window_end_utc=end, programs_pooled=len(programs),
-                                      predictions_pooled=fit.n_total, method="normal-normal EB, DerSimonian-Laird tau2"))
-    frame = pd.DataFrame({"partition_key": key, "program_id": programs["program_id"].tolist(),
-                          "coef_json": [json.dumps(c, sort_keys=True) for c in coefs], "evidence_json": evidence})
-    for name in COEF_KEYS:
-        frame[name] = [c[name] for c in coefs]
-    score = holdout_score(rows, holdout_fraction=config.holdout_fraction)
-    stats = {"pooled_mean_days": fit.mu, "tau2": fit.tau2, "sigma2": fit.sigma2,
-             "mean_weight": float(programs["weight"].mean()),
-             "holdout_rmse_raw_days": score.rmse_raw, "holdout_rmse_shrunk_days": score.rmse_shrunk,
-             "holdout_rmse_unpooled_days": score.rmse_unpooled,
-             "holdout_ratio_vs_raw": score.ratio_vs_raw, "holdout_ratio_vs_unpooled": score.ratio_vs_unpooled}
-    return frame, stats
 
 
 @dg.asset(name="forecast_accuracy_candidates", kinds={"numpy", "parquet"},
@@ -230,7 +158,7 @@ def forecast_accuracy_candidates(context: dg.AssetExecutionContext, config: Cali
         rows = rows[pd.to_numeric(rows["error_days"], errors="coerce").notna()]
         expected[key] = set(rows["program_id"])
         # For a range, the pooled/held-out numbers in the metadata are those of its last partition.
-        frame, stats = _calibrate(key, end, rows, config)
+        frame, stats = calibrate(key, end, rows, holdout_fraction=config.holdout_fraction)
         frames.append(frame)
     base = provenance(context, SPEC, window)
     candidates = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()).reindex(
@@ -247,29 +175,25 @@ def forecast_accuracy_candidates(context: dg.AssetExecutionContext, config: Cali
     )
 
 
-@dg.asset(name="forecast_calibration_published", kinds={"sqlite"}, pool=DB_WRITE_POOL, **COMMON)
-def forecast_calibration_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
-                                   loop_settings: LoopSettings,
-                                   forecast_accuracy_candidates: pd.DataFrame) -> dg.MaterializeResult:
-    """`forecast_calibration` rows of this month, pending operator review (dry run: nothing written).
-
-    Re-running replaces the partition's still-pending rows; reviewed rows keep their status."""
+def calibration_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
+                     candidates: pd.DataFrame) -> PublishPlan:
     keys = list(context.partition_keys)
-    plan = PublishPlan(
+    return PublishPlan(
         table="forecast_calibration",
-        rows=forecast_accuracy_candidates,
+        rows=candidates,
         key_columns=["program_id", "partition_key"],
         stale_where=("partition_key = ? AND status = 'pending_review'" if len(keys) == 1 else
                      f"partition_key IN ({', '.join('?' * len(keys))}) AND status = 'pending_review'"),
         stale_params=tuple(keys),
+        metadata={"partitions": len(keys)},
     )
-    return publish(context, SPEC, loop_settings, autonomath_db, plan, partitions=len(keys))
 
 
-LOOP = LoopDefinition(
-    spec=SPEC,
-    assets=[forecast_accuracy_snapshot, forecast_accuracy_candidates, forecast_calibration_published],
-    snapshot=forecast_accuracy_snapshot.key,
-    candidates=forecast_accuracy_candidates.key,
-    published=forecast_calibration_published.key,
-)
+forecast_calibration_published = published_asset(
+    SPEC, "forecast_calibration_published", candidates="forecast_accuracy_candidates", plan=calibration_plan,
+    window_gated=False, backfill_policy=dg.BackfillPolicy.single_run(),
+    description="`forecast_calibration` rows of this month, pending operator review (dry run: nothing written)."
+    "\n\nRe-running replaces the partition's still-pending rows; reviewed rows keep their status.")
+
+LOOP = LoopDefinition.of(SPEC, forecast_accuracy_snapshot, forecast_accuracy_candidates,
+                         forecast_calibration_published)

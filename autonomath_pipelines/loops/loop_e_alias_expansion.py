@@ -12,21 +12,38 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.langdetect import LANGS, detect_lang
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_query
-from autonomath_pipelines.loops.common import published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, evidence_json, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
-from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
+from autonomath_pipelines.loops.common import (
+    LoopDefinition,
+    PublishPlan,
+    Window,
+    asset_defaults,
+    bad_rows_metadata,
+    evidence_json,
+    frame_metadata,
+    gate_results,
+    gate_specs,
+    log_bad_rows,
+    provenance,
+    published_asset,
+    window_for,
+)
 from autonomath_pipelines.loops.text_clustering import (
-    ClusteringConfig, LowConfidenceSplit, clustering_metadata, cluster_with_config, embed_texts, with_vectors,
+    ClusteringConfig,
+    LowConfidenceSplit,
+    cluster_with_config,
+    clustering_metadata,
+    embed_texts,
+    with_vectors,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
 
 SPEC = loop_spec("loop_e_alias_expansion")
-PARTITIONS = partitions_for(SPEC)
-COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
+COMMON = asset_defaults(SPEC)
 MAX_CANDIDATES = 1000
 PROPOSABLE_LANGS = frozenset(LANGS - {"und"})
 #: Existing aliases per program used as the reference for similarity (first by alias_id).
@@ -231,25 +248,17 @@ def alias_expansion_candidates(context: dg.AssetExecutionContext, config: Candid
     )
 
 
-@dg.asset(name="alias_candidates_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
-          check_specs=published_check_specs("alias_candidates_published"), **COMMON)
-def alias_candidates_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
-                               loop_settings: LoopSettings, alias_expansion_candidates: pd.DataFrame) -> dg.MaterializeResult:
-    """`alias_candidates` rows of this week, pending operator review (dry run: nothing written).
-
-    Keyed by (entity, surface): a surface proposed again updates its evidence, never its review status."""
-    window = window_for(context, SPEC)
-    plan = PublishPlan(table="alias_candidates", rows=alias_expansion_candidates, key_columns=["entity_id", "surface"],
+def alias_candidates_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
+                          candidates: pd.DataFrame) -> PublishPlan:
+    return PublishPlan(table="alias_candidates", rows=candidates, key_columns=["entity_id", "surface"],
                        stale_where="partition_key = ? AND status = 'pending_review'",
-                       stale_params=(window.partition_key,), snapshot="alias_expansion_snapshot")
-    return publish(context, SPEC, loop_settings, autonomath_db, plan)
+                       stale_params=(window.partition_key,))
 
 
-LOOP = LoopDefinition(
-    spec=SPEC,
-    assets=[alias_expansion_snapshot, alias_expansion_surfaces, alias_expansion_embeddings, alias_expansion_clusters,
-            alias_expansion_candidates, alias_candidates_published],
-    snapshot=alias_expansion_snapshot.key,
-    candidates=alias_expansion_candidates.key,
-    published=alias_candidates_published.key,
-)
+alias_candidates_published = published_asset(
+    SPEC, "alias_candidates_published", candidates="alias_expansion_candidates", plan=alias_candidates_plan,
+    description="`alias_candidates` rows of this week, pending operator review (dry run: nothing written).\n\n"
+    "Keyed by (entity, surface): a surface proposed again updates its evidence, never its review status.")
+
+LOOP = LoopDefinition.of(SPEC, alias_expansion_snapshot, alias_expansion_surfaces, alias_expansion_embeddings,
+                         alias_expansion_clusters, alias_expansion_candidates, alias_candidates_published)

@@ -11,16 +11,27 @@ Informational: the table has no review status; a re-run replaces the partition's
 import dagster as dg
 import pandas as pd
 
-from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
-from autonomath_pipelines.lib import badrows, channel_roi
-from autonomath_pipelines.loops.common import published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, Window, bad_rows_metadata, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
 from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
+from autonomath_pipelines.lib import badrows, channel_roi
+from autonomath_pipelines.loops.common import (
+    LoopDefinition,
+    PublishPlan,
+    Window,
+    asset_defaults,
+    bad_rows_metadata,
+    frame_metadata,
+    gate_results,
+    gate_specs,
+    log_bad_rows,
+    provenance,
+    published_asset,
+    window_for,
+)
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
 SPEC = loop_spec("loop_f_channel_roi")
-PARTITIONS = partitions_for(SPEC)
-COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
+COMMON = asset_defaults(SPEC)
 PREVIEW = ["channel", "signups_28d", "paid_28d", "revenue_28d_jpy", "refunds_jpy", "requests_28d"]
 
 
@@ -90,23 +101,15 @@ def channel_roi_candidates(context: dg.AssetExecutionContext, autonomath_db: Aut
     )
 
 
-@dg.asset(name="channel_roi_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
-          check_specs=published_check_specs("channel_roi_published"), **COMMON)
-def channel_roi_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
-                          loop_settings: LoopSettings, channel_roi_candidates: pd.DataFrame) -> dg.MaterializeResult:
-    """`channel_roi` rows of this partition (dry run: nothing written). A re-run replaces them all, so a
-    channel that vanished from the window leaves no stale row."""
-    window = window_for(context, SPEC)
-    plan = PublishPlan(table="channel_roi", rows=channel_roi_candidates, key_columns=["channel", "partition_key"],
-                       stale_where="partition_key = ?", stale_params=(window.partition_key,), preserve_columns=(),
-                       snapshot="channel_roi_snapshot")
-    return publish(context, SPEC, loop_settings, autonomath_db, plan)
+def channel_roi_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
+                     candidates: pd.DataFrame) -> PublishPlan:
+    return PublishPlan(table="channel_roi", rows=candidates, key_columns=["channel", "partition_key"],
+                       stale_where="partition_key = ?", stale_params=(window.partition_key,), preserve_columns=())
 
 
-LOOP = LoopDefinition(
-    spec=SPEC,
-    assets=[channel_roi_snapshot, channel_roi_candidates, channel_roi_published],
-    snapshot=channel_roi_snapshot.key,
-    candidates=channel_roi_candidates.key,
-    published=channel_roi_published.key,
-)
+channel_roi_published = published_asset(
+    SPEC, "channel_roi_published", candidates="channel_roi_candidates", plan=channel_roi_plan,
+    description="`channel_roi` rows of this partition (dry run: nothing written). A re-run replaces them all, so "
+    "a channel that vanished from the window leaves no stale row.")
+
+LOOP = LoopDefinition.of(SPEC, channel_roi_snapshot, channel_roi_candidates, channel_roi_published)

@@ -8,42 +8,48 @@ property_stubs_published (files under <repo_root>/tests/properties/_candidates/)
 """
 
 
-import functools
 import json
-import re
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import dagster as dg
-import jinja2
 import pandas as pd
 from pydantic import Field
 
-from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
-from autonomath_pipelines.lib import stacktrace as st
-from autonomath_pipelines.lib.files import edited_since_generated, is_safe_file_name, mark_generated
-from autonomath_pipelines.lib.gates import Gate, GateResult
-from autonomath_pipelines.lib import badrows, gates
+from autonomath_pipelines.lib import badrows
+from autonomath_pipelines.lib.failure_modes import DEFAULT_IN_APP_PREFIXES, GROUP_COLUMNS, error_groups, feedback_groups
+from autonomath_pipelines.lib.files import is_safe_file_name
+from autonomath_pipelines.lib.property_stubs import (
+    CANDIDATE_GATES,
+    MAX_STUBS,
+    as_list,
+    collected_by_pytest,
+    compiles,
+    covered_modes,
+    earlier_stubs,
+    operator_edited,
+    render_stub,
+    stub_file_name,
+)
 from autonomath_pipelines.loops.common import (
-    OWNERS, FilePublishPlan, LoopDefinition, bad_rows_metadata, frame_metadata, gate_results, gate_specs,
-    log_bad_rows, partitions_for, publish_files, published_check_specs, window_for,
+    FilePublishPlan,
+    LoopDefinition,
+    Window,
+    asset_defaults,
+    bad_rows_metadata,
+    frame_metadata,
+    gate_results,
+    gate_specs,
+    log_bad_rows,
+    published_asset,
+    window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
 SPEC = loop_spec("loop_g_invariant_expansion")
-PARTITIONS = partitions_for(SPEC)
-COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
-TEMPLATE = "property_stub.py.j2"
-CANDIDATES_FOLDER = "tests/properties/_candidates"
-PROPERTIES_FOLDER = "tests/properties"
-MAX_STUBS = 50
-#: Where the service's package is deployed (its Docker image); notebook cells are always in-app.
-DEFAULT_IN_APP_PREFIXES = ("/srv/autonomath/app/",)
-MARKER = re.compile(r"^#\s*autonomath-invariant:\s*([a-z0-9_]+)\s*$", re.MULTILINE)
-PARTITION_MARKER = re.compile(r"^#\s*autonomath-partition:\s*(\S+)\s*$", re.MULTILINE)
+COMMON = asset_defaults(SPEC)
+#: Where the loop writes its stubs, and where review moves a completed one (relative to the repo root).
+CANDIDATES_FOLDER = SPEC.candidates_folder
+PROPERTIES_FOLDER = SPEC.promotes_to
 
 
 class SnapshotConfig(dg.Config):
@@ -110,81 +116,6 @@ def invariant_expansion_snapshot(context: dg.AssetExecutionContext, config: Snap
         error_rows=len(errors), wrong_answer_reports=len(feedback), **bad_rows_metadata(bad)))
 
 
-GROUP_COLUMNS = ["mode", "kind", "fingerprint", "exc_type", "count", "first_seen", "last_seen", "endpoints",
-                 "sample_trace", "messages", "example_inputs", "ids"]
-
-
-def assign_fingerprints(errors: pd.DataFrame, in_app_prefixes=DEFAULT_IN_APP_PREFIXES) -> pd.DataFrame:
-    """``errors`` with ``mode``/``fingerprint``/``exc_type``: each trace by its root cause's Sentry-style
-    fingerprint; a trace cut before its first exception line joins the largest group whose full frame
-    sequence starts with its own (else mode None)."""
-    parsed = [st.parse_traceback(t) for t in errors["traceback"]]
-    fps = [st.fingerprint(p, fallback_type=e if isinstance(e, str) else None, in_app_prefixes=in_app_prefixes)
-           for p, e in zip(parsed, errors["exception_type"])]
-    whole = [fp is not None for fp in fps]
-    modes: list[str | None] = [fp.name if fp and ok else None for fp, ok in zip(fps, whole)]
-    sequences: dict[tuple[str, ...], dict[str, int]] = {}
-    for p, mode in zip(parsed, modes):
-        if mode:
-            counts = sequences.setdefault(st.all_frames(p), {})
-            counts[mode] = counts.get(mode, 0) + 1
-    for i, (p, mode) in enumerate(zip(parsed, modes)):
-        if mode is None:
-            prefix = st.all_frames(p)
-            if prefix and prefix[-1] == "#":
-                prefix = prefix[:-1]
-            best: dict[str, int] = {}
-            for seq, counts in sequences.items():
-                if prefix and seq[:len(prefix)] == prefix:
-                    for m, c in counts.items():
-                        best[m] = best.get(m, 0) + c
-            if best:
-                modes[i] = max(sorted(best), key=best.get)
-    by_name = {fp.name: fp for fp, ok in zip(fps, whole) if fp and ok}
-    out = errors.copy()
-    out["mode"] = modes
-    out["fingerprint"] = [by_name[m].key if m in by_name else None for m in modes]
-    out["exc_type"] = [by_name[m].exc_type if m in by_name else None for m in modes]
-    return out
-
-
-def _errors_groups(errors: pd.DataFrame, in_app_prefixes) -> list[dict]:
-    rows = []
-    if errors.empty:
-        return rows
-    assigned = assign_fingerprints(errors, in_app_prefixes)
-    for mode, members in assigned[assigned["mode"].notna()].groupby("mode", sort=True):
-        members = members.sort_values(["ts", "id"], kind="mergesort")
-        messages = list(dict.fromkeys(m for m in members["message"] if isinstance(m, str) and m))
-        literals = list(dict.fromkeys(x for m in messages for x in st.message_literals(m)))
-        rows.append({
-            "mode": mode, "kind": "exception", "fingerprint": members["fingerprint"].iloc[0],
-            "exc_type": members["exc_type"].iloc[0], "count": len(members), "first_seen": members["ts"].iloc[0],
-            "last_seen": members["ts"].iloc[-1], "endpoints": sorted(set(members["endpoint"].dropna())),
-            "sample_trace": next((t for t, c in zip(members["traceback"], members["fingerprint"]) if c), ""),
-            "messages": messages[:5], "example_inputs": literals[:5], "ids": [int(i) for i in members["id"]],
-        })
-    return rows
-
-
-def _feedback_groups(feedback: pd.DataFrame, min_reports: int) -> list[dict]:
-    rows = []
-    for program_id, members in feedback.groupby("program_id", sort=True):
-        if len(members) < min_reports:
-            continue
-        members = members.sort_values(["ts", "id"], kind="mergesort")
-        queries = list(dict.fromkeys(q for q in members["query_text"] if isinstance(q, str) and q))
-        comments = list(dict.fromkeys(c for c in members["message"] if isinstance(c, str) and c))
-        rows.append({
-            "mode": f"wrong_answer_{st.slug(str(program_id))}"[:st.NAME_MAX], "kind": "wrong_answer",
-            "fingerprint": f"wrong_answer|{program_id}", "exc_type": None, "count": len(members),
-            "first_seen": members["ts"].iloc[0], "last_seen": members["ts"].iloc[-1],
-            "endpoints": [f"program {program_id}"], "sample_trace": "\n".join(comments[:3]),
-            "messages": comments[:5], "example_inputs": queries[:5], "ids": [int(i) for i in members["id"]],
-        })
-    return rows
-
-
 @dg.asset(name="invariant_expansion_groups", kinds={"pandas", "parquet"}, **COMMON)
 def invariant_expansion_groups(config: GroupsConfig,
                                invariant_expansion_snapshot: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
@@ -193,7 +124,7 @@ def invariant_expansion_groups(config: GroupsConfig,
     snapshot = invariant_expansion_snapshot
     errors = snapshot[snapshot["source"] == "error_log"]
     feedback = snapshot[snapshot["source"] == "wrong_answer_feedback"]
-    rows = _errors_groups(errors, tuple(config.in_app_prefixes)) + _feedback_groups(feedback, config.min_wrong_answer_reports)
+    rows = error_groups(errors, tuple(config.in_app_prefixes)) + feedback_groups(feedback, config.min_wrong_answer_reports)
     groups = (pd.DataFrame(rows, columns=GROUP_COLUMNS).sort_values(["count", "mode"], ascending=[False, True],
                                                                      kind="mergesort").reset_index(drop=True))
     grouped = int(groups.loc[groups["kind"] == "exception", "count"].sum()) if len(groups) else 0
@@ -203,127 +134,9 @@ def invariant_expansion_groups(config: GroupsConfig,
         param_in_app_prefixes=", ".join(config.in_app_prefixes) or "(every non-library path)"))
 
 
-# ------------------------------------------------------------------------------------- rendering
-
-@functools.cache
-def template() -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("autonomath_pipelines.lib", "templates"),
-                             autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return env.get_template(TEMPLATE)
-
-
-def comment_text(value: object, limit: int = 200) -> str:
-    """One line safe inside a ``#`` comment: no line breaks or other non-printable characters."""
-    text = "" if value is None else str(value)
-    return "".join(ch if ch.isprintable() else " " for ch in text)[:limit]
-
-
-def stub_file_name(mode: str) -> str:
-    return f"test_{mode}.py"
-
-
-def as_list(value) -> list:
-    """A list column after a parquet round trip (numpy array, list or missing) as a plain list."""
-    if value is None or isinstance(value, (str, bytes, float)):
-        return []
-    try:
-        return list(value)
-    except TypeError:
-        return []
-
-
-def render_stub(group: dict, partition_key: str) -> str:
-    sample = [comment_text(line) for line in str(group.get("sample_trace") or "").splitlines()[:60]]
-    examples = [repr(comment_text(x, 80)) for x in as_list(group.get("example_inputs"))]
-    reason = (f"candidate invariant for {group['mode']} ({group['count']} occurrences): not written yet")
-    return mark_generated(template().render(
-        mode=group["mode"], partition_key=comment_text(partition_key), kind=group["kind"], count=int(group["count"]),
-        first_seen=comment_text(group["first_seen"]), last_seen=comment_text(group["last_seen"]),
-        endpoints=comment_text(", ".join(as_list(group.get("endpoints")))), fingerprint=comment_text(group["fingerprint"]),
-        examples_text=[comment_text(m) for m in as_list(group.get("messages"))], sample_lines=sample,
-        examples=examples, reason=repr(reason), todo=repr(f"complete the invariant for {group['mode']}")))
-
-
-def covered_modes(repo: Path) -> set[str]:
-    """Failure modes a file under tests/properties/ (outside _candidates) already covers: by its name
-    (``test_<mode>.py`` / ``<mode>.py``) or an ``# autonomath-invariant: <mode>`` marker."""
-    folder = repo / PROPERTIES_FOLDER
-    covered: set[str] = set()
-    if not folder.is_dir():
-        return covered
-    for path in folder.rglob("*.py"):
-        if "_candidates" in path.relative_to(folder).parts:
-            continue
-        covered.add(path.stem.removeprefix("test_"))
-        try:
-            covered.update(MARKER.findall(path.read_text(encoding="utf-8", errors="replace")[:4000]))
-        except OSError:
-            pass
-    return covered
-
-
-def earlier_stubs(repo: Path, partition_key: str) -> list[str]:
-    """Candidate files an earlier run of this partition wrote (by their partition marker)."""
-    folder = repo / CANDIDATES_FOLDER
-    names = []
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.py")):
-            try:
-                head = path.read_text(encoding="utf-8", errors="replace")[:400]
-            except OSError:
-                continue
-            if partition_key in PARTITION_MARKER.findall(head) and is_safe_file_name(path.name):
-                names.append(path.name)
-    return names
-
-
-def compiles(text: str, name: str) -> bool:
-    try:
-        compile(text, name, "exec")
-        return True
-    except (SyntaxError, ValueError):
-        return False
-
-
-def collected_by_pytest(files: dict[str, str], timeout: float = 120.0) -> dict[str, bool]:
-    """Which stubs ``pytest --collect-only`` collects, run in a subprocess over a temp dir copy."""
-    if not files:
-        return {}
-    with tempfile.TemporaryDirectory(prefix="invariant_stubs_") as tmp:
-        folder = Path(tmp)
-        (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-        for name, text in files.items():
-            (folder / name).write_text(text, encoding="utf-8")
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-c",
-             str(folder / "pytest.ini"), "--rootdir", str(folder), *sorted(files)],
-            cwd=folder, capture_output=True, text=True, timeout=timeout)
-    collected = {line.split("::", 1)[0] for line in proc.stdout.splitlines() if "::" in line}
-    return {name: name in collected for name in files}
-
-
 CANDIDATE_COLUMNS = ["mode", "kind", "count", "first_seen", "last_seen", "file_name", "content", "compiles",
                      "collected", "evidence_json"]
 
-
-def _all_true(column: str, name: str, description: str) -> Gate:
-    def evaluate(frame: pd.DataFrame) -> GateResult:
-        bad = sorted(frame.loc[~frame[column].astype(bool), "file_name"]) if len(frame) else []
-        return GateResult(not bad, f"{len(bad)} stubs failing" + (f": {bad[:5]}" if bad else ""), {"failing": len(bad)})
-    return Gate(name, description, evaluate)
-
-
-def _safe_names(frame: pd.DataFrame) -> GateResult:
-    bad = [n for n in frame["file_name"] if not is_safe_file_name(n)] if len(frame) else []
-    return GateResult(not bad, f"{len(bad)} unsafe file names" + (f": {bad[:5]}" if bad else ""), {"unsafe": len(bad)})
-
-
-CANDIDATE_GATES = (
-    _all_true("compiles", "stubs_compile", "Every stub is valid Python (compile())."),
-    _all_true("collected", "stubs_collected", "pytest --collect-only collects every stub."),
-    Gate("file_names_safe", "Every file name is a plain name that cannot leave the candidates folder.", _safe_names),
-    gates.row_cap(MAX_STUBS),
-)
 
 
 @dg.asset(name="invariant_expansion_candidates", kinds={"jinja", "parquet"},
@@ -335,7 +148,7 @@ def invariant_expansion_candidates(context: dg.AssetExecutionContext, config: Ca
     if config.max_stubs > MAX_STUBS:
         raise ValueError(f"max_stubs {config.max_stubs} exceeds the per-run cap of {MAX_STUBS}")
     window = window_for(context, SPEC)
-    covered = covered_modes(loop_settings.repo_path())
+    covered = covered_modes(loop_settings.repo_path() / PROPERTIES_FOLDER)
     groups = invariant_expansion_groups
     large = groups[groups["count"] >= config.min_group_size] if len(groups) else groups
     fresh = large[~large["mode"].isin(covered)] if len(large) else large
@@ -362,36 +175,23 @@ def invariant_expansion_candidates(context: dg.AssetExecutionContext, config: Ca
     )
 
 
-@dg.asset(name="property_stubs_published", kinds={"python"},
-          check_specs=published_check_specs("property_stubs_published"), **COMMON)
-def property_stubs_published(context: dg.AssetExecutionContext, loop_settings: LoopSettings,
-                             invariant_expansion_candidates: pd.DataFrame) -> dg.MaterializeResult:
-    """The month's stubs under <repo_root>/tests/properties/_candidates/ (dry run: nothing written).
-    Re-running replaces this partition's earlier stubs — except those the operator has edited."""
-    window = window_for(context, SPEC)
-    files = dict(zip(invariant_expansion_candidates["file_name"], invariant_expansion_candidates["content"]))
-    stale = earlier_stubs(loop_settings.repo_path(), window.partition_key)
-    edited = operator_edited(loop_settings.repo_path(), [*files, *stale])
+def property_stubs_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
+                        candidates: pd.DataFrame) -> FilePublishPlan:
+    folder = settings.repo_path() / CANDIDATES_FOLDER
+    files = dict(zip(candidates["file_name"], candidates["content"]))
+    stale = earlier_stubs(folder, window.partition_key)
+    edited = operator_edited(folder, [*files, *stale])
     if edited:
         context.log.warning(f"kept {len(edited)} stubs the operator edited: {', '.join(edited)}")
-    plan = FilePublishPlan(folder=CANDIDATES_FOLDER, files={n: t for n, t in files.items() if n not in edited},
-                           stale=[n for n in stale if n not in edited], snapshot="invariant_expansion_snapshot")
-    return publish_files(context, SPEC, loop_settings, plan, stubs_kept_operator_edits=len(edited))
+    return FilePublishPlan(folder=CANDIDATES_FOLDER, files={n: t for n, t in files.items() if n not in edited},
+                           stale=[n for n in stale if n not in edited],
+                           metadata={"stubs_kept_operator_edits": len(edited)})
 
 
-def operator_edited(repo: Path, names) -> list[str]:
-    """Candidate files that exist and are no longer the loop's own text: work in progress toward
-    promotion, never overwritten or removed by a re-run."""
-    folder = repo / CANDIDATES_FOLDER
-    return sorted({name for name in names if is_safe_file_name(name) and (folder / name).is_file()
-                   and edited_since_generated((folder / name).read_text(encoding="utf-8", errors="replace"))})
+property_stubs_published = published_asset(
+    SPEC, "property_stubs_published", candidates="invariant_expansion_candidates", plan=property_stubs_plan,
+    description="The month's stubs under <repo_root>/tests/properties/_candidates/ (dry run: nothing written). "
+    "Re-running replaces this partition's earlier stubs — except those the operator has edited.")
 
-
-LOOP = LoopDefinition(
-    spec=SPEC,
-    assets=[invariant_expansion_snapshot, invariant_expansion_groups, invariant_expansion_candidates,
-            property_stubs_published],
-    snapshot=invariant_expansion_snapshot.key,
-    candidates=invariant_expansion_candidates.key,
-    published=property_stubs_published.key,
-)
+LOOP = LoopDefinition.of(SPEC, invariant_expansion_snapshot, invariant_expansion_groups,
+                         invariant_expansion_candidates, property_stubs_published)

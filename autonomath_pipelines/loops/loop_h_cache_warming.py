@@ -13,25 +13,42 @@ import json
 import dagster as dg
 import pandas as pd
 
-from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib.service_agreement import service_answers, with_service_answers
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.lib.zipf import zipf_head
 from autonomath_pipelines.loops.cache_payloads import (
-    AgreementConfig, agreement_gates, cacheable, judged, pre_execute, service_popularity,
+    AgreementConfig,
+    agreement_gates,
+    cacheable,
+    judged,
+    pre_execute,
+    service_popularity,
 )
-from autonomath_pipelines.loops.common import published_check_specs, DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, check_result, evidence_json, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
-from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
+from autonomath_pipelines.loops.common import (
+    LoopDefinition,
+    PublishPlan,
+    Window,
+    asset_defaults,
+    bad_rows_metadata,
+    evidence_json,
+    frame_metadata,
+    gate_results,
+    gate_specs,
+    log_bad_rows,
+    provenance,
+    published_asset,
+    window_for,
+)
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings, ProgramSearch
 
 SPEC = loop_spec("loop_h_cache_warming")
-PARTITIONS = partitions_for(SPEC)
 #: The API's cache holds at most this many warmed queries per day (blocking gate).
 MAX_CACHE_ROWS = 200
-COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
+COMMON = asset_defaults(SPEC)
 
 CACHE_GATES = (
     gates.row_cap(MAX_CACHE_ROWS),
@@ -146,40 +163,27 @@ SERVES_HEAD = Gate("query_cache_serves_head",
                    lambda _: None)
 
 
-@dg.asset(name="query_cache_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
-          check_specs=published_check_specs("query_cache_published", SERVES_HEAD), **COMMON)
-def query_cache_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
-                          loop_settings: LoopSettings, cache_warming_candidates: pd.DataFrame) -> dg.MaterializeResult:
-    """`query_cache` rows of this partition: the day's head queries that answer as the service does,
-    upserted with a 24 h TTL (dry run: nothing written).
-
-    Replaces the partition's earlier rows and every expired row, so re-running a day never duplicates.
-    A partition older than the one the cache serves, or than the last of its backfill range, or an
-    empty head publishes nothing (``PublishPlan.live_cache``); nor does an empty or abnormally small
-    day of query_log (the window gate).
-    """
-    window = window_for(context, SPEC)
-    rows = cacheable(cache_warming_candidates)
-    plan = PublishPlan(
-        table="query_cache",
-        rows=rows,
-        key_columns=["query_hash"],
-        stale_where="partition_key = ? OR ttl_until <= ?",
-        stale_params=(window.partition_key, iso_utc(utc_now())),
-        snapshot="cache_warming_snapshot",
-        live_cache=True,
-    )
-    result = publish(context, SPEC, loop_settings, autonomath_db, plan)
-    served = (GateResult(True, "nothing was written", {"dry_run": result.metadata["dry_run"]})
-              if not result.metadata["published"] else _serves_head(autonomath_db, rows))
-    return dg.MaterializeResult(metadata=result.metadata, check_results=[
-        *result.check_results, check_result("query_cache_published", SERVES_HEAD, served)])
+def query_cache_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
+                     candidates: pd.DataFrame) -> PublishPlan:
+    return PublishPlan(table="query_cache", rows=cacheable(candidates), key_columns=["query_hash"],
+                       stale_where="partition_key = ? OR ttl_until <= ?",
+                       stale_params=(window.partition_key, iso_utc(utc_now())), live_cache=True)
 
 
-LOOP = LoopDefinition(
-    spec=SPEC,
-    assets=[cache_warming_snapshot, cache_warming_zipf_head, cache_warming_candidates, query_cache_published],
-    snapshot=cache_warming_snapshot.key,
-    candidates=cache_warming_candidates.key,
-    published=query_cache_published.key,
-)
+def query_cache_served(database: AutonomathDatabase, plan: PublishPlan, published: dict, inputs: dict) -> list[GateResult]:
+    if not published["published"]:
+        return [GateResult(True, "nothing was written", {"dry_run": published["dry_run"]})]
+    return [_serves_head(database, plan.rows)]
+
+
+query_cache_published = published_asset(
+    SPEC, "query_cache_published", candidates="cache_warming_candidates", plan=query_cache_plan,
+    checks=(SERVES_HEAD,), verify=query_cache_served,
+    description="`query_cache` rows of this partition: the day's head queries that answer as the service does, "
+    "upserted with a 24 h TTL (dry run: nothing written).\n\nReplaces the partition's earlier rows and every "
+    "expired row, so re-running a day never duplicates. A partition older than the one the cache serves, or than "
+    "the last of its backfill range, or an empty head publishes nothing (``PublishPlan.live_cache``); nor does an "
+    "empty or abnormally small day of query_log (the window gate).")
+
+LOOP = LoopDefinition.of(SPEC, cache_warming_snapshot, cache_warming_zipf_head, cache_warming_candidates,
+                         query_cache_published)

@@ -20,21 +20,41 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.lib import badrows, gates
 from autonomath_pipelines.lib.freshness import (
-    DEFAULT_TIER_WEIGHTS, DEFAULT_TOP_N, INCONCLUSIVE_STATUSES, SIGNAL_CLASSES, TERMS,
-    FreshnessWeights, fetched_at_digest, rank_top, score_programs,
+    DEFAULT_TIER_WEIGHTS,
+    DEFAULT_TOP_N,
+    INCONCLUSIVE_STATUSES,
+    SIGNAL_CLASSES,
+    TERMS,
+    FreshnessWeights,
+    fetched_at_digest,
+    rank_top,
+    score_programs,
 )
 from autonomath_pipelines.lib.gates import Gate, GateResult
-from autonomath_pipelines.loops.common import DB_WRITE_POOL, OWNERS, LoopDefinition, PublishPlan, bad_rows_metadata, check_result, evidence_json, frame_metadata, gate_results, gate_specs, log_bad_rows, partitions_for, provenance, publish, window_for
-from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
+from autonomath_pipelines.loops.common import (
+    LoopDefinition,
+    PublishPlan,
+    Window,
+    asset_defaults,
+    bad_rows_metadata,
+    check_result,
+    evidence_json,
+    frame_metadata,
+    gate_results,
+    gate_specs,
+    log_bad_rows,
+    provenance,
+    published_asset,
+    window_for,
+)
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
 SPEC = loop_spec("loop_i_doc_freshness")
-PARTITIONS = partitions_for(SPEC)
-COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
+COMMON = asset_defaults(SPEC)
 #: Hard cap of the re-fetch queue per run (blocking gate); the configured N may not exceed it.
 MAX_QUEUE_ROWS = 500
 
@@ -222,32 +242,26 @@ def doc_freshness_candidates(context: dg.AssetExecutionContext, config: Freshnes
     )
 
 
-@dg.asset(name="source_refetch_queue_published", kinds={"sqlite"}, pool=DB_WRITE_POOL,
-          check_specs=gate_specs("source_refetch_queue_published", [FETCHED_AT_UNTOUCHED], blocking=False), **COMMON)
-def source_refetch_queue_published(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
-                                   loop_settings: LoopSettings, doc_freshness_snapshot: pd.DataFrame,
-                                   doc_freshness_candidates: pd.DataFrame) -> dg.MaterializeResult:
-    """`source_refetch_queue` rows of this week, pending operator review (dry run: nothing written).
-
-    Re-running replaces the week's still-pending rows; reviewed rows keep their status. After the
-    write, `programs.source_fetched_at` is checked again against the snapshot."""
-    window = window_for(context, SPEC)
-    plan = PublishPlan(table="source_refetch_queue", rows=doc_freshness_candidates,
-                       key_columns=["source_url", "partition_key"],
+def refetch_queue_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
+                       candidates: pd.DataFrame) -> PublishPlan:
+    return PublishPlan(table="source_refetch_queue", rows=candidates, key_columns=["source_url", "partition_key"],
                        stale_where="partition_key = ? AND status = 'pending_review'",
                        stale_params=(window.partition_key,))
-    result = publish(context, SPEC, loop_settings, autonomath_db, plan)
-    snapshot = doc_freshness_snapshot
-    untouched = _untouched(fetched_at_digest(zip(snapshot["program_id"], snapshot["source_fetched_at"])),
-                           programs_digest(autonomath_db))
-    return dg.MaterializeResult(metadata=result.metadata, check_results=[
-        check_result("source_refetch_queue_published", FETCHED_AT_UNTOUCHED, untouched)])
 
 
-LOOP = LoopDefinition(
-    spec=SPEC,
-    assets=[doc_freshness_snapshot, doc_freshness_candidates, source_refetch_queue_published],
-    snapshot=doc_freshness_snapshot.key,
-    candidates=doc_freshness_candidates.key,
-    published=source_refetch_queue_published.key,
-)
+def fetched_at_untouched(database: AutonomathDatabase, plan: PublishPlan, published: dict,
+                         inputs: dict) -> list[GateResult]:
+    snapshot = inputs["doc_freshness_snapshot"]
+    return [_untouched(fetched_at_digest(zip(snapshot["program_id"], snapshot["source_fetched_at"])),
+                       programs_digest(database))]
+
+
+source_refetch_queue_published = published_asset(
+    SPEC, "source_refetch_queue_published", candidates="doc_freshness_candidates", plan=refetch_queue_plan,
+    window_gated=False, checks=(FETCHED_AT_UNTOUCHED,), verify=fetched_at_untouched,
+    reads=("doc_freshness_snapshot",),
+    description="`source_refetch_queue` rows of this week, pending operator review (dry run: nothing written).\n\n"
+    "Re-running replaces the week's still-pending rows; reviewed rows keep their status. After the write, "
+    "`programs.source_fetched_at` is checked again against the snapshot.")
+
+LOOP = LoopDefinition.of(SPEC, doc_freshness_snapshot, doc_freshness_candidates, source_refetch_queue_published)

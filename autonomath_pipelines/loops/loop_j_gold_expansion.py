@@ -21,16 +21,26 @@ from autonomath_pipelines.lib import badrows
 from autonomath_pipelines.lib import gold as goldlib
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
 from autonomath_pipelines.loops.common import (
-    published_check_specs, OWNERS, FilePublishPlan, LoopDefinition, bad_rows_metadata, frame_metadata, gate_results, gate_specs,
-    log_bad_rows, partitions_for, provenance, publish_files, window_for,
+    FilePublishPlan,
+    LoopDefinition,
+    Window,
+    asset_defaults,
+    bad_rows_metadata,
+    frame_metadata,
+    gate_results,
+    gate_specs,
+    log_bad_rows,
+    provenance,
+    published_asset,
+    window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
 SPEC = loop_spec("loop_j_gold_expansion")
-PARTITIONS = partitions_for(SPEC)
-COMMON = dict(group_name=SPEC.group_name, owners=OWNERS, partitions_def=PARTITIONS, code_version=CODE_VERSION)
-GOLD_PATH = "evals/gold.yaml"
-CANDIDATES_FOLDER = "evals/_candidates"
+COMMON = asset_defaults(SPEC)
+#: The gold set review appends approved items to, and the folder of the loop's proposal files.
+GOLD_PATH = SPEC.promotes_to
+CANDIDATES_FOLDER = SPEC.candidates_folder
 MAX_CANDIDATES = 5000
 SNAPSHOT_COLUMNS = ["session_id", "query_text", "top1_program_id", "confidence"]
 #: The columns loop J reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
@@ -143,29 +153,22 @@ def gold_expansion_candidates(context: dg.AssetExecutionContext, config: Candida
     )
 
 
-@dg.asset(name="gold_candidates_published", kinds={"yaml"},
-          check_specs=published_check_specs("gold_candidates_published"), **COMMON)
-def gold_candidates_published(context: dg.AssetExecutionContext, loop_settings: LoopSettings,
-                              gold_expansion_candidates: pd.DataFrame) -> dg.MaterializeResult:
-    """``evals/_candidates/gold_proposed_<YYYY-MM>.yaml`` under the repo root (dry run: nothing written).
-    Re-running a month replaces its file."""
-    window = window_for(context, SPEC)
-    candidates = gold_expansion_candidates
+def gold_proposals_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
+                        candidates: pd.DataFrame) -> FilePublishPlan:
     if candidates.empty:  # parquet keeps no attrs: an empty file still names its run
         candidates.attrs.update(loop_id=SPEC.loop_id, run_id=context.run.run_id, partition_key=window.partition_key,
                                 code_version=CODE_VERSION, window_start_utc=window.start_iso,
                                 window_end_utc=window.end_iso, gold_path=GOLD_PATH, min_confidence=goldlib.MIN_CONFIDENCE,
                                 min_sessions=goldlib.MIN_SESSIONS)
     name = candidates_file_name(window.partition_key)
-    plan = FilePublishPlan(folder=CANDIDATES_FOLDER, files={name: render_candidates(candidates)},
-                           snapshot="gold_expansion_snapshot")
-    return publish_files(context, SPEC, loop_settings, plan, proposals=len(candidates), file=name)
+    return FilePublishPlan(folder=CANDIDATES_FOLDER, files={name: render_candidates(candidates)},
+                           metadata={"proposals": len(candidates), "file": name})
 
 
-LOOP = LoopDefinition(
-    spec=SPEC,
-    assets=[gold_expansion_snapshot, gold_expansion_candidates, gold_candidates_published],
-    snapshot=gold_expansion_snapshot.key,
-    candidates=gold_expansion_candidates.key,
-    published=gold_candidates_published.key,
-)
+gold_candidates_published = published_asset(
+    SPEC, "gold_candidates_published", candidates="gold_expansion_candidates", plan=gold_proposals_plan,
+    kinds={"yaml"},
+    description="``evals/_candidates/gold_proposed_<YYYY-MM>.yaml`` under the repo root (dry run: nothing "
+    "written). Re-running a month replaces its file.")
+
+LOOP = LoopDefinition.of(SPEC, gold_expansion_snapshot, gold_expansion_candidates, gold_candidates_published)

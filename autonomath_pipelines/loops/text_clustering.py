@@ -19,8 +19,17 @@ import pandas as pd
 from pydantic import Field
 
 from autonomath_pipelines.lib.clustering import (
-    EPS_SAMPLE_SIZE, HDBSCAN_MAX_TEXTS, LINKAGE_MAX_TEXTS, ClusterParams, EpsChoice, GuardReport, choose_eps,
-    dbscan_cosine, guard_chaining, hdbscan_cosine, linkage_cosine,
+    EPS_SAMPLE_SIZE,
+    HDBSCAN_MAX_TEXTS,
+    LINKAGE_MAX_TEXTS,
+    ClusterParams,
+    EpsChoice,
+    GuardReport,
+    choose_eps,
+    dbscan_cosine,
+    guard_chaining,
+    hdbscan_cosine,
+    linkage_cosine,
 )
 from autonomath_pipelines.resources import EmbeddingModel
 

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from autonomath_pipelines.loops import LOOPS, LoopDefinition
+from autonomath_pipelines.loops import LOOP_DEFINITIONS, LoopDefinition
 
 
-def operations_definitions(loops: tuple[LoopDefinition, ...] = LOOPS) -> dg.Definitions:
+def operations_definitions(loops: tuple[LoopDefinition, ...] = LOOP_DEFINITIONS) -> dg.Definitions:
     """The operator's Dagster objects (group ``operations``), for the given loops. Schedules and sensors
     ship STOPPED."""
     from autonomath_pipelines.operations.digest import (

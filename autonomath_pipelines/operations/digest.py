@@ -17,7 +17,7 @@ from autonomath_pipelines.catalog import TIMEZONE
 from autonomath_pipelines.lib.digest import Digest, compose_digest, failure_streaks
 from autonomath_pipelines.lib.files import atomic_write_text
 from autonomath_pipelines.lib.scorecard import standing_promotions
-from autonomath_pipelines.loops import LOOPS, LoopDefinition
+from autonomath_pipelines.loops import LOOP_DEFINITIONS, LoopDefinition
 from autonomath_pipelines.loops.common import OWNERS
 from autonomath_pipelines.operations.failures import last_errors
 from autonomath_pipelines.operations.history import (
@@ -41,7 +41,7 @@ def promoted_count(database: AutonomathDatabase | None, since: dt.datetime,
 
 
 def digest_for_window(instance: dg.DagsterInstance, database: AutonomathDatabase | None, since: dt.datetime,
-                      until: dt.datetime, *, reports_dir: Path, loops: Sequence[LoopDefinition] = LOOPS) -> Digest:
+                      until: dt.datetime, *, reports_dir: Path, loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> Digest:
     """The digest of ``[since, until)``; failure streaks look at all runs created before ``until``."""
     runs = loop_runs(instance, since, until, loops, with_cost=False)
     proposed = proposed_by_loop(candidate_materializations(instance, since, until, loops))
@@ -55,7 +55,7 @@ def digest_for_window(instance: dg.DagsterInstance, database: AutonomathDatabase
 
 
 def build_digest(instance: dg.DagsterInstance, database: AutonomathDatabase | None, now: dt.datetime, days: int = 7,
-                 *, reports_dir: str | Path | None = None, loops: Sequence[LoopDefinition] = LOOPS) -> Digest:
+                 *, reports_dir: str | Path | None = None, loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> Digest:
     """The digest of the ``days`` days before ``now`` (timezone-aware); ``reports_dir`` holds the
     failure log (default: ``LoopSettings().reports_dir``)."""
     until = as_utc(now)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from autonomath_pipelines.catalog import PARTITIONS_START, TIMEZONE
 from autonomath_pipelines.lib.scorecard import AUDIT_COLUMNS, FINISHED_STATUSES, canonical_loop_id
-from autonomath_pipelines.loops import LOOPS, LoopDefinition
+from autonomath_pipelines.loops import LOOP_DEFINITIONS, LoopDefinition
 from autonomath_pipelines.contract.timestamps import iso_utc
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.operations.runs import ASSET_JOB, CPU_SECONDS_TAG, LOOP_TAG, loop_of_run
@@ -43,7 +43,7 @@ def as_utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.timezone.utc)
 
 
-def asset_loops(loops: Sequence[LoopDefinition] = LOOPS) -> dict[dg.AssetKey, str]:
+def asset_loops(loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> dict[dg.AssetKey, str]:
     """Each loop asset's loop id: UI materializations run ``__ASSET_JOB`` without the loop tag."""
     return {key: loop.spec.loop_id for loop in loops for assets in loop.assets for key in assets.keys}
 
@@ -81,7 +81,7 @@ def step_seconds(instance: dg.DagsterInstance, run_id: str) -> float | None:
 
 
 def loop_runs(instance: dg.DagsterInstance, since: dt.datetime, until: dt.datetime,
-              loops: Sequence[LoopDefinition] = LOOPS, *, with_cost: bool = True) -> pd.DataFrame:
+              loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS, *, with_cost: bool = True) -> pd.DataFrame:
     """The loops' runs that started in ``[since, until)`` (created, if never started), one row each.
 
     ``cost_seconds`` is the CPU time ``autonomath-loops run`` measured (``cost_source`` ``cpu``) or,
@@ -116,7 +116,7 @@ def loop_runs(instance: dg.DagsterInstance, since: dt.datetime, until: dt.dateti
 
 
 def recent_finished_runs(instance: dg.DagsterInstance, before: dt.datetime,
-                         loops: Sequence[LoopDefinition] = LOOPS, lookback: int = STREAK_LOOKBACK) -> pd.DataFrame:
+                         loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS, lookback: int = STREAK_LOOKBACK) -> pd.DataFrame:
     """Each loop's last ``lookback`` successful or failed runs created before ``before`` (any age)."""
     rows = []
     for loop in loops:
@@ -132,7 +132,7 @@ def recent_finished_runs(instance: dg.DagsterInstance, before: dt.datetime,
 
 
 def candidate_materializations(instance: dg.DagsterInstance, since: dt.datetime, until: dt.datetime,
-                               loops: Sequence[LoopDefinition] = LOOPS) -> pd.DataFrame:
+                               loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> pd.DataFrame:
     """The latest materialization in ``[since, until)`` of each loop's candidates asset per partition,
     with its ``dagster/row_count``: re-running a partition replaces its count instead of adding to it."""
     since_ts, until_ts = as_utc(since).timestamp(), as_utc(until).timestamp()

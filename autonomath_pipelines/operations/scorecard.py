@@ -14,7 +14,7 @@ import pandas as pd
 from autonomath_pipelines.catalog import TIMEZONE, loop_spec
 from autonomath_pipelines.lib import effects
 from autonomath_pipelines.lib.scorecard import scorecard, scorecard_metrics, utc_timestamp
-from autonomath_pipelines.loops import LOOPS, LoopDefinition
+from autonomath_pipelines.loops import LOOP_DEFINITIONS, LoopDefinition
 from autonomath_pipelines.contract.timestamps import iso_utc
 from autonomath_pipelines.loops.common import OWNERS
 from autonomath_pipelines.operations.history import (
@@ -145,7 +145,7 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def scorecard_for_window(instance: dg.DagsterInstance, database: AutonomathDatabase, since: dt.datetime,
-                         until: dt.datetime, loops: Sequence[LoopDefinition] = LOOPS,
+                         until: dt.datetime, loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS,
                          effect_days: int = effects.DEFAULT_EFFECT_DAYS) -> Scorecard:
     runs = loop_runs(instance, since, until, loops)
     proposed = proposed_by_loop(candidate_materializations(instance, since, until, loops))

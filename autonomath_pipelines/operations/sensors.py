@@ -22,7 +22,7 @@ from autonomath_pipelines.lib.badrows import ISO_UTC_GLOB
 from autonomath_pipelines.lib.triggers import (
     BurstState, burst_decision, burst_settings, months_to_request, parse_id_cursor, parse_utc, reports_from_rows,
 )
-from autonomath_pipelines.loops import LOOPS
+from autonomath_pipelines.loops import LOOP_DEFINITIONS
 from autonomath_pipelines.contract.timestamps import utc_now
 from autonomath_pipelines.loops.common import LoopDefinition, in_progress_partition_key
 from autonomath_pipelines.resources import AutonomathDatabase, DatabaseFileError
@@ -201,7 +201,7 @@ def build_month_complete_sensor(loops: Sequence[LoopDefinition], clock: Clock = 
     return month_complete_sensor
 
 
-def build_sensors(loops: Sequence[LoopDefinition] = LOOPS) -> list[dg.SensorDefinition]:
+def build_sensors(loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> list[dg.SensorDefinition]:
     """The data-driven sensors of ``loops`` (a sensor whose loops are absent is left out), all STOPPED."""
     by_id = {loop.spec.loop_id: loop for loop in loops}
     sensors = []

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from autonomath_pipelines.catalog import LOOPS as CATALOG
+from autonomath_pipelines.catalog import LOOP_SPECS
 from autonomath_pipelines.catalog import TIMEZONE, LoopSpec, loop_spec
 
 JST = ZoneInfo(TIMEZONE)
@@ -85,7 +85,7 @@ def eval_partitions(as_of: dt.date, db) -> dict[str, str]:
     the logs: the window itself, and for C and H the period after it (the replay)."""
     end = world_end(as_of)
     keys = {}
-    for spec in CATALOG:
+    for spec in LOOP_SPECS:
         if spec.letter == "C":        # the week after the window is the replay period
             keys["C"] = _last_complete(spec, end - dt.timedelta(days=C_REPLAY_DAYS))
         elif spec.letter == "H":      # the next day is the replay day

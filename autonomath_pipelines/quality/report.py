@@ -51,10 +51,9 @@ def render_markdown(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
+    from autonomath_pipelines.lib.plots import pyplot
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ratio = [m for m in result["metrics"] if m["unit"] in ("ratio", "tau") and m["value"] is not None]
     days = [m for m in result["metrics"] if m["unit"] == "days" and m["value"] is not None]

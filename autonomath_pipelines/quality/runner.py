@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from autonomath_pipelines.catalog import LOOPS as CATALOG
+from autonomath_pipelines.catalog import LOOP_SPECS
 from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.quality.partitions import DEFAULT_AS_OF, JST, eval_partitions, range_keys
 from autonomath_pipelines.quality.report import JSON_NAME, MD_NAME, PNG_NAME, markdown_table, plot, render_markdown, write_file
@@ -149,7 +149,7 @@ def run_eval(*, scale: str = "small", seed: int = 7, db_path: str | None = None,
 
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
-    letters = [loop_spec(x).letter for x in only] if only else [s.letter for s in CATALOG]
+    letters = [loop_spec(x).letter for x in only] if only else [s.letter for s in LOOP_SPECS]
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

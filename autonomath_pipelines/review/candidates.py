@@ -26,16 +26,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from autonomath_pipelines.contract.timestamps import iso_from_epoch
 from autonomath_pipelines.catalog import LoopSpec, loop_spec
+from autonomath_pipelines.contract.timestamps import iso_from_epoch
 from autonomath_pipelines.lib import gold as goldlib
+from autonomath_pipelines.lib import property_stubs as stubs
 from autonomath_pipelines.lib.files import is_safe_file_name
 from autonomath_pipelines.lib.review_rules import (
-    PENDING, ReviewError, gold_item_from_proposal, append_gold_items, next_gold_ids, stub_completion_problems,
+    PENDING,
+    ReviewError,
+    append_gold_items,
+    gold_item_from_proposal,
+    next_gold_ids,
+    stub_completion_problems,
 )
-from autonomath_pipelines.loops import (
-    loop_b_testimonial_seo as loop_b, loop_g_invariant_expansion as loop_g, loop_j_gold_expansion as loop_j,
-)
+
+#: The file targets, from the catalog: where each loop's candidate files live, and where promotion puts them.
+PAGE_DIR = loop_spec("B").promotes_to
+STUB_CANDIDATES, STUB_TARGET = loop_spec("G").candidates_folder, loop_spec("G").promotes_to
+GOLD_CANDIDATES, GOLD_PATH = loop_spec("J").candidates_folder, loop_spec("J").promotes_to
 
 FILE_STATUS_TABLE = "review_file_candidates"
 
@@ -238,7 +246,7 @@ class Aliases(TableReviewable):
 class TestimonialPages(TableReviewable):
     spec = loop_spec("loop_b_testimonial_seo")
     table = "seo_testimonial_candidates"
-    target = f"file:{loop_b.PAGE_DIR}/"
+    target = f"file:{PAGE_DIR}/"
     columns = ("program_id", "prefecture_code", "page_path", "markdown", "group_size")
 
     def candidate(self, row):
@@ -252,8 +260,8 @@ class TestimonialPages(TableReviewable):
         for c in candidates:
             page = str(c.fields["page_path"])
             folder, _, name = page.rpartition("/")
-            if folder != loop_b.PAGE_DIR or not is_safe_file_name(name):
-                raise ReviewError(f"cannot promote {c.id}: page path {page!r} is not a file in {loop_b.PAGE_DIR}/")
+            if folder != PAGE_DIR or not is_safe_file_name(name):
+                raise ReviewError(f"cannot promote {c.id}: page path {page!r} is not a file in {PAGE_DIR}/")
             if page in paths:
                 raise ReviewError(f"cannot promote {c.id}: another candidate of this promotion also writes {page}")
             paths.add(page)
@@ -267,17 +275,17 @@ def _read(path: Path) -> str | None:
 
 class PropertyStubs(FileReviewable):
     spec = loop_spec("loop_g_invariant_expansion")
-    target = f"file:{loop_g.PROPERTIES_FOLDER}/"
+    target = f"file:{STUB_TARGET}/"
 
     def candidates(self, conn, repo):
-        folder = repo / loop_g.CANDIDATES_FOLDER
+        folder = repo / STUB_CANDIDATES
         found = []
         for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
             text = path.read_text(encoding="utf-8")
-            marker = loop_g.MARKER.search(text)
+            marker = stubs.MARKER.search(text)
             if marker is None:
                 continue  # the operator's own helper files are not candidates
-            partition = loop_g.PARTITION_MARKER.search(text)
+            partition = stubs.PARTITION_MARKER.search(text)
             occurrences = re.search(r"^#\s*occurrences:\s*(\d+)", text, re.MULTILINE)
             problems = stub_completion_problems(text, str(path))
             found.append(Candidate(
@@ -285,7 +293,7 @@ class PropertyStubs(FileReviewable):
                 partition.group(1) if partition else None, _iso_mtime(path),
                 f"{path.name} ({'complete' if not problems else 'stub: ' + '; '.join(problems)})",
                 float(occurrences.group(1)) if occurrences else None,
-                {"file": f"{loop_g.CANDIDATES_FOLDER}/{path.name}",
+                {"file": f"{STUB_CANDIDATES}/{path.name}",
                  **({"occurrences": int(occurrences.group(1))} if occurrences else {})},
                 {"name": path.name, "text": text}))
         return self.with_status(conn, found)
@@ -294,25 +302,25 @@ class PropertyStubs(FileReviewable):
         changes = []
         for c in candidates:
             if "name" not in c.fields:
-                raise ReviewError(f"cannot promote {c.id}: its stub is no longer in {loop_g.CANDIDATES_FOLDER}/")
+                raise ReviewError(f"cannot promote {c.id}: its stub is no longer in {STUB_CANDIDATES}/")
             name, text = c.fields["name"], c.fields["text"]
             problems = stub_completion_problems(text, name)
             if problems:
-                raise ReviewError(f"cannot promote {c.id}: {loop_g.CANDIDATES_FOLDER}/{name} is not completed — "
+                raise ReviewError(f"cannot promote {c.id}: {STUB_CANDIDATES}/{name} is not completed — "
                                   + "; ".join(problems) + ". Complete it (a real property, no xfail), then promote.")
-            target = f"{loop_g.PROPERTIES_FOLDER}/{name}"
+            target = f"{STUB_TARGET}/{name}"
             if (repo / target).exists():
                 raise ReviewError(f"cannot promote {c.id}: {target} already exists")
-            changes += [FileChange(f"{loop_g.CANDIDATES_FOLDER}/{name}", text, None), FileChange(target, None, text)]
+            changes += [FileChange(f"{STUB_CANDIDATES}/{name}", text, None), FileChange(target, None, text)]
         return changes
 
 
 class GoldProposals(FileReviewable):
     spec = loop_spec("loop_j_gold_expansion")
-    target = f"file:{loop_j.GOLD_PATH}"
+    target = f"file:{GOLD_PATH}"
 
     def candidates(self, conn, repo):
-        folder = repo / loop_j.CANDIDATES_FOLDER
+        folder = repo / GOLD_CANDIDATES
         found = []
         for path in sorted(folder.glob("gold_proposed_*.yaml")) if folder.is_dir() else []:
             month = path.stem.removeprefix("gold_proposed_")
@@ -335,7 +343,7 @@ class GoldProposals(FileReviewable):
         for c in candidates:
             if "query" not in c.fields:
                 raise ReviewError(f"cannot promote {c.id}: it is no longer in a candidate file")
-        path = repo / loop_j.GOLD_PATH
+        path = repo / GOLD_PATH
         before = _read(path)
         existing = goldlib.parse_gold(before, str(path)).items if before else ()
         ids = next_gold_ids([item.id for item in existing], len(candidates))
@@ -343,10 +351,10 @@ class GoldProposals(FileReviewable):
                                          f"({c.fields['item_id']}, {c.evidence.get('sessions', '?')} sessions)")
                  for c, new_id in zip(candidates, ids)]
         try:
-            after = append_gold_items(before, items, source=loop_j.GOLD_PATH)
+            after = append_gold_items(before, items, source=GOLD_PATH)
         except ReviewError as exc:
             raise ReviewError(f"cannot promote {', '.join(c.id for c in candidates)}: {exc}") from exc
-        return [FileChange(loop_j.GOLD_PATH, before, after)]
+        return [FileChange(GOLD_PATH, before, after)]
 
 
 #: Reviewable loops by letter, in catalog order.

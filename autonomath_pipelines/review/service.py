@@ -18,16 +18,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from autonomath_pipelines.contract.schema import review_tables
+from autonomath_pipelines.contract.timestamps import UTC_FORMAT
 from autonomath_pipelines.lib.files import atomic_write_text
 from autonomath_pipelines.lib.review_rules import (
-    APPROVED, PENDING, ReviewError, next_status,
+    APPROVED,
+    PENDING,
+    ReviewError,
+    next_status,
 )
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.review.candidates import (
-    REVIEWABLES, Candidate, FileChange, TableChange, parse_candidate_id, reviewable,
+    REVIEWABLES,
+    Candidate,
+    FileChange,
+    TableChange,
+    parse_candidate_id,
+    reviewable,
 )
-from autonomath_pipelines.contract.schema import review_tables
-from autonomath_pipelines.contract.timestamps import UTC_FORMAT
 
 #: Under the repo root while a promotion or rollback changes files: what to put back if the process
 #: dies between the file renames and the database commit (``ReviewService.recover``).

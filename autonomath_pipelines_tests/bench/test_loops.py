@@ -20,13 +20,13 @@ from autonomath_pipelines.bench.loops import (
 from autonomath_pipelines.bench.process import code_provenance, peak_rss_mb, rss_mb, world_provenance
 from autonomath_pipelines.demo import truth_path
 from autonomath_pipelines.contract.sqlite import sqlite3
-from autonomath_pipelines.catalog import LOOPS, loop_spec
+from autonomath_pipelines.catalog import LOOP_SPECS, loop_spec
 from autonomath_pipelines_tests.conftest import AS_OF
 
 
 def test_runs_per_month_and_the_ceilings_budget():
-    assert {s.letter: runs_per_month(s) for s in LOOPS if s.letter in "ABH"} == {"A": 4.35, "B": 1.0, "H": 30.0}
-    budget_min = sum(s.cost_ceiling_cpu_min * runs_per_month(s) for s in LOOPS)
+    assert {s.letter: runs_per_month(s) for s in LOOP_SPECS if s.letter in "ABH"} == {"A": 4.35, "B": 1.0, "H": 30.0}
+    budget_min = sum(s.cost_ceiling_cpu_min * runs_per_month(s) for s in LOOP_SPECS)
     assert budget_min == pytest.approx(413.05)                # the seed's ~6-7 CPU-hours a month
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from autonomath_pipelines.catalog import LOOPS
+from autonomath_pipelines.catalog import LOOP_SPECS
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.contract.schema import SchemaError, contract, missing_schema, output_tables, source_tables
 from autonomath_pipelines.contract.sqlite import sqlite3
@@ -29,7 +29,7 @@ def test_every_output_carries_provenance(table):
 
 
 def test_every_table_a_loop_names_is_in_the_contract():
-    for loop in LOOPS:
+    for loop in LOOP_SPECS:
         for table in loop.reads + loop.writes:
             assert table in contract() or table.endswith("/"), (loop.loop_id, table)
 

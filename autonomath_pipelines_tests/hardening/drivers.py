@@ -313,12 +313,12 @@ def tag_generation(tag: str) -> None:
 def run_loop(args) -> int:
     import dagster as dg
 
-    from autonomath_pipelines.loops import LOOPS
+    from autonomath_pipelines.loops import LOOP_DEFINITIONS
     from autonomath_pipelines.loops.common import source_specs
     from autonomath_pipelines.resources import LoopSettings
     from autonomath_pipelines_tests.loops.harness import loop_resources
 
-    [loop] = [lp for lp in LOOPS if args.loop in (lp.spec.letter, lp.spec.loop_id)]
+    [loop] = [lp for lp in LOOP_DEFINITIONS if args.loop in (lp.spec.letter, lp.spec.loop_id)]
     storage = Path(args.storage)
     resources = loop_resources(args.db, storage, execute=args.execute, loop_id=loop.spec.loop_id,
                                embedding_cache=Path(args.embedding_cache) if args.embedding_cache else None)

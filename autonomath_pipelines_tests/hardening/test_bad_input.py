@@ -33,7 +33,7 @@ from autonomath_pipelines.lib import gold as goldlib
 from autonomath_pipelines.lib.jsonld import jsonld_problems
 from autonomath_pipelines.lib.payload import payload_problems
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
-from autonomath_pipelines.loops.loop_b_testimonial_seo import front_matter
+from autonomath_pipelines.lib.case_pages import front_matter
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.contract.schema import contract, output_tables, source_tables
 from autonomath_pipelines.contract.sqlite import sqlite3
@@ -299,15 +299,15 @@ def test_empty_windows_of_the_bad_world_succeed_with_zero_proposals(world):
 def test_sensors_read_past_malformed_timestamps(world):
     """One 'yesterday' in query_log.ts sorts after every ISO date: the month sensor must not stall on it."""
     from autonomath_pipelines.definitions import defs
-    from autonomath_pipelines.loops import LOOPS
+    from autonomath_pipelines.loops import LOOP_DEFINITIONS
     from autonomath_pipelines.operations.sensors import build_month_complete_sensor, build_wrong_answer_burst_sensor
 
     now = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.timezone.utc)
     context = lambda cursor=None: dg.build_sensor_context(  # noqa: E731
         cursor=cursor, definitions=defs, resources={"autonomath_db": AutonomathDatabase(path=str(world["db"]))})
-    month = build_month_complete_sensor(LOOPS, clock=lambda: now).evaluate_tick(context())
+    month = build_month_complete_sensor(LOOP_DEFINITIONS, clock=lambda: now).evaluate_tick(context())
     assert {r.partition_key for r in month.run_requests} == {"2026-10-01"}, month.skip_message
-    loop_a = next(loop for loop in LOOPS if loop.spec.letter == "A")
+    loop_a = next(loop for loop in LOOP_DEFINITIONS if loop.spec.letter == "A")
     burst = build_wrong_answer_burst_sensor(loop_a, threshold=5, window_hours=24 * 30, clock=lambda: now)
     first_feedback = min(int(r) for c in world["cases"] if c.table == "customer_feedback" for r in c.rows)
     result = burst.evaluate_tick(context(json.dumps({"last_id": first_feedback - 1})))

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.lib.files import is_safe_file_name, replace_files, safe_path
-from autonomath_pipelines.loops import LOOPS
+from autonomath_pipelines.loops import LOOP_DEFINITIONS
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.contract.schema import contract
 from autonomath_pipelines_tests.conftest import LAST_DAY, LAST_FULL_WEEK
@@ -45,7 +45,7 @@ def executed_world(tmp_path_factory, small_world_pristine, embedding_cache):
     db = tmp / "autonomath.db"
     shutil.copyfile(small_world_pristine, db)
     results = {}
-    for loop in LOOPS:
+    for loop in LOOP_DEFINITIONS:
         result = run_in_process(loop, db, tmp, PARTITION[loop.spec.cadence], embedding_cache=embedding_cache)
         assert result.success, (loop.spec.loop_id, step_errors(result))
         results[loop.spec.loop_id] = result
@@ -125,8 +125,8 @@ def test_intermediate_assets_hold_customer_ids_only_for_per_customer_loops(execu
     """The Parquet intermediates (storage, git-ignored): no API key anywhere, customer ids only in C's."""
     db, tmp, _ = executed_world
     secret, api_key = secrets_of(db)
-    group_of = {loop.spec.group_name: loop.spec.loop_id for loop in LOOPS}
-    asset_loop = {key.to_user_string(): loop.spec.loop_id for loop in LOOPS for a in loop.assets for key in a.keys}
+    group_of = {loop.spec.group_name: loop.spec.loop_id for loop in LOOP_DEFINITIONS}
+    asset_loop = {key.to_user_string(): loop.spec.loop_id for loop in LOOP_DEFINITIONS for a in loop.assets for key in a.keys}
     leaks = []
     for path in (tmp / "storage" / "parquet").rglob("*.parquet"):
         asset = path.parent.name

@@ -6,7 +6,7 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autonomath_pipelines.catalog import LOOPS, loop_spec
+from autonomath_pipelines.catalog import LOOP_SPECS, loop_spec
 from autonomath_pipelines.lib.digest import FailureStreak, compose_digest, failure_streaks, headline
 
 SINCE = dt.datetime(2026, 11, 8, tzinfo=dt.timezone(dt.timedelta(hours=9), "JST"))
@@ -70,11 +70,11 @@ def test_warns_exactly_when_the_last_two_decisive_runs_failed(statuses):
 def test_compose_digest_lines():
     runs = window_runs((A, "FAILURE"), (A, "SUCCESS"), (B, "SUCCESS"), (B, "FAILURE"), (C, "STARTED"))
     streak = FailureStreak(B, ("rb2", "rb1"))
-    digest = compose_digest(LOOPS, runs, {A: 5, B: 2, "unknown": 99}, promoted=1, streaks=[streak],
+    digest = compose_digest(LOOP_SPECS, runs, {A: 5, B: 2, "unknown": 99}, promoted=1, streaks=[streak],
                             errors={"rb2": "step: KeyError: 'x'"}, since=SINCE, until=UNTIL)
     assert digest.line == "Self-improvement: 1/2 loops succeeded last 7 days, 7 candidates proposed, 1 promoted."
     assert (digest.loops_ran, digest.loops_succeeded, digest.candidates_proposed) == (2, 1, 7)
-    not_run = "; ".join(f"{s.letter} {s.loop_id} ({s.cadence_text})" for s in LOOPS[3:])
+    not_run = "; ".join(f"{s.letter} {s.loop_id} ({s.cadence_text})" for s in LOOP_SPECS[3:])
     assert digest.lines == [
         digest.line,
         f"Latest run did not succeed: B {B} (failure, run r3).",
@@ -90,6 +90,6 @@ def test_compose_digest_lines():
 
 def test_nothing_ran():
     empty = pd.DataFrame(columns=["loop_id", "run_id", "status", "run_time"])
-    digest = compose_digest(LOOPS, empty, {}, 0, [], {}, SINCE, UNTIL, notes=["Promotions not counted: x"])
+    digest = compose_digest(LOOP_SPECS, empty, {}, 0, [], {}, SINCE, UNTIL, notes=["Promotions not counted: x"])
     assert digest.line == "Self-improvement: 0/0 loops succeeded last 7 days, 0 candidates proposed, 0 promoted."
     assert len(digest.not_run) == 10 and digest.lines[-1] == "Promotions not counted: x"

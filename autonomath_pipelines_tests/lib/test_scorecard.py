@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autonomath_pipelines.catalog import LOOPS, loop_spec
+from autonomath_pipelines.catalog import LOOP_SPECS, loop_spec
 from autonomath_pipelines.lib.scorecard import (
     SCORECARD_COLUMNS, acceptance_rate, review_summary, scorecard, scorecard_metrics, standing_promotions,
 )
@@ -77,7 +77,7 @@ RUNS = pd.DataFrame([
 
 
 def test_scorecard_has_every_loop_and_the_numbers():
-    frame = scorecard(LOOPS, {A: 4, J: 1}, AUDIT, RUNS, SINCE, UNTIL)
+    frame = scorecard(LOOP_SPECS, {A: 4, J: 1}, AUDIT, RUNS, SINCE, UNTIL)
     assert list(frame.columns) == list(SCORECARD_COLUMNS)
     assert list(frame["letter"]) == list("ABCDEFGHIJ")
     a = frame.set_index("letter").loc["A"]
@@ -93,7 +93,7 @@ def test_scorecard_has_every_loop_and_the_numbers():
 
 
 def test_metrics_are_flat_numbers_without_nans():
-    metrics = scorecard_metrics(scorecard(LOOPS, {A: 4}, AUDIT, RUNS, SINCE, UNTIL))
+    metrics = scorecard_metrics(scorecard(LOOP_SPECS, {A: 4}, AUDIT, RUNS, SINCE, UNTIL))
     assert metrics["A_proposed"] == 4 and isinstance(metrics["A_proposed"], int)
     assert metrics["A_acceptance_rate"] == pytest.approx(2 / 3)
     assert metrics["A_median_review_delay_h"] == pytest.approx(24.0)
@@ -108,7 +108,7 @@ def test_metrics_are_flat_numbers_without_nans():
 
 def test_empty_inputs_give_zeros():
     empty_runs = pd.DataFrame(columns=["loop_id", "status", "cost_seconds", "cost_source"])
-    frame = scorecard(LOOPS, {}, pd.DataFrame(), empty_runs, SINCE, UNTIL)
+    frame = scorecard(LOOP_SPECS, {}, pd.DataFrame(), empty_runs, SINCE, UNTIL)
     assert len(frame) == 10 and frame["proposed"].sum() == 0 and frame["runs"].sum() == 0
     assert "total_acceptance_rate" not in scorecard_metrics(frame)
 

@@ -43,10 +43,10 @@ def loop_resources(db_path, storage: Path, *, execute: bool, loop_id: str, embed
 def run_loops_at(*, db_path, reports_dir, storage_dir, execute: bool = False, only=None, embedding_cache=None,
                  **kwargs):
     """``orchestrator.run_loops`` as ``autonomath-loops run [--only …] [--execute]`` calls it, over a test world."""
-    from autonomath_pipelines.loops import LOOPS
+    from autonomath_pipelines.loops import LOOP_DEFINITIONS
     from autonomath_pipelines.orchestrator import run_loops, run_settings
 
-    settings = run_settings(only, execute=execute, reports_dir=str(reports_dir), loops=kwargs.get("loops", LOOPS))
+    settings = run_settings(only, execute=execute, reports_dir=str(reports_dir), loops=kwargs.get("loops", LOOP_DEFINITIONS))
     return run_loops(AutonomathDatabase(path=str(db_path)), settings, only=only, storage_dir=str(storage_dir),
                      embeddings=EmbeddingModel(cache_path=str(embedding_cache)) if embedding_cache else None, **kwargs)
 

@@ -11,7 +11,8 @@ import pytest
 
 from autonomath_pipelines.demo import load_truth
 from autonomath_pipelines.loops.common import source_specs
-from autonomath_pipelines.loops.loop_d_forecast_accuracy import COEF_KEYS, LOOP, candidate_gates
+from autonomath_pipelines.lib.calibration import COEF_KEYS, candidate_gates
+from autonomath_pipelines.loops.loop_d_forecast_accuracy import LOOP
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.loops.harness import (
@@ -165,14 +166,13 @@ def test_gates_reject_bad_coefficients():
 
 
 def test_a_failing_gate_blocks_publishing(small_world, tmp_path, monkeypatch):
-    from autonomath_pipelines.lib import shrinkage
-    from autonomath_pipelines.loops import loop_d_forecast_accuracy as loop_d
+    from autonomath_pipelines.lib import calibration, shrinkage
 
     def broken_fit(program_ids, errors):
         fit = shrinkage.fit_shrinkage(program_ids, errors)
         return dataclasses.replace(fit, programs=fit.programs.assign(weight=1.5))
 
-    monkeypatch.setattr(loop_d, "fit_shrinkage", broken_fit)
+    monkeypatch.setattr(calibration, "fit_shrinkage", broken_fit)
     before = sha256(small_world)
     result = run_loop(LOOP, small_world, tmp_path, LAST_MONTH, execute=True)
     assert not result.success

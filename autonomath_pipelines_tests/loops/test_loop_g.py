@@ -6,10 +6,11 @@ import sys
 import dagster as dg
 
 from autonomath_pipelines.demo import load_truth
+from autonomath_pipelines.lib.failure_modes import assign_fingerprints
 from autonomath_pipelines.lib.files import is_safe_file_name
 from autonomath_pipelines.lib.scoring import ari_with_noise
 from autonomath_pipelines.loops.common import source_specs
-from autonomath_pipelines.loops.loop_g_invariant_expansion import CANDIDATES_FOLDER, LOOP, assign_fingerprints
+from autonomath_pipelines.loops.loop_g_invariant_expansion import CANDIDATES_FOLDER, LOOP
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 from autonomath_pipelines_tests.loops.harness import check_outcomes, loop_resources, materialized, metadata, sha256
 

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from autonomath_pipelines.catalog import LOOPS as CATALOG
+from autonomath_pipelines.catalog import LOOP_SPECS
 from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.loops.common import in_progress_partition_key, last_complete_partition_key, partitions_for, read_window
 from autonomath_pipelines.contract.timestamps import utc_now
@@ -16,9 +16,9 @@ A, B, I = loop_spec("A"), loop_spec("B"), loop_spec("I")
 
 
 def test_only_loops_a_and_i_have_a_partition_in_progress():
-    assert [s.letter for s in CATALOG if s.in_progress_partition] == ["A", "I"]
+    assert [s.letter for s in LOOP_SPECS if s.in_progress_partition] == ["A", "I"]
     now = utc_now()
-    for spec in CATALOG:
+    for spec in LOOP_SPECS:
         partitions = partitions_for(spec)
         current = partitions.get_partition_key_for_timestamp(now.timestamp())
         assert partitions.has_partition_key(current) == spec.in_progress_partition, spec.loop_id

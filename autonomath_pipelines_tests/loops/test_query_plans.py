@@ -16,7 +16,7 @@ import pytest
 
 from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.lib.query_plans import correlated_rescans
-from autonomath_pipelines.loops import LOOPS
+from autonomath_pipelines.loops import LOOP_DEFINITIONS
 from autonomath_pipelines.loops.common import last_complete_partition_key
 from autonomath_pipelines.loops.loop_a_hallucination_guard import QUERY_RULES, suspect_queries_sql
 from autonomath_pipelines.resources.db import AutonomathDatabase
@@ -80,7 +80,7 @@ def loop_statements(small_world_pristine, tmp_path_factory, monkeypatch_module):
     folder = tmp_path_factory.mktemp("plan_runs")
     world = folder / "autonomath.db"
     shutil.copyfile(small_world_pristine, world)
-    for loop in LOOPS:
+    for loop in LOOP_DEFINITIONS:
         current.clear()
         key = last_complete_partition_key(loop.spec, AS_OF_UTC)
         run_loop(loop, world, folder / loop.spec.letter, key, embedding_cache=folder / "embeddings.sqlite")
@@ -105,7 +105,7 @@ def _plan(db, sql, params=()):
 
 
 def test_every_loop_sends_window_reads_that_the_check_sees(loop_statements):
-    readers = {loop.spec.loop_id for loop in LOOPS if set(loop.spec.reads) & set(LOG_TABLES)}
+    readers = {loop.spec.loop_id for loop in LOOP_DEFINITIONS if set(loop.spec.reads) & set(LOG_TABLES)}
     assert readers and all(loop_statements[loop_id] for loop_id in readers), {
         loop_id: len(statements) for loop_id, statements in loop_statements.items()}
 

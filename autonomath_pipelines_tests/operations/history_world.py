@@ -8,11 +8,11 @@ import dagster as dg
 
 from autonomath_pipelines.catalog import TIMEZONE
 from autonomath_pipelines.lib.textnorm import normalize_query, query_hash
-from autonomath_pipelines.loops import LOOPS
+from autonomath_pipelines.loops import LOOP_DEFINITIONS
 from autonomath_pipelines.contract.schema import create_all
 from autonomath_pipelines.contract.sqlite import sqlite3
 
-LOOP_A, LOOP_B, LOOP_C = LOOPS[:3]
+LOOP_A, LOOP_B, LOOP_C = LOOP_DEFINITIONS[:3]
 TINY_WEEKS = dg.WeeklyPartitionsDefinition(start_date="2026-01-04", timezone=TIMEZONE)
 
 

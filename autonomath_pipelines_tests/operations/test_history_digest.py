@@ -6,7 +6,7 @@ import json
 import dagster as dg
 import pytest
 
-from autonomath_pipelines.loops import LOOPS
+from autonomath_pipelines.loops import LOOP_DEFINITIONS
 from autonomath_pipelines.contract.timestamps import iso_utc
 from autonomath_pipelines.operations.digest import build_digest
 from autonomath_pipelines.operations.failures import FAILURE_LOG_NAME, loop_failure_sensor, read_failure_log
@@ -66,7 +66,7 @@ def test_loop_runs_in_the_window_with_cost_and_its_source(history):
     assert failed_b["step_seconds"] > 0 and failed_b["cost_seconds"] == failed_b["step_seconds"]
     assert loop_runs(instance, until, until + dt.timedelta(days=7)).empty
     assert loop_runs(instance, started - dt.timedelta(days=7), started - dt.timedelta(seconds=1)).empty
-    only_c = loop_runs(instance, started - dt.timedelta(minutes=1), until, [LOOPS[2]], with_cost=False)
+    only_c = loop_runs(instance, started - dt.timedelta(minutes=1), until, [LOOP_DEFINITIONS[2]], with_cost=False)
     assert set(only_c["loop_id"]) == {C} and only_c["cost_seconds"].isna().all()
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from autonomath_pipelines.definitions import defs
 from autonomath_pipelines.lib.triggers import THRESHOLD_VAR, WINDOW_HOURS_VAR, BurstState
-from autonomath_pipelines.loops import LOOPS
+from autonomath_pipelines.loops import LOOP_DEFINITIONS
 from autonomath_pipelines.loops.common import in_progress_partition_key, partitions_for
 from autonomath_pipelines.contract.timestamps import utc_now
 from autonomath_pipelines.operations.sensors import (
@@ -18,7 +18,7 @@ from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.contract.schema import create_all
 from autonomath_pipelines.contract.sqlite import sqlite3
 
-BY_ID = {loop.spec.loop_id: loop for loop in LOOPS}
+BY_ID = {loop.spec.loop_id: loop for loop in LOOP_DEFINITIONS}
 LOOP_A, LOOP_I = BY_ID["loop_a_hallucination_guard"], BY_ID["loop_i_doc_freshness"]
 UTC = dt.timezone.utc
 #: Wednesday 2026-11-18 12:00 JST: inside the week that starts on Sunday 2026-11-15.
@@ -147,7 +147,7 @@ def test_signals_request_the_week_in_progress_at_the_real_clock(db):
 @pytest.mark.parametrize("build, table", [
     (lambda: build_source_change_signals_sensor(LOOP_I), "source_change_signals"),
     (lambda: build_wrong_answer_burst_sensor(LOOP_A), "customer_feedback"),
-    (lambda: build_month_complete_sensor(LOOPS), "query_log"),
+    (lambda: build_month_complete_sensor(LOOP_DEFINITIONS), "query_log"),
 ])
 def test_missing_table_or_database_is_a_skip_naming_it(tmp_path, build, table):
     empty = tmp_path / "empty.db"
@@ -164,7 +164,7 @@ def test_a_malformed_cursor_is_a_skip_not_an_error(db):
     assert result.run_requests == [] and "reset the sensor's cursor" in result.skip_message
     result = tick(build_wrong_answer_burst_sensor(LOOP_A), db, "12")
     assert result.run_requests == [] and "not a burst cursor" in result.skip_message
-    result = tick(build_month_complete_sensor(LOOPS), db, "October")
+    result = tick(build_month_complete_sensor(LOOP_DEFINITIONS), db, "October")
     assert result.run_requests == [] and "is not a month" in result.skip_message
 
 
@@ -235,7 +235,7 @@ MONTHLY = ["loop_b_testimonial_seo", "loop_d_forecast_accuracy", "loop_g_invaria
 
 
 def test_month_sensor_requests_each_monthly_loop_for_the_latest_complete_month(db):
-    sensor = build_month_complete_sensor(LOOPS, clock=fixed(NOW))
+    sensor = build_month_complete_sensor(LOOP_DEFINITIONS, clock=fixed(NOW))
     add_queries(db, "2026-09-10T00:00:00Z", "2026-10-31T14:59:59Z")   # 23:59:59 JST on 31 October
     early = tick(sensor, db)
     assert {r.partition_key for r in early.run_requests} == {"2026-09-01"} and early.cursor == "2026-09-01"
@@ -249,7 +249,7 @@ def test_month_sensor_requests_each_monthly_loop_for_the_latest_complete_month(d
 
 
 def test_month_sensor_first_tick_does_not_replay_history_and_catches_up_after_a_pause(db):
-    sensor = build_month_complete_sensor(LOOPS, clock=fixed(NOW))
+    sensor = build_month_complete_sensor(LOOP_DEFINITIONS, clock=fixed(NOW))
     add_queries(db, "2026-11-02T00:00:00Z", "2025-03-01T00:00:00Z")
     first = tick(sensor, db)
     assert {r.partition_key for r in first.run_requests} == {"2026-10-01"} and len(first.run_requests) == 4
@@ -261,5 +261,5 @@ def test_month_sensor_first_tick_does_not_replay_history_and_catches_up_after_a_
 
 
 def test_month_sensor_on_an_empty_log_skips(db):
-    result = tick(build_month_complete_sensor(LOOPS, clock=fixed(NOW)), db)
+    result = tick(build_month_complete_sensor(LOOP_DEFINITIONS, clock=fixed(NOW)), db)
     assert result.run_requests == [] and result.cursor is None

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
-from autonomath_pipelines.loops import LOOPS
+from autonomath_pipelines.loops import LOOP_DEFINITIONS
 from autonomath_pipelines.operations.digest import (
     self_improvement_digest, self_improvement_weekly_job, self_improvement_weekly_schedule,
 )
@@ -16,7 +16,7 @@ from autonomath_pipelines_tests.operations.history_world import make_db
 
 #: Sunday 2026-11-08 .. Saturday 2026-11-14 JST = [2026-11-07T15:00Z, 2026-11-14T15:00Z).
 WEEK = "2026-11-08"
-A, E = LOOPS[0].spec.loop_id, LOOPS[4].spec.loop_id
+A, E = LOOP_DEFINITIONS[0].spec.loop_id, LOOP_DEFINITIONS[4].spec.loop_id
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def _codes(keys: list[str | None]) -> list[int]:
 
 
 def evaluate_rows(rows: list[dict], in_app_prefixes=None, corpus: str = "") -> list[dict]:
-    from autonomath_pipelines.loops.loop_g_invariant_expansion import DEFAULT_IN_APP_PREFIXES
+    from autonomath_pipelines.lib.failure_modes import DEFAULT_IN_APP_PREFIXES
 
     prefixes = DEFAULT_IN_APP_PREFIXES if in_app_prefixes is None else in_app_prefixes
     labels = [str(r["label"]) for r in rows]
