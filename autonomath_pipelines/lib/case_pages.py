@@ -19,7 +19,9 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import yaml
 
+from autonomath_pipelines.contract.timestamps import iso_utc
 from autonomath_pipelines.lib import gates
+from autonomath_pipelines.lib.evidence import evidence_json
 from autonomath_pipelines.lib.files import is_safe_file_name
 from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.lib.jsonld import BEST_RATING, WORST_RATING, build_jsonld, dumps_jsonld, jsonld_problems
@@ -101,6 +103,30 @@ def render_page(group: dict, *, window: Period, min_group_size: int) -> tuple[st
         best_rating=BEST_RATING, worst_rating=WORST_RATING, jsonld=jsonld,
     )
     return markdown, jsonld
+
+
+def page_candidate(group: dict, *, window: Period, page_dir: str) -> dict:
+    """The candidate row of one group: its page, JSON-LD and evidence (the counts behind the page, and
+    how many consented comments were left out), pending review."""
+    k = int(group["min_group_size"])
+    markdown, jsonld = render_page(group, window=window, min_group_size=k)
+    optional = {key: None if pd.isna(group[key]) else int(group[key]) for key in (
+        "adopted_amount_total_jpy", "adopted_amount_mean_jpy", "adopted_amount_min_jpy", "adopted_amount_max_jpy")}
+    return {
+        "program_id": group["program_id"], "prefecture_code": group["prefecture_code"],
+        "page_path": page_path(page_dir, group["program_id"], group["prefecture_code"]),
+        "markdown": markdown, "jsonld": jsonld, "group_size": int(group["group_size"]),
+        "evidence_json": evidence_json(
+            min_group_size=k, group_size=int(group["group_size"]), adopted=int(group["adopted_count"]),
+            applied=int(group["applied_count"]), not_adopted=int(group["not_adopted_count"]),
+            adoption_rate=None if pd.isna(group["adoption_rate"]) else round(float(group["adoption_rate"]), 4),
+            adopted_with_amount=int(group["amount_count"]), **optional,
+            rating_value=float(group["rating_value"]), rating_count=int(group["rating_count"]),
+            consented_comments=int(group["consented_comments"]), comments_published=0,
+            window_start_utc=iso_utc(window.start), window_end_utc=iso_utc(window.end)),
+        "status": "pending_review", "min_group_size": k, "rating_count": int(group["rating_count"]),
+        "program_name": group["program_name"],
+    }
 
 
 def front_matter(markdown: str) -> dict | None:

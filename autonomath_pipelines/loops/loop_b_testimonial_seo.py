@@ -24,14 +24,13 @@ from pydantic import Field
 from autonomath_pipelines.catalog import loop_spec
 from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.lib import badrows
-from autonomath_pipelines.lib.case_pages import candidate_gates, page_path, promotable, render_page
+from autonomath_pipelines.lib.case_pages import candidate_gates, page_candidate, page_path, promotable
 from autonomath_pipelines.loops.common import (
     LoopDefinition,
     PublishPlan,
     Window,
     asset_defaults,
     bad_rows_metadata,
-    evidence_json,
     frame_metadata,
     gate_results,
     gate_specs,
@@ -197,26 +196,7 @@ def testimonial_seo_candidates(context: dg.AssetExecutionContext, autonomath_db:
         if not promotable(PAGE_DIR, group["program_id"], group["prefecture_code"]):
             unpromotable.append(page_path(PAGE_DIR, group["program_id"], group["prefecture_code"]))
             continue
-        k = int(group["min_group_size"])
-        markdown, jsonld = render_page(group, window=window, min_group_size=k)
-        rows.append({
-            "program_id": group["program_id"], "prefecture_code": group["prefecture_code"],
-            "page_path": page_path(PAGE_DIR, group["program_id"], group["prefecture_code"]),
-            "markdown": markdown, "jsonld": jsonld, "group_size": int(group["group_size"]),
-            "evidence_json": evidence_json(
-                min_group_size=k, group_size=int(group["group_size"]), adopted=int(group["adopted_count"]),
-                applied=int(group["applied_count"]), not_adopted=int(group["not_adopted_count"]),
-                adoption_rate=None if pd.isna(group["adoption_rate"]) else round(float(group["adoption_rate"]), 4),
-                adopted_with_amount=int(group["amount_count"]),
-                **{key: None if pd.isna(group[key]) else int(group[key]) for key in (
-                    "adopted_amount_total_jpy", "adopted_amount_mean_jpy", "adopted_amount_min_jpy",
-                    "adopted_amount_max_jpy")},
-                rating_value=float(group["rating_value"]), rating_count=int(group["rating_count"]),
-                consented_comments=int(group["consented_comments"]), comments_published=0,
-                window_start_utc=window.start_iso, window_end_utc=window.end_iso),
-            "status": "pending_review", "created_at": created_at, "min_group_size": k,
-            "rating_count": int(group["rating_count"]), "program_name": group["program_name"],
-        })
+        rows.append({**page_candidate(group, window=window, page_dir=PAGE_DIR), "created_at": created_at})
     if unpromotable:
         context.log.warning(f"{len(unpromotable)} pages not proposed: their paths are not plain file names in "
                             f"{PAGE_DIR}/ and review could never promote them: {unpromotable[:5]}")
