@@ -85,11 +85,12 @@ def test_other_seed_other_world(world, truth, tmp_path):
 
 def test_failed_build_leaves_no_temp_file(tmp_path, monkeypatch):
     from autonomath_pipelines.demo import world as world_mod
+    from autonomath_pipelines.demo.service_events import build_errors
 
-    def boom(self):
+    def boom(w):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(world_mod._World, "_errors", boom)
+    monkeypatch.setattr(world_mod, "STAGES", tuple(boom if s is build_errors else s for s in world_mod.STAGES))
     target = tmp_path / "w.db"
     target.write_bytes(b"old")
     with pytest.raises(RuntimeError, match="disk full"):
