@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 import yaml
@@ -87,39 +87,101 @@ def proposal_id(query: str) -> str:
     return "cand-" + hashlib.sha256(normalize_query(query).encode("utf-8")).hexdigest()[:12]
 
 
-def propose_gold(rows: pd.DataFrame, existing: Iterable[str] = (), *, min_confidence: float = MIN_CONFIDENCE,
-                 min_sessions: int = MIN_SESSIONS) -> pd.DataFrame:
-    """Gold proposals from query rows (columns ``query_text``, ``session_id``, ``top1_program_id``,
-    ``confidence``), best evidence first (sessions desc, then text). ``existing``: gold queries
-    (normalized here) that are never proposed again."""
-    existing_norm = {normalize_query(q) for q in existing}
-    high = rows[rows["confidence"].astype(float) >= min_confidence]
-    if high.empty:
-        return pd.DataFrame(columns=PROPOSAL_COLUMNS)
-    texts = high["query_text"].astype(str)
+#: The rule's evidence, one row per normalized text whose every high-confidence answer in the window
+#: names the same program: that program, the distinct sessions and requests, and the confidences' sum.
+EVIDENCE_COLUMNS = ["query", "program", "sessions", "requests", "confidence_sum"]
+
+#: Per raw text of ``query_log`` rows selected by ``{where}``: what ``evidence_from_raw_texts``
+#: combines per normalized text. ``id`` names the text's first row (for reports of undecodable text).
+RAW_TEXTS_SQL = """
+SELECT MIN(id) AS id, query_text, COUNT(*) AS requests, SUM(confidence) AS confidence_sum,
+       COUNT(DISTINCT top1_program_id) AS programs, SUM(top1_program_id IS NULL) AS unanswered,
+       MIN(top1_program_id) AS program, COUNT(DISTINCT session_id) AS sessions
+FROM query_log WHERE {where} GROUP BY query_text
+"""
+
+
+def text_evidence(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rule's evidence (``EVIDENCE_COLUMNS``) from query rows already at the confidence threshold
+    (columns ``query_text``, ``session_id``, ``top1_program_id``, ``confidence``)."""
+    if rows.empty:
+        return pd.DataFrame(columns=EVIDENCE_COLUMNS)
+    texts = rows["query_text"].astype(str)
     unique = pd.unique(texts)
     normalized = dict(zip(unique, (normalize_query(t) for t in unique)))
     frame = pd.DataFrame({"query": texts.map(normalized).to_numpy(),
-                          "program": high["top1_program_id"].to_numpy(dtype=object),
-                          "session": high["session_id"].astype(str).to_numpy(),
-                          "confidence": high["confidence"].astype(float).to_numpy()})
+                          "program": rows["top1_program_id"].to_numpy(dtype=object),
+                          "session": rows["session_id"].astype(str).to_numpy(),
+                          "confidence": rows["confidence"].astype(float).to_numpy()})
     frame = frame[frame["query"] != ""]
     frame["has_program"] = frame["program"].notna()
     grouped = frame.groupby("query", sort=True).agg(
         programs=("program", "nunique"), all_have_program=("has_program", "all"), program=("program", "first"),
-        sessions=("session", "nunique"), requests=("session", "size"), mean_confidence=("confidence", "mean"))
-    keep = ((grouped["programs"] == 1) & grouped["all_have_program"] & (grouped["sessions"] >= min_sessions)
-            & ~grouped.index.isin(list(existing_norm)))
-    chosen = grouped[keep].reset_index()
+        sessions=("session", "nunique"), requests=("session", "size"), confidence_sum=("confidence", "sum"))
+    consistent = grouped[(grouped["programs"] == 1) & grouped["all_have_program"]].reset_index()
+    return consistent[EVIDENCE_COLUMNS].reset_index(drop=True)
+
+
+def evidence_from_raw_texts(raw: pd.DataFrame,
+                            sessions_of: Callable[[list[str]], Iterable[tuple[str, str]]]) -> pd.DataFrame:
+    """The rule's evidence from per-raw-text aggregates (``RAW_TEXTS_SQL``), equal to
+    ``text_evidence`` over the rows behind them without holding those rows: a month of a busy
+    service is millions of rows but far fewer texts.
+
+    A normalized text is consistent when each of its raw forms names one program and none is
+    unanswered, all the same program. Its distinct sessions are its raw form's when it has one;
+    for several forms ``sessions_of(raw texts)`` gives the distinct (raw text, session) pairs, whose
+    union is counted (a session may have asked two forms)."""
+    if raw.empty:
+        return pd.DataFrame(columns=EVIDENCE_COLUMNS)
+    raw = raw.assign(query=[normalize_query(str(t)) for t in raw["query_text"]])
+    raw = raw[raw["query"] != ""]
+    raw = raw.assign(clean=(raw["programs"] == 1) & (raw["unanswered"] == 0))
+    grouped = raw.groupby("query", sort=True).agg(
+        clean=("clean", "all"), program_count=("program", "nunique"), program=("program", "first"),
+        forms=("query_text", "size"), sessions=("sessions", "sum"), requests=("requests", "sum"),
+        confidence_sum=("confidence_sum", "sum"))
+    consistent = grouped[grouped["clean"] & (grouped["program_count"] == 1)].reset_index()
+    several = consistent["forms"] > 1
+    if several.any():
+        forms = raw[raw["query"].isin(set(consistent.loc[several, "query"]))]
+        query_of = dict(zip(forms["query_text"], forms["query"]))
+        sessions: dict[str, set] = {}
+        for text, session in sessions_of(sorted(query_of)):
+            sessions.setdefault(query_of[text], set()).add(session)
+        consistent.loc[several, "sessions"] = consistent.loc[several, "query"].map(
+            lambda q: len(sessions.get(q, ())))
+    consistent["sessions"] = consistent["sessions"].astype(int)
+    consistent["requests"] = consistent["requests"].astype(int)
+    consistent["confidence_sum"] = consistent["confidence_sum"].astype(float)
+    return consistent[EVIDENCE_COLUMNS].reset_index(drop=True)
+
+
+def choose_gold(evidence: pd.DataFrame, existing: Iterable[str] = (), *,
+                min_sessions: int = MIN_SESSIONS) -> pd.DataFrame:
+    """Gold proposals from the rule's evidence: texts asked in at least ``min_sessions`` sessions, best
+    evidence first (sessions desc, then text). ``existing``: gold queries (normalized here) that are
+    never proposed again."""
+    existing_norm = {normalize_query(q) for q in existing}
+    chosen = evidence[(evidence["sessions"] >= min_sessions) & ~evidence["query"].isin(list(existing_norm))]
     out = pd.DataFrame({
         "id": [proposal_id(q) for q in chosen["query"]],
         "query": chosen["query"].astype(str),
         "expected_program_id": chosen["program"].astype(str),
         "sessions": chosen["sessions"].astype(int),
         "requests": chosen["requests"].astype(int),
-        "mean_confidence": chosen["mean_confidence"].astype(float).round(4),
+        "mean_confidence": (chosen["confidence_sum"].astype(float) / chosen["requests"].astype(int)).round(4),
     }, columns=PROPOSAL_COLUMNS)
     return out.sort_values(["sessions", "query"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+
+
+def propose_gold(rows: pd.DataFrame, existing: Iterable[str] = (), *, min_confidence: float = MIN_CONFIDENCE,
+                 min_sessions: int = MIN_SESSIONS) -> pd.DataFrame:
+    """Gold proposals from query rows (columns ``query_text``, ``session_id``, ``top1_program_id``,
+    ``confidence``), best evidence first (sessions desc, then text). ``existing``: gold queries
+    (normalized here) that are never proposed again."""
+    high = rows[rows["confidence"].astype(float) >= min_confidence]
+    return choose_gold(text_evidence(high), existing, min_sessions=min_sessions)
 
 
 # ------------------------------------------------------------------------------------ YAML

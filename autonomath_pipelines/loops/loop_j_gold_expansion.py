@@ -11,6 +11,8 @@ The rule and the schema live in ``lib/gold.py``. The gold set is read from
 malformed one fails the run with an error naming the file.
 """
 
+import json
+
 import dagster as dg
 import pandas as pd
 from pydantic import Field
@@ -42,7 +44,6 @@ COMMON = asset_defaults(SPEC)
 GOLD_PATH = SPEC.promotes_to
 CANDIDATES_FOLDER = SPEC.candidates_folder
 MAX_CANDIDATES = 5000
-SNAPSHOT_COLUMNS = ["session_id", "query_text", "top1_program_id", "confidence"]
 #: The columns loop J reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
 QUERY_RULES = badrows.TableRules("query_log", "id", (
     badrows.timestamp("ts"), badrows.text("session_id"), badrows.text("query_text", max_chars=MAX_QUERY_CHARS),
@@ -50,16 +51,26 @@ QUERY_RULES = badrows.TableRules("query_log", "id", (
 
 
 class SnapshotConfig(dg.Config):
-    min_confidence: float = Field(default=goldlib.MIN_CONFIDENCE, description="Only rows at least this confident "
-                                  "are evidence (lower rows are ignored by the rule, so they are not read).")
+    min_confidence: float = Field(default=goldlib.MIN_CONFIDENCE, ge=0.0, le=1.0, description="High-confidence "
+                                  "threshold of the rule: only rows at least this confident are evidence (lower "
+                                  "rows are ignored by the rule, so they are not read).")
 
 
 class CandidatesConfig(dg.Config):
-    min_confidence: float = Field(default=goldlib.MIN_CONFIDENCE, description="High-confidence threshold of the rule.")
     min_sessions: int = Field(default=goldlib.MIN_SESSIONS, description="Distinct sessions a text needs.")
     max_candidates: int = Field(default=1000, description=f"At most this many proposals per file (≤ {MAX_CANDIDATES}); "
                                 "the best-evidenced (most sessions) first.")
     gold_path: str = Field(default=GOLD_PATH, description="The gold set, relative to the service repo root.")
+
+
+#: Raw texts per session query (SQLite's bound-parameter limit does not apply to one JSON array, but a
+#: bounded batch keeps each result small).
+SESSION_BATCH = 2000
+
+
+def snapshot_min_confidence(snapshot: pd.DataFrame) -> float:
+    """The confidence threshold the snapshot was read at (the rule's default for an empty one)."""
+    return float(snapshot["min_confidence"].iloc[0]) if len(snapshot) else goldlib.MIN_CONFIDENCE
 
 
 def candidates_file_name(partition_key: str) -> str:
@@ -89,23 +100,33 @@ def render_candidates(candidates: pd.DataFrame) -> str:
 @dg.asset(name="gold_expansion_snapshot", deps=["query_log"], kinds={"sqlite", "parquet"}, **COMMON)
 def gold_expansion_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
                             autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
-    """High-confidence query_log rows of the 30 days ending at the partition end; malformed rows (a
-    confidence that is not a number in [0, 1], a timestamp not contract text, …) skipped and counted."""
+    """The rule's evidence over the 30 days ending at the partition end: per normalized text whose
+    every high-confidence answer names one program, that program, its sessions, requests and
+    confidences (``lib/gold.py``). Counted per raw text in SQL, so a month of a busy service never
+    sits in memory row by row; malformed rows (a confidence that is not a number in [0, 1], a
+    timestamp not contract text, …) are skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC)
-    params = (window.start_iso, window.end_iso)
-    snapshot, bad = badrows.read_checked(
-        autonomath_db.read_only,
-        f"SELECT id, {', '.join(SNAPSHOT_COLUMNS)} FROM query_log WHERE ts >= ? AND ts < ? AND confidence >= ? "
-        f"AND {QUERY_RULES.good('query_log')} ORDER BY id",
-        (*params, config.min_confidence), table="query_log", key="id")
+    params = (window.start_iso, window.end_iso, config.min_confidence)
+    where = f"ts >= ? AND ts < ? AND confidence >= ? AND {QUERY_RULES.good('query_log')}"
+    raw, bad = badrows.read_checked(autonomath_db.read_only, goldlib.RAW_TEXTS_SQL.format(where=where), params,
+                                    table="query_log", key="id")
+
+    def sessions_of(texts: list[str]) -> list[tuple[str, str]]:
+        with autonomath_db.read_only() as conn:
+            return [pair for start in range(0, len(texts), SESSION_BATCH) for pair in badrows.checked_rows(
+                conn, f"SELECT DISTINCT query_text, session_id FROM query_log WHERE {where} "
+                "AND query_text IN (SELECT value FROM json_each(?))",
+                (*params, json.dumps(texts[start:start + SESSION_BATCH], ensure_ascii=False)), table="query_log")]
+
+    evidence = goldlib.evidence_from_raw_texts(raw, sessions_of).assign(min_confidence=float(config.min_confidence))
     with autonomath_db.read_only() as conn:
-        bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", params))
+        bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", params[:2]))
     log_bad_rows(context, bad)
-    snapshot = snapshot[SNAPSHOT_COLUMNS]
-    return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
-        snapshot, SNAPSHOT_COLUMNS, **window.metadata(), param_min_confidence=float(config.min_confidence),
-        distinct_texts=int(snapshot["query_text"].nunique()) if len(snapshot) else 0, **bad_rows_metadata(bad)))
+    return dg.MaterializeResult(value=evidence, metadata=frame_metadata(
+        evidence, goldlib.EVIDENCE_COLUMNS, **window.metadata(), param_min_confidence=float(config.min_confidence),
+        distinct_texts=len(raw), high_confidence_requests=int(raw["requests"].sum()) if len(raw) else 0,
+        **bad_rows_metadata(bad)))
 
 
 @dg.asset(name="gold_expansion_candidates", kinds={"pandas", "parquet"},
@@ -124,15 +145,15 @@ def gold_expansion_candidates(context: dg.AssetExecutionContext, config: Candida
         context.log.warning(f"no gold set at {gold_path}: treating it as empty")
         gold = goldlib.GoldFile()
     gold_queries = gold.normalized_queries()
-    eligible = goldlib.propose_gold(gold_expansion_snapshot, (), min_confidence=config.min_confidence,
-                                    min_sessions=config.min_sessions)
+    eligible = goldlib.choose_gold(gold_expansion_snapshot, min_sessions=config.min_sessions)
+    min_confidence = snapshot_min_confidence(gold_expansion_snapshot)
     in_gold = eligible["query"].isin(list(gold_queries))
     proposals = eligible[~in_gold].head(config.max_candidates).reset_index(drop=True)
     candidates = proposals.assign(
         status="pending_review", **provenance(context, SPEC, window), window_start_utc=window.start_iso,
-        window_end_utc=window.end_iso, gold_path=config.gold_path, min_confidence=float(config.min_confidence),
+        window_end_utc=window.end_iso, gold_path=config.gold_path, min_confidence=min_confidence,
         min_sessions=int(config.min_sessions))
-    candidates.attrs.update(min_confidence=float(config.min_confidence), min_sessions=int(config.min_sessions),
+    candidates.attrs.update(min_confidence=min_confidence, min_sessions=int(config.min_sessions),
                             loop_id=SPEC.loop_id, run_id=context.run.run_id, partition_key=window.partition_key,
                             code_version=CODE_VERSION, window_start_utc=window.start_iso,
                             window_end_utc=window.end_iso, gold_path=config.gold_path)
@@ -148,7 +169,7 @@ def gold_expansion_candidates(context: dg.AssetExecutionContext, config: Candida
             candidates_proposed=len(candidates), eligible_texts=len(eligible), skipped_in_gold=int(in_gold.sum()),
             dropped_by_cap=max(0, len(eligible) - int(in_gold.sum()) - len(candidates)),
             gold_items=len(gold.items), gold_path=str(gold_path),
-            param_min_sessions=int(config.min_sessions), param_min_confidence=float(config.min_confidence)),
+            param_min_sessions=int(config.min_sessions), param_min_confidence=min_confidence),
         check_results=gate_results("gold_expansion_candidates", run_gates, candidates),
     )
 

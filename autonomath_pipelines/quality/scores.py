@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.contract.timestamps import iso_utc as iso
 from autonomath_pipelines.demo.world import hallucination_family_of
 from autonomath_pipelines.lib.textnorm import normalize_query
-from autonomath_pipelines.contract.timestamps import iso_utc as iso
 from autonomath_pipelines.quality.partitions import C_REPLAY_DAYS, JST, range_keys, window_of, world_end
 
 #: Figures of the loops' own contracts the scores need; the run configs' defaults are read from the
@@ -153,7 +153,7 @@ def _intent_programs(truth: dict) -> dict[str, set]:
 
 
 def ari_with_noise(truth, predicted) -> float:
-    from autonomath_pipelines.lib.scoring import ari_with_noise as ari   # sklearn: imported only when scoring
+    from autonomath_pipelines.lib.scoring import ari_with_noise as ari  # sklearn: imported only when scoring
 
     return ari(truth, predicted)
 
@@ -720,7 +720,8 @@ def score_j(out: dict[str, pd.DataFrame], ctx: Context) -> tuple[list[Metric], d
     rows = rows.assign(q=_norm_series(rows["query_text"]))
     rows = rows[rows["q"] != ""]
     config = loop_config("J")
-    min_conf, min_sessions, cap = float(config.min_confidence), int(config.min_sessions), int(config.max_candidates)
+    min_conf = float(loop_config("J", "SnapshotConfig").min_confidence)
+    min_sessions, cap = int(config.min_sessions), int(config.max_candidates)
     high = rows[rows["confidence"] >= min_conf].assign(null=lambda f: f["top1_program_id"].isna().astype(int))
     g = high.groupby("q").agg(programs=("top1_program_id", "nunique"), nulls=("null", "sum"),
                               sessions=("session_id", "nunique"), program=("top1_program_id", "first"))
