@@ -12,8 +12,8 @@ import sys
 from typing import Sequence
 
 from autonomath_pipelines.catalog import LOOP_SPECS
-from autonomath_pipelines.resources.db import DatabaseFileError, default_db_path
 from autonomath_pipelines.contract.schema import SchemaError
+from autonomath_pipelines.resources.db import DatabaseFileError, default_db_path
 
 EXIT_OK, EXIT_LOOP_FAILED, EXIT_USAGE = 0, 1, 2
 #: ``demo.world.SCALES`` by name, spelled out so that parsing the command line does not import the
@@ -51,18 +51,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autonomath_pipelines.resources import AutonomathDatabase
 
     database = AutonomathDatabase(path=args.db) if args.db else AutonomathDatabase()
-    report = run_loops(database, run_settings(args.only, execute=args.execute, reports_dir=args.reports_dir),
-                       only=args.only, partition=args.partition, until=args.to, progress=_say,
-                       log_level="DEBUG" if args.verbose else "WARNING")
+    report = run_loops(
+        database,
+        run_settings(args.only, execute=args.execute, reports_dir=args.reports_dir),
+        only=args.only,
+        partition=args.partition,
+        until=args.to,
+        progress=_say,
+        log_level="DEBUG" if args.verbose else "WARNING",
+    )
     _say("")
-    _say(f"{'loop':<30} {'partition':<12} {'status':<10} {'scanned':>9} {'proposed':>9} {'executed':>9} {'CPU s':>7} {'ceiling':>8}")
+    _say(
+        f"{'loop':<30} {'partition':<12} {'status':<10} {'scanned':>9} {'proposed':>9} {'executed':>9} {'CPU s':>7} "
+        f"{'ceiling':>8}"
+    )
     for r in report.results:
-        _say(f"{r.loop_id:<30} {r.partition_key:<12} {r.status:<10} {r.scanned:>9,} {r.actions_proposed:>9,} "
-             f"{r.actions_executed:>9,} {r.cpu_seconds:>7.1f} {r.cost_ceiling_cpu_seconds:>7.0f}s")
+        _say(
+            f"{r.loop_id:<30} {r.partition_key:<12} {r.status:<10} {r.scanned:>9,} {r.actions_proposed:>9,} "
+            f"{r.actions_executed:>9,} {r.cpu_seconds:>7.1f} {r.cost_ceiling_cpu_seconds:>7.0f}s"
+        )
     mode = "dry run (nothing written; add --execute to write)" if report.dry_run else "executed"
-    _say(f"\n{report.loops_succeeded}/{report.loops_total} loop runs succeeded, {mode}; "
-         f"scanned {report.totals['scanned']:,}, proposed {report.totals['actions_proposed']:,}, "
-         f"executed {report.totals['actions_executed']:,}")
+    _say(
+        f"\n{report.loops_succeeded}/{report.loops_total} loop runs succeeded, {mode}; "
+        f"scanned {report.totals['scanned']:,}, proposed {report.totals['actions_proposed']:,}, "
+        f"executed {report.totals['actions_executed']:,}"
+    )
     _say(f"report: {report.report_path}")
     return EXIT_OK if report.ok else EXIT_LOOP_FAILED
 
@@ -73,8 +86,10 @@ def cmd_loops(args: argparse.Namespace) -> int:
     implemented = {loop.spec.loop_id for loop in LOOP_DEFINITIONS}
     for spec in LOOP_SPECS:
         state = "implemented" if spec.loop_id in implemented else "planned"
-        _say(f"{spec.letter}  {spec.loop_id:<30} {spec.cadence_text:<24} window: {spec.window:<40} "
-             f"ceiling {spec.cost_ceiling_cpu_min:g} CPU-min  [{state}]")
+        _say(
+            f"{spec.letter}  {spec.loop_id:<30} {spec.cadence_text:<24} window: {spec.window:<40} "
+            f"ceiling {spec.cost_ceiling_cpu_min:g} CPU-min  [{state}]"
+        )
     return EXIT_OK
 
 
@@ -102,8 +117,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         only = [loop_letter(x) for x in args.only] if args.only else None
         try:
-            result = run_load_benchmark(args.factor, only, args.out, say=_say, repeats=max(3, args.repeats),
-                                        rebuild=args.rebuild)
+            result = run_load_benchmark(
+                args.factor, only, args.out, say=_say, repeats=max(3, args.repeats), rebuild=args.rebuild
+            )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         return EXIT_OK if all(result["targets"].values()) else EXIT_LOOP_FAILED
@@ -112,7 +128,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     database = AutonomathDatabase(path=args.db)
     if database.resolved_path().exists() and not args.rebuild:
-        database.require_exists()    # an unusable file is reported (exit 2), not benchmarked or built over
+        database.require_exists()  # an unusable file is reported (exit 2), not benchmarked or built over
     if args.target == "loops":
         from autonomath_pipelines.bench.loops import run_loops_benchmark
 
@@ -121,12 +137,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
             _say(f"building the {args.scale} world at {args.db} first ...")
             build_world(args.db, scale=args.scale, seed=args.seed, progress=_progress_bar)
-        only = [loop_letter(x) for x in args.only] if args.only else None    # default: all ten
+        only = [loop_letter(x) for x in args.only] if args.only else None  # default: all ten
         result = run_loops_benchmark(args.db, only, args.out, say=_say, repeats=max(3, args.repeats))
         return EXIT_OK if all(r["status"] == "succeeded" for r in result["loops"]) else EXIT_LOOP_FAILED
-    return run_benchmark(db_path=args.db, scale=args.scale, seed=args.seed, queries=args.queries,
-                         repeats=args.repeats, out_dir=args.out, rebuild=args.rebuild, say=_say,
-                         progress=_progress_bar)
+    return run_benchmark(
+        db_path=args.db,
+        scale=args.scale,
+        seed=args.seed,
+        queries=args.queries,
+        repeats=args.repeats,
+        out_dir=args.out,
+        rebuild=args.rebuild,
+        say=_say,
+        progress=_progress_bar,
+    )
 
 
 def loop_letter(loop_id: str) -> str:
@@ -150,8 +174,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     from autonomath_pipelines.resources.db import AutonomathDatabase
-    from autonomath_pipelines.review import ReviewService
-    from autonomath_pipelines.review import render
+    from autonomath_pipelines.review import ReviewService, render
 
     database = AutonomathDatabase(path=args.db) if args.db else AutonomathDatabase()
     database.require_exists()
@@ -160,16 +183,26 @@ def cmd_review(args: argparse.Namespace) -> int:
     service = ReviewService(database, args.repo_root or LoopSettings().repo_root, actor=args.actor)
     action = args.review_command
     if action == "list":
-        lines = render.candidate_lines(service.list(args.loop, status=args.status, partition=args.partition,
-                                                    limit=args.limit))
+        lines = render.candidate_lines(
+            service.list(args.loop, status=args.status, partition=args.partition, limit=args.limit)
+        )
     elif action == "show":
         lines = render.candidate_detail(service.show(args.candidate_id))
     elif action == "promotions":
         lines = render.promotion_lines(service.promotions(args.loop))
     elif action in ("approve", "reject"):
-        lines = render.outcome_lines(service.decide(
-            action, args.ids, loop=args.loop, partition=args.partition, min_score=args.min_score, limit=args.limit,
-            reason=args.reason, execute=args.execute))
+        lines = render.outcome_lines(
+            service.decide(
+                action,
+                args.ids,
+                loop=args.loop,
+                partition=args.partition,
+                min_score=args.min_score,
+                limit=args.limit,
+                reason=args.reason,
+                execute=args.execute,
+            )
+        )
     elif action == "promote":
         lines = render.outcome_lines(service.promote(args.ids, loop=args.loop, execute=args.execute))
     else:
@@ -181,23 +214,23 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def cmd_digest(args: argparse.Namespace) -> int:
     import datetime as dt
-
-    from autonomath_pipelines.operations.digest import build_digest
     import os
 
+    from autonomath_pipelines.operations.digest import build_digest
     from autonomath_pipelines.orchestrator import UsageError, dagster_instance
     from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
 
     if args.days < 1:
         raise UsageError(f"--days must be at least 1, got {args.days}")
     if not os.environ.get("DAGSTER_HOME"):
-        _say("note: DAGSTER_HOME is not set, so there is no run history to read (export "
-             "DAGSTER_HOME=$PWD/.dagster_home, where `autonomath-loops run` and `dagster dev` keep it)")
+        _say(
+            "note: DAGSTER_HOME is not set, so there is no run history to read (export "
+            "DAGSTER_HOME=$PWD/.dagster_home, where `autonomath-loops run` and `dagster dev` keep it)"
+        )
     database = AutonomathDatabase(path=args.db) if args.db else AutonomathDatabase()
     reports = LoopSettings(**({"reports_dir": args.reports_dir} if args.reports_dir else {})).reports_path()
     with dagster_instance() as instance:
-        digest = build_digest(instance, database, dt.datetime.now(dt.timezone.utc), days=args.days,
-                              reports_dir=reports)
+        digest = build_digest(instance, database, dt.datetime.now(dt.timezone.utc), days=args.days, reports_dir=reports)
     for line in digest.lines:
         _say(line)
     return EXIT_OK
@@ -207,17 +240,22 @@ def _review_parser(sub) -> None:
     review = sub.add_parser("review", help="list, approve, reject, promote and roll back candidates (audited)")
     actions = review.add_subparsers(dest="review_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", default=None, help="AutonoMath database (default: $AUTONOMATH_DB or data/autonomath.db)")
-    common.add_argument("--repo-root", default=None, help="service repo for file targets (default: "
-                        "$AUTONOMATH_REPO_ROOT or .)")
-    common.add_argument("--actor", default=None, help="who acts, for the audit log (default: $AUTONOMATH_OPERATOR "
-                        "or the login name)")
+    common.add_argument(
+        "--db", default=None, help="AutonoMath database (default: $AUTONOMATH_DB or data/autonomath.db)"
+    )
+    common.add_argument(
+        "--repo-root", default=None, help="service repo for file targets (default: $AUTONOMATH_REPO_ROOT or .)"
+    )
+    common.add_argument(
+        "--actor", default=None, help="who acts, for the audit log (default: $AUTONOMATH_OPERATOR or the login name)"
+    )
     writes = argparse.ArgumentParser(add_help=False)
     writes.add_argument("--execute", action="store_true", help="apply the change (default: dry run, shows it)")
     selection = argparse.ArgumentParser(add_help=False)
     selection.add_argument("ids", nargs="*", metavar="ID", help="candidate ids, e.g. A:12 E:3 J:2026-10/cand-…")
-    selection.add_argument("--loop", help="loop letter or id (with no ids: every pending candidate of the loop "
-                           "that matches the filters)")
+    selection.add_argument(
+        "--loop", help="loop letter or id (with no ids: every pending candidate of the loop that matches the filters)"
+    )
 
     listing = actions.add_parser("list", parents=[common], help="candidates with status and a summary")
     listing.add_argument("--loop", help="loop letter or id (default: every reviewable loop)")
@@ -232,13 +270,18 @@ def _review_parser(sub) -> None:
         decide.add_argument("--min-score", type=float, help="filter: only candidates scoring at least this")
         decide.add_argument("--limit", type=int, help="filter: at most this many")
         decide.add_argument("--reason", required=name == "reject", help="why (required to reject)")
-    actions.add_parser("promote", parents=[common, writes, selection],
-                       help="promote approved candidates of one loop into production, in one transaction")
-    rollback = actions.add_parser("rollback", parents=[common, writes],
-                                  help="restore the exact state before a promotion")
+    actions.add_parser(
+        "promote",
+        parents=[common, writes, selection],
+        help="promote approved candidates of one loop into production, in one transaction",
+    )
+    rollback = actions.add_parser(
+        "rollback", parents=[common, writes], help="restore the exact state before a promotion"
+    )
     rollback.add_argument("promotion_id", type=int)
     actions.add_parser("promotions", parents=[common], help="promotions and their state").add_argument(
-        "--loop", help="loop letter or id")
+        "--loop", help="loop letter or id"
+    )
     review.set_defaults(func=cmd_review)
 
 
@@ -250,15 +293,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scale", choices=WORLD_SCALES, default="small")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--as-of", help="JST date the logs end at (default: today)")
-    demo.add_argument("--db", default=default_db_path(), help="output path (default: $AUTONOMATH_DB or data/autonomath.db)")
+    demo.add_argument(
+        "--db", default=default_db_path(), help="output path (default: $AUTONOMATH_DB or data/autonomath.db)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="run loops through Dagster in-process and write the run report")
     run.add_argument("--execute", action="store_true", help="write to the database (default: dry run)")
-    run.add_argument("--only", action="append", metavar="LOOP_ID",
-                     help="run only this loop (id or letter); repeatable")
-    run.add_argument("--partition", "--from", dest="partition", metavar="KEY",
-                     help="partition key (default: the last complete partition); first key of a range with --to")
+    run.add_argument("--only", action="append", metavar="LOOP_ID", help="run only this loop (id or letter); repeatable")
+    run.add_argument(
+        "--partition",
+        "--from",
+        dest="partition",
+        metavar="KEY",
+        help="partition key (default: the last complete partition); first key of a range with --to",
+    )
     run.add_argument("--to", metavar="KEY", help="last partition key of a range (a backfill, one run per partition)")
     run.add_argument("--db", default=None, help="AutonoMath database (default: $AUTONOMATH_DB or data/autonomath.db)")
     run.add_argument("--verbose", "-v", action="store_true", help="show Dagster's event log")
@@ -269,28 +318,47 @@ def build_parser() -> argparse.ArgumentParser:
     loops.set_defaults(func=cmd_loops)
 
     bench = sub.add_parser("bench", help="benchmarks on a production-scale world (figures + PNG, never a test)")
-    bench.add_argument("target", nargs="?", choices=["loop-h", "loops", "load", "scaling", "clustering"], default="loop-h",
-                       help="loop-h: loop H cost and cache-hit vs cold search latency; loops: cold/warm cost, CPU, "
-                            "wall and peak memory of every loop (or --only) in fresh processes, per month vs target; "
-                            "load: the same at 1x and --factor x the service side by side, plus writers at once; "
-                            "scaling: loops A and E at --sizes window rows; clustering: DBSCAN core at 10k/100k vectors")
-    bench.add_argument("--only", action="append", metavar="LOOP_ID",
-                       help="with 'loops' / 'load' / 'scaling': which loops (repeatable; default all ten / A and E)")
-    bench.add_argument("--sizes", default="10000,100000,1000000",
-                       help="with 'scaling': query_log rows in the window, comma-separated")
+    bench.add_argument(
+        "target",
+        nargs="?",
+        choices=["loop-h", "loops", "load", "scaling", "clustering"],
+        default="loop-h",
+        help="loop-h: loop H cost and cache-hit vs cold search latency; loops: cold/warm cost, CPU, "
+        "wall and peak memory of every loop (or --only) in fresh processes, per month vs target; "
+        "load: the same at 1x and --factor x the service side by side, plus writers at once; "
+        "scaling: loops A and E at --sizes window rows; clustering: DBSCAN core at 10k/100k vectors",
+    )
+    bench.add_argument(
+        "--only",
+        action="append",
+        metavar="LOOP_ID",
+        help="with 'loops' / 'load' / 'scaling': which loops (repeatable; default all ten / A and E)",
+    )
+    bench.add_argument(
+        "--sizes", default="10000,100000,1000000", help="with 'scaling': query_log rows in the window, comma-separated"
+    )
     bench.add_argument("--db", default="data/bench/autonomath-production.db")
-    bench.add_argument("--factor", type=int, default=10, help="with 'load': the world's size in services (1× is measured beside it)")
+    bench.add_argument(
+        "--factor", type=int, default=10, help="with 'load': the world's size in services (1× is measured beside it)"
+    )
     bench.add_argument("--scale", choices=WORLD_SCALES, default="production")
     bench.add_argument("--seed", type=int, default=7)
     bench.add_argument("--queries", type=int, default=2000, help="head queries timed (>= 2000 for the issue's figure)")
-    bench.add_argument("--repeats", type=int, default=3, help="loop H runs / warm runs per loop with 'loops' "
-                       "(at least 3; the median is reported)")
+    bench.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="loop H runs / warm runs per loop with 'loops' (at least 3; the median is reported)",
+    )
     bench.add_argument("--out", default="reports/bench", help="folder for the figures (JSON, PNG)")
     bench.add_argument("--rebuild", action="store_true", help="rebuild the world even if the file exists")
     bench.set_defaults(func=cmd_bench)
 
-    evaluate = sub.add_parser("eval", help="run every loop on the demo world (dry run) and score it against the "
-                              "planted truth: Markdown table + JSON + PNG")
+    evaluate = sub.add_parser(
+        "eval",
+        help="run every loop on the demo world (dry run) and score it against the "
+        "planted truth: Markdown table + JSON + PNG",
+    )
     from autonomath_pipelines.quality.runner import add_arguments as eval_arguments
 
     eval_arguments(evaluate)
@@ -298,12 +366,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     _review_parser(sub)
 
-    digest = sub.add_parser("digest", help="the self-improvement line of the last days, from the Dagster run "
-                            "history ($DAGSTER_HOME) and the review audit log, with consecutive-failure warnings")
+    digest = sub.add_parser(
+        "digest",
+        help="the self-improvement line of the last days, from the Dagster run "
+        "history ($DAGSTER_HOME) and the review audit log, with consecutive-failure warnings",
+    )
     digest.add_argument("--days", type=int, default=7)
-    digest.add_argument("--db", default=None, help="AutonoMath database (default: $AUTONOMATH_DB or data/autonomath.db)")
-    digest.add_argument("--reports-dir", default=None, help="where loop_failures.jsonl is (default: "
-                        "$AUTONOMATH_REPORTS_DIR or reports)")
+    digest.add_argument(
+        "--db", default=None, help="AutonoMath database (default: $AUTONOMATH_DB or data/autonomath.db)"
+    )
+    digest.add_argument(
+        "--reports-dir", default=None, help="where loop_failures.jsonl is (default: $AUTONOMATH_REPORTS_DIR or reports)"
+    )
     digest.set_defaults(func=cmd_digest)
     return parser
 

@@ -13,8 +13,9 @@ from autonomath_pipelines.operations import operations_definitions
 from autonomath_pipelines.resources import loop_resources
 
 
-def build_definitions(resources: Mapping[str, Any] | None = None,
-                      loops: tuple[LoopDefinition, ...] = LOOP_DEFINITIONS) -> dg.Definitions:
+def build_definitions(
+    resources: Mapping[str, Any] | None = None, loops: tuple[LoopDefinition, ...] = LOOP_DEFINITIONS
+) -> dg.Definitions:
     """Definitions with ``resources`` (``resources.loop_resources``; by default from the environment)."""
     return dg.Definitions.merge(
         dg.Definitions(assets=source_specs(), resources=dict(resources or loop_resources())),

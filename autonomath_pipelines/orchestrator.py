@@ -24,13 +24,13 @@ import dagster as dg
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 
 from autonomath_pipelines.catalog import TIMEZONE, loop_spec
-from autonomath_pipelines.definitions import build_definitions
-from autonomath_pipelines.loops import LOOP_DEFINITIONS, LoopDefinition
-from autonomath_pipelines.lib.liveness import process_gone, run_process, this_process
-from autonomath_pipelines.loops.common import DB_WRITE_POOL, RANGE_LAST_TAG, last_complete_partition_key, partitions_for
 from autonomath_pipelines.contract.timestamps import utc_now
-from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, loop_resources
+from autonomath_pipelines.definitions import build_definitions
+from autonomath_pipelines.lib.liveness import process_gone, run_process, this_process
+from autonomath_pipelines.loops import LOOP_DEFINITIONS, LoopDefinition
+from autonomath_pipelines.loops.common import DB_WRITE_POOL, RANGE_LAST_TAG, last_complete_partition_key, partitions_for
 from autonomath_pipelines.operations.runs import CPU_SECONDS_TAG, root_cause
+from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, loop_resources
 
 
 class UsageError(ValueError):
@@ -41,7 +41,7 @@ class UsageError(ValueError):
 class LoopResult:
     loop_id: str
     letter: str
-    status: str                      # "succeeded" | "failed"
+    status: str  # "succeeded" | "failed"
     partition_key: str
     run_id: str | None
     dry_run: bool
@@ -79,7 +79,9 @@ class RunReport:
         return data
 
 
-def select_loops(only: Sequence[str] | None, loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> list[LoopDefinition]:
+def select_loops(
+    only: Sequence[str] | None, loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS
+) -> list[LoopDefinition]:
     implemented = {loop.spec.loop_id: loop for loop in loops}
     if not only:
         return list(loops)
@@ -90,21 +92,29 @@ def select_loops(only: Sequence[str] | None, loops: Sequence[LoopDefinition] = L
         except KeyError as exc:
             raise UsageError(exc.args[0]) from None
         if spec.loop_id not in implemented:
-            raise UsageError(f"loop {spec.loop_id} is in the catalog but not implemented yet; "
-                             f"implemented: {', '.join(implemented)}")
+            raise UsageError(
+                f"loop {spec.loop_id} is in the catalog but not implemented yet; implemented: {', '.join(implemented)}"
+            )
         if implemented[spec.loop_id] not in selected:
             selected.append(implemented[spec.loop_id])
     return selected
 
 
-def run_settings(only: Sequence[str] | None = None, *, execute: bool = False, reports_dir: str | None = None,
-                 repo_root: str | None = None, loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> LoopSettings:
+def run_settings(
+    only: Sequence[str] | None = None,
+    *,
+    execute: bool = False,
+    reports_dir: str | None = None,
+    repo_root: str | None = None,
+    loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS,
+) -> LoopSettings:
     """What ``autonomath-loops run [--only …] [--execute]`` asks for: the selected loops may write with
     ``execute``, none without (whatever ``AUTONOMATH_EXECUTE_LOOPS`` says); paths from the
     environment unless given."""
     paths = {k: v for k, v in (("reports_dir", reports_dir), ("repo_root", repo_root)) if v}
-    return LoopSettings(execute_loops=[loop.spec.loop_id for loop in select_loops(only, loops)] if execute else [],
-                        **paths)
+    return LoopSettings(
+        execute_loops=[loop.spec.loop_id for loop in select_loops(only, loops)] if execute else [], **paths
+    )
 
 
 def partition_keys_for(loop: LoopDefinition, partition: str | None, until: str | None = None) -> list[str]:
@@ -120,8 +130,10 @@ def partition_keys_for(loop: LoopDefinition, partition: str | None, until: str |
         return [example]
     for key in filter(None, (partition, until)):
         if not partitions.has_partition_key(key):
-            raise UsageError(f"{key!r} is not a partition of {loop.spec.loop_id} "
-                             f"({loop.spec.cadence} partitions in {TIMEZONE}, e.g. {example!r})")
+            raise UsageError(
+                f"{key!r} is not a partition of {loop.spec.loop_id} "
+                f"({loop.spec.cadence} partitions in {TIMEZONE}, e.g. {example!r})"
+            )
     if until is None:
         return [partition]
     keys = partitions.get_partition_keys_in_range(dg.PartitionKeyRange(partition, until))
@@ -139,8 +151,12 @@ def dagster_instance() -> dg.DagsterInstance:
 SLOT_WAIT_ENV = "AUTONOMATH_SLOT_WAIT_SECONDS"
 DEFAULT_SLOT_WAIT_SECONDS = 300.0
 #: Runs that may still hold or wait for a pool slot.
-_UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-               dg.DagsterRunStatus.CANCELING]
+_UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 def _next_claim_check_in(self) -> float:
@@ -182,9 +198,12 @@ def recover_abandoned_runs(instance: dg.DagsterInstance, pools: Sequence[str] = 
         recorded = run_process(run.tags)
         if recorded is None or not process_gone(recorded, here):
             continue
-        instance.report_run_failed(run, message=f"the process of this run (pid {recorded.pid} on {recorded.host}) "
-                                                f"is gone; marked failed and its pool slots freed by a later "
-                                                f"autonomath-loops run")
+        instance.report_run_failed(
+            run,
+            message=f"the process of this run (pid {recorded.pid} on {recorded.host}) "
+            f"is gone; marked failed and its pool slots freed by a later "
+            f"autonomath-loops run",
+        )
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         recovered.append(run.run_id)
     storage = instance.event_log_storage
@@ -209,7 +228,9 @@ class SlotWatchdog:
 
     POLL_SECONDS = 0.5
 
-    def __init__(self, instance: dg.DagsterInstance, run_id: str, bound: float, pools: Sequence[str] = (DB_WRITE_POOL,)):
+    def __init__(
+        self, instance: dg.DagsterInstance, run_id: str, bound: float, pools: Sequence[str] = (DB_WRITE_POOL,)
+    ):
         self.instance, self.run_id, self.bound, self.pools = instance, run_id, bound, tuple(pools)
         self.timeout_error: str | None = None
         self.signalled = False
@@ -252,9 +273,11 @@ class SlotWatchdog:
             if time.monotonic() - waiting_since > self.bound:
                 info = waiting[0]
                 holders = sorted(info.active_run_ids - {self.run_id}) or ["(none recorded)"]
-                self.timeout_error = (f"gave up after {self.bound:g} s waiting for a slot of pool "
-                                      f"{info.concurrency_key!r}, held by run {', '.join(holders)} "
-                                      f"(set {SLOT_WAIT_ENV} to wait longer)")
+                self.timeout_error = (
+                    f"gave up after {self.bound:g} s waiting for a slot of pool "
+                    f"{info.concurrency_key!r}, held by run {', '.join(holders)} "
+                    f"(set {SLOT_WAIT_ENV} to wait longer)"
+                )
                 self._raise_in_main(TimeoutError)
                 return
 
@@ -263,27 +286,44 @@ class SlotWatchdog:
 
 
 def _interrupted(outcome: dg.ExecuteInProcessResult) -> bool:
-    return any(e.event_type == dg.DagsterEventType.STEP_FAILURE and e.step_failure_data.error
-               and "Interrupt" in root_cause(e.step_failure_data.error).split(":")[0]
-               for e in outcome.all_events)
+    return any(
+        e.event_type == dg.DagsterEventType.STEP_FAILURE
+        and e.step_failure_data.error
+        and "Interrupt" in root_cause(e.step_failure_data.error).split(":")[0]
+        for e in outcome.all_events
+    )
 
 
-def _execute(job: dg.JobDefinition, loop: LoopDefinition, key: str, instance: dg.DagsterInstance,
-             dry_run: bool, log_level: str, slot_wait: float = DEFAULT_SLOT_WAIT_SECONDS,
-             range_last: str | None = None) -> LoopResult:
+def _execute(
+    job: dg.JobDefinition,
+    loop: LoopDefinition,
+    key: str,
+    instance: dg.DagsterInstance,
+    dry_run: bool,
+    log_level: str,
+    slot_wait: float = DEFAULT_SLOT_WAIT_SECONDS,
+    range_last: str | None = None,
+) -> LoopResult:
     spec = loop.spec
-    result = LoopResult(spec.loop_id, spec.letter, "failed", key, None, dry_run,
-                        cost_ceiling_cpu_seconds=spec.cost_ceiling_cpu_min * 60)
-    run_id = str(uuid.uuid4())          # known before the run starts, for the watchdog
+    result = LoopResult(
+        spec.loop_id, spec.letter, "failed", key, None, dry_run, cost_ceiling_cpu_seconds=spec.cost_ceiling_cpu_min * 60
+    )
+    run_id = str(uuid.uuid4())  # known before the run starts, for the watchdog
     wall, cpu = time.perf_counter(), time.process_time()
     watchdog = SlotWatchdog(instance, run_id, slot_wait)
     try:
         with watchdog:
             outcome = job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False, run_id=run_id,
+                partition_key=key,
+                instance=instance,
+                raise_on_error=False,
+                run_id=run_id,
                 run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-                tags={"autonomath/launched_by": "autonomath-loops run", **this_process().tags(),
-                      **({RANGE_LAST_TAG: range_last} if range_last else {})},
+                tags={
+                    "autonomath/launched_by": "autonomath-loops run",
+                    **this_process().tags(),
+                    **({RANGE_LAST_TAG: range_last} if range_last else {}),
+                },
             )
     except Exception as exc:  # noqa: BLE001 - one loop's crash is reported, never fatal to the others
         result.error = f"{type(exc).__name__}: {exc}"
@@ -308,7 +348,8 @@ def _execute(job: dg.JobDefinition, loop: LoopDefinition, key: str, instance: dg
         materialization = event.materialization
         metadata = {k: v.value for k, v in materialization.metadata.items()}
         result.asset_metrics[materialization.asset_key.to_user_string()] = {
-            k: v for k, v in metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            k: v for k, v in metadata.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if materialization.asset_key == loop.snapshot:
             result.scanned = int(metadata.get("dagster/row_count", 0))
         elif materialization.asset_key == loop.candidates:
@@ -327,17 +368,30 @@ def _execute(job: dg.JobDefinition, loop: LoopDefinition, key: str, instance: dg
         result.status = "succeeded"
     else:
         failures = [e for e in outcome.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-        messages = [f"{e.step_key}: {root_cause(e.step_failure_data.error)}"
-                    for e in failures if e.step_failure_data and e.step_failure_data.error]
+        messages = [
+            f"{e.step_key}: {root_cause(e.step_failure_data.error)}"
+            for e in failures
+            if e.step_failure_data and e.step_failure_data.error
+        ]
         result.error = "; ".join(messages + result.checks_failed) or "run failed"
     return result
 
 
-def run_loops(database: AutonomathDatabase, settings: LoopSettings, *, only: Sequence[str] | None = None,
-              partition: str | None = None, until: str | None = None, storage_dir: str | None = None,
-              embeddings: EmbeddingModel | None = None, instance: dg.DagsterInstance | None = None,
-              log_level: str = "WARNING", progress: Callable[[str], None] = lambda line: None,
-              loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS, slot_wait: float | None = None) -> RunReport:
+def run_loops(
+    database: AutonomathDatabase,
+    settings: LoopSettings,
+    *,
+    only: Sequence[str] | None = None,
+    partition: str | None = None,
+    until: str | None = None,
+    storage_dir: str | None = None,
+    embeddings: EmbeddingModel | None = None,
+    instance: dg.DagsterInstance | None = None,
+    log_level: str = "WARNING",
+    progress: Callable[[str], None] = lambda line: None,
+    loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS,
+    slot_wait: float | None = None,
+) -> RunReport:
     """Run the selected loops (each partition a Dagster run) over ``database`` with ``settings`` (which
     loops may write, where reports and files go) and write the report.
 
@@ -349,8 +403,9 @@ def run_loops(database: AutonomathDatabase, settings: LoopSettings, *, only: Seq
     loops = select_loops(only, available)
     keys = {loop.spec.loop_id: partition_keys_for(loop, partition, until) for loop in loops}
     database.require_exists()
-    defs = build_definitions(loop_resources(database, settings, storage_dir=storage_dir, embeddings=embeddings),
-                             loops=available)
+    defs = build_definitions(
+        loop_resources(database, settings, storage_dir=storage_dir, embeddings=embeddings), loops=available
+    )
     bound = slot_wait_seconds(slot_wait)
     instance = instance or dagster_instance()
     for run_id in recover_abandoned_runs(instance):
@@ -361,20 +416,32 @@ def run_loops(database: AutonomathDatabase, settings: LoopSettings, *, only: Seq
         job = defs.resolve_job_def(loop.spec.job_name)
         execute = settings.execution_enabled(loop.spec.loop_id)
         for key in keys[loop.spec.loop_id]:
-            progress(f"[{len(results) + 1}/{total_runs}] loop {loop.spec.letter} {loop.spec.loop_id} "
-                     f"partition {key} ({'execute' if execute else 'dry run'}) ...")
+            progress(
+                f"[{len(results) + 1}/{total_runs}] loop {loop.spec.letter} {loop.spec.loop_id} "
+                f"partition {key} ({'execute' if execute else 'dry run'}) ..."
+            )
             try:
-                result = _execute(job, loop, key, instance, dry_run=not execute, log_level=log_level,
-                                  slot_wait=bound, range_last=keys[loop.spec.loop_id][-1] if until else None)
+                result = _execute(
+                    job,
+                    loop,
+                    key,
+                    instance,
+                    dry_run=not execute,
+                    log_level=log_level,
+                    slot_wait=bound,
+                    range_last=keys[loop.spec.loop_id][-1] if until else None,
+                )
             except RunInterrupted as interrupted:
                 results.append(interrupted.args[0])
                 progress(f"    failed: {interrupted.args[0].error}")
                 _report(results, database, settings)
                 raise
             results.append(result)
-            progress(f"    {result.status}: scanned {result.scanned}, proposed {result.actions_proposed}, "
-                     f"executed {result.actions_executed}, {result.cpu_seconds:.1f} CPU s"
-                     + (f" — {result.error}" if result.error else ""))
+            progress(
+                f"    {result.status}: scanned {result.scanned}, proposed {result.actions_proposed}, "
+                f"executed {result.actions_executed}, {result.cpu_seconds:.1f} CPU s"
+                + (f" — {result.error}" if result.error else "")
+            )
     return _report(results, database, settings)
 
 

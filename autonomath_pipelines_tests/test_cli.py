@@ -24,9 +24,26 @@ def test_loops_lists_the_whole_catalog(capsys):
 
 def test_console_script_runs_end_to_end(small_world, tmp_path):
     """The installed entry point, in a subprocess: dry run, then the report on disk."""
-    done = subprocess.run([sys.executable, "-m", "autonomath_pipelines.cli", "run", "--db", str(small_world),
-                           "--only", "H", "--partition", "2026-11-20", "--reports-dir", str(tmp_path / "reports")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autonomath_pipelines.cli",
+            "run",
+            "--db",
+            str(small_world),
+            "--only",
+            "H",
+            "--partition",
+            "2026-11-20",
+            "--reports-dir",
+            str(tmp_path / "reports"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1/1 loop runs succeeded" in done.stdout
     report_path = done.stdout.strip().splitlines()[-1].removeprefix("report: ")

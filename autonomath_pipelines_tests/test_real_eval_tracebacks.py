@@ -12,8 +12,9 @@ FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "evals" / "real" / "fix
 
 def test_fixture_parses_and_groups_better_than_both_baselines():
     rows = section.evaluate(FIXTURES)
-    assert {tuple(sorted(r)) for r in rows} == {("baseline", "corpus", "metric", "n", "section", "target", "value",
-                                                 "verdict")}
+    assert {tuple(sorted(r)) for r in rows} == {
+        ("baseline", "corpus", "metric", "n", "section", "target", "value", "verdict")
+    }
     by_metric = {r["metric"]: r for r in rows if r["corpus"] == "cpython_small"}
     assert by_metric["parse_rate"]["value"] >= 0.99 and by_metric["parse_rate"]["n"] == 38
     for name in ("grouping_ari vs type only", "grouping_ari vs type + normalized message"):

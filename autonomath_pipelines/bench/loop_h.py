@@ -44,13 +44,13 @@ import pandas as pd
 
 from autonomath_pipelines import CODE_VERSION
 from autonomath_pipelines.catalog import TIMEZONE, loop_spec
+from autonomath_pipelines.contract.sqlite import sqlite3
+from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.lib.payload import dumps_payload
 from autonomath_pipelines.lib.search import ProgramSearcher
 from autonomath_pipelines.lib.textnorm import normalize_query, query_hash
 from autonomath_pipelines.lib.zipf import zipf_head
 from autonomath_pipelines.resources.db import AutonomathDatabase
-from autonomath_pipelines.contract.sqlite import sqlite3
-from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 
 Say = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
@@ -74,9 +74,18 @@ class BenchInputError(ValueError):
 
 # ------------------------------------------------------------------------------------------ entry
 
-def run_benchmark(db_path: str, scale: str = "production", seed: int = 7, queries: int = 2000,
-                  repeats: int = 3, out_dir: str = "reports/bench", rebuild: bool = False,
-                  say: Say = print, progress: Progress = lambda stage, done, total: None) -> int:
+
+def run_benchmark(
+    db_path: str,
+    scale: str = "production",
+    seed: int = 7,
+    queries: int = 2000,
+    repeats: int = 3,
+    out_dir: str = "reports/bench",
+    rebuild: bool = False,
+    say: Say = print,
+    progress: Progress = lambda stage, done, total: None,
+) -> int:
     """Run the whole benchmark and write its JSON and PNG; returns the exit code."""
     try:
         source, out, copy = _check_inputs(db_path, scale, queries, repeats, out_dir)
@@ -92,12 +101,24 @@ def run_benchmark(db_path: str, scale: str = "production", seed: int = 7, querie
             stale.unlink(missing_ok=True)
 
 
-def _run(source: Path, out: Path, copy: Path, scale: str, seed: int, queries: int, repeats: int,
-         rebuild: bool, say: Say, progress: Progress) -> int:
+def _run(
+    source: Path,
+    out: Path,
+    copy: Path,
+    scale: str,
+    seed: int,
+    queries: int,
+    repeats: int,
+    rebuild: bool,
+    say: Say,
+    progress: Progress,
+) -> int:
     started = time.perf_counter()
     load_before = _loadavg()
-    say(f"loop H benchmark: {scale} world (seed {seed}) at {source}, {queries:,} head queries, "
-        f"{repeats} repeat(s), output in {out}")
+    say(
+        f"loop H benchmark: {scale} world (seed {seed}) at {source}, {queries:,} head queries, "
+        f"{repeats} repeat(s), output in {out}"
+    )
 
     say("[1/5] world")
     world = _prepare_world(source, scale, seed, rebuild, out / JSON_NAME, say, progress)
@@ -110,8 +131,10 @@ def _run(source: Path, out: Path, copy: Path, scale: str, seed: int, queries: in
     head = _head_queries(copy, queries, say)
     setup = _populate_cache(copy, head, progress)
     empty = setup.pop("empty_by_query")
-    say(f"    {len(head['texts']):,} payloads upserted into query_cache in {setup['seconds']:.1f} s "
-        f"({setup['result_count_zero']:,} with no results)")
+    say(
+        f"    {len(head['texts']):,} payloads upserted into query_cache in {setup['seconds']:.1f} s "
+        f"({setup['result_count_zero']:,} with no results)"
+    )
 
     say(f"[4/5] latency: cold search vs cache hit, {repeats} repeat(s) of {len(head['texts']):,} queries")
     latency = _measure_latency(copy, head["texts"], repeats, seed, say, progress)
@@ -122,8 +145,15 @@ def _run(source: Path, out: Path, copy: Path, scale: str, seed: int, queries: in
     result = {
         "benchmark": "loop_h_cache_warming",
         "generated_at": dt.datetime.now(JST).replace(microsecond=0).isoformat(),
-        "parameters": {"db_path": str(source), "scale": scale, "seed": seed, "queries": queries,
-                       "repeats": repeats, "out_dir": str(out), "rebuild": rebuild},
+        "parameters": {
+            "db_path": str(source),
+            "scale": scale,
+            "seed": seed,
+            "queries": queries,
+            "repeats": repeats,
+            "out_dir": str(out),
+            "rebuild": rebuild,
+        },
         "machine": _machine_info(load_before),
         "world": world,
         "loop_h": loop_h,
@@ -176,8 +206,10 @@ def _check_inputs(db_path: str, scale: str, queries: int, repeats: int, out_dir:
 
 # ------------------------------------------------------------------------------------------ world
 
-def _prepare_world(source: Path, scale: str, seed: int, rebuild: bool, previous_json: Path,
-                   say: Say, progress: Progress) -> dict[str, Any]:
+
+def _prepare_world(
+    source: Path, scale: str, seed: int, rebuild: bool, previous_json: Path, say: Say, progress: Progress
+) -> dict[str, Any]:
     world: dict[str, Any] = {"db_path": str(source), "scale": scale, "seed": seed}
     if source.is_file() and not rebuild:
         say(f"    reusing the existing world {source} (pass --rebuild to build it again)")
@@ -186,8 +218,10 @@ def _prepare_world(source: Path, scale: str, seed: int, rebuild: bool, previous_
         if truth:
             world.update(truth)
             if (truth.get("scale"), truth.get("seed")) != (scale, seed):
-                say(f"    note: that world is {truth.get('scale')} scale, seed {truth.get('seed')} "
-                    f"(asked for {scale}, seed {seed}); pass --rebuild to replace it")
+                say(
+                    f"    note: that world is {truth.get('scale')} scale, seed {truth.get('seed')} "
+                    f"(asked for {scale}, seed {seed}); pass --rebuild to replace it"
+                )
         previous = _previous_build(previous_json, source)
         if previous:
             world.update(previous)
@@ -200,9 +234,12 @@ def _prepare_world(source: Path, scale: str, seed: int, rebuild: bool, previous_
         wall = time.perf_counter()
         summary = build_world(str(source), scale=scale, seed=seed, progress=progress)
         seconds = float(getattr(summary, "seconds", None) or time.perf_counter() - wall)
-        world.update(built_this_run=True, build_seconds=round(seconds, 1),
-                     build_wall_seconds=round(time.perf_counter() - wall, 1),
-                     as_of=str(getattr(summary, "as_of", "")) or None)
+        world.update(
+            built_this_run=True,
+            build_seconds=round(seconds, 1),
+            build_wall_seconds=round(time.perf_counter() - wall, 1),
+            as_of=str(getattr(summary, "as_of", "")) or None,
+        )
         say(f"    built in {seconds:.1f} s")
     stat = source.stat()
     world.update(db_bytes=stat.st_size, db_mtime_ns=stat.st_mtime_ns)
@@ -213,8 +250,10 @@ def _prepare_world(source: Path, scale: str, seed: int, rebuild: bool, previous_
     if last is None:
         raise RuntimeError(f"the world {source} has an empty query_log: nothing to benchmark")
     world["logs_last_day_jst"] = _jst_day(last).isoformat()
-    say(f"    query_log: {world['row_counts'].get('query_log', 0):,} rows, {first} .. {last} "
-        f"({world['db_bytes'] / 2**20:,.0f} MiB)")
+    say(
+        f"    query_log: {world['row_counts'].get('query_log', 0):,} rows, {first} .. {last} "
+        f"({world['db_bytes'] / 2**20:,.0f} MiB)"
+    )
     return world
 
 
@@ -254,9 +293,13 @@ def _read_only(path: Path) -> Iterator[Any]:
 
 
 def _row_counts(conn) -> dict[str, int]:
-    names = [name for (name,) in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-        "AND name NOT LIKE '%_fts_%' ORDER BY name")]
+    names = [
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "AND name NOT LIKE '%_fts_%' ORDER BY name"
+        )
+    ]
     return {name: int(conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0]) for name in names}
 
 
@@ -269,6 +312,7 @@ def _jst_day(iso_utc: str) -> dt.date:
 
 # ----------------------------------------------------------------------------------- loop H cost
 
+
 def _partition_for(world: dict[str, Any], say: Say) -> str:
     """The last complete daily partition, or the world's last log day if its logs end earlier."""
     from autonomath_pipelines.loops.common import partitions_for
@@ -276,8 +320,10 @@ def _partition_for(world: dict[str, Any], say: Say) -> str:
     last_complete = partitions_for(loop_spec(LOOP_ID)).get_last_partition_key()
     logs_last = world["logs_last_day_jst"]
     if last_complete is None or logs_last < last_complete:
-        say(f"    the world's logs end on {logs_last} (JST), before the last complete partition "
-            f"{last_complete}: using partition {logs_last}")
+        say(
+            f"    the world's logs end on {logs_last} (JST), before the last complete partition "
+            f"{last_complete}: using partition {logs_last}"
+        )
         return logs_last
     return last_complete
 
@@ -312,7 +358,7 @@ def _loop_h_cost(source: Path, copy: Path, out: Path, partition: str, repeats: i
         "all_succeeded": len(succeeded) == len(runs) and executed["status"] == "succeeded",
         "copy_seconds": round(copy_seconds, 2),
         "note": "wall/cpu_seconds: the Dagster run as the orchestrator measures it (process CPU time, "
-                "all threads); call_*: the whole run_loops call incl. building Definitions and the report",
+        "all threads); call_*: the whole run_loops call incl. building Definitions and the report",
     }
 
 
@@ -323,27 +369,42 @@ def _one_loop_h_run(db: Path, out: Path, partition: str, execute: bool) -> dict[
 
     wall, cpu = time.perf_counter(), time.process_time()
     # An ephemeral instance: benchmark runs stay out of the operator's run history (DAGSTER_HOME).
-    report = run_loops(AutonomathDatabase(path=str(db)),
-                       run_settings([LOOP_ID], execute=execute, reports_dir=str(out / "reports")),
-                       only=[LOOP_ID], partition=partition, storage_dir=str(out / "storage"),
-                       instance=dg.DagsterInstance.ephemeral())
+    report = run_loops(
+        AutonomathDatabase(path=str(db)),
+        run_settings([LOOP_ID], execute=execute, reports_dir=str(out / "reports")),
+        only=[LOOP_ID],
+        partition=partition,
+        storage_dir=str(out / "storage"),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     call_wall, call_cpu = time.perf_counter() - wall, time.process_time() - cpu
     r = report.results[0]
     return {
-        "status": r.status, "execute": execute, "partition_key": r.partition_key, "run_id": r.run_id,
-        "scanned": r.scanned, "actions_proposed": r.actions_proposed, "actions_executed": r.actions_executed,
-        "wall_seconds": r.wall_seconds, "cpu_seconds": r.cpu_seconds,
-        "call_wall_seconds": round(call_wall, 3), "call_cpu_seconds": round(call_cpu, 3),
-        "checks_failed": list(r.checks_failed), "error": r.error, "db": str(db),
+        "status": r.status,
+        "execute": execute,
+        "partition_key": r.partition_key,
+        "run_id": r.run_id,
+        "scanned": r.scanned,
+        "actions_proposed": r.actions_proposed,
+        "actions_executed": r.actions_executed,
+        "wall_seconds": r.wall_seconds,
+        "cpu_seconds": r.cpu_seconds,
+        "call_wall_seconds": round(call_wall, 3),
+        "call_cpu_seconds": round(call_cpu, 3),
+        "checks_failed": list(r.checks_failed),
+        "error": r.error,
+        "db": str(db),
     }
 
 
 def _say_run(say: Say, run: dict[str, Any]) -> None:
     what = f"executed {run['actions_executed']}" if run["execute"] else f"proposed {run['actions_proposed']}"
-    say(f"      {run['status']}: scanned {run['scanned']:,}, {what}; "
+    say(
+        f"      {run['status']}: scanned {run['scanned']:,}, {what}; "
         f"{run['wall_seconds']:.2f} s wall, {run['cpu_seconds']:.2f} CPU s"
         + (f" — {run['error']}" if run["error"] else "")
-        + (f" (checks failed: {'; '.join(run['checks_failed'])})" if run["checks_failed"] else ""))
+        + (f" (checks failed: {'; '.join(run['checks_failed'])})" if run["checks_failed"] else "")
+    )
 
 
 def _copy_database(source: Path, copy: Path) -> float:
@@ -366,6 +427,7 @@ def _copy_database(source: Path, copy: Path) -> float:
 
 # --------------------------------------------------------------------------------- head queries
 
+
 def _head_queries(db: Path, k: int, say: Say) -> dict[str, Any]:
     """The ``k`` most requested normalized queries of the world's last days.
 
@@ -384,8 +446,9 @@ def _head_queries(db: Path, k: int, say: Say) -> dict[str, Any]:
         while day >= first_day and len(distinct) < k:
             start_iso, end_iso = _day_bounds_utc(day)
             for text, count in conn.execute(
-                    "SELECT query_text, COUNT(*) FROM query_log WHERE ts >= ? AND ts < ? GROUP BY query_text",
-                    (start_iso, end_iso)):
+                "SELECT query_text, COUNT(*) FROM query_log WHERE ts >= ? AND ts < ? GROUP BY query_text",
+                (start_iso, end_iso),
+            ):
                 raw_counts[text] += count
                 if text not in normalized_of:
                     normalized_of[text] = normalize_query(text)
@@ -406,10 +469,15 @@ def _head_queries(db: Path, k: int, say: Say) -> dict[str, Any]:
             best_raw[norm] = (count, text)
     texts = [best_raw[t][1] for t in head.head["query_text"]]
     if len(texts) < k:
-        say(f"    only {len(texts):,} distinct normalized queries in the whole log (asked for {k:,}): timing all of them")
-    say(f"    {len(texts):,} head queries from {days} day(s) {window_start} .. {end - dt.timedelta(days=1)} (JST): "
+        say(
+            f"    only {len(texts):,} distinct normalized queries in the whole log (asked for {k:,}): timing all of "
+            "them"
+        )
+    say(
+        f"    {len(texts):,} head queries from {days} day(s) {window_start} .. {end - dt.timedelta(days=1)} (JST): "
         f"{head.requests:,} requests, {head.unique_queries:,} distinct, head covers {head.coverage:.1%}, "
-        f"Zipf s = {head.exponent:.2f}")
+        f"Zipf s = {head.exponent:.2f}"
+    )
     return {
         "texts": texts,
         "normalized": list(head.head["query_text"]),
@@ -442,19 +510,41 @@ def _populate_cache(db: Path, head: dict[str, Any], progress: Progress) -> dict[
         for i, text in enumerate(normalized):
             payload = searcher.payload(text)
             empty.append(payload["result_count"] == 0)
-            rows.append((query_hash(text), text, dumps_payload(payload), computed_at, ttl_until,
-                         json.dumps({"bench": True, "rank": i + 1}), "bench", "bench-setup", "bench", CODE_VERSION))
+            rows.append(
+                (
+                    query_hash(text),
+                    text,
+                    dumps_payload(payload),
+                    computed_at,
+                    ttl_until,
+                    json.dumps({"bench": True, "rank": i + 1}),
+                    "bench",
+                    "bench-setup",
+                    "bench",
+                    CODE_VERSION,
+                )
+            )
             if (i + 1) % 100 == 0 or i + 1 == len(normalized):
                 progress("query_cache setup", i + 1, len(normalized))
-    columns = ("query_hash, query_text, payload_json, computed_at, ttl_until, evidence_json, "
-               "loop_id, run_id, partition_key, code_version")
+    columns = (
+        "query_hash, query_text, payload_json, computed_at, ttl_until, evidence_json, "
+        "loop_id, run_id, partition_key, code_version"
+    )
     updates = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in columns.split(",")[1:])
     with AutonomathDatabase(path=str(db)).write_transaction(output_tables=["query_cache"]) as conn:
-        conn.executemany(f"INSERT INTO query_cache ({columns}) VALUES ({', '.join('?' * 10)}) "
-                         f"ON CONFLICT (query_hash) DO UPDATE SET {updates}", rows)
+        conn.executemany(
+            f"INSERT INTO query_cache ({columns}) VALUES ({', '.join('?' * 10)}) "
+            f"ON CONFLICT (query_hash) DO UPDATE SET {updates}",
+            rows,
+        )
         cache_rows = conn.execute("SELECT COUNT(*) FROM query_cache").fetchone()[0]
-    return {"seconds": round(time.perf_counter() - started, 2), "rows_upserted": len(rows),
-            "query_cache_rows": int(cache_rows), "result_count_zero": int(sum(empty)), "empty_by_query": empty}
+    return {
+        "seconds": round(time.perf_counter() - started, 2),
+        "rows_upserted": len(rows),
+        "query_cache_rows": int(cache_rows),
+        "result_count_zero": int(sum(empty)),
+        "empty_by_query": empty,
+    }
 
 
 def _by_result(samples_ns: dict[str, list[list[int]]], empty: list[bool]) -> dict[str, Any]:
@@ -475,8 +565,10 @@ def _by_result(samples_ns: dict[str, list[list[int]]], empty: list[bool]) -> dic
 
 # -------------------------------------------------------------------------------------- latency
 
-def _measure_latency(db: Path, texts: list[str], repeats: int, seed: int, say: Say,
-                     progress: Progress) -> dict[str, Any]:
+
+def _measure_latency(
+    db: Path, texts: list[str], repeats: int, seed: int, say: Say, progress: Progress
+) -> dict[str, Any]:
     n = len(texts)
     cold_runs: list[np.ndarray] = []
     hit_runs: list[np.ndarray] = []
@@ -497,7 +589,7 @@ def _measure_latency(db: Path, texts: list[str], repeats: int, seed: int, say: S
 
         warmup_order = list(range(n))
         random.Random(seed).shuffle(warmup_order)
-        for idx in warmup_order[:min(n, WARMUP_QUERIES)]:
+        for idx in warmup_order[: min(n, WARMUP_QUERIES)]:
             cold(texts[idx])
             hit(texts[idx])
         for rep in range(repeats):
@@ -529,10 +621,12 @@ def _measure_latency(db: Path, texts: list[str], repeats: int, seed: int, say: S
             cold_runs.append(cold_ns)
             hit_runs.append(hit_ns)
             stats = _repeat_stats(cold_ns, hit_ns)
-            say(f"    repeat {rep + 1}/{repeats}: cold p50 {stats['cold']['p50_us']:,.0f} µs p95 "
+            say(
+                f"    repeat {rep + 1}/{repeats}: cold p50 {stats['cold']['p50_us']:,.0f} µs p95 "
                 f"{stats['cold']['p95_us']:,.0f} µs | hit p50 {stats['hit']['p50_us']:,.1f} µs p95 "
                 f"{stats['hit']['p95_us']:,.1f} µs | ratio p50 {stats['ratios']['p50']:,.1f}× "
-                f"p95 {stats['ratios']['p95']:,.1f}×")
+                f"p95 {stats['ratios']['p95']:,.1f}×"
+            )
     per_repeat = [_repeat_stats(c, h) for c, h in zip(cold_runs, hit_runs)]
     median, spread = _across_repeats(per_repeat)
     return {
@@ -541,9 +635,10 @@ def _measure_latency(db: Path, texts: list[str], repeats: int, seed: int, say: S
         "warmup_queries": min(n, WARMUP_QUERIES),
         "seed": seed,
         "unit": "microseconds",
-        "cold_path": "normalize_query + ProgramSearcher.payload (built-in search: aliases, folded shadow index in memory, "
-                     "partial matches ranked, top 10) + dumps_payload",
-        "hit_path": "normalize_query + query_hash + SELECT payload_json FROM query_cache WHERE query_hash = ? (primary key), read-only connection",
+        "cold_path": "normalize_query + ProgramSearcher.payload (built-in search: aliases, folded shadow index "
+        "in memory, partial matches ranked, top 10) + dumps_payload",
+        "hit_path": "normalize_query + query_hash + SELECT payload_json FROM query_cache WHERE query_hash = ? "
+        "(primary key), read-only connection",
         "per_repeat": per_repeat,
         "median": median,
         "spread": spread,
@@ -567,8 +662,12 @@ def latency_stats(samples_ns: np.ndarray) -> dict[str, float]:
 
 def _repeat_stats(cold_ns: np.ndarray, hit_ns: np.ndarray) -> dict[str, Any]:
     cold, hit = latency_stats(cold_ns), latency_stats(hit_ns)
-    ratios = {"p50": cold["p50_us"] / hit["p50_us"], "p95": cold["p95_us"] / hit["p95_us"],
-              "p99": cold["p99_us"] / hit["p99_us"], "mean": cold["mean_us"] / hit["mean_us"]}
+    ratios = {
+        "p50": cold["p50_us"] / hit["p50_us"],
+        "p95": cold["p95_us"] / hit["p95_us"],
+        "p99": cold["p99_us"] / hit["p99_us"],
+        "mean": cold["mean_us"] / hit["mean_us"],
+    }
     return {"cold": cold, "hit": hit, "ratios": {k: round(v, 2) for k, v in ratios.items()}}
 
 
@@ -584,12 +683,16 @@ def _across_repeats(per_repeat: list[dict[str, Any]]) -> tuple[dict[str, Any], d
             values = [r[part][key] for r in per_repeat]
             mid = statistics.median(values)
             median[part][key] = round(mid, 3)
-            spread[part][key] = {"min": round(min(values), 3), "max": round(max(values), 3),
-                                 "rel_range": round((max(values) - min(values)) / mid, 4) if mid else None}
+            spread[part][key] = {
+                "min": round(min(values), 3),
+                "max": round(max(values), 3),
+                "rel_range": round((max(values) - min(values)) / mid, 4) if mid else None,
+            }
     return median, spread
 
 
 # ----------------------------------------------------------------------------------- reporting
+
 
 def _loadavg() -> list[float] | None:
     try:
@@ -639,15 +742,22 @@ def _fmt_us(value: float) -> str:
 def summary_lines(result: dict[str, Any]) -> list[str]:
     """The compact human-readable summary the command prints last."""
     m, w, h, lat, head = result["machine"], result["world"], result["loop_h"], result["latency"], result["head"]
-    lines = ["", f"Loop H benchmark — {w['scale']} world, seed {w['seed']}; {m['cpus_usable']} CPUs, "
-                 f"Python {m['python']}, SQLite {m['sqlite']}"]
+    lines = [
+        "",
+        f"Loop H benchmark — {w['scale']} world, seed {w['seed']}; {m['cpus_usable']} CPUs, "
+        f"Python {m['python']}, SQLite {m['sqlite']}",
+    ]
     if w.get("build_seconds") is not None:
         how = "built in" if w["built_this_run"] else "reused (built earlier in"
-        lines.append(f"  world     {how} {w['build_seconds']:,.1f} s{'' if w['built_this_run'] else ')'}; "
-                     f"query_log {w['row_counts'].get('query_log', 0):,} rows, logs to {w['logs_last_day_jst']} (JST)")
+        lines.append(
+            f"  world     {how} {w['build_seconds']:,.1f} s{'' if w['built_this_run'] else ')'}; "
+            f"query_log {w['row_counts'].get('query_log', 0):,} rows, logs to {w['logs_last_day_jst']} (JST)"
+        )
     else:
-        lines.append(f"  world     reused; query_log {w['row_counts'].get('query_log', 0):,} rows, "
-                     f"logs to {w['logs_last_day_jst']} (JST)")
+        lines.append(
+            f"  world     reused; query_log {w['row_counts'].get('query_log', 0):,} rows, "
+            f"logs to {w['logs_last_day_jst']} (JST)"
+        )
     runs = ", ".join(f"{r['wall_seconds']:.2f}/{r['cpu_seconds']:.2f}" for r in h["dry_runs"])
     ex = h["execute_run"]
     lines += [
@@ -664,20 +774,31 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     ]
     for part, label in (("cold", "cold search"), ("hit", "cache hit")):
         fig = lat["median"][part]
-        lines.append(f"            {label:<10} " + " ".join(f"{_fmt_us(fig[k]):>10}" for k in ("p50_us", "p95_us", "p99_us", "mean_us")))
+        lines.append(
+            f"            {label:<10} "
+            + " ".join(f"{_fmt_us(fig[k]):>10}" for k in ("p50_us", "p95_us", "p99_us", "mean_us"))
+        )
     for name, label in (("with_results", "with results"), ("no_results", "no results")):
         part = lat.get("by_result", {}).get(name, {})
         if part.get("queries"):
-            lines.append(f"            {label:<13} {part['queries']:>5,} queries: cold p50 {_fmt_us(part['cold']['p50_us'])}, "
-                         f"p95 {_fmt_us(part['cold']['p95_us'])}; ratio p95 {part['ratios']['p95']:,.1f}× (pooled)")
+            lines.append(
+                f"            {label:<13} {part['queries']:>5,} queries: cold p50 {_fmt_us(part['cold']['p50_us'])}, "
+                f"p95 {_fmt_us(part['cold']['p95_us'])}; ratio p95 {part['ratios']['p95']:,.1f}× (pooled)"
+            )
     r, s = lat["median"]["ratios"], lat["spread"]["ratios"]
-    lines.append(f"            cold/hit   p50 {r['p50']:,.1f}× [{s['p50']['min']:,.1f}..{s['p50']['max']:,.1f}], "
-                 f"p95 {r['p95']:,.1f}× [{s['p95']['min']:,.1f}..{s['p95']['max']:,.1f}] "
-                 f"(target p95 ≥ {TARGET_P95_RATIO:.0f}×: {'met' if lat['target_met'] else 'MISSED'})")
+    lines.append(
+        f"            cold/hit   p50 {r['p50']:,.1f}× [{s['p50']['min']:,.1f}..{s['p50']['max']:,.1f}], "
+        f"p95 {r['p95']:,.1f}× [{s['p95']['min']:,.1f}..{s['p95']['max']:,.1f}] "
+        f"(target p95 ≥ {TARGET_P95_RATIO:.0f}×: {'met' if lat['target_met'] else 'MISSED'})"
+    )
     if lat["cache_misses"] or lat["payload_mismatches"]:
-        lines.append(f"  WARNING   {lat['cache_misses']} cache misses, {lat['payload_mismatches']} hit payloads "
-                     "differing from the cold payload")
-    lines.append(f"  files     {result['files']['json']}  {result['files']['png']}  ({result['seconds_total']:,.0f} s in all)")
+        lines.append(
+            f"  WARNING   {lat['cache_misses']} cache misses, {lat['payload_mismatches']} hit payloads "
+            "differing from the cold payload"
+        )
+    lines.append(
+        f"  files     {result['files']['json']}  {result['files']['png']}  ({result['seconds_total']:,.0f} s in all)"
+    )
     return lines
 
 
@@ -694,8 +815,14 @@ def _plot(path: Path, latency: dict[str, Any], loop_h: dict[str, Any], result: d
         samples = np.sort(np.concatenate([np.asarray(s, dtype=float) for s in latency["samples_ns"][part]])) / 1_000.0
         y = np.arange(1, samples.size + 1) / samples.size
         med = latency["median"][part]
-        ax_cdf.step(samples, y, where="post", color=colors[part], lw=1.8,
-                    label=f"{label}: p50 {_fmt_us(med['p50_us'])}, p95 {_fmt_us(med['p95_us'])}")
+        ax_cdf.step(
+            samples,
+            y,
+            where="post",
+            color=colors[part],
+            lw=1.8,
+            label=f"{label}: p50 {_fmt_us(med['p50_us'])}, p95 {_fmt_us(med['p95_us'])}",
+        )
         for key, style in (("p50_us", ":"), ("p95_us", "--")):
             ax_cdf.axvline(med[key], color=colors[part], ls=style, lw=1, alpha=0.7)
     with_results = latency.get("by_result", {}).get("with_results", {})
@@ -703,10 +830,20 @@ def _plot(path: Path, latency: dict[str, Any], loop_h: dict[str, Any], result: d
     if with_results.get("queries") and no_results.get("queries"):
         mask = ~np.asarray(latency.get("empty_by_query", []), dtype=bool)
         if mask.size == latency["queries"]:
-            samples = np.sort(np.concatenate([np.asarray(s, dtype=float)[mask] for s in latency["samples_ns"]["cold"]])) / 1_000.0
-            ax_cdf.plot(samples, np.arange(1, samples.size + 1) / samples.size, color=colors["cold"], lw=1, ls="-.",
-                        alpha=0.6, label=f"cold, the {with_results['queries']:,} queries with results: "
-                                         f"p95 {_fmt_us(with_results['cold']['p95_us'])}")
+            samples = (
+                np.sort(np.concatenate([np.asarray(s, dtype=float)[mask] for s in latency["samples_ns"]["cold"]]))
+                / 1_000.0
+            )
+            ax_cdf.plot(
+                samples,
+                np.arange(1, samples.size + 1) / samples.size,
+                color=colors["cold"],
+                lw=1,
+                ls="-.",
+                alpha=0.6,
+                label=f"cold, the {with_results['queries']:,} queries with results: "
+                f"p95 {_fmt_us(with_results['cold']['p95_us'])}",
+            )
     ax_cdf.axhline(0.95, color="grey", lw=0.6, ls="--")
     ax_cdf.set_xscale("log")
     ax_cdf.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -720,9 +857,12 @@ def _plot(path: Path, latency: dict[str, Any], loop_h: dict[str, Any], result: d
     ax_cdf.set_ylabel("fraction of requests")
     ratios = latency["median"]["ratios"]
     verdict = "met" if latency["target_met"] else "missed"
-    ax_cdf.set_title(f"Cache hit vs cold search — {latency['queries']:,} head queries × {latency['repeats']} repeat(s)\n"
-                     f"cold/hit: p50 {ratios['p50']:,.1f}×, p95 {ratios['p95']:,.1f}× "
-                     f"(target ≥ {TARGET_P95_RATIO:.0f}×: {verdict})", fontsize=10)
+    ax_cdf.set_title(
+        f"Cache hit vs cold search — {latency['queries']:,} head queries × {latency['repeats']} repeat(s)\n"
+        f"cold/hit: p50 {ratios['p50']:,.1f}×, p95 {ratios['p95']:,.1f}× "
+        f"(target ≥ {TARGET_P95_RATIO:.0f}×: {verdict})",
+        fontsize=10,
+    )
     ax_cdf.grid(True, which="both", alpha=0.25)
     ax_cdf.legend(loc="best", fontsize=9, framealpha=0.9)
 
@@ -741,15 +881,21 @@ def _plot(path: Path, latency: dict[str, Any], loop_h: dict[str, Any], result: d
     ax_bar.set_ylim(0, top)
     ax_bar.set_xticks(x, labels, fontsize=9)
     ax_bar.set_ylabel("seconds per run")
-    ax_bar.set_title(f"Loop H per run, partition {loop_h['partition_key']}\nmedian {loop_h['median']['cpu_seconds']:.1f} CPU s "
-                     f"(catalog ceiling {loop_h['cost_ceiling_cpu_seconds']:.0f} s, off the chart)", fontsize=10)
+    ax_bar.set_title(
+        f"Loop H per run, partition {loop_h['partition_key']}\nmedian {loop_h['median']['cpu_seconds']:.1f} CPU s "
+        f"(catalog ceiling {loop_h['cost_ceiling_cpu_seconds']:.0f} s, off the chart)",
+        fontsize=10,
+    )
     ax_bar.legend(loc="upper right", fontsize=8)
     ax_bar.grid(True, axis="y", alpha=0.25)
 
     m, w = result["machine"], result["world"]
-    fig.suptitle(f"autonomath-loops bench — {w['scale']} world (seed {w['seed']}), query_log "
-                 f"{w['row_counts'].get('query_log', 0):,} rows; {m['cpus_usable']} CPUs, Python {m['python']}, "
-                 f"SQLite {m['sqlite']}", fontsize=10)
+    fig.suptitle(
+        f"autonomath-loops bench — {w['scale']} world (seed {w['seed']}), query_log "
+        f"{w['row_counts'].get('query_log', 0):,} rows; {m['cpus_usable']} CPUs, Python {m['python']}, "
+        f"SQLite {m['sqlite']}",
+        fontsize=10,
+    )
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     fig.savefig(tmp, dpi=120)

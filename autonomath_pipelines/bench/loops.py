@@ -46,11 +46,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from autonomath_pipelines.catalog import LOOP_SPECS
 from autonomath_pipelines.bench.process import (
-    code_provenance, peak_rss_mb, provenance_lines, rss_mb, run_child, world_provenance, write_report,
+    code_provenance,
+    peak_rss_mb,
+    provenance_lines,
+    rss_mb,
+    run_child,
+    world_provenance,
+    write_report,
 )
-from autonomath_pipelines.catalog import TIMEZONE, LoopSpec, loop_spec
+from autonomath_pipelines.catalog import LOOP_SPECS, TIMEZONE, LoopSpec, loop_spec
 
 Say = Callable[[str], None]
 RUNS_PER_MONTH = {"daily": 30.0, "weekly": 4.35, "monthly": 1.0}
@@ -58,8 +63,15 @@ TARGET_MONTHLY_CPU_MIN = 30.0
 #: A loop's own target: a run within 10 % of its catalog ceiling.
 TARGET_SHARE_OF_CEILING = 0.10
 JSON_NAME, MD_NAME, PNG_NAME = "bench_loops.json", "bench_loops.md", "bench_loops.png"
-FIGURES = ("run_cpu_s", "run_wall_s", "process_cpu_s", "process_wall_s", "peak_rss_mb", "base_rss_mb",
-           "children_peak_rss_mb")
+FIGURES = (
+    "run_cpu_s",
+    "run_wall_s",
+    "process_cpu_s",
+    "process_wall_s",
+    "peak_rss_mb",
+    "base_rss_mb",
+    "children_peak_rss_mb",
+)
 
 
 def runs_per_month(spec: LoopSpec) -> float:
@@ -88,6 +100,7 @@ def bench_partition(spec: LoopSpec, now: dt.datetime | None) -> str | None:
 
 # -------------------------------------------------------------------------------------------- child
 
+
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     """One measured loop run in this fresh process; returns the figures (printed as JSON)."""
     import warnings
@@ -100,31 +113,49 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
 
     base_rss = rss_mb()
     work = Path(spec["work"])
-    report = run_loops(AutonomathDatabase(path=spec["db"]), LoopSettings(execute_loops=[], reports_dir=str(work / "reports")),
-                       only=[spec["loop"]], partition=spec["partition"], storage_dir=str(work / "storage"),
-                       embeddings=EmbeddingModel(cache_path=spec["cache"]), instance=dg.DagsterInstance.ephemeral())
+    report = run_loops(
+        AutonomathDatabase(path=spec["db"]),
+        LoopSettings(execute_loops=[], reports_dir=str(work / "reports")),
+        only=[spec["loop"]],
+        partition=spec["partition"],
+        storage_dir=str(work / "storage"),
+        embeddings=EmbeddingModel(cache_path=spec["cache"]),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     r = report.results[0]
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
-        "status": r.status, "error": r.error, "partition_key": r.partition_key,
-        "run_cpu_s": r.cpu_seconds, "run_wall_s": r.wall_seconds,
+        "status": r.status,
+        "error": r.error,
+        "partition_key": r.partition_key,
+        "run_cpu_s": r.cpu_seconds,
+        "run_wall_s": r.wall_seconds,
         "process_cpu_s": round(me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1), "base_rss_mb": round(base_rss, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "base_rss_mb": round(base_rss, 1),
         "children_peak_rss_mb": round(kids.ru_maxrss / 1024, 1),
-        "scanned": r.scanned, "proposed": r.actions_proposed,
+        "scanned": r.scanned,
+        "proposed": r.actions_proposed,
         "texts_embedded": int(sum(m.get("texts_embedded", 0) for m in r.asset_metrics.values())),
     }
 
 
 # ------------------------------------------------------------------------------------------ bench
 
+
 def _median(runs: list[dict], key: str) -> float:
     return round(statistics.median(r[key] for r in runs), 3)
 
 
-def run_loops_benchmark(db_path: str, only: Sequence[str] | None = None, out_dir: str = "reports/bench",
-                        say: Say = print, *, repeats: int = 3) -> dict:
+def run_loops_benchmark(
+    db_path: str,
+    only: Sequence[str] | None = None,
+    out_dir: str = "reports/bench",
+    say: Say = print,
+    *,
+    repeats: int = 3,
+) -> dict:
     """Cold + ``repeats`` warm runs per loop, each in a fresh subprocess; writes JSON, Markdown and PNG."""
     if repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {repeats}")
@@ -137,38 +168,59 @@ def run_loops_benchmark(db_path: str, only: Sequence[str] | None = None, out_dir
         say(f"warning: {warning}")
     started = time.perf_counter()
     load_before = list(os.getloadavg())
-    say(f"loop cost benchmark: {len(specs)} loop(s) on {db_path}; 1 cold + {repeats} warm run(s) each, "
-        f"every run a fresh process; world ends {now.isoformat() if now else '(unknown: last complete partitions)'}")
+    say(
+        f"loop cost benchmark: {len(specs)} loop(s) on {db_path}; 1 cold + {repeats} warm run(s) each, "
+        f"every run a fresh process; world ends {now.isoformat() if now else '(unknown: last complete partitions)'}"
+    )
     loops = []
     with tempfile.TemporaryDirectory(prefix="bench-loops-") as tmp:
         for i, spec in enumerate(specs, 1):
             key = bench_partition(spec, now)
-            cache = str(Path(tmp) / f"embedding_cache-{spec.letter}.sqlite")   # empty: the cold run fills it
+            cache = str(Path(tmp) / f"embedding_cache-{spec.letter}.sqlite")  # empty: the cold run fills it
             runs = []
             for n in range(1 + repeats):
                 phase = "cold" if n == 0 else "warm"
-                say(f"  [{i}/{len(specs)}] loop {spec.letter} {spec.loop_id} partition {key or '(default)'}: "
-                    f"{phase} run{'' if phase == 'cold' else f' {n}/{repeats}'} ...")
-                run = run_child("autonomath_pipelines.bench.loops",
-                                {"loop": spec.loop_id, "partition": key, "db": db_path, "cache": cache,
-                                 "work": str(Path(tmp) / f"{spec.letter}-{n}")}, f"for loop {spec.letter}")
+                say(
+                    f"  [{i}/{len(specs)}] loop {spec.letter} {spec.loop_id} partition {key or '(default)'}: "
+                    f"{phase} run{'' if phase == 'cold' else f' {n}/{repeats}'} ..."
+                )
+                run = run_child(
+                    "autonomath_pipelines.bench.loops",
+                    {
+                        "loop": spec.loop_id,
+                        "partition": key,
+                        "db": db_path,
+                        "cache": cache,
+                        "work": str(Path(tmp) / f"{spec.letter}-{n}"),
+                    },
+                    f"for loop {spec.letter}",
+                )
                 run["phase"] = phase
                 runs.append(run)
-                say(f"      {run['status']}: run {run['run_cpu_s']:.2f} CPU s / {run['run_wall_s']:.2f} s wall, "
+                say(
+                    f"      {run['status']}: run {run['run_cpu_s']:.2f} CPU s / {run['run_wall_s']:.2f} s wall, "
                     f"process {run['process_cpu_s']:.1f} CPU s / {run['process_wall_s']:.1f} s, peak "
-                    f"{run['peak_rss_mb']:.0f} MB, embedded {run['texts_embedded']:,}, load {run['loadavg_1min_before']:.1f}"
-                    + (f" — {run['error']}" if run["error"] else ""))
+                    f"{run['peak_rss_mb']:.0f} MB, embedded {run['texts_embedded']:,}, load "
+                    f"{run['loadavg_1min_before']:.1f}" + (f" — {run['error']}" if run["error"] else "")
+                )
             cold, warm = runs[0], runs[1:]
             ceiling = spec.cost_ceiling_cpu_min * 60
             row = {
-                "letter": spec.letter, "loop_id": spec.loop_id, "cadence": spec.cadence,
-                "runs_per_month": runs_per_month(spec), "partition_key": cold["partition_key"],
-                "ceiling_cpu_s": ceiling, "status": "succeeded" if all(r["status"] == "succeeded" for r in runs) else "failed",
+                "letter": spec.letter,
+                "loop_id": spec.loop_id,
+                "cadence": spec.cadence,
+                "runs_per_month": runs_per_month(spec),
+                "partition_key": cold["partition_key"],
+                "ceiling_cpu_s": ceiling,
+                "status": "succeeded" if all(r["status"] == "succeeded" for r in runs) else "failed",
                 "cold": {k: cold[k] for k in FIGURES} | {"texts_embedded": cold["texts_embedded"]},
-                "warm_median": {k: _median(warm, k) for k in FIGURES} | {"texts_embedded": _median(warm, "texts_embedded")},
+                "warm_median": {k: _median(warm, k) for k in FIGURES}
+                | {"texts_embedded": _median(warm, "texts_embedded")},
                 "warm_min": {k: min(r[k] for r in warm) for k in ("run_cpu_s", "run_wall_s")},
                 "warm_max": {k: max(r[k] for r in warm) for k in ("run_cpu_s", "run_wall_s")},
-                "scanned": cold["scanned"], "proposed": cold["proposed"], "runs": runs,
+                "scanned": cold["scanned"],
+                "proposed": cold["proposed"],
+                "runs": runs,
             }
             row["share_of_ceiling_warm"] = round(row["warm_median"]["run_cpu_s"] / ceiling, 5)
             row["share_of_ceiling_cold"] = round(cold["run_cpu_s"] / ceiling, 5)
@@ -178,33 +230,49 @@ def run_loops_benchmark(db_path: str, only: Sequence[str] | None = None, out_dir
             row["monthly_process_cpu_s_warm"] = round(row["warm_median"]["process_cpu_s"] * row["runs_per_month"], 2)
             row["monthly_ceiling_cpu_s"] = round(ceiling * row["runs_per_month"], 2)
             loops.append(row)
-    totals = {k: round(sum(r[k] for r in loops) / 60, 3) for k in (
-        "monthly_cpu_s_warm", "monthly_cpu_s_cold", "monthly_process_cpu_s_warm", "monthly_ceiling_cpu_s")}
+    totals = {
+        k: round(sum(r[k] for r in loops) / 60, 3)
+        for k in ("monthly_cpu_s_warm", "monthly_cpu_s_cold", "monthly_process_cpu_s_warm", "monthly_ceiling_cpu_s")
+    }
     totals = {k.replace("_cpu_s", "_cpu_min"): v for k, v in totals.items()}
     result = {
         "benchmark": "loops_cost",
         "generated_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "db": db_path, "world_ends": now.isoformat() if now else None, "repeats_warm": repeats,
-        "code": code, "world": world,
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-                    "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
-        "target_monthly_cpu_min": TARGET_MONTHLY_CPU_MIN, "target_share_of_ceiling": TARGET_SHARE_OF_CEILING,
-        "runs_per_month": RUNS_PER_MONTH, "monthly_totals": totals,
-        "loops": loops, "seconds_total": round(time.perf_counter() - started, 1),
+        "db": db_path,
+        "world_ends": now.isoformat() if now else None,
+        "repeats_warm": repeats,
+        "code": code,
+        "world": world,
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "target_monthly_cpu_min": TARGET_MONTHLY_CPU_MIN,
+        "target_share_of_ceiling": TARGET_SHARE_OF_CEILING,
+        "runs_per_month": RUNS_PER_MONTH,
+        "monthly_totals": totals,
+        "loops": loops,
+        "seconds_total": round(time.perf_counter() - started, 1),
     }
     result["monthly_target_met_warm"] = totals["monthly_cpu_min_warm"] <= TARGET_MONTHLY_CPU_MIN
     result["monthly_target_met_cold"] = totals["monthly_cpu_min_cold"] <= TARGET_MONTHLY_CPU_MIN
-    write_report(out, (JSON_NAME, MD_NAME, PNG_NAME), result, markdown=render_markdown, plot=_plot,
-                 table=table_lines, say=say)
+    write_report(
+        out, (JSON_NAME, MD_NAME, PNG_NAME), result, markdown=render_markdown, plot=_plot, table=table_lines, say=say
+    )
     return result
 
 
 # ----------------------------------------------------------------------------------------- report
 
+
 def table_lines(result: dict) -> list[str]:
-    head = ("| loop | cadence | partition | cold run CPU s | warm run CPU s (median) | warm wall s | warm process CPU s "
-            "| peak MB cold / warm | embedded cold | ceiling s | % of ceiling (warm) | CPU min / month (warm) |")
+    head = (
+        "| loop | cadence | partition | cold run CPU s | warm run CPU s (median) | warm wall s | warm process CPU s "
+        "| peak MB cold / warm | embedded cold | ceiling s | % of ceiling (warm) | CPU min / month (warm) |"
+    )
     lines = [head, "|" + "---|" * 12]
     for r in result["loops"]:
         c, w = r["cold"], r["warm_median"]
@@ -212,13 +280,16 @@ def table_lines(result: dict) -> list[str]:
             f"| {r['letter']} | {r['cadence']} | {r['partition_key']} | {c['run_cpu_s']:.2f} | {w['run_cpu_s']:.2f} "
             f"[{r['warm_min']['run_cpu_s']:.2f}–{r['warm_max']['run_cpu_s']:.2f}] | {w['run_wall_s']:.2f} | "
             f"{w['process_cpu_s']:.1f} | {c['peak_rss_mb']:.0f} / {w['peak_rss_mb']:.0f} | {c['texts_embedded']:,} | "
-            f"{r['ceiling_cpu_s']:.0f} | {100 * r['share_of_ceiling_warm']:.2f} % | {r['monthly_cpu_s_warm'] / 60:.2f} |")
+            f"{r['ceiling_cpu_s']:.0f} | {100 * r['share_of_ceiling_warm']:.2f} % | "
+            f"{r['monthly_cpu_s_warm'] / 60:.2f} |"
+        )
     t = result["monthly_totals"]
     lines += [
         "",
         f"Per month at the catalog cadences (daily ×30, weekly ×4.35, monthly ×1): **{t['monthly_cpu_min_warm']:.2f} "
         f"CPU-min warm** (cold upper bound {t['monthly_cpu_min_cold']:.2f}; with process start-up and imports "
-        f"{t['monthly_process_cpu_min_warm']:.2f}) against the target of {result['target_monthly_cpu_min']:.0f} CPU-min "
+        f"{t['monthly_process_cpu_min_warm']:.2f}) against the target of {result['target_monthly_cpu_min']:.0f} "
+        "CPU-min "
         f"({'met' if result['monthly_target_met_warm'] else 'MISSED'}) and the ceilings' "
         f"{t['monthly_ceiling_cpu_min']:.0f} CPU-min ({t['monthly_ceiling_cpu_min'] / 60:.1f} CPU-hours).",
     ]
@@ -227,25 +298,28 @@ def table_lines(result: dict) -> list[str]:
 
 def render_markdown(result: dict) -> str:
     m = result["machine"]
-    return "\n".join([
-        "# Loop cost on the production-scale world",
-        "",
-        *provenance_lines(result["code"], result["world"]),
-        "",
-        f"World `{result['db']}` (logs end {result['world_ends']}); every run a fresh Python process, dry run, "
-        f"the partition the schedule would run at the world's end; 1 cold run (empty embedding cache) and the median "
-        f"of {result['repeats_warm']} warm re-runs. {m['cpu_count']} CPUs, Python {m['python']}; load average "
-        f"{m['loadavg_before'][0]:.1f} before, {m['loadavg_after'][0]:.1f} after (the host is shared: read CPU "
-        "seconds; wall seconds include contention).",
-        "",
-        "*run CPU s*: the loop's Dagster run (the catalog ceiling's unit); *process CPU s*: the whole process "
-        "(interpreter start, imports, model load when embedding); *peak MB*: the process's RSS high-water mark.",
-        "",
-        *table_lines(result),
-        "",
-        f"![loop cost]({PNG_NAME})",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Loop cost on the production-scale world",
+            "",
+            *provenance_lines(result["code"], result["world"]),
+            "",
+            f"World `{result['db']}` (logs end {result['world_ends']}); every run a fresh Python process, dry run, "
+            "the partition the schedule would run at the world's end; 1 cold run (empty embedding cache) and the "
+            "median "
+            f"of {result['repeats_warm']} warm re-runs. {m['cpu_count']} CPUs, Python {m['python']}; load average "
+            f"{m['loadavg_before'][0]:.1f} before, {m['loadavg_after'][0]:.1f} after (the host is shared: read CPU "
+            "seconds; wall seconds include contention).",
+            "",
+            "*run CPU s*: the loop's Dagster run (the catalog ceiling's unit); *process CPU s*: the whole process "
+            "(interpreter start, imports, model load when embedding); *peak MB*: the process's RSS high-water mark.",
+            "",
+            *table_lines(result),
+            "",
+            f"![loop cost]({PNG_NAME})",
+            "",
+        ]
+    )
 
 
 def _plot(path: Path, result: dict) -> None:
@@ -263,8 +337,14 @@ def _plot(path: Path, result: dict) -> None:
     ax.bar(x - w / 2, cold, w, color="#c44e52", label="cold (empty embedding cache)")
     ax.bar(x + w / 2, warm, w, color="#4c72b0", label=f"warm (median of {result['repeats_warm']})")
     ax.scatter(x, [r["ceiling_cpu_s"] for r in loops], marker="_", s=400, color="black", label="catalog ceiling")
-    ax.scatter(x, [TARGET_SHARE_OF_CEILING * r["ceiling_cpu_s"] for r in loops], marker="_", s=400, color="grey",
-               label="10 % of ceiling")
+    ax.scatter(
+        x,
+        [TARGET_SHARE_OF_CEILING * r["ceiling_cpu_s"] for r in loops],
+        marker="_",
+        s=400,
+        color="grey",
+        label="10 % of ceiling",
+    )
     ax.set_yscale("log")
     ax.set_xticks(x, [r["letter"] for r in loops])
     ax.set_ylabel("CPU seconds per run (log)")
@@ -297,7 +377,9 @@ def _plot(path: Path, result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autonomath_pipelines.bench.loops", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m autonomath_pipelines.bench.loops", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--db", default="data/bench/autonomath-production.db")
     parser.add_argument("--only", action="append", metavar="LOOP")
     parser.add_argument("--repeats", type=int, default=3)

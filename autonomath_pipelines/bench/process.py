@@ -21,7 +21,7 @@ def rss_mb() -> float:
     """This process's resident set size now, MB."""
     try:
         with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return float("nan")
 
@@ -55,16 +55,19 @@ def code_provenance() -> dict[str, Any]:
 
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"package_version": CODE_VERSION, "git_commit": commit,
-            "git_dirty": None if status is None else bool(status)}
+    return {
+        "package_version": CODE_VERSION,
+        "git_commit": commit,
+        "git_dirty": None if status is None else bool(status),
+    }
 
 
 def world_provenance(db_path: str | os.PathLike) -> dict[str, Any]:
     """What the world on disk is: its build parameters and builder (from the truth sidecar), its
     planner statistics (``ANALYZE`` tables present) and its size, plus warnings when it was built by
     other generator code than this checkout's, or lacks statistics."""
-    from autonomath_pipelines.demo.world import generator_digest, load_truth, truth_path
     from autonomath_pipelines.contract.sqlite import sqlite3
+    from autonomath_pipelines.demo.world import generator_digest, load_truth, truth_path
 
     info: dict[str, Any] = {"db": str(db_path), "warnings": []}
     if truth_path(db_path).exists():
@@ -76,8 +79,12 @@ def world_provenance(db_path: str | os.PathLike) -> dict[str, Any]:
         info["warnings"].append(f"{db_path} has no truth sidecar: not a demo world, build parameters unknown")
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        present = {name for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'sqlite_stat%'")}
+        present = {
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'sqlite_stat%'"
+            )
+        }
     finally:
         conn.close()
     info["statistics"] = {"sqlite_stat1": "sqlite_stat1" in present, "sqlite_stat4": "sqlite_stat4" in present}
@@ -85,31 +92,47 @@ def world_provenance(db_path: str | os.PathLike) -> dict[str, Any]:
         info["warnings"].append(f"{db_path} has no ANALYZE statistics: query plans (and costs) may differ")
     built_by, digest = info["built_by"], generator_digest()
     if info.get("scale") is not None and not built_by:
-        info["warnings"].append(f"{db_path} was built by a version that did not record itself: rebuild it "
-                                "(--rebuild) for figures of this code")
+        info["warnings"].append(
+            f"{db_path} was built by a version that did not record itself: rebuild it "
+            "(--rebuild) for figures of this code"
+        )
     elif built_by and built_by.get("generator_digest") != digest:
-        info["warnings"].append(f"{db_path} was built by other generator code (package "
-                                f"{built_by.get('package_version')}, generator {str(built_by.get('generator_digest'))[:12]}; "
-                                f"this checkout's is {digest[:12]}): rebuild it (--rebuild) for figures of this code")
+        info["warnings"].append(
+            f"{db_path} was built by other generator code (package "
+            f"{built_by.get('package_version')}, generator {str(built_by.get('generator_digest'))[:12]}; "
+            f"this checkout's is {digest[:12]}): rebuild it (--rebuild) for figures of this code"
+        )
     return info
 
 
 def provenance_lines(code: dict[str, Any], world: dict[str, Any] | None = None) -> list[str]:
     """The Markdown lines a report opens with: which code measured on which world."""
     commit = code.get("git_commit") or "unknown"
-    lines = [f"Measured by autonomath-pipelines {code['package_version']} at commit `{commit[:12]}`"
-             + (" with uncommitted changes" if code.get("git_dirty") else "") + "."]
+    lines = [
+        f"Measured by autonomath-pipelines {code['package_version']} at commit `{commit[:12]}`"
+        + (" with uncommitted changes" if code.get("git_dirty") else "")
+        + "."
+    ]
     if world is not None:
         stats = world["statistics"]
-        lines.append(f"World: scale {world.get('scale')}, seed {world.get('seed')}, as of {world.get('as_of')}, "
-                     f"statistics: {'stat1 + stat4' if stats['sqlite_stat4'] else 'stat1' if stats['sqlite_stat1'] else 'none'}.")
+        lines.append(
+            f"World: scale {world.get('scale')}, seed {world.get('seed')}, as of {world.get('as_of')}, "
+            f"statistics: {'stat1 + stat4' if stats['sqlite_stat4'] else 'stat1' if stats['sqlite_stat1'] else 'none'}."
+        )
         lines += [f"**Warning:** {w}" for w in world["warnings"]]
     return lines
 
 
-def write_report(out: Path, names: tuple[str, str, str], result: dict[str, Any], *,
-                 markdown: Callable[[dict], str], plot: Callable[[Path, dict], None],
-                 table: Callable[[dict], list[str]], say: Callable[[str], None]) -> None:
+def write_report(
+    out: Path,
+    names: tuple[str, str, str],
+    result: dict[str, Any],
+    *,
+    markdown: Callable[[dict], str],
+    plot: Callable[[Path, dict], None],
+    table: Callable[[dict], list[str]],
+    say: Callable[[str], None],
+) -> None:
     """``result`` as JSON, Markdown and PNG under ``out`` (``names``: json, md, png), then the table
     and where the files are on ``say``."""
     json_name, md_name, png_name = names
@@ -127,8 +150,7 @@ def run_child(module: str, spec: dict[str, Any], what: str) -> dict[str, Any]:
     child's wall time and the 1-minute load average before and after (the host may be shared)."""
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", module, "--child", json.dumps(spec)],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", module, "--child", json.dumps(spec)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child {what} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])

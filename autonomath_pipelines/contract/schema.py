@@ -20,9 +20,9 @@ class SchemaError(RuntimeError):
 @dataclass(frozen=True)
 class TableContract:
     name: str
-    section: str                  # "sources" | "outputs" | "review"
+    section: str  # "sources" | "outputs" | "review"
     columns: tuple[str, ...]
-    ddl: str                      # the statements creating the table and its indexes
+    ddl: str  # the statements creating the table and its indexes
 
 
 def schema_sql() -> str:
@@ -36,7 +36,7 @@ def contract() -> dict[str, TableContract]:
     sections = {}
     marks = list(_SECTION.finditer(text))
     for mark, nxt in zip(marks, marks[1:] + [None]):
-        sections[mark.group(1)] = text[mark.end(): nxt.start() if nxt else len(text)]
+        sections[mark.group(1)] = text[mark.end() : nxt.start() if nxt else len(text)]
     tables: dict[str, TableContract] = {}
     for section, body in sections.items():
         statements = [s.strip() + ";" for s in _split_statements(body)]

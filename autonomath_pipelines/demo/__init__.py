@@ -11,4 +11,13 @@ from autonomath_pipelines.demo.world import (
     truth_path,
 )
 
-__all__ = ["SCALES", "SOURCE_TABLES", "WorldScale", "WorldSummary", "build_world", "hallucination_family_of", "load_truth", "truth_path"]
+__all__ = [
+    "SCALES",
+    "SOURCE_TABLES",
+    "WorldScale",
+    "WorldSummary",
+    "build_world",
+    "hallucination_family_of",
+    "load_truth",
+    "truth_path",
+]

@@ -45,24 +45,74 @@ class WorldScale:
 
 
 SCALES: dict[str, WorldScale] = {
-    "small": WorldScale("small", programs=600, days=45, queries_per_day=2_000, aliases=4_000, rounds=300,
-                        api_keys=400, hallucination_families=12, loyal_customers=8, topic_intents=150,
-                        category_intents=100, feedback_per_day=8, success_per_day=3, success_hot_groups=10,
-                        errors_per_day=30),
-    "medium": WorldScale("medium", programs=5_000, days=90, queries_per_day=10_000, aliases=40_000, rounds=800,
-                         api_keys=1_500, hallucination_families=24, loyal_customers=25, topic_intents=1_200,
-                         category_intents=800, feedback_per_day=14, success_per_day=8, success_hot_groups=25,
-                         errors_per_day=80),
-    "production": WorldScale("production", programs=20_000, days=120, queries_per_day=33_000, aliases=335_605,
-                             rounds=1_256, api_keys=5_000, hallucination_families=40, loyal_customers=60,
-                             topic_intents=3_000, category_intents=2_000, feedback_per_day=22, success_per_day=20,
-                             success_hot_groups=50, errors_per_day=150),
+    "small": WorldScale(
+        "small",
+        programs=600,
+        days=45,
+        queries_per_day=2_000,
+        aliases=4_000,
+        rounds=300,
+        api_keys=400,
+        hallucination_families=12,
+        loyal_customers=8,
+        topic_intents=150,
+        category_intents=100,
+        feedback_per_day=8,
+        success_per_day=3,
+        success_hot_groups=10,
+        errors_per_day=30,
+    ),
+    "medium": WorldScale(
+        "medium",
+        programs=5_000,
+        days=90,
+        queries_per_day=10_000,
+        aliases=40_000,
+        rounds=800,
+        api_keys=1_500,
+        hallucination_families=24,
+        loyal_customers=25,
+        topic_intents=1_200,
+        category_intents=800,
+        feedback_per_day=14,
+        success_per_day=8,
+        success_hot_groups=25,
+        errors_per_day=80,
+    ),
+    "production": WorldScale(
+        "production",
+        programs=20_000,
+        days=120,
+        queries_per_day=33_000,
+        aliases=335_605,
+        rounds=1_256,
+        api_keys=5_000,
+        hallucination_families=40,
+        loyal_customers=60,
+        topic_intents=3_000,
+        category_intents=2_000,
+        feedback_per_day=22,
+        success_per_day=20,
+        success_hot_groups=50,
+        errors_per_day=150,
+    ),
 }
 
 #: What grows with the service: traffic, catalogue, customers and the streams they cause. The planted
 #: structure (hallucination families, guard patterns, hot success groups) is a vocabulary, not a volume.
-VOLUME_FIELDS = ("programs", "queries_per_day", "aliases", "rounds", "api_keys", "loyal_customers", "topic_intents",
-                 "category_intents", "feedback_per_day", "success_per_day", "errors_per_day")
+VOLUME_FIELDS = (
+    "programs",
+    "queries_per_day",
+    "aliases",
+    "rounds",
+    "api_keys",
+    "loyal_customers",
+    "topic_intents",
+    "category_intents",
+    "feedback_per_day",
+    "success_per_day",
+    "errors_per_day",
+)
 
 
 def scaled(base: WorldScale, factor: int, *, name: str, days: int | None = None) -> WorldScale:
@@ -96,8 +146,34 @@ def jst_midnight(sec: int) -> int:
 
 
 # JST hour-of-day weights of search traffic (business hours, lunch dip, evening tail).
-DIURNAL = np.array([0.5, 0.3, 0.2, 0.15, 0.15, 0.25, 0.6, 1.5, 3.5, 6.0, 7.0, 7.0,
-                    5.0, 6.5, 7.0, 7.0, 6.5, 5.5, 4.0, 3.0, 2.5, 2.0, 1.5, 0.9])
+DIURNAL = np.array(
+    [
+        0.5,
+        0.3,
+        0.2,
+        0.15,
+        0.15,
+        0.25,
+        0.6,
+        1.5,
+        3.5,
+        6.0,
+        7.0,
+        7.0,
+        5.0,
+        6.5,
+        7.0,
+        7.0,
+        6.5,
+        5.5,
+        4.0,
+        3.0,
+        2.5,
+        2.0,
+        1.5,
+        0.9,
+    ]
+)
 DIURNAL = DIURNAL / DIURNAL.sum()
 
 

@@ -15,9 +15,16 @@ from autonomath_pipelines.contract.timestamps import iso_from_epoch as iso
 from autonomath_pipelines.demo.common import DAY, World, random_hex
 
 CHANNELS: tuple[tuple[str | None, float, float], ...] = (
-    ("google", 0.28, 0.20), ("x", 0.14, 0.07), ("note", 0.10, 0.15), ("qiita", 0.09, 0.32),
-    ("newsletter", 0.07, 0.38), ("partner_freee", 0.05, 0.42), ("partner_moneyforward", 0.04, 0.36),
-    ("partner_smarthr", 0.03, 0.25), (None, 0.12, 0.12), ("", 0.08, 0.10),
+    ("google", 0.28, 0.20),
+    ("x", 0.14, 0.07),
+    ("note", 0.10, 0.15),
+    ("qiita", 0.09, 0.32),
+    ("newsletter", 0.07, 0.38),
+    ("partner_freee", 0.05, 0.42),
+    ("partner_moneyforward", 0.04, 0.36),
+    ("partner_smarthr", 0.03, 0.25),
+    (None, 0.12, 0.12),
+    ("", 0.08, 0.10),
 )
 
 
@@ -56,22 +63,44 @@ def build_customers(w: World) -> None:
     cust_keys: list[list[int]] = []
     for i in range(n_cust):
         tier = "paid" if paid[i] else "free"
-        k1 = {"key": "am_" + key_strs[len(keys)][:28], "customer": i, "tier": tier, "created": int(created[i]),
-              "revoked": None, "successor": -1}
+        k1 = {
+            "key": "am_" + key_strs[len(keys)][:28],
+            "customer": i,
+            "tier": tier,
+            "created": int(created[i]),
+            "revoked": None,
+            "successor": -1,
+        }
         keys.append(k1)
         ks = [len(keys) - 1]
         if rotated[i] or churned[i]:
             k1["revoked"] = int(change_at[i])
         if rotated[i]:
-            keys.append({"key": "am_" + key_strs[len(keys)][:28], "customer": i, "tier": tier,
-                         "created": int(change_at[i]), "revoked": None, "successor": -1})
+            keys.append(
+                {
+                    "key": "am_" + key_strs[len(keys)][:28],
+                    "customer": i,
+                    "tier": tier,
+                    "created": int(change_at[i]),
+                    "revoked": None,
+                    "successor": -1,
+                }
+            )
             k1["successor"] = len(keys) - 1
             ks.append(len(keys) - 1)
         cust_keys.append(ks)
     internal_created = w.t_start - 400 * DAY
     for j in range(n_internal):
-        keys.append({"key": "am_int_" + key_strs[len(keys)][:24], "customer": -1, "tier": "internal",
-                     "created": internal_created + j * 3600, "revoked": None, "successor": -1})
+        keys.append(
+            {
+                "key": "am_int_" + key_strs[len(keys)][:24],
+                "customer": -1,
+                "tier": "internal",
+                "created": internal_created + j * 3600,
+                "revoked": None,
+                "successor": -1,
+            }
+        )
     w.keys = keys
     w.cust_ids = cust_ids
     nk = len(keys)
@@ -83,8 +112,9 @@ def build_customers(w: World) -> None:
     w.key_paid = w.key_tier == "paid"
 
     # loyal customers: paid, active for the whole window, one key
-    eligible = [i for i in range(n_cust) if paid[i] and not rotated[i] and not churned[i]
-                and created[i] < w.t_start - DAY]
+    eligible = [
+        i for i in range(n_cust) if paid[i] and not rotated[i] and not churned[i] and created[i] < w.t_start - DAY
+    ]
     n_loyal = min(sc.loyal_customers, len(eligible))
     w.loyal_cust = sorted(rng.choice(eligible, size=n_loyal, replace=False).tolist())
     w.loyal_keys = [cust_keys[c][0] for c in w.loyal_cust]
@@ -98,8 +128,16 @@ def build_customers(w: World) -> None:
         weight[w.loyal_keys] = loyal_share / (1 - loyal_share) * weight.sum() / n_loyal * rng.uniform(0.6, 1.4, n_loyal)
     w.key_weight = weight / weight.sum()
 
-    key_rows = [(k["key"], cust_ids[k["customer"]] if k["customer"] >= 0 else "cus_internal", k["tier"],
-                 iso(k["created"]), iso(k["revoked"]) if k["revoked"] is not None else None) for k in keys]
+    key_rows = [
+        (
+            k["key"],
+            cust_ids[k["customer"]] if k["customer"] >= 0 else "cus_internal",
+            k["tier"],
+            iso(k["created"]),
+            iso(k["revoked"]) if k["revoked"] is not None else None,
+        )
+        for k in keys
+    ]
     w.insert("api_keys", ("api_key", "customer_id", "tier", "created_at", "revoked_at"), sorted(key_rows))
 
     # subscribers: one per customer (+ sign-ups that never created a key)
@@ -118,6 +156,8 @@ def build_customers(w: World) -> None:
         subs.append((sub_ids[n_cust + j], None, CHANNELS[nk_channel[j]][0], iso(nk_signed[j]), "free"))
     w.insert("subscribers", ("subscriber_id", "api_key", "utm_source", "signed_up_at", "plan"), sorted(subs))
     w.key_sub = np.array([cust_sub[k["customer"]] if k["customer"] >= 0 else None for k in keys], dtype=object)
-    w.truth["channels"] = {("(null)" if c is None else "(empty)" if c == "" else c): {"signup_weight": w_, "paid_rate": r_}
-                           for c, w_, r_ in CHANNELS}
+    w.truth["channels"] = {
+        ("(null)" if c is None else "(empty)" if c == "" else c): {"signup_weight": w_, "paid_rate": r_}
+        for c, w_, r_ in CHANNELS
+    }
     w.progress("api_keys", nk, nk)

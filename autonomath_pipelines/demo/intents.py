@@ -17,8 +17,23 @@ import numpy as np
 from autonomath_pipelines.demo import text as tx
 from autonomath_pipelines.demo import vocab as V
 from autonomath_pipelines.demo.common import (
-    CANON, CATEGORY, EN, HALL, KO, NAME, PARA, ROMAJI, SHORT, SURFACE_KIND_NAMES, TOPIC, TYPO, WIDTH, ZH,
-    ZIPF_EXPONENT, Program, World,
+    CANON,
+    CATEGORY,
+    EN,
+    HALL,
+    KO,
+    NAME,
+    PARA,
+    ROMAJI,
+    SHORT,
+    SURFACE_KIND_NAMES,
+    TOPIC,
+    TYPO,
+    WIDTH,
+    ZH,
+    ZIPF_EXPONENT,
+    Program,
+    World,
 )
 from autonomath_pipelines.demo.programs import foreign_forms, name_parts, pref_base_reading, pref_short, region_parts
 
@@ -132,7 +147,7 @@ def build_intents(w: World) -> None:
     w.families = fams
     n_int = len(final)
     ranks = np.arange(1, n_int + 1, dtype=float)
-    p_int = ranks ** -ZIPF_EXPONENT
+    p_int = ranks**-ZIPF_EXPONENT
     w.int_p = p_int / p_int.sum()
     w.int_kind = np.array([it[0] for it in final], dtype=np.int64)
     w.int_text = [it[1] for it in final]
@@ -162,7 +177,12 @@ def build_intents(w: World) -> None:
             for t in resolved:
                 S.add(t, i, PARA, 0.6 / len(resolved))
             S.add(tx.typo(resolved[0], rng), i, TYPO, 0.05)
-            S.add(resolved[0].replace(" ", "\u3000") if " " in resolved[0] else tx.to_fullwidth(resolved[0]), i, WIDTH, 0.05)
+            S.add(
+                resolved[0].replace(" ", "\u3000") if " " in resolved[0] else tx.to_fullwidth(resolved[0]),
+                i,
+                WIDTH,
+                0.05,
+            )
             continue
         p = progs[pidx]
         S.add(canon, i, CANON, 0.55 if kind in (NAME, SHORT) else 0.6)
@@ -178,9 +198,11 @@ def build_intents(w: World) -> None:
                     S.add(alt, i, PARA, 0.05)
         else:
             words = canon.split(" ")
-            paras = [" ".join(words[1:] + words[:1]), canon.replace(" ", "", 1).replace(" ", "の", 1)
-                     if kind == TOPIC else " ".join(words[::-1]),
-                     canon + V.TOPIC_SUFFIXES[int(rng.integers(len(V.TOPIC_SUFFIXES)))].format(fy=w.fy)]
+            paras = [
+                " ".join(words[1:] + words[:1]),
+                canon.replace(" ", "", 1).replace(" ", "の", 1) if kind == TOPIC else " ".join(words[::-1]),
+                canon + V.TOPIC_SUFFIXES[int(rng.integers(len(V.TOPIC_SUFFIXES)))].format(fy=w.fy),
+            ]
             if kind == TOPIC:
                 paras.append(canon.replace(V.PREFECTURES[p.pref][1], pref_short(p.pref), 1))
             for t in paras[: n_para + 1]:
@@ -189,8 +211,7 @@ def build_intents(w: World) -> None:
             si = S.add(tx.typo(canon, rng), i, TYPO, 0.03)
             # half of the typos confuse the ranker: low confidence, still the right single program
             if si is not None and kind != CATEGORY and rng.random() < 0.5:
-                w.planted.append({"surface_idx": si, "program": p.idx, "intent": i, "lang": "ja",
-                                  "kind": "typo"})
+                w.planted.append({"surface_idx": si, "program": p.idx, "intent": i, "lang": "ja", "kind": "typo"})
         if unicodedata.normalize("NFKC", canon) != canon:
             wv = unicodedata.normalize("NFKC", canon)  # a name published in raw forms, typed plainly
         elif any(c.isascii() and c.isalnum() for c in canon):
@@ -214,14 +235,20 @@ def build_intents(w: World) -> None:
             pr = V.PREFECTURES[p.pref]
             ks = canon.rsplit(" ", 1)[1]
             kinfo = next(k for k in V.KINDS if k[0] == ks)
-            forms = {EN: [f"{pr[2]} {F['P_en']} {kinfo[3]}", f"{F['P_en']} {kinfo[3]} {pr[2]}".lower()],
-                     ROMAJI: [f"{tx.hepburn(pref_base_reading(p.pref))} {F['P_rom']} {tx.hepburn(kinfo[1])}"],
-                     ZH: [f"{pr[1].translate(V.ZH_CHARS)}{F['P_zh']}{kinfo[4]}"],
-                     KO: [f"{pr[5]} {F['P_ko']} {kinfo[5]}"]}
+            forms = {
+                EN: [f"{pr[2]} {F['P_en']} {kinfo[3]}", f"{F['P_en']} {kinfo[3]} {pr[2]}".lower()],
+                ROMAJI: [f"{tx.hepburn(pref_base_reading(p.pref))} {F['P_rom']} {tx.hepburn(kinfo[1])}"],
+                ZH: [f"{pr[1].translate(V.ZH_CHARS)}{F['P_zh']}{kinfo[4]}"],
+                KO: [f"{pr[5]} {F['P_ko']} {kinfo[5]}"],
+            }
         else:
             forms = foreign_forms(p)
         langs = [EN, ROMAJI, ZH, KO]
-        chosen = langs if n_foreign >= 4 else [langs[j] for j in sorted(rng.choice(4, size=n_foreign, replace=False).tolist())]
+        chosen = (
+            langs
+            if n_foreign >= 4
+            else [langs[j] for j in sorted(rng.choice(4, size=n_foreign, replace=False).tolist())]
+        )
         for lk in chosen:
             opts = forms[lk]
             t = opts[int(rng.integers(len(opts)))]
@@ -231,8 +258,15 @@ def build_intents(w: World) -> None:
             si = S.add(t, i, lk, 0.03)
             if si is not None:
                 claimed[t] = p.idx
-                w.planted.append({"surface_idx": si, "program": p.idx, "intent": i, "lang": FOREIGN_LANG[lk],
-                                  "kind": SURFACE_KIND_NAMES[lk]})
+                w.planted.append(
+                    {
+                        "surface_idx": si,
+                        "program": p.idx,
+                        "intent": i,
+                        "lang": FOREIGN_LANG[lk],
+                        "kind": SURFACE_KIND_NAMES[lk],
+                    }
+                )
     # flat arrays, weights normalized per intent, laid out as global cumulative "intent + cum"
     s_int = np.array(S.intent, dtype=np.int64)
     s_w = np.array(S.weight, dtype=float)

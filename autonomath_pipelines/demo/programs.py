@@ -51,20 +51,36 @@ def region_parts(p: Program) -> dict[str, str]:
     if p.city is not None:
         cname, base = p.city
         suffix = "ku" if cname.endswith("区") else "shi"
-        return {"ja": cname, "short": cname[:-1], "reading": base + suffix, "base": base,
-                "en": tx.hepburn(base).title(), "zh": cname.translate(V.ZH_CHARS),
-                "ko": tx.hangul(base) + ("구" if suffix == "ku" else "시")}
+        return {
+            "ja": cname,
+            "short": cname[:-1],
+            "reading": base + suffix,
+            "base": base,
+            "en": tx.hepburn(base).title(),
+            "zh": cname.translate(V.ZH_CHARS),
+            "ko": tx.hangul(base) + ("구" if suffix == "ku" else "시"),
+        }
     if p.pref is not None:
         _code, name, en, _, reading, ko, _ = V.PREFECTURES[p.pref]
-        return {"ja": name, "short": pref_short(p.pref), "reading": reading,
-                "base": pref_base_reading(p.pref), "en": en, "zh": name.translate(V.ZH_CHARS), "ko": ko}
+        return {
+            "ja": name,
+            "short": pref_short(p.pref),
+            "reading": reading,
+            "base": pref_base_reading(p.pref),
+            "en": en,
+            "zh": name.translate(V.ZH_CHARS),
+            "ko": ko,
+        }
     return {"ja": "", "short": "", "reading": "", "base": "", "en": "", "zh": "", "ko": ""}
 
 
 # --- prefectures and programs ----------------------------------------------------------------
 def build_prefectures(w: World) -> None:
-    w.insert("prefectures", ("prefecture_code", "name_ja", "name_en", "region"),
-             [(c, ja, en, reg) for c, ja, en, reg, *_ in V.PREFECTURES])
+    w.insert(
+        "prefectures",
+        ("prefecture_code", "name_ja", "name_en", "region"),
+        [(c, ja, en, reg) for c, ja, en, reg, *_ in V.PREFECTURES],
+    )
     w.pref_pop = np.array([p[6] for p in V.PREFECTURES], dtype=float)
     w.progress("prefectures", 47, 47)
 
@@ -83,8 +99,11 @@ def build_programs(w: World) -> None:
     for fi, f in enumerate(V.FLAGSHIPS):
         name = f[0].format(fy=w.fy)
         purpose = next((i for i, pp in enumerate(V.PURPOSES) if pp[6] == f[9]), None)
-        progs.append(Program(len(progs), name, "national", None, None, purpose, None, None, -1, fi,
-                             f[9], f[7], f[8], f[11], f[12]))
+        progs.append(
+            Program(
+                len(progs), name, "national", None, None, purpose, None, None, -1, fi, f[9], f[7], f[8], f[11], f[12]
+            )
+        )
         used.add(name)
 
     sqrt_pop = np.sqrt(w.pref_pop)
@@ -99,8 +118,11 @@ def build_programs(w: World) -> None:
     for (pi, c), k in zip(cities, city_alloc.tolist()):
         slots += [("municipal", pi, c)] * k
 
-    tier_p = {"national": [0.08, 0.25, 0.37, 0.30], "prefectural": [0.03, 0.12, 0.35, 0.50],
-              "municipal": [0.02, 0.10, 0.33, 0.55]}
+    tier_p = {
+        "national": [0.08, 0.25, 0.37, 0.30],
+        "prefectural": [0.03, 0.12, 0.35, 0.50],
+        "municipal": [0.02, 0.10, 0.33, 0.55],
+    }
     kind_idx = {k[0]: i for i, k in enumerate(V.KINDS)}
     target_idx = {t[0]: i for i, t in enumerate(V.TARGETS)}
     for level, pi, city in slots:
@@ -143,7 +165,9 @@ def build_programs(w: World) -> None:
         elif level == "prefectural":
             dept_key = V.CATEGORY_DEPT[category]
             pname = V.PREFECTURES[pi][1]
-            dept = (V.TOKYO_DEPT if pname == "東京都" else V.HOKKAIDO_DEPT if pname == "北海道" else V.PREF_DEPT)[dept_key]
+            dept = (V.TOKYO_DEPT if pname == "東京都" else V.HOKKAIDO_DEPT if pname == "北海道" else V.PREF_DEPT)[
+                dept_key
+            ]
             if pname.endswith(("府", "都")) and dept.startswith("県"):
                 dept = pname[-1] + dept[1:]
             agency, slug = pname + dept, "pref-" + tx.hepburn(V.PREFECTURES[pi][4])
@@ -161,9 +185,25 @@ def build_programs(w: World) -> None:
         if rng.random() < 0.05:
             amount = None
         tier = str(rng.choice(["S", "A", "B", "C"], p=tier_p[level]))
-        progs.append(Program(len(progs), name, level, pi, city, purpose,
-                             target_idx[T] if T else None, kind_idx[K], pattern, None,
-                             category, agency, slug, amount, tier))
+        progs.append(
+            Program(
+                len(progs),
+                name,
+                level,
+                pi,
+                city,
+                purpose,
+                target_idx[T] if T else None,
+                kind_idx[K],
+                pattern,
+                None,
+                category,
+                agency,
+                slug,
+                amount,
+                tier,
+            )
+        )
 
     # ids: a deterministic shuffle so the id does not reveal the level
     perm = rng.permutation(len(progs))
@@ -171,12 +211,16 @@ def build_programs(w: World) -> None:
         p.pid = f"P{k + 1:06d}"
     # texts, urls, times
     age_mix = rng.random(len(progs))
-    ages = np.where(age_mix < 0.6, rng.uniform(0, 90, len(progs)),
-                    np.where(age_mix < 0.9, rng.uniform(90, 250, len(progs)), rng.uniform(250, 400, len(progs))))
+    ages = np.where(
+        age_mix < 0.6,
+        rng.uniform(0, 90, len(progs)),
+        np.where(age_mix < 0.9, rng.uniform(90, 250, len(progs)), rng.uniform(250, 400, len(progs))),
+    )
     fetched = (w.t_end - ages * DAY - rng.integers(60, 3600, len(progs))).astype(np.int64)
     edit = rng.random(len(progs)) < 0.2
-    upd = fetched + np.where(edit, (rng.random(len(progs)) * (w.t_end - 60 - fetched)).astype(np.int64),
-                             rng.integers(30, 7200, len(progs)))
+    upd = fetched + np.where(
+        edit, (rng.random(len(progs)) * (w.t_end - 60 - fetched)).astype(np.int64), rng.integers(30, 7200, len(progs))
+    )
     upd = np.minimum(upd, w.t_end - 1)
     raw_rng = w.rng(13)
     for p, f, u in zip(progs, fetched.tolist(), upd.tolist()):
@@ -195,13 +239,45 @@ def build_programs(w: World) -> None:
             p.url = f"https://www.example.lg.jp/{p.slug}/hojo/{p.pid.lower()}.html"
     w.programs = progs
     by_pid = {p.pid: p for p in progs}
-    rows = sorted(((p.pid, p.name, p.summary, p.agency, p.level,
-                    V.PREFECTURES[p.pref][0] if p.pref is not None else None,
-                    p.city[0] if p.city else None, p.category, p.amount, p.tier, p.url,
-                    iso(p.fetched), iso(p.updated)) for p in progs))
-    w.insert("programs", ("program_id", "name", "summary", "agency", "level", "prefecture_code",
-                          "municipality", "category", "max_amount_jpy", "tier", "source_url",
-                          "source_fetched_at", "updated_at"), rows)
+    rows = sorted(
+        (
+            (
+                p.pid,
+                p.name,
+                p.summary,
+                p.agency,
+                p.level,
+                V.PREFECTURES[p.pref][0] if p.pref is not None else None,
+                p.city[0] if p.city else None,
+                p.category,
+                p.amount,
+                p.tier,
+                p.url,
+                iso(p.fetched),
+                iso(p.updated),
+            )
+            for p in progs
+        )
+    )
+    w.insert(
+        "programs",
+        (
+            "program_id",
+            "name",
+            "summary",
+            "agency",
+            "level",
+            "prefecture_code",
+            "municipality",
+            "category",
+            "max_amount_jpy",
+            "tier",
+            "source_url",
+            "source_fetched_at",
+            "updated_at",
+        ),
+        rows,
+    )
     fts = []
     for r in rows:
         p = by_pid[r[0]]
@@ -220,15 +296,26 @@ def program_summary(p: Program, rng: np.random.Generator) -> str:
         target = V.TARGETS[p.target][0]
     else:
         group = V.PURPOSES[p.purpose][7]
-        target = {"life": "住民", "home": "住宅の所有者", "agri": "農業者", "home_or_biz": "住民・事業者",
-                  "startup": "創業予定者"}.get(group, "中小企業・小規模事業者")
+        target = {
+            "life": "住民",
+            "home": "住宅の所有者",
+            "agri": "農業者",
+            "home_or_biz": "住民・事業者",
+            "startup": "創業予定者",
+        }.get(group, "中小企業・小規模事業者")
     purpose = V.PURPOSES[p.purpose][0] if p.purpose is not None else p.category
     kind = V.KINDS[p.kind][0] if p.kind is not None else ""
     templates = V.BENEFIT_TEMPLATES if kind in ("給付金", "支援金") else V.SUMMARY_TEMPLATES
     t = templates[int(rng.integers(len(templates)))]
-    return t.format(region=region, target=target, purpose=purpose, amount=_yen(p.amount),
-                    rate=V.RATES[int(rng.integers(len(V.RATES)))], agency=p.agency,
-                    season=V.SEASONS[int(rng.integers(len(V.SEASONS)))])
+    return t.format(
+        region=region,
+        target=target,
+        purpose=purpose,
+        amount=_yen(p.amount),
+        rate=V.RATES[int(rng.integers(len(V.RATES)))],
+        agency=p.agency,
+        season=V.SEASONS[int(rng.integers(len(V.SEASONS)))],
+    )
 
 
 # --- program component forms (names, readings, translations) --------------------------------
@@ -254,12 +341,28 @@ def name_parts(p: Program) -> dict[str, str]:
         return c[2] or tx.hepburn(c[1])
 
     return {
-        "R": r["ja"], "Rs": r["short"], "T": T[0] if T else "", "P": P[0], "K": K[0],
-        "reading": reading, "R_base_rom": tx.hepburn(r["base"]),
-        "R_en": r["en"], "T_en": T[3] if T else "", "P_en": P[3], "K_en": K[3],
-        "R_zh": r["zh"], "T_zh": T[4] if T else "", "P_zh": P[4], "K_zh": K[4],
-        "R_ko": r["ko"], "T_ko": T[5] if T else "", "P_ko": P[5], "K_ko": K[5],
-        "P_rom": rom(P), "K_rom": rom(K), "T_rom": rom(T) if T else "",
+        "R": r["ja"],
+        "Rs": r["short"],
+        "T": T[0] if T else "",
+        "P": P[0],
+        "K": K[0],
+        "reading": reading,
+        "R_base_rom": tx.hepburn(r["base"]),
+        "R_en": r["en"],
+        "T_en": T[3] if T else "",
+        "P_en": P[3],
+        "K_en": K[3],
+        "R_zh": r["zh"],
+        "T_zh": T[4] if T else "",
+        "P_zh": P[4],
+        "K_zh": K[4],
+        "R_ko": r["ko"],
+        "T_ko": T[5] if T else "",
+        "P_ko": P[5],
+        "K_ko": K[5],
+        "P_rom": rom(P),
+        "K_rom": rom(K),
+        "T_rom": rom(T) if T else "",
     }
 
 
@@ -298,8 +401,17 @@ def alias_pool(p: Program, fy: int, reiwa: int) -> list[tuple[str, str]]:
         return list(out.items())
     F = name_parts(p)
     R, Rs, T, P, K = F["R"], F["Rs"], F["T"], F["P"], F["K"]
-    ksimple = {"補助金": "補助", "助成金": "助成", "支援補助金": "支援補助", "給付金": "給付", "支援事業": "支援",
-               "奨励金": "奨励", "支援金": "支援", "促進事業費補助金": "補助", "交付金": "交付"}[K]
+    ksimple = {
+        "補助金": "補助",
+        "助成金": "助成",
+        "支援補助金": "支援補助",
+        "給付金": "給付",
+        "支援事業": "支援",
+        "奨励金": "奨励",
+        "支援金": "支援",
+        "促進事業費補助金": "補助",
+        "交付金": "交付",
+    }[K]
     add(P + K, "ja")
     if R:
         add(f"{R}の{P}{K}", "ja")
@@ -350,13 +462,19 @@ def foreign_forms(p: Program) -> dict[int, list[str]]:
         return {ROMAJI: list(f[3]), EN: list(f[4]), ZH: [f[5]], KO: [f[6]]}
     F = name_parts(p)
     Ren = F["R_en"]
-    en = [" ".join(x for x in (Ren, F["P_en"], F["K_en"]) if x),
-          (" ".join(x for x in (Ren, F["P_en"], F["K_en"]) if x)).lower(),
-          f"{F['P_en']} {F['K_en']} {Ren}".strip().lower(),
-          f"{F['K_en']} for {F['P_en']}" + (f" in {Ren}" if Ren else "")]
-    romaji = [f"{F['R_base_rom']} {F['P_rom']} {F['K_rom']}".strip(),
-              f"{F['P_rom']} {F['K_rom']} {F['R_base_rom']}".strip()]
+    en = [
+        " ".join(x for x in (Ren, F["P_en"], F["K_en"]) if x),
+        (" ".join(x for x in (Ren, F["P_en"], F["K_en"]) if x)).lower(),
+        f"{F['P_en']} {F['K_en']} {Ren}".strip().lower(),
+        f"{F['K_en']} for {F['P_en']}" + (f" in {Ren}" if Ren else ""),
+    ]
+    romaji = [
+        f"{F['R_base_rom']} {F['P_rom']} {F['K_rom']}".strip(),
+        f"{F['P_rom']} {F['K_rom']} {F['R_base_rom']}".strip(),
+    ]
     zh = [F["R_zh"] + F["P_zh"] + F["K_zh"], F["R_zh"] + " " + F["P_zh"] + F["K_zh"]]
-    ko = [" ".join(x for x in (F["R_ko"], F["P_ko"], F["K_ko"]) if x),
-          " ".join(x for x in (F["R_ko"], F["P_ko"], "지원금") if x)]
+    ko = [
+        " ".join(x for x in (F["R_ko"], F["P_ko"], F["K_ko"]) if x),
+        " ".join(x for x in (F["R_ko"], F["P_ko"], "지원금") if x),
+    ]
     return {EN: en, ROMAJI: romaji, ZH: zh, KO: ko}

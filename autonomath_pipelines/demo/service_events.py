@@ -69,13 +69,25 @@ def build_feedback(w: World) -> None:
             opts = [c for c in V.WRONG_ANSWER_COMMENTS if c[0] == reason]
             comment = opts[int(rng.integers(len(opts)))][1]
             pref = w.programs[int(w.int_prog[w.q_intent[r]])].pref
-            comment = comment.format(fy_prev=w.fy - 1 - int(rng.integers(0, 2)),
-                                     pref=V.PREFECTURES[pref][1] if pref is not None else "東京都")
+            comment = comment.format(
+                fy_prev=w.fy - 1 - int(rng.integers(0, 2)),
+                pref=V.PREFECTURES[pref][1] if pref is not None else "東京都",
+            )
         t = min(int(w.q_ts[r]) + int(rng.integers(20, 1800)), w.t_end - 1)
         top1 = int(w.q_top1[r])
-        rows.append((t, w.key_str[w.q_key[r]], None if webform else w.sess_str[w.q_sess[r]],
-                     None if webform else w.s_text[w.q_surf[r]],
-                     w.programs[top1].pid if top1 >= 0 else None, wrong, comment, fam, reason))
+        rows.append(
+            (
+                t,
+                w.key_str[w.q_key[r]],
+                None if webform else w.sess_str[w.q_sess[r]],
+                None if webform else w.s_text[w.q_surf[r]],
+                w.programs[top1].pid if top1 >= 0 else None,
+                wrong,
+                comment,
+                fam,
+                reason,
+            )
+        )
     rows.sort(key=lambda x: (x[0], x[1], x[4] or "", x[6] or ""))
     labels = {}
     fam_ids: dict[int, list[int]] = {}
@@ -85,8 +97,11 @@ def build_feedback(w: World) -> None:
         labels[str(i)] = {"family": w.families[r[7]][0] if r[7] >= 0 else None, "reason": r[8]}
         if r[7] >= 0:
             fam_ids.setdefault(r[7], []).append(i)
-    w.insert("customer_feedback", ("id", "ts", "api_key", "session_id", "query_text", "program_id",
-                                   "wrong_answer", "comment"), out)
+    w.insert(
+        "customer_feedback",
+        ("id", "ts", "api_key", "session_id", "query_text", "program_id", "wrong_answer", "comment"),
+        out,
+    )
     w.truth["feedback_labels"] = labels
     w.fam_feedback = fam_ids
     w.progress("customer_feedback", len(out), len(out))
@@ -131,8 +146,7 @@ def build_success_events(w: World) -> None:
     sc = w.sc
     progs = w.programs
     pref_p = w.pref_pop / w.pref_pop.sum()
-    stable = np.flatnonzero((w.key_created < w.t_start) & (w.key_revoked > w.t_end)
-                            & (w.key_tier != "internal"))
+    stable = np.flatnonzero((w.key_created < w.t_start) & (w.key_revoked > w.t_end) & (w.key_tier != "internal"))
     kw = np.where(w.key_paid[stable], 3.0, 1.0)
     kw = kw / kw.sum()
     cands = [p for p in progs if p.tier in ("S", "A")]
@@ -175,24 +189,52 @@ def build_success_events(w: World) -> None:
         if outcome == "adopted":
             cap = p.amount or 3_000_000
             amount = int(round(cap * rng.uniform(0.2, 1.0), -3))
-        rating = int({"adopted": rng.choice([4, 5], p=[0.4, 0.6]), "applied": rng.choice([3, 4, 5]),
-                      "not_adopted": rng.choice([1, 2, 3])}[outcome])
+        rating = int(
+            {
+                "adopted": rng.choice([4, 5], p=[0.4, 0.6]),
+                "applied": rng.choice([3, 4, 5]),
+                "not_adopted": rng.choice([1, 2, 3]),
+            }[outcome]
+        )
         short = V.FLAGSHIPS[p.flagship][1] if p.flagship is not None else "この補助金"
         comments = V.SUCCESS_COMMENTS[outcome]
         comment = comments[int(rng.integers(len(comments)))].format(short=short) if rng.random() < 0.9 else None
         key = w.key_str[stable[int(rng.choice(len(stable), p=kw))]]
         rows.append((i, iso(t), key, p.pid, V.PREFECTURES[pref][0], outcome, amount, rating, comment, consent))
-    w.insert("customer_success_events", ("id", "ts", "api_key", "program_id", "prefecture_code", "outcome",
-                                         "amount_jpy", "rating", "comment", "consent_flag"), rows)
+    w.insert(
+        "customer_success_events",
+        (
+            "id",
+            "ts",
+            "api_key",
+            "program_id",
+            "prefecture_code",
+            "outcome",
+            "amount_jpy",
+            "rating",
+            "comment",
+            "consent_flag",
+        ),
+        rows,
+    )
     if rows:
-        df = pd.DataFrame({"month": [dt.datetime.fromtimestamp(e[0], JST).strftime("%Y-%m") for e in ev],
-                           "program_id": [r[3] for r in rows], "prefecture_code": [r[4] for r in rows],
-                           "consent": [r[9] for r in rows]})
-        g = df.groupby(["month", "program_id", "prefecture_code"], sort=True).agg(
-            consented=("consent", "sum"), total=("consent", "size")).reset_index()
+        df = pd.DataFrame(
+            {
+                "month": [dt.datetime.fromtimestamp(e[0], JST).strftime("%Y-%m") for e in ev],
+                "program_id": [r[3] for r in rows],
+                "prefecture_code": [r[4] for r in rows],
+                "consent": [r[9] for r in rows],
+            }
+        )
+        g = (
+            df.groupby(["month", "program_id", "prefecture_code"], sort=True)
+            .agg(consented=("consent", "sum"), total=("consent", "size"))
+            .reset_index()
+        )
         w.truth["success_groups"] = [
             {"month": m, "program_id": pid, "prefecture_code": pc, "consented": int(c), "total": int(t)}
-            for m, pid, pc, c, t in g.itertuples(index=False)]
+            for m, pid, pc, c, t in g.itertuples(index=False)
+        ]
     else:
         w.truth["success_groups"] = []
     w.progress("customer_success_events", len(rows), len(rows))
@@ -202,11 +244,17 @@ def build_rounds(w: World) -> None:
     rng = w.rng(9)
     target = w.sc.rounds
     progs = w.programs
-    weight = np.array([(20.0 if p.flagship is not None else {"national": 3.0, "prefectural": 1.5, "municipal": 0.5}[p.level])
-                       * {"S": 4.0, "A": 2.0, "B": 1.0, "C": 0.5}[p.tier] for p in progs])
+    weight = np.array(
+        [
+            (20.0 if p.flagship is not None else {"national": 3.0, "prefectural": 1.5, "municipal": 0.5}[p.level])
+            * {"S": 4.0, "A": 2.0, "B": 1.0, "C": 0.5}[p.tier]
+            for p in progs
+        ]
+    )
     n_rp = min(len(progs), max(1, round(target / 3.8)))
-    chosen = sorted(rng.choice(len(progs), size=n_rp, replace=False, p=weight / weight.sum()).tolist(),
-                    key=lambda i: progs[i].pid)
+    chosen = sorted(
+        rng.choice(len(progs), size=n_rp, replace=False, p=weight / weight.sum()).tolist(), key=lambda i: progs[i].pid
+    )
     cw = np.array([{"S": 3.0, "A": 2.0, "B": 1.0, "C": 0.7}[progs[i].tier] for i in chosen])
     counts = 1 + rng.multinomial(target - n_rp, cw / cw.sum())
     bias = rng.normal(FORECAST_POOLED_MEAN, FORECAST_POOLED_SD, n_rp)
@@ -250,18 +298,24 @@ def build_rounds(w: World) -> None:
                 if status == "resolved":
                     observed.setdefault(p.pid, []).append(err)
     assert len(rounds) == target
-    w.insert("am_application_round", ("round_id", "program_id", "round_no", "opens_at", "closes_at", "status",
-                                      "resolved_at"), rounds)
+    w.insert(
+        "am_application_round",
+        ("round_id", "program_id", "round_no", "opens_at", "closes_at", "status", "resolved_at"),
+        rounds,
+    )
     preds.sort()
-    w.insert("forecast_predictions", ("prediction_id", "program_id", "round_id", "predicted_at",
-                                      "predicted_opens_at", "model_version"),
-             [(f"FP{i:07d}", pid, rid, iso(pat), iso(po), mv) for i, (pat, pid, rid, po, mv) in enumerate(preds, 1)])
+    w.insert(
+        "forecast_predictions",
+        ("prediction_id", "program_id", "round_id", "predicted_at", "predicted_opens_at", "model_version"),
+        [(f"FP{i:07d}", pid, rid, iso(pat), iso(po), mv) for i, (pat, pid, rid, po, mv) in enumerate(preds, 1)],
+    )
     w.truth["forecast_bias_days"] = {progs[pidx].pid: round(float(b), 4) for pidx, b in zip(chosen, bias.tolist())}
     w.truth["pooled_bias_mean"] = FORECAST_POOLED_MEAN
     w.truth["pooled_bias_sd"] = FORECAST_POOLED_SD
     w.truth["forecast_noise_sd_days"] = FORECAST_NOISE_SD
-    w.truth["forecast_observed"] = {pid: {"n": len(v), "mean_error_days": round(float(np.mean(v)), 4)}
-                                    for pid, v in sorted(observed.items())}
+    w.truth["forecast_observed"] = {
+        pid: {"n": len(v), "mean_error_days": round(float(np.mean(v)), 4)} for pid, v in sorted(observed.items())
+    }
     w.progress("am_application_round", len(rounds), len(rounds))
 
 
@@ -292,8 +346,9 @@ def build_aliases(w: World) -> None:
     if needed > len(pool_s) or needed < 0:
         raise RuntimeError(f"alias pool too small: need {needed}, have {len(pool_s)}")
     pp = np.array(pool_p)
-    bonus = np.array([{"S": 1.0, "A": 0.4, "B": 0.1, "C": 0.0}[p.tier] + (2.0 if p.flagship is not None else 0.0)
-                      for p in progs])[pp]
+    bonus = np.array(
+        [{"S": 1.0, "A": 0.4, "B": 0.1, "C": 0.0}[p.tier] + (2.0 if p.flagship is not None else 0.0) for p in progs]
+    )[pp]
     bonus = bonus + np.array([0.2 if lang in ("ja", "ja-Kana") else 0.0 for lang in pool_l])
     prio = rng.random(len(pool_s)) + bonus
     take = np.sort(np.argsort(-prio, kind="stable")[:needed])
@@ -301,9 +356,19 @@ def build_aliases(w: World) -> None:
     entries += [(progs[pi].pid, s, lang, True) for (pi, s), lang in forced.items()]
     entries.sort(key=lambda e: (e[0], e[1]))
     launch = w.t_start - 150 * DAY
-    created = np.where(rng.random(len(entries)) < 0.85, launch + rng.integers(0, 6 * 3600, len(entries)),
-                       rng.integers(launch, w.t_end, len(entries)))
-    src_of = {"ja": "editorial", "ja-Kana": "auto:kana", "ja-Latn": "auto:romaji", "en": "mt:en", "zh": "mt:zh", "ko": "mt:ko"}
+    created = np.where(
+        rng.random(len(entries)) < 0.85,
+        launch + rng.integers(0, 6 * 3600, len(entries)),
+        rng.integers(launch, w.t_end, len(entries)),
+    )
+    src_of = {
+        "ja": "editorial",
+        "ja-Kana": "auto:kana",
+        "ja-Latn": "auto:romaji",
+        "en": "mt:en",
+        "zh": "mt:zh",
+        "ko": "mt:ko",
+    }
     rows = []
     for i, ((pid, s, lang, is_forced), c) in enumerate(zip(entries, iso_list(created)), start=1):
         src = "editorial" if is_forced else ("import:launch" if c.startswith(iso(launch)[:10]) else src_of[lang])
@@ -319,8 +384,12 @@ def build_errors(w: World) -> None:
     n = int(round(sc.errors_per_day * sc.days))
     span = w.t_end - w.t_start
     versions = [w.t_start - 30 * DAY, w.t_start + int(0.4 * span), w.t_start + int(0.75 * span)]
-    ts = (w.t_start + rng.integers(0, sc.days, n) * DAY + rng.choice(24, size=n, p=DIURNAL) * 3600
-          + rng.integers(0, 3600, n))
+    ts = (
+        w.t_start
+        + rng.integers(0, sc.days, n) * DAY
+        + rng.choice(24, size=n, p=DIURNAL) * 3600
+        + rng.integers(0, 3600, n)
+    )
     ver = np.searchsorted(np.array(versions[1:]), ts, side="right")
     mode_w = np.array([m.weight for m in modes])
     mode = np.empty(n, dtype=np.int64)
@@ -418,10 +487,14 @@ def build_source_signals(w: World) -> None:
     pids = [p.pid for p in progs]
     obs_iso = iso_list(obs[order])
     lm_iso = iso_list(lm[order])
-    rows = [(o, urls[k], pids[k], int(s), m if h else None)
-            for o, k, s, m, h in zip(obs_iso, pi[order].tolist(), status[order].tolist(), lm_iso, has_lm[order].tolist())]
+    rows = [
+        (o, urls[k], pids[k], int(s), m if h else None)
+        for o, k, s, m, h in zip(obs_iso, pi[order].tolist(), status[order].tolist(), lm_iso, has_lm[order].tolist())
+    ]
     # agency index pages (not tied to a program), scanned every night
-    index_urls = sorted({f"https://www.example.go.jp/{slug}/index.html" for _, _, _, _, _, _, _, _, slug, *_ in V.FLAGSHIPS})
+    index_urls = sorted(
+        {f"https://www.example.go.jp/{slug}/index.html" for _, _, _, _, _, _, _, _, slug, *_ in V.FLAGSHIPS}
+    )
     for j in range(nights):
         night = scan_start + j * DAY + 2 * 3600
         for u in index_urls:
@@ -429,8 +502,11 @@ def build_source_signals(w: World) -> None:
             st = 200 if rng.random() < 0.3 else 304
             rows.append((iso(t), u, None, st, iso(jst_midnight(t) - int(rng.integers(0, 5)) * DAY)))
     rows.sort(key=lambda r: (r[0], r[1]))
-    w.insert("source_change_signals", ("id", "observed_at", "source_url", "program_id", "http_status", "last_modified"),
-             [(i, *r) for i, r in enumerate(rows, start=1)])
+    w.insert(
+        "source_change_signals",
+        ("id", "observed_at", "source_url", "program_id", "http_status", "last_modified"),
+        [(i, *r) for i, r in enumerate(rows, start=1)],
+    )
     w.truth["changed_sources"] = {pids[k]: iso(change_at[k]) for k in np.flatnonzero(changed).tolist()}
     w.truth["gone_sources"] = {pids[k]: iso(gone_at[k]) for k in np.flatnonzero(gone).tolist()}
     w.truth["noisy_sources"] = [pids[k] for k in np.flatnonzero(noisy).tolist()]

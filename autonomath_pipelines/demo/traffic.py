@@ -13,7 +13,20 @@ from __future__ import annotations
 import numpy as np
 
 from autonomath_pipelines.demo.common import (
-    CANON, CATEGORY, DAY, DIURNAL, HALL, NAME, PARA, SHORT, TOPIC, TYPO, WIDTH, World, iso_list, random_hex,
+    CANON,
+    CATEGORY,
+    DAY,
+    DIURNAL,
+    HALL,
+    NAME,
+    PARA,
+    SHORT,
+    TOPIC,
+    TYPO,
+    WIDTH,
+    World,
+    iso_list,
+    random_hex,
 )
 
 
@@ -81,8 +94,14 @@ def build_query_log(w: World) -> None:
         rows_k = np.flatnonzero(row_key == k)
         use = rows_k[rng.random(len(rows_k)) < 0.85]
         surf[use] = fav[rng.choice(n_fav, size=len(use), p=fw / fw.sum())]
-        w.loyal_truth.append({"customer_id": w.cust_ids[c], "api_key": w.keys[k]["key"],
-                              "favourites": [w.s_text[s_] for s_ in fav.tolist()], "favourite_share": 0.85})
+        w.loyal_truth.append(
+            {
+                "customer_id": w.cust_ids[c],
+                "api_key": w.keys[k]["key"],
+                "favourites": [w.s_text[s_] for s_ in fav.tolist()],
+                "favourite_share": 0.85,
+            }
+        )
     intent = w.s_int[surf]
 
     # the service's answer
@@ -150,12 +169,34 @@ def build_query_log(w: World) -> None:
     chunk = 100_000
     for a in range(0, total, chunk):
         b = min(total, a + chunk)
-        rows = zip(range(a + 1, b + 1), iso_list(w.q_ts[a:b]), w.key_str[w.q_key[a:b]].tolist(),
-                   sess_str[w.q_sess[a:b]].tolist(), w.s_text[w.q_surf[a:b]].tolist(),
-                   pid_arr[top1_idx[a:b]].tolist(), w.q_conf[a:b].tolist(), w.q_rc[a:b].tolist(),
-                   latency[a:b].tolist(), w.key_tier[w.q_key[a:b]].tolist())
-        w.insert("query_log", ("id", "ts", "api_key", "session_id", "query_text", "top1_program_id",
-                               "confidence", "result_count", "latency_ms", "tier"), rows)
+        rows = zip(
+            range(a + 1, b + 1),
+            iso_list(w.q_ts[a:b]),
+            w.key_str[w.q_key[a:b]].tolist(),
+            sess_str[w.q_sess[a:b]].tolist(),
+            w.s_text[w.q_surf[a:b]].tolist(),
+            pid_arr[top1_idx[a:b]].tolist(),
+            w.q_conf[a:b].tolist(),
+            w.q_rc[a:b].tolist(),
+            latency[a:b].tolist(),
+            w.key_tier[w.q_key[a:b]].tolist(),
+        )
+        w.insert(
+            "query_log",
+            (
+                "id",
+                "ts",
+                "api_key",
+                "session_id",
+                "query_text",
+                "top1_program_id",
+                "confidence",
+                "result_count",
+                "latency_ms",
+                "tier",
+            ),
+            rows,
+        )
         w.progress("query_log", b, total)
 
 
@@ -172,7 +213,10 @@ def build_billing(w: World) -> None:
     nz = nz[np.lexsort((nz // days, nz % days))]
     kk, dd, nn = nz // days, nz % days, cnt[nz]
     ts = w.t_start + dd * DAY + 23 * 3600 + 55 * 60
-    events = [(int(t), w.key_sub[a], w.key_str[a], "charge", 3 * int(c)) for t, a, c in zip(ts.tolist(), kk.tolist(), nn.tolist())]
+    events = [
+        (int(t), w.key_sub[a], w.key_str[a], "charge", 3 * int(c))
+        for t, a, c in zip(ts.tolist(), kk.tolist(), nn.tolist())
+    ]
     refund = np.flatnonzero(rng.random(len(nz)) < 0.015)
     r_ts = ts[refund] + rng.integers(1, 10, len(refund)) * DAY + rng.integers(-6 * 3600, 0, len(refund))
     for j, t in zip(refund.tolist(), r_ts.tolist()):
@@ -180,6 +224,9 @@ def build_billing(w: World) -> None:
             events.append((int(t), w.key_sub[kk[j]], w.key_str[kk[j]], "refund", 3 * int(rng.integers(1, nn[j] + 1))))
     events.sort(key=lambda e: (e[0], e[2], e[3]))
     iso_ts = iso_list(np.array([e[0] for e in events], dtype=np.int64))
-    w.insert("billing_events", ("id", "ts", "subscriber_id", "api_key", "event_type", "amount_jpy"),
-             [(i + 1, t, e[1], e[2], e[3], e[4]) for i, (t, e) in enumerate(zip(iso_ts, events))])
+    w.insert(
+        "billing_events",
+        ("id", "ts", "subscriber_id", "api_key", "event_type", "amount_jpy"),
+        [(i + 1, t, e[1], e[2], e[3], e[4]) for i, (t, e) in enumerate(zip(iso_ts, events))],
+    )
     w.progress("billing_events", len(events), len(events))

@@ -53,37 +53,64 @@ def truth_doc(w: World) -> dict:
     surf_n14 = np.bincount(w.q_surf[last14], minlength=n_surf)
     progs = w.programs
     t: dict = {
-        "version": TRUTH_VERSION, "scale": w.sc.name, "seed": w.seed, "as_of": w.as_of.isoformat(),
-        "window_start": iso(w.t_start), "window_end": iso(w.t_end), "days": w.sc.days,
-        "zipf_exponent": ZIPF_EXPONENT, "row_counts": dict(w.counts),
+        "version": TRUTH_VERSION,
+        "scale": w.sc.name,
+        "seed": w.seed,
+        "as_of": w.as_of.isoformat(),
+        "window_start": iso(w.t_start),
+        "window_end": iso(w.t_end),
+        "days": w.sc.days,
+        "zipf_exponent": ZIPF_EXPONENT,
+        "row_counts": dict(w.counts),
     }
     t["intents"] = [
-        {"id": w.int_ids[i], "kind": INTENT_KIND_NAMES[w.int_kind[i]], "text": w.int_text[i],
-         "program_id": progs[w.int_prog[i]].pid if w.int_prog[i] >= 0 else None,
-         "family": w.families[w.int_family[i]][0] if w.int_family[i] >= 0 else None,
-         "p": float(w.int_p[i]), "rank": i + 1}
-        for i in range(n_int)]
+        {
+            "id": w.int_ids[i],
+            "kind": INTENT_KIND_NAMES[w.int_kind[i]],
+            "text": w.int_text[i],
+            "program_id": progs[w.int_prog[i]].pid if w.int_prog[i] >= 0 else None,
+            "family": w.families[w.int_family[i]][0] if w.int_family[i] >= 0 else None,
+            "p": float(w.int_p[i]),
+            "rank": i + 1,
+        }
+        for i in range(n_int)
+    ]
     groups: dict[str, list] = {}
     for s_ in range(n_surf):
         groups.setdefault(w.int_ids[w.s_int[s_]], []).append(
-            {"text": w.s_text[s_], "kind": SURFACE_KIND_NAMES[w.s_kind[s_]], "n": int(surf_n[s_])})
+            {"text": w.s_text[s_], "kind": SURFACE_KIND_NAMES[w.s_kind[s_]], "n": int(surf_n[s_])}
+        )
     t["paraphrase_groups"] = groups
     fam_int = {int(w.int_family[i]): i for i in range(n_int) if w.int_kind[i] == HALL}
-    fam_rows = np.bincount(w.int_family[w.q_intent][w.int_kind[w.q_intent] == HALL],
-                           minlength=max(1, len(w.families)))
+    fam_rows = np.bincount(w.int_family[w.q_intent][w.int_kind[w.q_intent] == HALL], minlength=max(1, len(w.families)))
     t["hallucination_families"] = [
-        {"id": fid, "label": label, "guard_pattern": guard,
-         "texts": [g["text"] for g in groups[w.int_ids[fam_int[fi]]]],
-         "intent_id": w.int_ids[fam_int[fi]], "covered_by_guard": fi in w.guard_covered,
-         "guard_patterns": w.guard_covered.get(fi, []),
-         "decoy_program_ids": [progs[int(d)].pid for d in w.decoys[fi]],
-         "rows": int(fam_rows[fi]), "feedback_ids": w.fam_feedback.get(fi, [])}
-        for fi, (fid, label, guard, _texts) in enumerate(w.families)]
+        {
+            "id": fid,
+            "label": label,
+            "guard_pattern": guard,
+            "texts": [g["text"] for g in groups[w.int_ids[fam_int[fi]]]],
+            "intent_id": w.int_ids[fam_int[fi]],
+            "covered_by_guard": fi in w.guard_covered,
+            "guard_patterns": w.guard_covered.get(fi, []),
+            "decoy_program_ids": [progs[int(d)].pid for d in w.decoys[fi]],
+            "rows": int(fam_rows[fi]),
+            "feedback_ids": w.fam_feedback.get(fi, []),
+        }
+        for fi, (fid, label, guard, _texts) in enumerate(w.families)
+    ]
     t["planted_aliases"] = [
-        {"program_id": progs[d["program"]].pid, "surface": w.s_text[d["surface_idx"]], "lang": d["lang"],
-         "kind": d["kind"], "in_am_alias": d["in_am_alias"], "intent_id": w.int_ids[d["intent"]],
-         "rows": int(surf_n[d["surface_idx"]]), "rows_last_14d": int(surf_n14[d["surface_idx"]])}
-        for d in w.planted]
+        {
+            "program_id": progs[d["program"]].pid,
+            "surface": w.s_text[d["surface_idx"]],
+            "lang": d["lang"],
+            "kind": d["kind"],
+            "in_am_alias": d["in_am_alias"],
+            "intent_id": w.int_ids[d["intent"]],
+            "rows": int(surf_n[d["surface_idx"]]),
+            "rows_last_14d": int(surf_n14[d["surface_idx"]]),
+        }
+        for d in w.planted
+    ]
     # loop J's rule on the last 30 days
     last30 = (w.q_ts >= w.t_end - 30 * DAY) & (w.q_conf >= 0.85) & (w.q_top1 >= 0)
     norm_of_surface = {}
@@ -98,16 +125,33 @@ def truth_doc(w: World) -> dict:
     df = pd.DataFrame({"q": norm_ids[w.q_surf[last30]], "top1": w.q_top1[last30], "s": w.q_sess[last30]})
     g = df.groupby(["q", "top1"], sort=True)["s"].nunique().reset_index()
     g = g[g["s"] >= 5].sort_values(["s", "q", "top1"], ascending=[False, True, True], kind="stable")
-    t["gold_candidates"] = [{"query_text": norm_texts[q], "program_id": progs[p].pid, "sessions": int(s)}
-                            for q, p, s in g.itertuples(index=False)]
+    t["gold_candidates"] = [
+        {"query_text": norm_texts[q], "program_id": progs[p].pid, "sessions": int(s)}
+        for q, p, s in g.itertuples(index=False)
+    ]
     last30_all = w.q_ts >= w.t_end - 30 * DAY
     kc = np.bincount(w.q_key[last30_all], minlength=len(w.keys))
     for d, k in zip(w.loyal_truth, w.loyal_keys):
         d["requests_last_30d"] = int(kc[k])
     t["loyal_customers"] = w.loyal_truth
-    for key in ("forecast_bias_days", "pooled_bias_mean", "pooled_bias_sd", "forecast_noise_sd_days",
-                "forecast_observed", "failure_modes", "error_modes", "error_malformed", "deploy_versions",
-                "error_formats", "feedback_labels", "success_groups", "channels", "changed_sources", "gone_sources", "noisy_sources"):
+    for key in (
+        "forecast_bias_days",
+        "pooled_bias_mean",
+        "pooled_bias_sd",
+        "forecast_noise_sd_days",
+        "forecast_observed",
+        "failure_modes",
+        "error_modes",
+        "error_malformed",
+        "deploy_versions",
+        "error_formats",
+        "feedback_labels",
+        "success_groups",
+        "channels",
+        "changed_sources",
+        "gone_sources",
+        "noisy_sources",
+    ):
         t[key] = w.truth[key]
     last_day = w.q_ts >= w.t_end - DAY
     c = np.bincount(w.q_surf[last_day], minlength=n_surf)

@@ -99,38 +99,70 @@ from autonomath_pipelines.demo.customers import build_customers
 from autonomath_pipelines.demo.intents import build_intents
 from autonomath_pipelines.demo.programs import build_prefectures, build_programs
 from autonomath_pipelines.demo.service_events import (
-    build_aliases, build_errors, build_feedback, build_guard, build_rounds, build_source_signals, build_success_events,
+    build_aliases,
+    build_errors,
+    build_feedback,
+    build_guard,
+    build_rounds,
+    build_source_signals,
+    build_success_events,
 )
 from autonomath_pipelines.demo.traffic import build_billing, build_query_log
 from autonomath_pipelines.demo.truth import hallucination_family_of, load_truth, truth_doc, truth_path
 
-__all__ = ["SCALES", "SCHEMA_PATH", "SOURCE_TABLES", "STAGES", "VOLUME_FIELDS", "WorldScale", "WorldSummary",
-           "build_world", "generator_digest", "generator_sources", "hallucination_family_of", "load_truth", "scaled",
-           "today_jst", "truth_path"]
+__all__ = [
+    "SCALES",
+    "SCHEMA_PATH",
+    "SOURCE_TABLES",
+    "STAGES",
+    "VOLUME_FIELDS",
+    "WorldScale",
+    "WorldSummary",
+    "build_world",
+    "generator_digest",
+    "generator_sources",
+    "hallucination_family_of",
+    "load_truth",
+    "scaled",
+    "today_jst",
+    "truth_path",
+]
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "contract" / "schema.sql"
 
 SOURCE_TABLES = (
-    "prefectures", "programs", "programs_fts", "api_keys", "query_log", "customer_feedback",
-    "hallucination_guard", "customer_success_events", "am_application_round", "forecast_predictions",
-    "am_alias", "subscribers", "billing_events", "error_log", "source_change_signals",
+    "prefectures",
+    "programs",
+    "programs_fts",
+    "api_keys",
+    "query_log",
+    "customer_feedback",
+    "hallucination_guard",
+    "customer_success_events",
+    "am_application_round",
+    "forecast_predictions",
+    "am_alias",
+    "subscribers",
+    "billing_events",
+    "error_log",
+    "source_change_signals",
 )
 
 #: The stages in build order: each reads what the earlier ones left in the ``World`` and draws from its
 #: own stream ``default_rng([seed, n])`` (n in the comment); changing a number changes the world.
 STAGES: tuple[Callable[[World], None], ...] = (
-    build_prefectures,     # -
-    build_programs,        # 1, and 13 for the published forms of the names
-    build_customers,       # 2
-    build_intents,         # 3
-    build_query_log,       # 4
-    build_billing,         # 5
-    build_feedback,        # 6
-    build_guard,           # 7
+    build_prefectures,  # -
+    build_programs,  # 1, and 13 for the published forms of the names
+    build_customers,  # 2
+    build_intents,  # 3
+    build_query_log,  # 4
+    build_billing,  # 5
+    build_feedback,  # 6
+    build_guard,  # 7
     build_success_events,  # 8
-    build_rounds,          # 9
-    build_aliases,         # 10
-    build_errors,          # 11, and 1101 for the log formats
+    build_rounds,  # 9
+    build_aliases,  # 10
+    build_errors,  # 11, and 1101 for the log formats
     build_source_signals,  # 12
 )
 
@@ -173,8 +205,9 @@ def _build(path: Path, scale: WorldScale, seed: int, as_of: dt.date, progress: P
         schema = SCHEMA_PATH.read_text(encoding="utf-8")
         conn.executescript(schema)
         # Bulk load without secondary indexes; re-applying the schema recreates them.
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
-                                    "ORDER BY name").fetchall():
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL ORDER BY name"
+        ).fetchall():
             conn.execute(f'DROP INDEX "{name}"')
         progress("schema", 1, 1)
         conn.execute("BEGIN")
@@ -195,8 +228,13 @@ def _build(path: Path, scale: WorldScale, seed: int, as_of: dt.date, progress: P
         conn.close()
 
 
-def build_world(db_path: str | os.PathLike, scale: str = "small", seed: int = 7, as_of: dt.date | None = None,
-                progress: Progress | None = None) -> WorldSummary:
+def build_world(
+    db_path: str | os.PathLike,
+    scale: str = "small",
+    seed: int = 7,
+    as_of: dt.date | None = None,
+    progress: Progress | None = None,
+) -> WorldSummary:
     """Build the demo AutonoMath database at ``db_path`` (replacing it) and its truth sidecar.
 
     The database is written to a temporary file next to the target and renamed into place at the end,
@@ -232,5 +270,12 @@ def build_world(db_path: str | os.PathLike, scale: str = "small", seed: int = 7,
         raise
     seconds = time.perf_counter() - t0
     progress("done", 1, 1)
-    return WorldSummary(db_path=target, scale=scale, seed=int(seed), as_of=as_of, row_counts=dict(world.counts),
-                        seconds=round(seconds, 3), truth_path=truth_path(target))
+    return WorldSummary(
+        db_path=target,
+        scale=scale,
+        seed=int(seed),
+        as_of=as_of,
+        row_counts=dict(world.counts),
+        seconds=round(seconds, 3),
+        truth_path=truth_path(target),
+    )

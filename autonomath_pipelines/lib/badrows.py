@@ -54,6 +54,7 @@ MAX_AMOUNT_JPY = 10**12
 
 # ------------------------------------------------------------------------------------------ rules
 
+
 @dataclass(frozen=True)
 class Rule:
     """A condition (SQL, ``{t}`` = the table's alias) every well-formed row satisfies."""
@@ -76,8 +77,10 @@ def timestamp(column: str, *, nullable: bool = False, http_date: bool = False) -
     if http_date:
         days = ", ".join(f"'{d}'" for d in HTTP_DAYS)
         months = ", ".join(f"'{m}'" for m in HTTP_MONTHS)
-        cond = (f"{cond} OR ({{t}}.{column} GLOB '{HTTP_DATE_GLOB}' AND substr({{t}}.{column}, 1, 3) IN ({days}) "
-                f"AND substr({{t}}.{column}, 9, 3) IN ({months}))")
+        cond = (
+            f"{cond} OR ({{t}}.{column} GLOB '{HTTP_DATE_GLOB}' AND substr({{t}}.{column}, 1, 3) IN ({days}) "
+            f"AND substr({{t}}.{column}, 9, 3) IN ({months}))"
+        )
         problem = "timestamp neither ISO-8601 UTC text (YYYY-MM-DDTHH:MM:SSZ) nor an HTTP-date"
     cond = f"typeof({{t}}.{column}) = 'text' AND ({cond})"
     if nullable:
@@ -101,8 +104,9 @@ def text(column: str, *, nullable: bool = False, max_chars: int | None = None, r
     return Rule(column, problem, "text", cond)
 
 
-def number(column: str, *, lo: float | None = None, hi: float | None = None, integer: bool = False,
-           nullable: bool = False) -> Rule:
+def number(
+    column: str, *, lo: float | None = None, hi: float | None = None, integer: bool = False, nullable: bool = False
+) -> Rule:
     types = "('integer')" if integer else "('integer', 'real')"
     cond = f"typeof({{t}}.{column}) IN {types}"
     bounds = []
@@ -143,16 +147,23 @@ class TableRules:
         return "(" + " AND ".join(r.sql(alias) for r in rules) + ")" if rules else "1"
 
 
-def count_bad(conn, rules: TableRules, where: str = "1", params: Sequence[Any] | Mapping[str, Any] = (),
-              *, examples: int = EXAMPLES) -> "BadRows":
+def count_bad(
+    conn,
+    rules: TableRules,
+    where: str = "1",
+    params: Sequence[Any] | Mapping[str, Any] = (),
+    *,
+    examples: int = EXAMPLES,
+) -> "BadRows":
     """Rows of ``rules.table`` each rule rejects: timestamp rules over the whole table, the others
     over the rows ``where`` selects (the window; ``{t}`` is not needed, the table is unaliased)
     whose timestamps are well-formed. A row breaking two rules counts under both."""
     bad = BadRows()
     t = rules.table
     for scope, selected, scope_params in (
-            ("table", [r for r in rules.rules if r.table_wide], ()),
-            ("window", [r for r in rules.rules if not r.table_wide], params)):
+        ("table", [r for r in rules.rules if r.table_wide], ()),
+        ("window", [r for r in rules.rules if not r.table_wide], params),
+    ):
         if not selected:
             continue
         condition = "1" if scope == "table" else f"({where}) AND {rules.good_timestamps(t)}"
@@ -161,15 +172,27 @@ def count_bad(conn, rules: TableRules, where: str = "1", params: Sequence[Any] |
         for rule, n in zip(selected, counts):
             if not n:
                 continue
-            keys = [k for (k,) in conn.execute(
-                f"SELECT CAST({t}.{rules.key} AS BLOB) FROM {t} WHERE {condition} AND NOT {rule.sql(t)} "
-                f"ORDER BY {t}.rowid LIMIT {int(examples)}", scope_params)]
-            bad.add(t, rule.column, rule.problem + (" (whole table: in no window)" if scope == "table" else ""),
-                    rule.kind, int(n), [display_key(k) for k in keys])
+            keys = [
+                k
+                for (k,) in conn.execute(
+                    f"SELECT CAST({t}.{rules.key} AS BLOB) FROM {t} WHERE {condition} AND NOT {rule.sql(t)} "
+                    f"ORDER BY {t}.rowid LIMIT {int(examples)}",
+                    scope_params,
+                )
+            ]
+            bad.add(
+                t,
+                rule.column,
+                rule.problem + (" (whole table: in no window)" if scope == "table" else ""),
+                rule.kind,
+                int(n),
+                [display_key(k) for k in keys],
+            )
     return bad
 
 
 # ------------------------------------------------------------------------------------- the report
+
 
 @dataclass
 class BadRows:
@@ -177,8 +200,9 @@ class BadRows:
 
     groups: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
-    def add(self, table: str, column: str, problem: str, kind: str, count: int = 1,
-            examples: Iterable[Any] = ()) -> None:
+    def add(
+        self, table: str, column: str, problem: str, kind: str, count: int = 1, examples: Iterable[Any] = ()
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown bad-row kind {kind!r}; known: {KINDS}")
         if count <= 0:
@@ -206,8 +230,10 @@ class BadRows:
         return counts
 
     def frame(self) -> pd.DataFrame:
-        rows = [{"table": t, "column": c, "problem": p, "rows": g["rows"], "row ids": ", ".join(g["examples"])}
-                for (t, c, p), g in sorted(self.groups.items())]
+        rows = [
+            {"table": t, "column": c, "problem": p, "rows": g["rows"], "row ids": ", ".join(g["examples"])}
+            for (t, c, p), g in sorted(self.groups.items())
+        ]
         return pd.DataFrame(rows, columns=["table", "column", "problem", "rows", "row ids"])
 
     def metrics(self) -> dict[str, int]:
@@ -241,6 +267,7 @@ def display_key(value: Any) -> str:
 
 
 # ------------------------------------------------------------------------------- reading text safely
+
 
 class UndecodableText(str):
     """A TEXT value that is not valid UTF-8, decoded with U+FFFD so its row can be named; never passed on."""
@@ -286,13 +313,20 @@ _PLAIN_KINDS = frozenset({"string", "empty", "integer", "floating", "mixed-integ
 def may_hold_blobs(frame: pd.DataFrame) -> bool:
     """Whether a column of ``frame`` could hold a BLOB (bytes): anything pandas does not see as plain
     text or numbers. Cheap (C speed); the expensive per-cell scan runs only when this says yes."""
-    return any(frame[c].dtype == object and infer_dtype(frame[c], skipna=True) not in _PLAIN_KINDS
-               for c in frame.columns)
+    return any(
+        frame[c].dtype == object and infer_dtype(frame[c], skipna=True) not in _PLAIN_KINDS for c in frame.columns
+    )
 
 
-def drop_bad_rows(rows: Sequence[tuple], names: Sequence[str], *, table: str, key: str | None,
-                  sources: Mapping[str, tuple[str, str | None]] | None = None,
-                  bad: "BadRows | None" = None) -> tuple[list[tuple], "BadRows"]:
+def drop_bad_rows(
+    rows: Sequence[tuple],
+    names: Sequence[str],
+    *,
+    table: str,
+    key: str | None,
+    sources: Mapping[str, tuple[str, str | None]] | None = None,
+    bad: "BadRows | None" = None,
+) -> tuple[list[tuple], "BadRows"]:
     """``rows`` (as fetched, before any DataFrame: pandas turns ``UndecodableText`` into plain ``str``)
     without those holding undecodable text or BLOBs, and the report naming them.
 
@@ -314,7 +348,9 @@ def drop_bad_rows(rows: Sequence[tuple], names: Sequence[str], *, table: str, ke
     return kept, bad
 
 
-def fetch_checked(conn, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> tuple[list[str], list[tuple], bool]:
+def fetch_checked(
+    conn, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+) -> tuple[list[str], list[tuple], bool]:
     """Column names and rows of ``sql`` on ``conn``, and whether the rows may hold ``UndecodableText``.
 
     Reads with SQLite's own decoding first; only when a value fails to decode does it read again with
@@ -340,9 +376,16 @@ def fetch_checked(conn, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
         conn.text_factory = previous
 
 
-def frame_checked(conn, sql: str, params: Sequence[Any] | Mapping[str, Any] = (), *, table: str, key: str | None,
-                  sources: Mapping[str, tuple[str, str | None]] | None = None,
-                  bad: "BadRows | None" = None) -> tuple[pd.DataFrame, "BadRows"]:
+def frame_checked(
+    conn,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any] = (),
+    *,
+    table: str,
+    key: str | None,
+    sources: Mapping[str, tuple[str, str | None]] | None = None,
+    bad: "BadRows | None" = None,
+) -> tuple[pd.DataFrame, "BadRows"]:
     """Rows of ``sql`` on ``conn`` as a DataFrame minus rows with undecodable text or BLOBs, which
     are reported in the returned ``BadRows`` (by ``table``/``key``, or ``sources`` for joined columns).
 
@@ -357,17 +400,30 @@ def frame_checked(conn, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     return pd.DataFrame(kept, columns=names), bad
 
 
-def read_checked(connect: Callable[[], ContextManager[Any]], sql: str,
-                 params: Sequence[Any] | Mapping[str, Any] = (), *, table: str, key: str | None,
-                 sources: Mapping[str, tuple[str, str | None]] | None = None,
-                 bad: "BadRows | None" = None) -> tuple[pd.DataFrame, "BadRows"]:
+def read_checked(
+    connect: Callable[[], ContextManager[Any]],
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any] = (),
+    *,
+    table: str,
+    key: str | None,
+    sources: Mapping[str, tuple[str, str | None]] | None = None,
+    bad: "BadRows | None" = None,
+) -> tuple[pd.DataFrame, "BadRows"]:
     """``frame_checked`` on a fresh connection from ``connect`` (e.g. ``database.read_only``)."""
     with connect() as conn:
         return frame_checked(conn, sql, params, table=table, key=key, sources=sources, bad=bad)
 
 
-def checked_rows(conn, sql: str, params: Sequence[Any] | Mapping[str, Any] = (), *, table: str,
-                 key: str | None = None, bad: "BadRows | None" = None) -> list[tuple]:
+def checked_rows(
+    conn,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any] = (),
+    *,
+    table: str,
+    key: str | None = None,
+    bad: "BadRows | None" = None,
+) -> list[tuple]:
     """``conn.execute(sql).fetchall()`` minus rows holding undecodable text or BLOBs, each reported in
     ``bad`` under ``table`` and named by column ``key`` (default: the first column)."""
     names, rows, _ = fetch_checked(conn, sql, params)

@@ -82,25 +82,40 @@ def month_label(period: Period) -> str:
 
 def render_page(group: dict, *, window: Period, min_group_size: int) -> tuple[str, str]:
     """The Markdown page and its JSON-LD text for one aggregate group (only facts, no customer text)."""
-    document = build_jsonld(name=group["program_name"], provider=group["agency"], area=group["prefecture_name"],
-                            category=group["category"], rating_value=group["rating_value"],
-                            rating_count=int(group["rating_count"]))
+    document = build_jsonld(
+        name=group["program_name"],
+        provider=group["agency"],
+        area=group["prefecture_name"],
+        category=group["category"],
+        rating_value=group["rating_value"],
+        rating_count=int(group["rating_count"]),
+    )
     jsonld = dumps_jsonld(document)
     last_day = (window.end - dt.timedelta(seconds=1)).astimezone(TIMEZONE).date()
     rate = group["adoption_rate"]
     markdown = page_template().render(
         title=f"{group['program_name']}の活用事例（{group['prefecture_name']}・{month_label(window)}）",
-        date=last_day.isoformat(), period=month_label(window), min_group_size=min_group_size,
-        program_id=group["program_id"], program_name=group["program_name"], agency=group["agency"],
-        category=group["category"], prefecture_code=group["prefecture_code"],
-        prefecture_name=group["prefecture_name"], group_size=int(group["group_size"]),
-        adopted_count=int(group["adopted_count"]), applied_count=int(group["applied_count"]),
+        date=last_day.isoformat(),
+        period=month_label(window),
+        min_group_size=min_group_size,
+        program_id=group["program_id"],
+        program_name=group["program_name"],
+        agency=group["agency"],
+        category=group["category"],
+        prefecture_code=group["prefecture_code"],
+        prefecture_name=group["prefecture_name"],
+        group_size=int(group["group_size"]),
+        adopted_count=int(group["adopted_count"]),
+        applied_count=int(group["applied_count"]),
         not_adopted_count=int(group["not_adopted_count"]),
         adoption_rate_text="—" if rate is None or pd.isna(rate) else f"{100 * float(rate):.0f}%",
         amount_total_text=_yen(group["adopted_amount_total_jpy"]),
         amount_mean_text=_yen(group["adopted_amount_mean_jpy"]),
-        rating_value=f"{float(group['rating_value']):.2f}", rating_count=int(group["rating_count"]),
-        best_rating=BEST_RATING, worst_rating=WORST_RATING, jsonld=jsonld,
+        rating_value=f"{float(group['rating_value']):.2f}",
+        rating_count=int(group["rating_count"]),
+        best_rating=BEST_RATING,
+        worst_rating=WORST_RATING,
+        jsonld=jsonld,
     )
     return markdown, jsonld
 
@@ -110,21 +125,41 @@ def page_candidate(group: dict, *, window: Period, page_dir: str) -> dict:
     how many consented comments were left out), pending review."""
     k = int(group["min_group_size"])
     markdown, jsonld = render_page(group, window=window, min_group_size=k)
-    optional = {key: None if pd.isna(group[key]) else int(group[key]) for key in (
-        "adopted_amount_total_jpy", "adopted_amount_mean_jpy", "adopted_amount_min_jpy", "adopted_amount_max_jpy")}
+    optional = {
+        key: None if pd.isna(group[key]) else int(group[key])
+        for key in (
+            "adopted_amount_total_jpy",
+            "adopted_amount_mean_jpy",
+            "adopted_amount_min_jpy",
+            "adopted_amount_max_jpy",
+        )
+    }
     return {
-        "program_id": group["program_id"], "prefecture_code": group["prefecture_code"],
+        "program_id": group["program_id"],
+        "prefecture_code": group["prefecture_code"],
         "page_path": page_path(page_dir, group["program_id"], group["prefecture_code"]),
-        "markdown": markdown, "jsonld": jsonld, "group_size": int(group["group_size"]),
+        "markdown": markdown,
+        "jsonld": jsonld,
+        "group_size": int(group["group_size"]),
         "evidence_json": evidence_json(
-            min_group_size=k, group_size=int(group["group_size"]), adopted=int(group["adopted_count"]),
-            applied=int(group["applied_count"]), not_adopted=int(group["not_adopted_count"]),
+            min_group_size=k,
+            group_size=int(group["group_size"]),
+            adopted=int(group["adopted_count"]),
+            applied=int(group["applied_count"]),
+            not_adopted=int(group["not_adopted_count"]),
             adoption_rate=None if pd.isna(group["adoption_rate"]) else round(float(group["adoption_rate"]), 4),
-            adopted_with_amount=int(group["amount_count"]), **optional,
-            rating_value=float(group["rating_value"]), rating_count=int(group["rating_count"]),
-            consented_comments=int(group["consented_comments"]), comments_published=0,
-            window_start_utc=iso_utc(window.start), window_end_utc=iso_utc(window.end)),
-        "status": "pending_review", "min_group_size": k, "rating_count": int(group["rating_count"]),
+            adopted_with_amount=int(group["amount_count"]),
+            **optional,
+            rating_value=float(group["rating_value"]),
+            rating_count=int(group["rating_count"]),
+            consented_comments=int(group["consented_comments"]),
+            comments_published=0,
+            window_start_utc=iso_utc(window.start),
+            window_end_utc=iso_utc(window.end),
+        ),
+        "status": "pending_review",
+        "min_group_size": k,
+        "rating_count": int(group["rating_count"]),
         "program_name": group["program_name"],
     }
 
@@ -145,35 +180,61 @@ def front_matter(markdown: str) -> dict | None:
 
 # ----------------------------------------------------------------------------------------- gates
 
+
 def consent_only(consented_counts: dict[tuple[str, str], int]):
     def evaluate(frame: pd.DataFrame) -> GateResult:
-        bad = [(p, f, int(n), consented_counts.get((p, f), 0))
-               for p, f, n in zip(frame["program_id"], frame["prefecture_code"], frame["group_size"])
-               if consented_counts.get((p, f), 0) != int(n)] if len(frame) else []
-        return GateResult(not bad, f"{len(bad)} groups whose size differs from their consented events in the database"
-                          + (f": {bad[:3]}" if bad else ""), {"mismatched_groups": len(bad)})
+        bad = (
+            [
+                (p, f, int(n), consented_counts.get((p, f), 0))
+                for p, f, n in zip(frame["program_id"], frame["prefecture_code"], frame["group_size"])
+                if consented_counts.get((p, f), 0) != int(n)
+            ]
+            if len(frame)
+            else []
+        )
+        return GateResult(
+            not bad,
+            f"{len(bad)} groups whose size differs from their consented events in the database"
+            + (f": {bad[:3]}" if bad else ""),
+            {"mismatched_groups": len(bad)},
+        )
+
     return evaluate
 
 
 def no_group_below_k(frame: pd.DataFrame) -> GateResult:
     if not len(frame):
         return GateResult(True, "0 groups below k", {"below_k": 0})
-    small = frame[(frame["group_size"] < frame["min_group_size"]) | (frame["rating_count"] < frame["min_group_size"])
-                  | (frame["min_group_size"] < 2)]
-    return GateResult(small.empty, f"{len(small)} groups below k (smallest group {int(frame['group_size'].min())})",
-                      {"below_k": len(small), "smallest_group": int(frame["group_size"].min())})
+    small = frame[
+        (frame["group_size"] < frame["min_group_size"])
+        | (frame["rating_count"] < frame["min_group_size"])
+        | (frame["min_group_size"] < 2)
+    ]
+    return GateResult(
+        small.empty,
+        f"{len(small)} groups below k (smallest group {int(frame['group_size'].min())})",
+        {"below_k": len(small), "smallest_group": int(frame["group_size"].min())},
+    )
 
 
 def jsonld_valid(frame: pd.DataFrame) -> GateResult:
-    bad = [(path, problems[0]) for path, text in zip(frame["page_path"], frame["jsonld"])
-           if (problems := jsonld_problems(text))] if len(frame) else []
-    return GateResult(not bad, f"{len(bad)} invalid JSON-LD blocks" + (f": {bad[:3]}" if bad else ""),
-                      {"invalid": len(bad)})
+    bad = (
+        [
+            (path, problems[0])
+            for path, text in zip(frame["page_path"], frame["jsonld"])
+            if (problems := jsonld_problems(text))
+        ]
+        if len(frame)
+        else []
+    )
+    return GateResult(
+        not bad, f"{len(bad)} invalid JSON-LD blocks" + (f": {bad[:3]}" if bad else ""), {"invalid": len(bad)}
+    )
 
 
 def markdown_renders(frame: pd.DataFrame) -> GateResult:
     bad = []
-    for path, markdown, jsonld in (zip(frame["page_path"], frame["markdown"], frame["jsonld"]) if len(frame) else ()):
+    for path, markdown, jsonld in zip(frame["page_path"], frame["markdown"], frame["jsonld"]) if len(frame) else ():
         meta = front_matter(markdown)
         if not isinstance(markdown, str) or not markdown.strip():
             bad.append((path, "empty page"))
@@ -183,17 +244,32 @@ def markdown_renders(frame: pd.DataFrame) -> GateResult:
             bad.append((path, "front matter lacks title or date"))
         elif jsonld not in markdown:
             bad.append((path, "page does not embed its JSON-LD"))
-    return GateResult(not bad, f"{len(bad)} pages that do not render" + (f": {bad[:3]}" if bad else ""),
-                      {"broken": len(bad)})
+    return GateResult(
+        not bad, f"{len(bad)} pages that do not render" + (f": {bad[:3]}" if bad else ""), {"broken": len(bad)}
+    )
 
 
 #: A group whose every text is one inert word: the page it renders holds only the template's own markup.
-_INERT_GROUP = {"program_id": "P0", "prefecture_code": "00", "program_name": "x", "agency": "x", "category": "x",
-                "prefecture_name": "x", "group_size": 3, "adopted_count": 3, "applied_count": 0,
-                "not_adopted_count": 0, "adoption_rate": 1.0, "adopted_amount_total_jpy": 3,
-                "adopted_amount_mean_jpy": 1, "rating_value": 3.0, "rating_count": 3}
-_INERT_PERIOD = Period(dt.datetime(2026, 9, 30, 15, tzinfo=dt.timezone.utc),
-                       dt.datetime(2026, 10, 31, 15, tzinfo=dt.timezone.utc))
+_INERT_GROUP = {
+    "program_id": "P0",
+    "prefecture_code": "00",
+    "program_name": "x",
+    "agency": "x",
+    "category": "x",
+    "prefecture_name": "x",
+    "group_size": 3,
+    "adopted_count": 3,
+    "applied_count": 0,
+    "not_adopted_count": 0,
+    "adoption_rate": 1.0,
+    "adopted_amount_total_jpy": 3,
+    "adopted_amount_mean_jpy": 1,
+    "rating_value": 3.0,
+    "rating_count": 3,
+}
+_INERT_PERIOD = Period(
+    dt.datetime(2026, 9, 30, 15, tzinfo=dt.timezone.utc), dt.datetime(2026, 10, 31, 15, tzinfo=dt.timezone.utc)
+)
 
 
 @functools.cache
@@ -209,18 +285,33 @@ def template_markup() -> Counter:
 
 def no_injected_markup(frame: pd.DataFrame) -> GateResult:
     allowed = template_markup()
-    bad = [(path, describe_markup(extra)) for path, markdown in zip(frame["page_path"], frame["markdown"])
-           if (extra := injected_markup(str(markdown), allowed))] if len(frame) else []
-    return GateResult(not bad, f"{len(bad)} pages with images, links or raw HTML the template did not put there"
-                      + (f": {bad[:3]}" if bad else ""), {"pages_with_injected_markup": len(bad)})
+    bad = (
+        [
+            (path, describe_markup(extra))
+            for path, markdown in zip(frame["page_path"], frame["markdown"])
+            if (extra := injected_markup(str(markdown), allowed))
+        ]
+        if len(frame)
+        else []
+    )
+    return GateResult(
+        not bad,
+        f"{len(bad)} pages with images, links or raw HTML the template did not put there"
+        + (f": {bad[:3]}" if bad else ""),
+        {"pages_with_injected_markup": len(bad)},
+    )
 
 
 def no_identifiers(api_keys: frozenset[str]):
     def evaluate(frame: pd.DataFrame) -> GateResult:
         text_columns = [c for c in ("markdown", "jsonld", "evidence_json", "page_path") if c in frame.columns]
-        leaks = sum(1 for column in text_columns for text in frame[column]
-                    if any(key in str(text) for key in api_keys)) if len(frame) else 0
+        leaks = (
+            sum(1 for column in text_columns for text in frame[column] if any(key in str(text) for key in api_keys))
+            if len(frame)
+            else 0
+        )
         return GateResult(leaks == 0, f"{leaks} output fields containing a customer's api_key", {"leaks": leaks})
+
     return evaluate
 
 
@@ -229,19 +320,37 @@ def candidate_gates(consented_counts: dict[tuple[str, str], int], api_keys: froz
     counted afresh from the database at run time."""
     return (
         gates.all_pending_review(),
-        Gate("consented_events_only", "No non-consented event contributed: each group's size equals its consented "
-             "events in the window, re-counted from the database at run time.", consent_only(consented_counts)),
-        Gate("no_group_below_k", "Every page aggregates at least k consented events (and k ratings).",
-             no_group_below_k),
-        Gate("jsonld_valid", "Every JSON-LD block parses and has the properties search engines require "
-             "(schema.org @context, @type, name, aggregateRating with itemReviewed, ratingValue within "
-             "[worstRating, bestRating], ratingCount >= 1).", jsonld_valid),
-        Gate("markdown_renders", "Every page is non-empty, its front matter parses as YAML with title and date, "
-             "and it embeds its JSON-LD.", markdown_renders),
-        Gate("no_injected_markup", "Every page, rendered with a CommonMark renderer (markdown-it-py), holds no "
-             "image, link, autolink or raw HTML beyond the template's own (its JSON-LD script block).",
-             no_injected_markup),
-        Gate("no_customer_identifiers", "No api_key of the window's events appears in any output field.",
-             no_identifiers(api_keys)),
+        Gate(
+            "consented_events_only",
+            "No non-consented event contributed: each group's size equals its consented "
+            "events in the window, re-counted from the database at run time.",
+            consent_only(consented_counts),
+        ),
+        Gate(
+            "no_group_below_k", "Every page aggregates at least k consented events (and k ratings).", no_group_below_k
+        ),
+        Gate(
+            "jsonld_valid",
+            "Every JSON-LD block parses and has the properties search engines require "
+            "(schema.org @context, @type, name, aggregateRating with itemReviewed, ratingValue within "
+            "[worstRating, bestRating], ratingCount >= 1).",
+            jsonld_valid,
+        ),
+        Gate(
+            "markdown_renders",
+            "Every page is non-empty, its front matter parses as YAML with title and date, and it embeds its JSON-LD.",
+            markdown_renders,
+        ),
+        Gate(
+            "no_injected_markup",
+            "Every page, rendered with a CommonMark renderer (markdown-it-py), holds no "
+            "image, link, autolink or raw HTML beyond the template's own (its JSON-LD script block).",
+            no_injected_markup,
+        ),
+        Gate(
+            "no_customer_identifiers",
+            "No api_key of the window's events appears in any output field.",
+            no_identifiers(api_keys),
+        ),
         gates.non_empty_text("markdown"),
     )

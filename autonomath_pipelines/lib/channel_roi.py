@@ -44,19 +44,42 @@ UNREADABLE = "(unreadable)"
 MAX_UTM_CHARS = 200
 
 #: Well-formedness of the rows this loop reads (``lib/badrows.py``).
-BILLING_RULES = badrows.TableRules("billing_events", "id", (
-    badrows.timestamp("ts"), badrows.number("amount_jpy", lo=0, hi=badrows.MAX_AMOUNT_JPY, integer=True)))
+BILLING_RULES = badrows.TableRules(
+    "billing_events",
+    "id",
+    (badrows.timestamp("ts"), badrows.number("amount_jpy", lo=0, hi=badrows.MAX_AMOUNT_JPY, integer=True)),
+)
 SIGNUP_RULES = badrows.TableRules("subscribers", "subscriber_id", (badrows.timestamp("signed_up_at"),))
 REQUEST_RULES = badrows.TableRules("query_log", "id", (badrows.timestamp("ts"),))
 #: utm_source as read: readable text of at most MAX_UTM_CHARS characters, else the (unreadable) label.
-_UTM = (f"CASE WHEN utm_source IS NULL OR (typeof(utm_source) = 'text' AND length(utm_source) <= {MAX_UTM_CHARS}) "
-        f"THEN utm_source ELSE '{UNREADABLE}' END")
+_UTM = (
+    f"CASE WHEN utm_source IS NULL OR (typeof(utm_source) = 'text' AND length(utm_source) <= {MAX_UTM_CHARS}) "
+    f"THEN utm_source ELSE '{UNREADABLE}' END"
+)
 
-COUNT_COLUMNS = ("signups_28d", "paid_28d", "charges_jpy", "refunds_jpy", "paying_subscribers",
-                 "requests_28d", "active_keys")
-OUTPUT_COLUMNS = ("channel", "signups_28d", "paid_28d", "revenue_28d_jpy", "charges_jpy", "refunds_jpy",
-                  "paying_subscribers", "requests_28d", "active_keys", "paid_rate", "revenue_per_signup_jpy",
-                  "revenue_share")
+COUNT_COLUMNS = (
+    "signups_28d",
+    "paid_28d",
+    "charges_jpy",
+    "refunds_jpy",
+    "paying_subscribers",
+    "requests_28d",
+    "active_keys",
+)
+OUTPUT_COLUMNS = (
+    "channel",
+    "signups_28d",
+    "paid_28d",
+    "revenue_28d_jpy",
+    "charges_jpy",
+    "refunds_jpy",
+    "paying_subscribers",
+    "requests_28d",
+    "active_keys",
+    "paid_rate",
+    "revenue_per_signup_jpy",
+    "revenue_share",
+)
 
 #: One row per (utm_source, attributed) with the window's sign-ups, billing and requests. Parameters
 #: ``:start`` and ``:end`` (ISO-8601 UTC text, [start, end)). Each source is aggregated on its own
@@ -140,8 +163,7 @@ def readable_utm(rows: list[tuple], names: list[str]) -> list[tuple]:
     """Aggregate rows with a ``utm_source`` that does not decode (``UndecodableText``) relabelled
     ``(unreadable)``, so the revenue stays in the table and no undecodable text reaches it."""
     index = names.index("utm_source")
-    return [row[:index] + (UNREADABLE,) + row[index + 1:] if badrows.text_problem(row[index]) else row
-            for row in rows]
+    return [row[:index] + (UNREADABLE,) + row[index + 1 :] if badrows.text_problem(row[index]) else row for row in rows]
 
 
 def bad_input(conn, start: str, end: str) -> badrows.BadRows:
@@ -151,12 +173,20 @@ def bad_input(conn, start: str, end: str) -> badrows.BadRows:
     bad = badrows.count_bad(conn, BILLING_RULES, window.format(col="ts"), (start, end))
     bad.extend(badrows.count_bad(conn, SIGNUP_RULES))
     bad.extend(badrows.count_bad(conn, REQUEST_RULES))
-    names, rows, _ = badrows.fetch_checked(conn, "SELECT subscriber_id, utm_source FROM subscribers "
-                                                 "WHERE utm_source IS NOT NULL ORDER BY rowid")
-    unreadable = [sid for sid, utm in rows
-                  if badrows.text_problem(utm) or not isinstance(utm, str) or len(utm) > MAX_UTM_CHARS]
-    bad.add("subscribers", "utm_source", f"not readable text of at most {MAX_UTM_CHARS} characters "
-            f"(counted under {UNREADABLE})", "text", len(unreadable), unreadable)
+    names, rows, _ = badrows.fetch_checked(
+        conn, "SELECT subscriber_id, utm_source FROM subscribers WHERE utm_source IS NOT NULL ORDER BY rowid"
+    )
+    unreadable = [
+        sid for sid, utm in rows if badrows.text_problem(utm) or not isinstance(utm, str) or len(utm) > MAX_UTM_CHARS
+    ]
+    bad.add(
+        "subscribers",
+        "utm_source",
+        f"not readable text of at most {MAX_UTM_CHARS} characters (counted under {UNREADABLE})",
+        "text",
+        len(unreadable),
+        unreadable,
+    )
     return bad
 
 
@@ -192,8 +222,9 @@ def channel_table(aggregates: pd.DataFrame) -> pd.DataFrame:
     table = frame.groupby("channel", sort=True, dropna=False)[list(COUNT_COLUMNS)].sum().reset_index()
     table["revenue_28d_jpy"] = table["charges_jpy"] - table["refunds_jpy"]
     table["paid_rate"] = (table["paid_28d"] / table["signups_28d"].where(table["signups_28d"] > 0)).astype(float)
-    table["revenue_per_signup_jpy"] = (table["revenue_28d_jpy"]
-                                       / table["signups_28d"].where(table["signups_28d"] > 0)).astype(float)
+    table["revenue_per_signup_jpy"] = (
+        table["revenue_28d_jpy"] / table["signups_28d"].where(table["signups_28d"] > 0)
+    ).astype(float)
     total = int(table["revenue_28d_jpy"].sum())
     table["revenue_share"] = table["revenue_28d_jpy"] / total if total else 0.0
     table = table.sort_values(["revenue_28d_jpy", "channel"], ascending=[False, True], kind="mergesort")
@@ -203,31 +234,52 @@ def channel_table(aggregates: pd.DataFrame) -> pd.DataFrame:
 def summary(table: pd.DataFrame) -> dict[str, int]:
     """The window's totals, for metadata the UI plots."""
     total = lambda c: int(table[c].sum()) if len(table) else 0  # noqa: E731
-    return {"channels": len(table), "signups": total("signups_28d"), "paid": total("paid_28d"),
-            "revenue_jpy": total("revenue_28d_jpy"), "charges_jpy": total("charges_jpy"),
-            "refunds_jpy": total("refunds_jpy"), "requests": total("requests_28d")}
+    return {
+        "channels": len(table),
+        "signups": total("signups_28d"),
+        "paid": total("paid_28d"),
+        "revenue_jpy": total("revenue_28d_jpy"),
+        "charges_jpy": total("charges_jpy"),
+        "refunds_jpy": total("refunds_jpy"),
+        "requests": total("requests_28d"),
+    }
 
 
 # ---------------------------------------------------------------------------------------- gates
 
+
 def revenue_reconciles(billing_totals: Callable[[], tuple[int, int]]) -> Gate:
     """Σ revenue over channels == Σ charge − Σ refund of ``billing_events`` in the window, exactly;
     and so do the charge and refund sums on their own. ``billing_totals`` reads the database anew."""
+
     def evaluate(frame: pd.DataFrame) -> GateResult:
         charges, refunds = (int(v) for v in billing_totals())
         got = {c: int(frame[c].sum()) if len(frame) else 0 for c in ("charges_jpy", "refunds_jpy", "revenue_28d_jpy")}
         expected = {"charges_jpy": charges, "refunds_jpy": refunds, "revenue_28d_jpy": charges - refunds}
         off = {c: got[c] - expected[c] for c in expected if got[c] != expected[c]}
-        per_row = int((frame["revenue_28d_jpy"] != frame["charges_jpy"] - frame["refunds_jpy"]).sum()) if len(frame) else 0
+        per_row = (
+            int((frame["revenue_28d_jpy"] != frame["charges_jpy"] - frame["refunds_jpy"]).sum()) if len(frame) else 0
+        )
         passed = not off and per_row == 0
-        return GateResult(passed,
-                          f"channels sum to {got['revenue_28d_jpy']} JPY, billing_events to {expected['revenue_28d_jpy']} JPY"
-                          + (f"; differences {off}" if off else "") + (f"; {per_row} rows not charges − refunds" if per_row else ""),
-                          {"revenue_channels_jpy": got["revenue_28d_jpy"], "revenue_billing_jpy": expected["revenue_28d_jpy"],
-                           "charges_billing_jpy": charges, "refunds_billing_jpy": refunds,
-                           "rows_inconsistent": per_row})
-    return Gate("revenue_reconciles",
-                "Channel revenue sums exactly to charges − refunds of billing_events in the window.", evaluate)
+        return GateResult(
+            passed,
+            f"channels sum to {got['revenue_28d_jpy']} JPY, billing_events to {expected['revenue_28d_jpy']} JPY"
+            + (f"; differences {off}" if off else "")
+            + (f"; {per_row} rows not charges − refunds" if per_row else ""),
+            {
+                "revenue_channels_jpy": got["revenue_28d_jpy"],
+                "revenue_billing_jpy": expected["revenue_28d_jpy"],
+                "charges_billing_jpy": charges,
+                "refunds_billing_jpy": refunds,
+                "rows_inconsistent": per_row,
+            },
+        )
+
+    return Gate(
+        "revenue_reconciles",
+        "Channel revenue sums exactly to charges − refunds of billing_events in the window.",
+        evaluate,
+    )
 
 
 def one_row_per_channel() -> Gate:
@@ -235,10 +287,13 @@ def one_row_per_channel() -> Gate:
         names = frame["channel"] if len(frame) else pd.Series(dtype=object)
         blank = int(names.isna().sum() + (names.dropna().astype(str).str.strip() == "").sum())
         duplicated = int(names.duplicated().sum())
-        return GateResult(blank == duplicated == 0, f"{duplicated} duplicate channels, {blank} unnamed",
-                          {"duplicated": duplicated, "unnamed": blank})
-    return Gate("one_row_per_channel", "Exactly one row per channel, every channel named (no NULL or blank).",
-                evaluate)
+        return GateResult(
+            blank == duplicated == 0,
+            f"{duplicated} duplicate channels, {blank} unnamed",
+            {"duplicated": duplicated, "unnamed": blank},
+        )
+
+    return Gate("one_row_per_channel", "Exactly one row per channel, every channel named (no NULL or blank).", evaluate)
 
 
 def counts_sound() -> Gate:
@@ -248,8 +303,12 @@ def counts_sound() -> Gate:
         counts = [c for c in COUNT_COLUMNS if c in frame.columns]
         negative = int((frame[counts] < 0).any(axis=1).sum())
         above = int((frame["paid_28d"] > frame["signups_28d"]).sum())
-        return GateResult(negative == above == 0, f"{negative} rows with a negative count, "
-                          f"{above} with more paid than sign-ups", {"negative": negative, "paid_above_signups": above})
+        return GateResult(
+            negative == above == 0,
+            f"{negative} rows with a negative count, {above} with more paid than sign-ups",
+            {"negative": negative, "paid_above_signups": above},
+        )
+
     return Gate("no_negative_counts", "No count is negative, and paid sign-ups never exceed sign-ups.", evaluate)
 
 

@@ -95,6 +95,7 @@ _MAX_PRUNING_ANGLE = math.radians(80.0)
 
 # ---------------------------------------------------------------------------------- validation
 
+
 def _unit_rows(vectors: Any, name: str = "vectors") -> np.ndarray:
     """A C-contiguous float32/float64 copy of ``vectors`` with every row scaled to unit norm.
 
@@ -117,7 +118,7 @@ def _unit_rows(vectors: Any, name: str = "vectors") -> np.ndarray:
         raise ValueError(f"{name} must be finite; row {bad} has NaN or infinity")
     norms = np.sqrt(np.einsum("ij,ij->i", out, out))
     odd = ~(np.isfinite(norms) & (norms > 0))
-    if odd.any():                  # squares over/underflowed: rescale those rows by their max |x|
+    if odd.any():  # squares over/underflowed: rescale those rows by their max |x|
         peak = np.abs(out[odd]).max(axis=1)
         out[odd] /= np.where(peak > 0, peak, 1)[:, None]
         norms[odd] = np.sqrt(np.einsum("ij,ij->i", out[odd], out[odd]))
@@ -188,14 +189,19 @@ class ClusterParams:
         object.__setattr__(self, "eps", _check_eps(self.eps))
         object.__setattr__(self, "min_samples", _check_min_samples(self.min_samples))
         mcs = self.min_cluster_size
-        if isinstance(mcs, bool) or not isinstance(mcs, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(float(mcs)) or mcs < 0:
+        if (
+            isinstance(mcs, bool)
+            or not isinstance(mcs, (int, float, np.integer, np.floating))
+            or not math.isfinite(float(mcs))
+            or mcs < 0
+        ):
             raise ValueError(f"min_cluster_size must be a finite number >= 0, got {mcs!r}")
         object.__setattr__(self, "min_cluster_size", float(mcs))
         object.__setattr__(self, "max_neighbors", _check_max_neighbors(self.max_neighbors))
 
 
 # ------------------------------------------------------------------------------- union–find
+
 
 def _find(parent: np.ndarray, idx: np.ndarray) -> np.ndarray:
     r = parent[idx]
@@ -229,14 +235,15 @@ def _union(parent: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
 
 # ------------------------------------------------------------------------------ pruning plan
 
+
 @dataclass
 class _Task:
     """Rows ``[row_start, row_stop)`` (positions in group order) and the columns they may reach."""
 
     row_start: int
     row_stop: int
-    runs: list[tuple[int, int]]     # contiguous column ranges whose distances are computed
-    extra: np.ndarray               # further single column positions (residual points)
+    runs: list[tuple[int, int]]  # contiguous column ranges whose distances are computed
+    extra: np.ndarray  # further single column positions (residual points)
     #: Column ranges certainly within eps of every row (no distances computed).
     sure_runs: list[tuple[int, int]] = field(default_factory=list)
 
@@ -252,7 +259,7 @@ class _Task:
 
 @dataclass
 class _Plan:
-    perm: np.ndarray                # position -> input index
+    perm: np.ndarray  # position -> input index
     tasks: list[_Task]
     groups: int
     residual: int
@@ -264,9 +271,9 @@ def _nearest_pivot(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray
     best = np.empty(n, dtype=X.dtype)
     step = max(1, _BLOCK_ELEMS // max(1, C.shape[0]))
     for a in range(0, n, step):
-        block = X[a:a + step] @ C.T
-        assign[a:a + step] = block.argmax(axis=1)
-        best[a:a + step] = block[np.arange(block.shape[0]), assign[a:a + step]]
+        block = X[a : a + step] @ C.T
+        assign[a : a + step] = block.argmax(axis=1)
+        best[a : a + step] = block[np.arange(block.shape[0]), assign[a : a + step]]
     return assign, best
 
 
@@ -318,7 +325,7 @@ def _plan(X: np.ndarray, eps: float) -> tuple[np.ndarray, _Plan]:
     radius = max(typical - theta_max - math.radians(3.0), theta_max)
     residual_mask = own_angle > radius
 
-    group_of = np.where(residual_mask, C.shape[0], assign)      # residual sorts last
+    group_of = np.where(residual_mask, C.shape[0], assign)  # residual sorts last
     perm = np.argsort(group_of, kind="stable")
     Xs = X[perm]
     gsorted = group_of[perm]
@@ -332,7 +339,7 @@ def _plan(X: np.ndarray, eps: float) -> tuple[np.ndarray, _Plan]:
     A = np.empty((n, C.shape[0]), dtype=X.dtype)
     step = max(1, _BLOCK_ELEMS // C.shape[0])
     for a in range(0, n, step):
-        np.matmul(Xs[a:a + step], C.T, out=A[a:a + step])
+        np.matmul(Xs[a : a + step], C.T, out=A[a : a + step])
 
     def lo_angle(cos_max: np.ndarray) -> np.ndarray:
         return np.arccos(np.clip(cos_max.astype(np.float64) + slack, -1.0, 1.0))
@@ -344,38 +351,37 @@ def _plan(X: np.ndarray, eps: float) -> tuple[np.ndarray, _Plan]:
     res_start = n_grouped
     n_res = n - n_grouped
     if G:
-        lo = lo_angle(np.maximum.reduceat(A[:n_grouped], bounds, axis=0))   # G × K
+        lo = lo_angle(np.maximum.reduceat(A[:n_grouped], bounds, axis=0))  # G × K
         hi = hi_angle(np.minimum.reduceat(A[:n_grouped], bounds, axis=0))
         cand = np.empty((G, G), dtype=bool)
-        gc = max(1, (1 << 20) // (G * C.shape[0]))          # ≤ 1 Mi angles (8 MB) per temporary
+        gc = max(1, (1 << 20) // (G * C.shape[0]))  # ≤ 1 Mi angles (8 MB) per temporary
         for a in range(0, G, gc):
-            gap = np.maximum(lo[None, :, :] - hi[a:a + gc, None, :], lo[a:a + gc, None, :] - hi[None, :, :])
-            cand[a:a + gc] = gap.max(axis=2) <= theta_max
-        cand |= cand.T          # the bound is symmetric; guard against rounding asymmetry
+            gap = np.maximum(lo[None, :, :] - hi[a : a + gc, None, :], lo[a : a + gc, None, :] - hi[None, :, :])
+            cand[a : a + gc] = gap.max(axis=2) <= theta_max
+        cand |= cand.T  # the bound is symmetric; guard against rounding asymmetry
 
         # Upper bound: θ(x, y) <= θ(x, p) + θ(p, y) for every pivot p. Groups whose members are all
         # within theta_sure of each other need no distances (tight near-duplicate themes).
         sure = np.zeros((G, G), dtype=bool)
         if theta_sure > 0:
             for a in range(0, G, gc):
-                sure[a:a + gc] = (hi[a:a + gc, None, :] + hi[None, :, :]).min(axis=2) <= theta_sure
+                sure[a : a + gc] = (hi[a : a + gc, None, :] + hi[None, :, :]).min(axis=2) <= theta_sure
             sure &= sure.T
 
         # Residual point × group: bound on the group's own pivot and on the point's nearest pivot.
         res_cand = np.zeros((n_res, G), dtype=bool)
-        own = pivots_used                                              # pivot of group g
+        own = pivots_used  # pivot of group g
         lo_own, hi_own = lo[np.arange(G), own], hi[np.arange(G), own]
         rc = max(1, (1 << 19) // G)
         for a in range(0, n_res, rc):
-            Ares = A[res_start + a:res_start + a + rc]
+            Ares = A[res_start + a : res_start + a + rc]
             rows = np.arange(Ares.shape[0])
             a_own = Ares[:, own]
             gap = np.maximum(lo_own[None, :] - hi_angle(a_own), lo_angle(a_own) - hi_own[None, :])
             near = Ares.argmax(axis=1)
             a_near = Ares[rows, near][:, None]
-            gap = np.maximum(gap, np.maximum(lo[:, near].T - hi_angle(a_near),
-                                             lo_angle(a_near) - hi[:, near].T))
-            res_cand[a:a + rc] = gap <= theta_max
+            gap = np.maximum(gap, np.maximum(lo[:, near].T - hi_angle(a_near), lo_angle(a_near) - hi[:, near].T))
+            res_cand[a : a + rc] = gap <= theta_max
 
         for g in range(G):
             runs = _merge_runs([(int(starts[h]), int(starts[h + 1])) for h in np.flatnonzero(cand[g] & ~sure[g])])
@@ -391,7 +397,7 @@ def _plan(X: np.ndarray, eps: float) -> tuple[np.ndarray, _Plan]:
     # Residual rows in chunks: all residual columns plus the groups any row of the chunk may reach.
     chunk = 256
     for a in range(0, n_res, chunk):
-        hit = np.flatnonzero(res_cand[a:a + chunk].any(axis=0)) if G else np.empty(0, np.int64)
+        hit = np.flatnonzero(res_cand[a : a + chunk].any(axis=0)) if G else np.empty(0, np.int64)
         runs = _merge_runs([(int(starts[h]), int(starts[h + 1])) for h in hit] + [(res_start, n)])
         tasks.append(_Task(res_start + a, min(n, res_start + a + chunk), runs, np.empty(0, np.int64)))
     return Xs, _Plan(perm, tasks, groups=G, residual=n_res)
@@ -399,8 +405,10 @@ def _plan(X: np.ndarray, eps: float) -> tuple[np.ndarray, _Plan]:
 
 # ------------------------------------------------------------------------------------ DBSCAN
 
-def dbscan_cosine(vectors: Any, weights: Any = None, *, eps: float, min_samples: int,
-                  max_neighbors: int | None = None) -> np.ndarray:
+
+def dbscan_cosine(
+    vectors: Any, weights: Any = None, *, eps: float, min_samples: int, max_neighbors: int | None = None
+) -> np.ndarray:
     """DBSCAN with cosine distance and sample weights; labels as ``np.intp``, -1 = noise.
 
     Same result as ``sklearn.cluster.DBSCAN(eps=eps, min_samples=min_samples, metric="cosine",
@@ -451,8 +459,8 @@ def _similarity_threshold(eps: float, dtype: Any) -> Any:
     def within(s: Any) -> bool:
         return bool(one - s <= e)
 
-    lo, hi = dt(-2), one                   # within(-2) is False (eps < 2), within(1) is True
-    while True:                            # bisection over floats: ends on adjacent lo < hi
+    lo, hi = dt(-2), one  # within(-2) is False (eps < 2), within(1) is True
+    while True:  # bisection over floats: ends on adjacent lo < hi
         mid = dt((lo + hi) / dt(2))
         if mid == lo or mid == hi:
             return hi
@@ -468,7 +476,7 @@ class _Scan:
     def __init__(self, Xs: np.ndarray, ws: np.ndarray, eps: float, min_samples: int, plan: _Plan):
         self.X, self.w, self.eps, self.min_samples, self.plan = Xs, ws, eps, min_samples, plan
         n = Xs.shape[0]
-        integral = bool(np.all(ws == np.round(ws))) and float(ws.sum()) < 2.0 ** 24
+        integral = bool(np.all(ws == np.round(ws))) and float(ws.sum()) < 2.0**24
         # Sums run in the vectors' dtype (BLAS on the spent similarity buffer) when that is exact:
         # integer counts below 2**24 are exact in float32; anything else is summed in float64.
         self.count_dtype = Xs.dtype if (integral or Xs.dtype == np.float64) else np.float64
@@ -481,19 +489,20 @@ class _Scan:
         csum = np.concatenate([[0.0], np.cumsum(ws)])
         self.sure_weight = [float(sum(csum[b] - csum[a] for a, b in t.sure_runs)) for t in plan.tasks]
 
-    def _distances(self, rows: np.ndarray | slice, cols: np.ndarray, task: _Task,
-                   extra_X: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _distances(
+        self, rows: np.ndarray | slice, cols: np.ndarray, task: _Task, extra_X: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Boolean (m × r) matrix: column j within eps of row i; and the spent float buffer."""
         Xq = self.X[rows]
         m, r = cols.size, Xq.shape[0]
         S = np.empty((m, r), dtype=self.X.dtype)
         off = 0
         for a, b in task.runs:
-            np.matmul(self.X[a:b], Xq.T, out=S[off:off + b - a])
+            np.matmul(self.X[a:b], Xq.T, out=S[off : off + b - a])
             off += b - a
         if extra_X is not None and extra_X.shape[0]:
             np.matmul(extra_X, Xq.T, out=S[off:])
-        if self.threshold is None:          # eps >= 2: sklearn clips distances to [0, 2]
+        if self.threshold is None:  # eps >= 2: sklearn clips distances to [0, 2]
             return np.ones((m, r), dtype=bool), S
         return S >= self.threshold, S
 
@@ -555,7 +564,7 @@ class _Scan:
             valid, roots = valid[order], roots[order]
             seg = np.flatnonzero(np.r_[True, roots[1:] != roots[:-1]])
             sub = mask[valid] if core.all() else mask[valid][:, core]
-            touches = np.logical_or.reduceat(sub, seg, axis=0)          # segments × core rows
+            touches = np.logical_or.reduceat(sub, seg, axis=0)  # segments × core rows
             u, x = np.nonzero(touches)
             _union(self.parent, rows[core][x], roots[seg[u]])
             _compress(self.parent)
@@ -573,14 +582,14 @@ class _Scan:
 
         # Border candidates: non-core rows with a neighbour other than themselves.
         positive = self.w[self.w > 0]
-        if positive.size < self.w.size:            # zero weights hide neighbours from the counts
+        if positive.size < self.w.size:  # zero weights hide neighbours from the counts
             maybe = ~self.core
         else:
             maybe = ~self.core & (self.counts - self.w > 0.5 * positive.min())
         if maybe.any() and core_pos.size:
             border = np.full(n, big, dtype=np.int64)
             for task in self.plan.tasks:
-                rows = np.flatnonzero(maybe[task.row_start:task.row_stop]) + task.row_start
+                rows = np.flatnonzero(maybe[task.row_start : task.row_stop]) + task.row_start
                 if rows.size:
                     self._assign_borders(task, rows, key, border)
             found = border < big
@@ -599,7 +608,7 @@ class _Scan:
         """border[r] = lowest cluster key among the core eps-neighbours of each non-core row r."""
         sure_cols = task.sure_columns()
         sure_core = sure_cols[self.core[sure_cols]]
-        if sure_core.size:                      # every sure column is a neighbour of every row
+        if sure_core.size:  # every sure column is a neighbour of every row
             np.minimum.at(border, rows, int(key[sure_core].min()))
         cols = task.columns()
         valid = np.flatnonzero(self.core[cols])
@@ -611,15 +620,16 @@ class _Scan:
         valid, ckey = valid[order], ckey[order]
         step = self._row_chunks(rows.size, cols.size)
         for a in range(0, rows.size, step):
-            r = rows[a:a + step]
+            r = rows[a : a + step]
             mask, _ = self._distances(r, cols, task, extra_X)
-            sub = np.ascontiguousarray(mask[valid].T)          # rows × core columns by key
+            sub = np.ascontiguousarray(mask[valid].T)  # rows × core columns by key
             hit = sub.any(axis=1)
             first = sub.argmax(axis=1)
             np.minimum.at(border, r[hit], ckey[first[hit]])
 
 
 # ------------------------------------------------------------------------ nearest similarity
+
 
 def nearest_similarity(vectors: Any, reference_vectors: Any) -> np.ndarray:
     """For each row of ``vectors``, the max cosine similarity to any row of ``reference_vectors``.
@@ -642,12 +652,13 @@ def nearest_similarity(vectors: Any, reference_vectors: Any) -> np.ndarray:
     for a in range(0, n, qstep):
         best = np.full(min(n, a + qstep) - a, -np.inf)
         for c in range(0, m, rstep):
-            best = np.maximum(best, (X[a:a + qstep] @ R[c:c + rstep].T).max(axis=1))
-        out[a:a + qstep] = np.clip(best, -1.0, 1.0)
+            best = np.maximum(best, (X[a : a + qstep] @ R[c : c + rstep].T).max(axis=1))
+        out[a : a + qstep] = np.clip(best, -1.0, 1.0)
     return out
 
 
 # ------------------------------------------------------------------------------- summaries
+
 
 @dataclass(frozen=True)
 class ClusterSummary:
@@ -687,8 +698,9 @@ class ClusterSummary:
         return rec
 
 
-def summarize_clusters(texts: Sequence[str], vectors: Any, weights: Any, labels: Any, *,
-                       n_examples: int = 5) -> list[ClusterSummary]:
+def summarize_clusters(
+    texts: Sequence[str], vectors: Any, weights: Any, labels: Any, *, n_examples: int = 5
+) -> list[ClusterSummary]:
     """Summaries of every cluster (label >= 0), ordered by size × density descending.
 
     Ties are broken by size descending, then label ascending. Noise (label < 0) is never
@@ -721,13 +733,13 @@ def summarize_clusters(texts: Sequence[str], vectors: Any, weights: Any, labels:
         V = X[idx].astype(np.float64)
         wm = w[idx]
         total = float(wm.sum())
-        eff = wm if total > 0 else np.ones_like(wm)        # all-zero weights: treat as equal
+        eff = wm if total > 0 else np.ones_like(wm)  # all-zero weights: treat as equal
         centroid = eff @ V
         sims_sum = V @ centroid
-        mi = int(np.argmax(sims_sum))                      # ties: lowest input index
+        mi = int(np.argmax(sims_sum))  # ties: lowest input index
         to_medoid = np.clip(V @ V[mi], -1.0, 1.0)
         density = float(np.clip((eff @ to_medoid) / eff.sum(), -1.0, 1.0))
-        rank = np.lexsort((idx, -to_medoid, -wm))           # weight desc, closeness desc, index asc
+        rank = np.lexsort((idx, -to_medoid, -wm))  # weight desc, closeness desc, index asc
         ex_idx: list[int] = [int(idx[mi])]
         seen = {texts[idx[mi]]}
         for j in rank:
@@ -739,29 +751,47 @@ def summarize_clusters(texts: Sequence[str], vectors: Any, weights: Any, labels:
                 ex_idx.append(int(idx[j]))
         # For the label: the medoid first (the fallback label), then the others by weight.
         label_order = [mi] + [int(j) for j in np.lexsort((idx, -wm)) if j != mi]
-        drafts.append(dict(label=int(c), members=tuple(int(i) for i in idx), size=total,
-                           n_texts=int(idx.size), medoid=int(idx[mi]), medoid_text=texts[idx[mi]],
-                           density=density, examples=tuple(texts[i] for i in ex_idx),
-                           example_indices=tuple(ex_idx),
-                           _label_texts=[texts[idx[j]] for j in label_order],
-                           _label_weights=[float(wm[j]) for j in label_order]))
+        drafts.append(
+            dict(
+                label=int(c),
+                members=tuple(int(i) for i in idx),
+                size=total,
+                n_texts=int(idx.size),
+                medoid=int(idx[mi]),
+                medoid_text=texts[idx[mi]],
+                density=density,
+                examples=tuple(texts[i] for i in ex_idx),
+                example_indices=tuple(ex_idx),
+                _label_texts=[texts[idx[j]] for j in label_order],
+                _label_weights=[float(wm[j]) for j in label_order],
+            )
+        )
 
-    names = cluster_labels({d["label"]: d["_label_texts"] for d in drafts},
-                           {d["label"]: d["_label_weights"] for d in drafts}) if drafts else {}
-    summaries = [ClusterSummary(**{k: v for k, v in d.items() if not k.startswith("_")},
-                                label_text=names[d["label"]]) for d in drafts]
+    names = (
+        cluster_labels(
+            {d["label"]: d["_label_texts"] for d in drafts}, {d["label"]: d["_label_weights"] for d in drafts}
+        )
+        if drafts
+        else {}
+    )
+    summaries = [
+        ClusterSummary(**{k: v for k, v in d.items() if not k.startswith("_")}, label_text=names[d["label"]])
+        for d in drafts
+    ]
     summaries.sort(key=lambda s: (-s.score, -s.size, s.label))
     return summaries
 
 
-def cluster_texts(texts: Sequence[str], vectors: Any, weights: Any, params: ClusterParams, *,
-                  n_examples: int = 5) -> tuple[np.ndarray, list[ClusterSummary]]:
+def cluster_texts(
+    texts: Sequence[str], vectors: Any, weights: Any, params: ClusterParams, *, n_examples: int = 5
+) -> tuple[np.ndarray, list[ClusterSummary]]:
     """DBSCAN + summaries, keeping clusters whose size (summed weight) >= ``min_cluster_size``.
 
     Returns the raw DBSCAN labels (small clusters keep their label there) and the kept summaries.
     """
-    labels = dbscan_cosine(vectors, weights, eps=params.eps, min_samples=params.min_samples,
-                           max_neighbors=params.max_neighbors)
+    labels = dbscan_cosine(
+        vectors, weights, eps=params.eps, min_samples=params.min_samples, max_neighbors=params.max_neighbors
+    )
     summaries = summarize_clusters(texts, vectors, weights, labels, n_examples=n_examples)
     return labels, [s for s in summaries if s.size >= params.min_cluster_size]
 
@@ -789,8 +819,11 @@ class EpsChoice:
     details: dict[str, Any] = field(default_factory=dict)
 
     def metadata(self, prefix: str = "eps") -> dict[str, Any]:
-        out: dict[str, Any] = {f"{prefix}_chosen": float(self.eps), f"{prefix}_method": self.method,
-                               f"{prefix}_from_data": self.method in EPS_METHODS}
+        out: dict[str, Any] = {
+            f"{prefix}_chosen": float(self.eps),
+            f"{prefix}_method": self.method,
+            f"{prefix}_from_data": self.method in EPS_METHODS,
+        }
         for key, value in self.details.items():
             if isinstance(value, (bool, int, float, np.integer, np.floating)) and not isinstance(value, bool):
                 out[f"{prefix}_{key}"] = float(value)
@@ -804,8 +837,9 @@ def _sample_rows(n: int, size: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, size).round().astype(np.int64))
 
 
-def core_distances(vectors: Any, weights: Any = None, min_samples: int = 8, *,
-                   sample_size: int = EPS_SAMPLE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def core_distances(
+    vectors: Any, weights: Any = None, min_samples: int = 8, *, sample_size: int = EPS_SAMPLE_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """Each sampled text's *linking radius*: the smallest cosine distance r at which it would be a
     DBSCAN core point (summed weight within r, itself included, ``>= min_samples``) **and** have at
     least one other text within r (a text heavy enough to be core alone still needs a neighbour to
@@ -824,20 +858,23 @@ def core_distances(vectors: Any, weights: Any = None, min_samples: int = 8, *,
         return rows, np.zeros(0)
     K = int(min(n, 2 * min_samples + 1))
     radii = np.full(rows.size, np.inf)
-    budget = max(1, _BLOCK_ELEMS // 8)              # similarities per block (4 MB in float64)
+    budget = max(1, _BLOCK_ELEMS // 8)  # similarities per block (4 MB in float64)
     cstep = max(1, min(n, budget // max(1, min(rows.size, 64))))
     rstep = max(1, min(rows.size, budget // cstep))
     for a in range(0, rows.size, rstep):
-        q = rows[a:a + rstep]
+        q = rows[a : a + rstep]
         best_s = np.full((q.size, K), -np.inf)
         best_i = np.zeros((q.size, K), dtype=np.int64)
         for c in range(0, n, cstep):
-            S = np.asarray(X[q] @ X[c:c + cstep].T, dtype=np.float64)
+            S = np.asarray(X[q] @ X[c : c + cstep].T, dtype=np.float64)
             own = (q >= c) & (q < c + S.shape[1])
-            S[np.flatnonzero(own), q[own] - c] = 2.0                         # the text itself first, always
+            S[np.flatnonzero(own), q[own] - c] = 2.0  # the text itself first, always
             k = min(K, S.shape[1])
-            top = np.argpartition(-S, k - 1, axis=1)[:, :k] if S.shape[1] > k else np.broadcast_to(
-                np.arange(S.shape[1]), S.shape)
+            top = (
+                np.argpartition(-S, k - 1, axis=1)[:, :k]
+                if S.shape[1] > k
+                else np.broadcast_to(np.arange(S.shape[1]), S.shape)
+            )
             cand_s = np.concatenate([best_s, np.take_along_axis(S, top, axis=1)], axis=1)
             cand_i = np.concatenate([best_i, top + c], axis=1)
             keep = np.argpartition(-cand_s, K - 1, axis=1)[:, :K]
@@ -848,13 +885,13 @@ def core_distances(vectors: Any, weights: Any = None, min_samples: int = 8, *,
         best_s = np.take_along_axis(best_s, order, axis=1)
         best_i = np.take_along_axis(best_i, order, axis=1)
         dist = np.clip(1.0 - best_s, 0.0, 2.0)
-        dist[:, 0] = 0.0                                                      # the text itself
+        dist[:, 0] = 0.0  # the text itself
         cum = np.cumsum(w[best_i], axis=1)
         reached = cum >= min_samples
         first = np.where(reached.any(axis=1), reached.argmax(axis=1), -1)
         core_r = np.where(first >= 0, dist[np.arange(q.size), np.maximum(first, 0)], np.inf)
         nn1 = dist[:, 1] if K > 1 else np.full(q.size, np.inf)
-        radii[a:a + rstep] = np.maximum(core_r, nn1)
+        radii[a : a + rstep] = np.maximum(core_r, nn1)
     return rows, radii
 
 
@@ -870,8 +907,15 @@ def _knee(sorted_values: np.ndarray) -> tuple[float, float]:
     return float(y[i]), float(x[i])
 
 
-def choose_eps(vectors: Any, weights: Any = None, min_samples: int = 8, *, method: str = "quantile",
-               quantile: float = 0.5, sample_size: int = EPS_SAMPLE_SIZE) -> EpsChoice:
+def choose_eps(
+    vectors: Any,
+    weights: Any = None,
+    min_samples: int = 8,
+    *,
+    method: str = "quantile",
+    quantile: float = 0.5,
+    sample_size: int = EPS_SAMPLE_SIZE,
+) -> EpsChoice:
     """eps from the window's own neighbour distances, for whatever model made the vectors.
 
     The curve is the sorted linking radii of ``core_distances`` (k-NN distance with k tied to
@@ -899,8 +943,11 @@ def choose_eps(vectors: Any, weights: Any = None, min_samples: int = 8, *, metho
         raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
     rows, radii = core_distances(vectors, weights, min_samples, sample_size=sample_size)
     finite = np.sort(radii[np.isfinite(radii)])
-    details: dict[str, Any] = {"n": int(np.asarray(vectors).shape[0]) if np.ndim(vectors) == 2 else 0,
-                               "sampled": int(rows.size), "finite": int(finite.size)}
+    details: dict[str, Any] = {
+        "n": int(np.asarray(vectors).shape[0]) if np.ndim(vectors) == 2 else 0,
+        "sampled": int(rows.size),
+        "finite": int(finite.size),
+    }
     if finite.size < 2:
         details["reason_too_few_texts"] = 1
         return EpsChoice(EPS_MAX, "fallback", details)
@@ -917,6 +964,7 @@ def choose_eps(vectors: Any, weights: Any = None, min_samples: int = 8, *, metho
 
 
 # ------------------------------------------------------------------------- chaining guard
+
 
 @dataclass(frozen=True)
 class GuardReport:
@@ -949,10 +997,20 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> flo
     return float(v[min(v.size - 1, int(np.searchsorted(cw, q * cw[-1])))])
 
 
-def guard_chaining(vectors: Any, weights: Any, labels: Any, *, radius: float, min_samples: int,
-                   split_quantile: float = 0.5, max_depth: int = 3, spread_quantile: float = 0.9,
-                   min_part_share: float = 0.0, attach_radius: float | None = None,
-                   sample_size: int = EPS_SAMPLE_SIZE) -> tuple[np.ndarray, GuardReport]:
+def guard_chaining(
+    vectors: Any,
+    weights: Any,
+    labels: Any,
+    *,
+    radius: float,
+    min_samples: int,
+    split_quantile: float = 0.5,
+    max_depth: int = 3,
+    spread_quantile: float = 0.9,
+    min_part_share: float = 0.0,
+    attach_radius: float | None = None,
+    sample_size: int = EPS_SAMPLE_SIZE,
+) -> tuple[np.ndarray, GuardReport]:
     """Split or drop clusters whose members stray too far from their medoid (DBSCAN chaining).
 
     A cluster's *spread* is the weighted ``spread_quantile`` (0.9) of its members' cosine distance
@@ -1012,12 +1070,11 @@ def guard_chaining(vectors: Any, weights: Any, labels: Any, *, radius: float, mi
             relabel = np.full(int(sub.max()) + 2, -1, dtype=np.int64)
             relabel[np.array(big, dtype=np.int64)] = np.arange(len(big))
             dense = sub >= 0
-            sub = relabel[sub]                                   # -1 stays -1 (index -1 is the last slot)
+            sub = relabel[sub]  # -1 stays -1 (index -1 is the last slot)
             parts = len(big)
             if parts >= 2:
                 counts["split"] += 1
-                medoids = np.stack([V[sub == s][_medoid_distances(V[sub == s], wm[sub == s])[0]]
-                                    for s in range(parts)])
+                medoids = np.stack([V[sub == s][_medoid_distances(V[sub == s], wm[sub == s])[0]] for s in range(parts)])
                 rest = np.flatnonzero(sub == -1)
                 if rest.size:
                     S = V[rest] @ medoids.T
@@ -1055,10 +1112,15 @@ def guard_chaining(vectors: Any, weights: Any, labels: Any, *, radius: float, mi
             firsts.setdefault(int(out[i]), i)
         order = {c: k for k, c in enumerate(sorted(firsts, key=firsts.get))}
         final[has] = [order[int(c)] for c in out[has]]
-    report = GuardReport(radius=radius, clusters_in=int(clusters.size), clusters_out=len(set(final[has].tolist())),
-                         clusters_split=counts["split"], clusters_trimmed=counts["trimmed"],
-                         clusters_dropped=counts["dropped"],
-                         texts_to_noise=int(((lab >= 0) & (final < 0)).sum()))
+    report = GuardReport(
+        radius=radius,
+        clusters_in=int(clusters.size),
+        clusters_out=len(set(final[has].tolist())),
+        clusters_split=counts["split"],
+        clusters_trimmed=counts["trimmed"],
+        clusters_dropped=counts["dropped"],
+        texts_to_noise=int(((lab >= 0) & (final < 0)).sum()),
+    )
     return final, report
 
 
@@ -1085,7 +1147,7 @@ def _attach_to_nearest(X: np.ndarray, labels: np.ndarray, keep: np.ndarray, radi
         return attached
     step = max(1, _BLOCK_ELEMS // clustered.size)
     for a in range(0, rest.size, step):
-        r = rest[a:a + step]
+        r = rest[a : a + step]
         S = X[r] @ X[clustered].T
         j = S.argmax(axis=1)
         near = (1.0 - S[np.arange(r.size), j]) <= radius
@@ -1105,9 +1167,15 @@ def _renumber_by_first_member(labels: np.ndarray) -> None:
         labels[has] = remap[labels[has]]
 
 
-def hdbscan_cosine(vectors: Any, weights: Any = None, min_samples: int = 8, *,
-                   min_cluster_size: int | None = None, max_texts: int = HDBSCAN_MAX_TEXTS,
-                   attach_eps: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def hdbscan_cosine(
+    vectors: Any,
+    weights: Any = None,
+    min_samples: int = 8,
+    *,
+    min_cluster_size: int | None = None,
+    max_texts: int = HDBSCAN_MAX_TEXTS,
+    attach_eps: float | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """``sklearn.cluster.HDBSCAN`` on cosine geometry, on bounded input.
 
     Euclidean distance on unit vectors is ``sqrt(2·cosine distance)``, a monotone map, so
@@ -1131,8 +1199,7 @@ def hdbscan_cosine(vectors: Any, weights: Any = None, min_samples: int = 8, *,
         return labels, details
     keep = _heaviest(w, max_texts)
     details["hdbscan_texts"] = int(keep.size)
-    model = HDBSCAN(min_cluster_size=mcs, min_samples=min(min_samples, keep.size), metric="euclidean",
-                    copy=True)
+    model = HDBSCAN(min_cluster_size=mcs, min_samples=min(min_samples, keep.size), metric="euclidean", copy=True)
     labels[keep] = model.fit_predict(X[keep].astype(np.float64))
     if keep.size < n and attach_eps is not None:
         details["hdbscan_attached"] = _attach_to_nearest(X, labels, keep, attach_eps)
@@ -1146,8 +1213,14 @@ def hdbscan_cosine(vectors: Any, weights: Any = None, min_samples: int = 8, *,
 LINKAGE_MAX_TEXTS = 4000
 
 
-def linkage_cosine(vectors: Any, weights: Any = None, *, threshold: float, min_cluster_weight: float = 3.0,
-                   max_texts: int = LINKAGE_MAX_TEXTS) -> tuple[np.ndarray, dict[str, Any]]:
+def linkage_cosine(
+    vectors: Any,
+    weights: Any = None,
+    *,
+    threshold: float,
+    min_cluster_weight: float = 3.0,
+    max_texts: int = LINKAGE_MAX_TEXTS,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Average-linkage agglomerative clustering on cosine distance, cut at ``threshold``.
 
     Density clustering links a chain of close pairs into one cluster, so two asks that share their

@@ -30,11 +30,14 @@ SHOWN_RUN_IDS = 3
 
 
 def headline(succeeded: int, ran: int, proposed: int, promoted: int, days: int = 7) -> str:
-    return (f"Self-improvement: {succeeded}/{ran} loops succeeded last {days} days, "
-            f"{proposed} candidates proposed, {promoted} promoted.")
+    return (
+        f"Self-improvement: {succeeded}/{ran} loops succeeded last {days} days, "
+        f"{proposed} candidates proposed, {promoted} promoted."
+    )
 
 
 # -------------------------------------------------------------------------------- failure streaks
+
 
 @dataclass(frozen=True)
 class FailureStreak:
@@ -53,8 +56,9 @@ class FailureStreak:
         return f"WARNING: {self.loop_id} failed in {count} consecutive runs ({details})"
 
 
-def failure_streaks(history: pd.DataFrame, threshold: int = FAILURE_STREAK,
-                    lookback: int | None = None) -> list[FailureStreak]:
+def failure_streaks(
+    history: pd.DataFrame, threshold: int = FAILURE_STREAK, lookback: int | None = None
+) -> list[FailureStreak]:
     """Loops whose newest ``threshold`` or more finished runs all failed.
 
     ``history``: one row per run (``loop_id``, ``run_id``, ``status``, ``created_at``), any order;
@@ -69,12 +73,18 @@ def failure_streaks(history: pd.DataFrame, threshold: int = FAILURE_STREAK,
         statuses = runs["status"].tolist()
         failed = next((i for i, status in enumerate(statuses) if status != "FAILURE"), len(statuses))
         if failed >= threshold:
-            streaks.append(FailureStreak(str(loop_id), tuple(runs["run_id"].head(failed)),
-                                         open_ended=lookback is not None and failed >= lookback))
+            streaks.append(
+                FailureStreak(
+                    str(loop_id),
+                    tuple(runs["run_id"].head(failed)),
+                    open_ended=lookback is not None and failed >= lookback,
+                )
+            )
     return streaks
 
 
 # ----------------------------------------------------------------------------------------- digest
+
 
 @dataclass
 class Digest:
@@ -98,8 +108,9 @@ class Digest:
 
     @property
     def line(self) -> str:
-        return headline(self.loops_succeeded, self.loops_ran, self.candidates_proposed, self.candidates_promoted,
-                        self.days)
+        return headline(
+            self.loops_succeeded, self.loops_ran, self.candidates_proposed, self.candidates_promoted, self.days
+        )
 
     @property
     def consecutive_failure_loops(self) -> int:
@@ -131,9 +142,18 @@ def _loop_label(spec: LoopSpec) -> str:
     return f"{spec.letter} {spec.loop_id}"
 
 
-def compose_digest(loops: Sequence[LoopSpec], runs: pd.DataFrame, proposed: Mapping[str, int], promoted: int,
-                   streaks: Sequence[FailureStreak], errors: Mapping[str, str], since: dt.datetime,
-                   until: dt.datetime, days: int = 7, notes: Sequence[str] = ()) -> Digest:
+def compose_digest(
+    loops: Sequence[LoopSpec],
+    runs: pd.DataFrame,
+    proposed: Mapping[str, int],
+    promoted: int,
+    streaks: Sequence[FailureStreak],
+    errors: Mapping[str, str],
+    since: dt.datetime,
+    until: dt.datetime,
+    days: int = 7,
+    notes: Sequence[str] = (),
+) -> Digest:
     """The digest of the window's ``runs`` (``loop_id``, ``run_id``, ``status``, ``run_time``).
 
     ``errors`` maps run ids to their last error: a warning quotes the newest failed run's.
@@ -155,18 +175,29 @@ def compose_digest(loops: Sequence[LoopSpec], runs: pd.DataFrame, proposed: Mapp
             running.append(f"{_loop_label(spec)} (run {unfinished.iloc[-1]['run_id']})")
         elif latest is None:
             not_run.append(f"{_loop_label(spec)} ({spec.cadence_text})")
-        rows.append({
-            "letter": spec.letter, "loop_id": spec.loop_id, "runs": len(finished),
-            "failures": int((finished["status"] == "FAILURE").sum()) if len(finished) else 0,
-            "latest_status": latest["status"] if latest is not None else "",
-            "latest_run_id": latest["run_id"] if latest is not None else "",
-            "proposed": int(proposed.get(spec.loop_id, 0)),
-        })
+        rows.append(
+            {
+                "letter": spec.letter,
+                "loop_id": spec.loop_id,
+                "runs": len(finished),
+                "failures": int((finished["status"] == "FAILURE").sum()) if len(finished) else 0,
+                "latest_status": latest["status"] if latest is not None else "",
+                "latest_run_id": latest["run_id"] if latest is not None else "",
+                "proposed": int(proposed.get(spec.loop_id, 0)),
+            }
+        )
     return Digest(
-        since=since, until=until, days=days, loops_ran=ran, loops_succeeded=succeeded,
+        since=since,
+        until=until,
+        days=days,
+        loops_ran=ran,
+        loops_succeeded=succeeded,
         candidates_proposed=int(sum(proposed.get(spec.loop_id, 0) for spec in loops)),
-        candidates_promoted=int(promoted), per_loop=pd.DataFrame(rows),
-        not_run=tuple(not_run), not_succeeded=tuple(not_succeeded), running=tuple(running),
+        candidates_promoted=int(promoted),
+        per_loop=pd.DataFrame(rows),
+        not_run=tuple(not_run),
+        not_succeeded=tuple(not_succeeded),
+        running=tuple(running),
         warnings=tuple(streak.warning(errors.get(streak.run_ids[0])) for streak in streaks),
         notes=tuple(notes),
     )

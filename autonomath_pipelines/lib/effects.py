@@ -32,6 +32,7 @@ _JST = ZoneInfo(TIMEZONE)
 
 # ---------------------------------------------------------------------------------- guard effect
 
+
 def guard_patterns(after_json: str | dict) -> tuple[str, ...]:
     """The normalized, non-empty patterns of a promotion's ``after_json`` rows (order kept, no duplicates)."""
     after = json.loads(after_json) if isinstance(after_json, str) else after_json
@@ -87,8 +88,9 @@ class GuardEffect:
         return self.reason is None
 
 
-def effect_windows(promoted_at: dt.datetime, as_of: dt.datetime,
-                   days: int = DEFAULT_EFFECT_DAYS) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
+def effect_windows(
+    promoted_at: dt.datetime, as_of: dt.datetime, days: int = DEFAULT_EFFECT_DAYS
+) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
     """``(before_start, promoted_at, after_end)``: N days either side, the after side cut at ``as_of``."""
     span = dt.timedelta(days=days)
     return promoted_at - span, promoted_at, max(promoted_at, min(promoted_at + span, as_of))
@@ -101,14 +103,26 @@ def _split_counts(frame: pd.DataFrame, patterns: tuple[str, ...]) -> tuple[int, 
     return int(matched["n_before"].sum()), int(matched["n_after"].sum())
 
 
-def guard_effect(promotion_id: int, promoted_at: dt.datetime, patterns: tuple[str, ...], queries: pd.DataFrame,
-                 wrong: pd.DataFrame, after_days: float) -> GuardEffect:
+def guard_effect(
+    promotion_id: int,
+    promoted_at: dt.datetime,
+    patterns: tuple[str, ...],
+    queries: pd.DataFrame,
+    wrong: pd.DataFrame,
+    after_days: float,
+) -> GuardEffect:
     """The effect of one promotion from per-text counts (``query_text``, ``n_before``, ``n_after``) of
     ``query_log`` (``queries``) and of wrong-answer feedback (``wrong``) around ``promoted_at``."""
     q_before, q_after = _split_counts(queries, patterns)
     w_before, w_after = _split_counts(wrong, patterns)
-    return GuardEffect(int(promotion_id), promoted_at, patterns, PeriodCounts(q_before, w_before),
-                       PeriodCounts(q_after, w_after), float(after_days))
+    return GuardEffect(
+        int(promotion_id),
+        promoted_at,
+        patterns,
+        PeriodCounts(q_before, w_before),
+        PeriodCounts(q_after, w_after),
+        float(after_days),
+    )
 
 
 def pooled(effects: Iterable[GuardEffect]) -> tuple[PeriodCounts, PeriodCounts] | None:
@@ -116,11 +130,14 @@ def pooled(effects: Iterable[GuardEffect]) -> tuple[PeriodCounts, PeriodCounts] 
     measured = [e for e in effects if e.measured]
     if not measured:
         return None
-    return (PeriodCounts(sum(e.before.queries for e in measured), sum(e.before.wrong for e in measured)),
-            PeriodCounts(sum(e.after.queries for e in measured), sum(e.after.wrong for e in measured)))
+    return (
+        PeriodCounts(sum(e.before.queries for e in measured), sum(e.before.wrong for e in measured)),
+        PeriodCounts(sum(e.after.queries for e in measured), sum(e.after.wrong for e in measured)),
+    )
 
 
 # ---------------------------------------------------------------------------------- cache effect
+
 
 @dataclass(frozen=True)
 class CacheEffect:
@@ -145,7 +162,7 @@ def cache_day_range(since: dt.datetime, until: dt.datetime) -> tuple[str, str]:
     """Cache days d whose next day d+1 lies inside ``[since, until)`` (JST days), as ``(first, last)``."""
     first_next = since.astimezone(_JST).date()
     if since.astimezone(_JST).time() != dt.time():
-        first_next += dt.timedelta(days=1)               # a next day must lie wholly inside the window
+        first_next += dt.timedelta(days=1)  # a next day must lie wholly inside the window
     last_next = (until.astimezone(_JST) - dt.timedelta(days=1)).date()
     return (first_next - dt.timedelta(days=1)).isoformat(), (last_next - dt.timedelta(days=1)).isoformat()
 
@@ -169,17 +186,20 @@ def guard_markdown(effects: Iterable[GuardEffect]) -> list[str]:
     """One Markdown bullet per promotion: rates before → after, or n/a and why."""
     lines = []
     for effect in effects:
-        head = (f"promotion {effect.promotion_id} ({effect.promoted_at:%Y-%m-%d %H:%M} UTC, "
-                f"{len(effect.patterns)} pattern(s))")
+        head = (
+            f"promotion {effect.promotion_id} ({effect.promoted_at:%Y-%m-%d %H:%M} UTC, "
+            f"{len(effect.patterns)} pattern(s))"
+        )
         if not effect.measured:
             lines.append(f"- {head}: n/a — {effect.reason}")
             continue
-        lines.append(f"- {head}: wrong-answer rate {_rate_text(effect.before)} → {_rate_text(effect.after)} "
-                     f"(after window {effect.after_days:.1f} days so far)")
+        lines.append(
+            f"- {head}: wrong-answer rate {_rate_text(effect.before)} → {_rate_text(effect.after)} "
+            f"(after window {effect.after_days:.1f} days so far)"
+        )
     return lines
 
 
 def _rate_text(counts: PeriodCounts) -> str:
     rate = "n/a" if counts.rate is None else f"{counts.rate:.3f}"
     return f"{rate} ({counts.wrong}/{counts.queries})"
-

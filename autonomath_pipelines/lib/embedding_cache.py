@@ -49,7 +49,7 @@ def text_key(model_key: str, text: str) -> str:
 
 @dataclass(frozen=True)
 class EmbeddingBatch:
-    vectors: np.ndarray      # (n, dim) float32, L2-normalized, row i ↔ texts[i]
+    vectors: np.ndarray  # (n, dim) float32, L2-normalized, row i ↔ texts[i]
     cache_hits: int
     cache_misses: int
 
@@ -89,7 +89,7 @@ class EmbeddingCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self.set_aside_paths: list[Path] = []   # where corrupt caches went, for callers that report it
+        self.set_aside_paths: list[Path] = []  # where corrupt caches went, for callers that report it
         self._lock_fd: int | None = None
         self._conn = self._open_recovering()
 
@@ -123,7 +123,7 @@ class EmbeddingCache:
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)   # closing the descriptor drops its flock
+            os.close(self._lock_fd)  # closing the descriptor drops its flock
             self._lock_fd = None
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
@@ -142,8 +142,9 @@ class EmbeddingCache:
                 if attempt + 1 == _SETUP_ATTEMPTS:
                     raise sqlite3.OperationalError(
                         f"embedding cache {self.path} stayed locked while setting it up "
-                        f"({_SETUP_ATTEMPTS} attempts): {exc}") from None
-                time.sleep(min(1.0, 0.01 * 2 ** attempt))
+                        f"({_SETUP_ATTEMPTS} attempts): {exc}"
+                    ) from None
+                time.sleep(min(1.0, 0.01 * 2**attempt))
 
     def _set_aside_if_still_corrupt(self, cause: BaseException) -> Path | None:
         """Rename the corrupt cache (and its -wal/-shm) out of the way, unless someone already did.
@@ -163,8 +164,12 @@ class EmbeddingCache:
                 source = Path(f"{self.path}{suffix}")
                 if source.exists():
                     os.replace(source, f"{target}{suffix}")
-            log.warning("embedding cache %s is corrupt (%s): set it aside as %s and rebuilding it",
-                        self.path, _reason(cause), target)
+            log.warning(
+                "embedding cache %s is corrupt (%s): set it aside as %s and rebuilding it",
+                self.path,
+                _reason(cause),
+                target,
+            )
             self.set_aside_paths.append(target)
             return target
         finally:
@@ -183,7 +188,7 @@ class EmbeddingCache:
             try:
                 return operation()
             except sqlite3.DatabaseError as again:
-                if is_corruption(again):   # once only: a cache that keeps breaking is not a cache problem
+                if is_corruption(again):  # once only: a cache that keeps breaking is not a cache problem
                     raise CorruptEmbeddingCache(self.path, f"{again} (again, after rebuilding it)") from again
                 raise
 
@@ -198,10 +203,11 @@ class EmbeddingCache:
         keys = list(dict.fromkeys(text_key(model_key, t) for t in texts))
         found: dict[str, np.ndarray] = {}
         for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start:start + _CHUNK]
+            chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             for key, dim, blob in self._conn.execute(
-                    f"SELECT key, dim, vector FROM embeddings WHERE key IN ({marks})", chunk):
+                f"SELECT key, dim, vector FROM embeddings WHERE key IN ({marks})", chunk
+            ):
                 found[key] = np.frombuffer(blob, dtype=np.float32, count=dim)
         return found
 
@@ -209,8 +215,10 @@ class EmbeddingCache:
         self._recovering(lambda: self._put_many(model_key, texts, vectors))
 
     def _put_many(self, model_key: str, texts: Sequence[str], vectors: np.ndarray) -> None:
-        rows = [(text_key(model_key, t), model_key, int(v.shape[0]), np.asarray(v, np.float32).tobytes())
-                for t, v in zip(texts, vectors)]
+        rows = [
+            (text_key(model_key, t), model_key, int(v.shape[0]), np.asarray(v, np.float32).tobytes())
+            for t, v in zip(texts, vectors)
+        ]
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?, ?)", rows)
@@ -222,8 +230,7 @@ class EmbeddingCache:
                 pass  # a corrupt file may refuse the rollback too; the first error is the one to report
             raise
 
-    def embed(self, model_key: str, texts: Sequence[str],
-              encode: Callable[[list[str]], np.ndarray]) -> EmbeddingBatch:
+    def embed(self, model_key: str, texts: Sequence[str], encode: Callable[[list[str]], np.ndarray]) -> EmbeddingBatch:
         """Vectors for ``texts`` (already normalized), encoding only the ones not cached."""
         texts = list(texts)
         cached = self.get_many(model_key, texts)
@@ -293,7 +300,9 @@ def _flock_exclusive(fd: int, cache_path: Path, cause: BaseException) -> None:
         except BlockingIOError:
             if time.monotonic() > deadline:
                 raise CorruptEmbeddingCache(
-                    cache_path, f"{_reason(cause)}; cannot set it aside: other processes kept it open for "
-                                f"{_SET_ASIDE_WAIT_SECONDS:.0f} s (stop them or remove the file)") from cause
+                    cache_path,
+                    f"{_reason(cause)}; cannot set it aside: other processes kept it open for "
+                    f"{_SET_ASIDE_WAIT_SECONDS:.0f} s (stop them or remove the file)",
+                ) from cause
             time.sleep(delay)
             delay = min(0.5, delay * 2)

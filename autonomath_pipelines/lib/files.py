@@ -82,7 +82,7 @@ def sweep_orphans(path: Path) -> int:
     removed = 0
     prefix = f".{path.name}."
     for candidate in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = candidate.name[len(prefix):].split(".", 1)[0]
+        pid = candidate.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             candidate.unlink(missing_ok=True)
             removed += 1
@@ -150,17 +150,18 @@ def replace_files(changes: Mapping[Path, Content]) -> None:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
         failed = next((p for p in writes if p not in staged), writes[-1])
-        raise FileWriteError(f"cannot write {failed}: {describe_os_error(exc)}; no file was changed",
-                             exc.errno, str(failed)) from None
+        raise FileWriteError(
+            f"cannot write {failed}: {describe_os_error(exc)}; no file was changed", exc.errno, str(failed)
+        ) from None
     except BaseException:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
         raise
 
-    done: list[tuple[Path, Path | None]] = []   # (target, backup of its old content or None)
+    done: list[tuple[Path, Path | None]] = []  # (target, backup of its old content or None)
     current: Path | None = None
     try:
-        for path in [*writes, *removals]:        # writes before removals, as staged
+        for path in [*writes, *removals]:  # writes before removals, as staged
             current = path
             backup = _backup(path)
             try:
@@ -184,8 +185,9 @@ def replace_files(changes: Mapping[Path, Content]) -> None:
         restored = f"the {replaced} file(s) already replaced were restored" if replaced else "no file was changed"
         if problems:
             restored = f"restoring failed for {', '.join(problems)}"
-        raise FileWriteError(f"cannot replace {current}: {describe_os_error(exc)}; {restored}",
-                             exc.errno, str(current)) from None
+        raise FileWriteError(
+            f"cannot replace {current}: {describe_os_error(exc)}; {restored}", exc.errno, str(current)
+        ) from None
     for _, backup in done:
         if backup is not None:
             backup.unlink(missing_ok=True)

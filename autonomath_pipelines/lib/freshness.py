@@ -51,7 +51,7 @@ DEFAULT_TIER_WEIGHTS: dict[str, float] = {"S": 100.0, "A": 60.0, "B": 30.0, "C":
 DEFAULT_TOP_N = 500
 SECONDS_PER_DAY = 86_400.0
 #: HTTP answers that say nothing about the page (server trouble, rate limiting).
-INCONCLUSIVE_STATUSES = (429,)          # plus every status >= 500
+INCONCLUSIVE_STATUSES = (429,)  # plus every status >= 500
 GONE_STATUSES = (404, 410)
 TERMS = ("staleness", "tier", "change")
 SIGNAL_CLASSES = ("changed", "unchanged", "gone", "no_signal", "other")
@@ -71,14 +71,27 @@ class FreshnessWeights:
     no_signal_points: float = 0.0
 
     def __post_init__(self) -> None:
-        values = [self.staleness, self.tier, self.change, self.changed_points, self.unchanged_points,
-                  self.gone_points, self.no_signal_points, *self.tier_weights.values()]
+        values = [
+            self.staleness,
+            self.tier,
+            self.change,
+            self.changed_points,
+            self.unchanged_points,
+            self.gone_points,
+            self.no_signal_points,
+            *self.tier_weights.values(),
+        ]
         if any(not math.isfinite(v) or v < 0 for v in values):
             raise ValueError("freshness weights and points must be finite and non-negative")
 
     def signal_points(self, signal_class: str) -> float:
-        return {"changed": self.changed_points, "unchanged": self.unchanged_points, "gone": self.gone_points,
-                "no_signal": self.no_signal_points, "other": self.no_signal_points}[signal_class]
+        return {
+            "changed": self.changed_points,
+            "unchanged": self.unchanged_points,
+            "gone": self.gone_points,
+            "no_signal": self.no_signal_points,
+            "other": self.no_signal_points,
+        }[signal_class]
 
 
 def is_conclusive(http_status: int) -> bool:
@@ -126,30 +139,50 @@ def staleness_days(fetched_at: pd.Series, as_of: pd.Timestamp | str) -> pd.Serie
     return pd.Series(days.clip(lower=0.0).to_numpy(float), index=pd.Series(fetched_at).index, name="staleness_days")
 
 
-def priority(staleness: float | np.ndarray, tier_weight: float | np.ndarray, change_signal: float | np.ndarray,
-             weights: FreshnessWeights = FreshnessWeights()):
+def priority(
+    staleness: float | np.ndarray,
+    tier_weight: float | np.ndarray,
+    change_signal: float | np.ndarray,
+    weights: FreshnessWeights = FreshnessWeights(),
+):
     """The seed's formula on points (scalar or array)."""
     return weights.staleness * staleness + weights.tier * tier_weight + weights.change * change_signal
 
 
-def reason_text(staleness: float, tier: str, tier_weight: float, signal_class: str, change_signal: float,
-                weights: FreshnessWeights = FreshnessWeights()) -> tuple[str, str]:
+def reason_text(
+    staleness: float,
+    tier: str,
+    tier_weight: float,
+    signal_class: str,
+    change_signal: float,
+    weights: FreshnessWeights = FreshnessWeights(),
+) -> tuple[str, str]:
     """``(reason, dominant term)``: the terms by weighted contribution, largest first."""
     parts = [
-        ("staleness", weights.staleness * staleness,
-         f"stale {staleness:.0f} d ({weights.staleness:g}×{staleness:.0f}={weights.staleness * staleness:.1f})"),
-        ("tier", weights.tier * tier_weight,
-         f"tier {tier} ({weights.tier:g}×{tier_weight:g}={weights.tier * tier_weight:.1f})"),
-        ("change", weights.change * change_signal,
-         f"{signal_class} ({weights.change:g}×{change_signal:g}={weights.change * change_signal:.1f})"),
+        (
+            "staleness",
+            weights.staleness * staleness,
+            f"stale {staleness:.0f} d ({weights.staleness:g}×{staleness:.0f}={weights.staleness * staleness:.1f})",
+        ),
+        (
+            "tier",
+            weights.tier * tier_weight,
+            f"tier {tier} ({weights.tier:g}×{tier_weight:g}={weights.tier * tier_weight:.1f})",
+        ),
+        (
+            "change",
+            weights.change * change_signal,
+            f"{signal_class} ({weights.change:g}×{change_signal:g}={weights.change * change_signal:.1f})",
+        ),
     ]
     # Stable sort: equal contributions keep the order staleness, tier, change.
     ordered = sorted(parts, key=lambda p: -p[1])
     return " > ".join(p[2] for p in ordered), ordered[0][0]
 
 
-def score_programs(frame: pd.DataFrame, as_of: pd.Timestamp | str,
-                   weights: FreshnessWeights = FreshnessWeights()) -> pd.DataFrame:
+def score_programs(
+    frame: pd.DataFrame, as_of: pd.Timestamp | str, weights: FreshnessWeights = FreshnessWeights()
+) -> pd.DataFrame:
     """Score every program of ``frame``.
 
     ``frame`` columns: ``program_id, source_url, tier, source_fetched_at`` and the latest conclusive
@@ -165,13 +198,26 @@ def score_programs(frame: pd.DataFrame, as_of: pd.Timestamp | str,
         return scored
     scored["staleness_days"] = staleness_days(scored["source_fetched_at"], as_of).fillna(0.0)
     scored["tier_weight"] = scored["tier"].map(lambda t: float(weights.tier_weights.get(t, 0.0)))
-    scored["signal_class"] = classify_signals(scored["signal_status"], scored["signal_last_modified"],
-                                              scored["source_fetched_at"])
+    scored["signal_class"] = classify_signals(
+        scored["signal_status"], scored["signal_last_modified"], scored["source_fetched_at"]
+    )
     scored["change_signal"] = scored["signal_class"].map(weights.signal_points).astype(float)
-    scored["priority"] = priority(scored["staleness_days"].to_numpy(float), scored["tier_weight"].to_numpy(float),
-                                  scored["change_signal"].to_numpy(float), weights)
-    reasons = [reason_text(s, t, tw, sc, cs, weights) for s, t, tw, sc, cs in zip(
-        scored["staleness_days"], scored["tier"], scored["tier_weight"], scored["signal_class"], scored["change_signal"])]
+    scored["priority"] = priority(
+        scored["staleness_days"].to_numpy(float),
+        scored["tier_weight"].to_numpy(float),
+        scored["change_signal"].to_numpy(float),
+        weights,
+    )
+    reasons = [
+        reason_text(s, t, tw, sc, cs, weights)
+        for s, t, tw, sc, cs in zip(
+            scored["staleness_days"],
+            scored["tier"],
+            scored["tier_weight"],
+            scored["signal_class"],
+            scored["change_signal"],
+        )
+    ]
     scored["reason"] = [r for r, _ in reasons]
     scored["dominant_term"] = [d for _, d in reasons]
     return scored

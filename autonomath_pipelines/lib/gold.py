@@ -82,6 +82,7 @@ class GoldFile:
 
 # ------------------------------------------------------------------------------------ the rule
 
+
 def proposal_id(query: str) -> str:
     """Stable id of a proposal: the same normalized text gets the same id in every run and month."""
     return "cand-" + hashlib.sha256(normalize_query(query).encode("utf-8")).hexdigest()[:12]
@@ -109,21 +110,31 @@ def text_evidence(rows: pd.DataFrame) -> pd.DataFrame:
     texts = rows["query_text"].astype(str)
     unique = pd.unique(texts)
     normalized = dict(zip(unique, (normalize_query(t) for t in unique)))
-    frame = pd.DataFrame({"query": texts.map(normalized).to_numpy(),
-                          "program": rows["top1_program_id"].to_numpy(dtype=object),
-                          "session": rows["session_id"].astype(str).to_numpy(),
-                          "confidence": rows["confidence"].astype(float).to_numpy()})
+    frame = pd.DataFrame(
+        {
+            "query": texts.map(normalized).to_numpy(),
+            "program": rows["top1_program_id"].to_numpy(dtype=object),
+            "session": rows["session_id"].astype(str).to_numpy(),
+            "confidence": rows["confidence"].astype(float).to_numpy(),
+        }
+    )
     frame = frame[frame["query"] != ""]
     frame["has_program"] = frame["program"].notna()
     grouped = frame.groupby("query", sort=True).agg(
-        programs=("program", "nunique"), all_have_program=("has_program", "all"), program=("program", "first"),
-        sessions=("session", "nunique"), requests=("session", "size"), confidence_sum=("confidence", "sum"))
+        programs=("program", "nunique"),
+        all_have_program=("has_program", "all"),
+        program=("program", "first"),
+        sessions=("session", "nunique"),
+        requests=("session", "size"),
+        confidence_sum=("confidence", "sum"),
+    )
     consistent = grouped[(grouped["programs"] == 1) & grouped["all_have_program"]].reset_index()
     return consistent[EVIDENCE_COLUMNS].reset_index(drop=True)
 
 
-def evidence_from_raw_texts(raw: pd.DataFrame,
-                            sessions_of: Callable[[list[str]], Iterable[tuple[str, str]]]) -> pd.DataFrame:
+def evidence_from_raw_texts(
+    raw: pd.DataFrame, sessions_of: Callable[[list[str]], Iterable[tuple[str, str]]]
+) -> pd.DataFrame:
     """The rule's evidence from per-raw-text aggregates (``RAW_TEXTS_SQL``), equal to
     ``text_evidence`` over the rows behind them without holding those rows: a month of a busy
     service is millions of rows but far fewer texts.
@@ -138,9 +149,14 @@ def evidence_from_raw_texts(raw: pd.DataFrame,
     raw = raw[raw["query"] != ""]
     raw = raw.assign(clean=(raw["programs"] == 1) & (raw["unanswered"] == 0))
     grouped = raw.groupby("query", sort=True).agg(
-        clean=("clean", "all"), program_count=("program", "nunique"), program=("program", "first"),
-        forms=("query_text", "size"), sessions=("sessions", "sum"), requests=("requests", "sum"),
-        confidence_sum=("confidence_sum", "sum"))
+        clean=("clean", "all"),
+        program_count=("program", "nunique"),
+        program=("program", "first"),
+        forms=("query_text", "size"),
+        sessions=("sessions", "sum"),
+        requests=("requests", "sum"),
+        confidence_sum=("confidence_sum", "sum"),
+    )
     consistent = grouped[grouped["clean"] & (grouped["program_count"] == 1)].reset_index()
     several = consistent["forms"] > 1
     if several.any():
@@ -149,34 +165,42 @@ def evidence_from_raw_texts(raw: pd.DataFrame,
         sessions: dict[str, set] = {}
         for text, session in sessions_of(sorted(query_of)):
             sessions.setdefault(query_of[text], set()).add(session)
-        consistent.loc[several, "sessions"] = consistent.loc[several, "query"].map(
-            lambda q: len(sessions.get(q, ())))
+        consistent.loc[several, "sessions"] = consistent.loc[several, "query"].map(lambda q: len(sessions.get(q, ())))
     consistent["sessions"] = consistent["sessions"].astype(int)
     consistent["requests"] = consistent["requests"].astype(int)
     consistent["confidence_sum"] = consistent["confidence_sum"].astype(float)
     return consistent[EVIDENCE_COLUMNS].reset_index(drop=True)
 
 
-def choose_gold(evidence: pd.DataFrame, existing: Iterable[str] = (), *,
-                min_sessions: int = MIN_SESSIONS) -> pd.DataFrame:
+def choose_gold(
+    evidence: pd.DataFrame, existing: Iterable[str] = (), *, min_sessions: int = MIN_SESSIONS
+) -> pd.DataFrame:
     """Gold proposals from the rule's evidence: texts asked in at least ``min_sessions`` sessions, best
     evidence first (sessions desc, then text). ``existing``: gold queries (normalized here) that are
     never proposed again."""
     existing_norm = {normalize_query(q) for q in existing}
     chosen = evidence[(evidence["sessions"] >= min_sessions) & ~evidence["query"].isin(list(existing_norm))]
-    out = pd.DataFrame({
-        "id": [proposal_id(q) for q in chosen["query"]],
-        "query": chosen["query"].astype(str),
-        "expected_program_id": chosen["program"].astype(str),
-        "sessions": chosen["sessions"].astype(int),
-        "requests": chosen["requests"].astype(int),
-        "mean_confidence": (chosen["confidence_sum"].astype(float) / chosen["requests"].astype(int)).round(4),
-    }, columns=PROPOSAL_COLUMNS)
+    out = pd.DataFrame(
+        {
+            "id": [proposal_id(q) for q in chosen["query"]],
+            "query": chosen["query"].astype(str),
+            "expected_program_id": chosen["program"].astype(str),
+            "sessions": chosen["sessions"].astype(int),
+            "requests": chosen["requests"].astype(int),
+            "mean_confidence": (chosen["confidence_sum"].astype(float) / chosen["requests"].astype(int)).round(4),
+        },
+        columns=PROPOSAL_COLUMNS,
+    )
     return out.sort_values(["sessions", "query"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
 
 
-def propose_gold(rows: pd.DataFrame, existing: Iterable[str] = (), *, min_confidence: float = MIN_CONFIDENCE,
-                 min_sessions: int = MIN_SESSIONS) -> pd.DataFrame:
+def propose_gold(
+    rows: pd.DataFrame,
+    existing: Iterable[str] = (),
+    *,
+    min_confidence: float = MIN_CONFIDENCE,
+    min_sessions: int = MIN_SESSIONS,
+) -> pd.DataFrame:
     """Gold proposals from query rows (columns ``query_text``, ``session_id``, ``top1_program_id``,
     ``confidence``), best evidence first (sessions desc, then text). ``existing``: gold queries
     (normalized here) that are never proposed again."""
@@ -185,6 +209,7 @@ def propose_gold(rows: pd.DataFrame, existing: Iterable[str] = (), *, min_confid
 
 
 # ------------------------------------------------------------------------------------ YAML
+
 
 def _item_dict(item: GoldItem) -> dict[str, Any]:
     out: dict[str, Any] = {"id": item.id, "query": item.query, "expected_program_id": item.expected_program_id}
@@ -268,13 +293,23 @@ def parse_gold(text: str, source: str = "<gold yaml>") -> GoldFile:
         evidence = raw.get("evidence")
         if evidence is not None and not isinstance(evidence, dict):
             raise _fail(source, f"{where}.evidence must be a mapping")
-        items.append(GoldItem(id=raw["id"], query=raw["query"], expected_program_id=raw["expected_program_id"],
-                              note=_optional_str(raw.get("note"), source, f"{where}.note"),
-                              status=_optional_str(raw.get("status"), source, f"{where}.status"),
-                              evidence=evidence))
-    return GoldFile(items=tuple(items), version=SCHEMA_VERSION,
-                    description=_optional_str(document.get("description"), source, "'description'"),
-                    status=_optional_str(document.get("status"), source, "'status'"), provenance=provenance)
+        items.append(
+            GoldItem(
+                id=raw["id"],
+                query=raw["query"],
+                expected_program_id=raw["expected_program_id"],
+                note=_optional_str(raw.get("note"), source, f"{where}.note"),
+                status=_optional_str(raw.get("status"), source, f"{where}.status"),
+                evidence=evidence,
+            )
+        )
+    return GoldFile(
+        items=tuple(items),
+        version=SCHEMA_VERSION,
+        description=_optional_str(document.get("description"), source, "'description'"),
+        status=_optional_str(document.get("status"), source, "'status'"),
+        provenance=provenance,
+    )
 
 
 def load_gold(path: Path) -> GoldFile | None:
@@ -290,21 +325,37 @@ def load_gold(path: Path) -> GoldFile | None:
     return parse_gold(text, source=str(path))
 
 
-def proposals_file(proposals: pd.DataFrame, provenance: Mapping[str, Any], *, status: str = "pending_review",
-                   description: str | None = None) -> GoldFile:
+def proposals_file(
+    proposals: pd.DataFrame,
+    provenance: Mapping[str, Any],
+    *,
+    status: str = "pending_review",
+    description: str | None = None,
+) -> GoldFile:
     """The candidate file of a run: every proposal pending review, with its evidence as fields."""
     items = tuple(
-        GoldItem(id=str(r.id), query=str(r.query), expected_program_id=str(r.expected_program_id), status=status,
-                 evidence={"sessions": int(r.sessions), "requests": int(r.requests),
-                           "mean_confidence": round(float(r.mean_confidence), 4)})
-        for r in proposals.itertuples(index=False))
+        GoldItem(
+            id=str(r.id),
+            query=str(r.query),
+            expected_program_id=str(r.expected_program_id),
+            status=status,
+            evidence={
+                "sessions": int(r.sessions),
+                "requests": int(r.requests),
+                "mean_confidence": round(float(r.mean_confidence), 4),
+            },
+        )
+        for r in proposals.itertuples(index=False)
+    )
     return GoldFile(items=items, description=description, status=status, provenance=dict(provenance))
 
 
 # ------------------------------------------------------------------------------------ gates
 
-def candidate_gates(rendered: str, gold_queries: frozenset, program_ids: frozenset | None,
-                    source: str = "rendered candidates") -> tuple[Gate, ...]:
+
+def candidate_gates(
+    rendered: str, gold_queries: frozenset, program_ids: frozenset | None, source: str = "rendered candidates"
+) -> tuple[Gate, ...]:
     """Blocking gates over the proposals frame (columns ``query``, ``expected_program_id``) and the
     YAML text rendered from it. ``program_ids`` is ``None`` only for declaring the checks."""
 
@@ -314,28 +365,40 @@ def candidate_gates(rendered: str, gold_queries: frozenset, program_ids: frozens
         except GoldFormatError as exc:
             return GateResult(False, str(exc)[:500], {"parses": False})
         same = [(i.query, i.expected_program_id) for i in parsed.items] == list(
-            zip(frame["query"], frame["expected_program_id"]))
-        return GateResult(same, f"rendered YAML parses with {len(parsed.items)} items"
-                          + ("" if same else f", but the frame has {len(frame)} rows or other values"),
-                          {"parses": True, "items": len(parsed.items), "matches_frame": same})
+            zip(frame["query"], frame["expected_program_id"])
+        )
+        return GateResult(
+            same,
+            f"rendered YAML parses with {len(parsed.items)} items"
+            + ("" if same else f", but the frame has {len(frame)} rows or other values"),
+            {"parses": True, "items": len(parsed.items), "matches_frame": same},
+        )
 
     def not_in_gold(frame: pd.DataFrame) -> GateResult:
         clash = [q for q in frame["query"] if normalize_query(str(q)) in gold_queries] if len(frame) else []
         duplicated = int(frame["query"].map(lambda q: normalize_query(str(q))).duplicated().sum()) if len(frame) else 0
-        return GateResult(not clash and not duplicated,
-                          f"{len(clash)} rows already in the gold set, {duplicated} duplicated rows"
-                          + (f": {clash[:3]}" if clash else ""),
-                          {"already_in_gold": len(clash), "duplicated": duplicated})
+        return GateResult(
+            not clash and not duplicated,
+            f"{len(clash)} rows already in the gold set, {duplicated} duplicated rows"
+            + (f": {clash[:3]}" if clash else ""),
+            {"already_in_gold": len(clash), "duplicated": duplicated},
+        )
 
     def programs_exist(frame: pd.DataFrame) -> GateResult:
         known = program_ids or frozenset()
         missing = sorted({p for p in frame["expected_program_id"] if p not in known}) if len(frame) else []
-        return GateResult(not missing, f"{len(missing)} unknown program ids" + (f": {missing[:5]}" if missing else ""),
-                          {"unknown_programs": len(missing)})
+        return GateResult(
+            not missing,
+            f"{len(missing)} unknown program ids" + (f": {missing[:5]}" if missing else ""),
+            {"unknown_programs": len(missing)},
+        )
 
     return (
-        Gate("yaml_parses", "The rendered candidate YAML parses under the gold schema and carries exactly the rows.",
-             yaml_parses),
+        Gate(
+            "yaml_parses",
+            "The rendered candidate YAML parses under the gold schema and carries exactly the rows.",
+            yaml_parses,
+        ),
         Gate("not_in_gold_set", "No row duplicates the gold set (after normalization) or another row.", not_in_gold),
         Gate("program_ids_exist", "Every expected_program_id exists in `programs` (read at run time).", programs_exist),
     )

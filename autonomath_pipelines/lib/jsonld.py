@@ -19,10 +19,19 @@ BEST_RATING = 5
 WORST_RATING = 1
 
 
-def build_jsonld(*, name: str, rating_value: float, rating_count: int, provider: str | None = None,
-                 area: str | None = None, category: str | None = None, url: str | None = None,
-                 best_rating: int = BEST_RATING, worst_rating: int = WORST_RATING,
-                 item_type: str = "GovernmentService") -> dict[str, Any]:
+def build_jsonld(
+    *,
+    name: str,
+    rating_value: float,
+    rating_count: int,
+    provider: str | None = None,
+    area: str | None = None,
+    category: str | None = None,
+    url: str | None = None,
+    best_rating: int = BEST_RATING,
+    worst_rating: int = WORST_RATING,
+    item_type: str = "GovernmentService",
+) -> dict[str, Any]:
     """The JSON-LD object of a case page (a dict; serialize with :func:`dumps_jsonld`)."""
     if item_type not in RATED_TYPES:
         raise ValueError(f"item_type must be one of {RATED_TYPES}, got {item_type!r}")

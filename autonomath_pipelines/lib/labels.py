@@ -43,8 +43,10 @@ from autonomath_pipelines.lib.textnorm import normalize_query
 
 __all__ = ["cluster_labels", "char_ngrams", "content_terms", "word_spans", "cuts_a_word"]
 
-_CJK = ("\u1100-\u11ff\u3005-\u3007\u3040-\u309f\u30a0-\u30ff\u3130-\u318f\u31f0-\u31ff"
-        "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f")
+_CJK = (
+    "\u1100-\u11ff\u3005-\u3007\u3040-\u309f\u30a0-\u30ff\u3130-\u318f\u31f0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f"
+)
 _TOKEN = re.compile(f"([{_CJK}]+)|([^\\W_{_CJK}]+)")
 NGRAM_MIN, NGRAM_MAX = 2, 4
 #: Texts per cluster used for its label (highest weight first): bounds the cost on huge clusters.
@@ -58,8 +60,32 @@ _FALLBACK_CHARS = 30
 _SEPARATOR = " / "
 _CONTENT_POS = frozenset({"名詞", "動詞", "形容詞", "形状詞", "接頭辞", "接尾辞"})
 #: Verbs/adjectives that carry no topic (light and auxiliary-like verbs), by dictionary form.
-_LIGHT = frozenset({"する", "ある", "いる", "なる", "できる", "れる", "られる", "くる", "来る", "いく", "行く", "おる",
-                    "ない", "いい", "よい", "くれる", "下さる", "くださる", "もらう", "しまう", "おく", "みる"})
+_LIGHT = frozenset(
+    {
+        "する",
+        "ある",
+        "いる",
+        "なる",
+        "できる",
+        "れる",
+        "られる",
+        "くる",
+        "来る",
+        "いく",
+        "行く",
+        "おる",
+        "ない",
+        "いい",
+        "よい",
+        "くれる",
+        "下さる",
+        "くださる",
+        "もらう",
+        "しまう",
+        "おく",
+        "みる",
+    }
+)
 _LATIN_WORD = re.compile(r"^[^\W_]+$")
 _ASCII = re.compile(r"^[0-9a-z]+$")
 _CJK_CHAR = re.compile(f"[{_CJK}]")
@@ -77,7 +103,7 @@ def char_ngrams(text: str) -> list[str]:
                 grams.append(cjk)
                 continue
             for n in range(NGRAM_MIN, min(NGRAM_MAX, len(cjk)) + 1):
-                grams.extend(cjk[i:i + n] for i in range(len(cjk) - n + 1))
+                grams.extend(cjk[i : i + n] for i in range(len(cjk) - n + 1))
         elif len(word) >= 2 or word.isdigit():
             grams.append(word)
     return grams
@@ -147,7 +173,7 @@ def _runs(normalized: str, max_words: int) -> list[str]:
     def flush() -> None:
         for i in range(len(run)):
             for j in range(i, min(len(run), i + max_words)):
-                piece = normalized[run[i][0]:run[j][1]]
+                piece = normalized[run[i][0] : run[j][1]]
                 terms.append(piece)
 
     prev_end = None
@@ -209,7 +235,7 @@ _PARTICLES = frozenset("のをにはがでとへもや")
 
 def _rank_key(gram: str, score: float, chars: bool = False) -> float:
     bonus = 1.0 + 0.2 * (min(len(gram), 6) - 2)
-    if chars and (gram[0] in _PARTICLES or gram[-1] in _PARTICLES):     # the former labeler's malus
+    if chars and (gram[0] in _PARTICLES or gram[-1] in _PARTICLES):  # the former labeler's malus
         bonus *= 0.6
     return score * bonus
 
@@ -244,7 +270,7 @@ def _merge_pieces(pieces: list[str], mergeable) -> list[str]:
                         pieces = [p for q, p in enumerate(pieces) if q not in (i, j)]
                         pieces.insert(min(first, len(pieces)), joined)
                         merged = True
-                    break           # only the longest overlap is tried
+                    break  # only the longest overlap is tried
                 if merged:
                     break
             if merged:
@@ -272,9 +298,12 @@ def _select(ranked: list[str], mergeable, top_n: int) -> list[str]:
     return chosen
 
 
-def cluster_labels(texts_by_cluster: Mapping[int, Sequence[str]],
-                   weights_by_cluster: Mapping[int, Sequence[float]] | None = None,
-                   top_n: int = 3, analyzer: str = "words") -> dict[int, str]:
+def cluster_labels(
+    texts_by_cluster: Mapping[int, Sequence[str]],
+    weights_by_cluster: Mapping[int, Sequence[float]] | None = None,
+    top_n: int = 3,
+    analyzer: str = "words",
+) -> dict[int, str]:
     """A short readable label per cluster from its most distinctive words (runs of content words).
 
     texts_by_cluster: cluster id → its texts (the first one is the fallback label).
@@ -320,11 +349,11 @@ def cluster_labels(texts_by_cluster: Mapping[int, Sequence[str]],
     vectorizer = CountVectorizer(analyzer=char_ngrams if chars else content_terms)
     try:
         counts = vectorizer.fit_transform(all_texts)
-    except ValueError:          # empty vocabulary: no text has a content word
+    except ValueError:  # empty vocabulary: no text has a content word
         return out
     vocab = vectorizer.get_feature_names_out()
     membership = sp.csr_matrix((vals, (rows, np.arange(len(all_texts)))), shape=(len(labels), len(all_texts)))
-    class_counts = sp.csr_matrix(membership @ counts, dtype=np.float64)      # clusters × n-grams
+    class_counts = sp.csr_matrix(membership @ counts, dtype=np.float64)  # clusters × n-grams
     per_term = np.asarray(class_counts.sum(axis=0)).ravel()
     per_class = np.asarray(class_counts.sum(axis=1)).ravel()
     mean_per_class = float(per_class.sum()) / len(labels)
@@ -335,17 +364,21 @@ def cluster_labels(texts_by_cluster: Mapping[int, Sequence[str]],
             continue
         score = (tf / per_class[ci]) * np.log1p(mean_per_class / per_term[terms])
         grams = [str(g).strip() for g in vocab[terms]]
-        keyed = sorted(((-_rank_key(g, s, chars), -len(g), g) for g, s in zip(grams, score) if g),
-                       key=lambda t: t)[:_CANDIDATES]
-        mergeable = (_Substrings(norm_texts[label]) if chars
-                     else {t for text in norm_texts[label] for t in _runs(text, MERGE_MAX_WORDS)})
+        keyed = sorted(((-_rank_key(g, s, chars), -len(g), g) for g, s in zip(grams, score) if g), key=lambda t: t)[
+            :_CANDIDATES
+        ]
+        mergeable = (
+            _Substrings(norm_texts[label])
+            if chars
+            else {t for text in norm_texts[label] for t in _runs(text, MERGE_MAX_WORDS)}
+        )
         chosen = _select([g for _, _, g in keyed], mergeable, top_n)
         if chosen:
             text = _SEPARATOR.join(chosen)
-            while len(text) > _MAX_LABEL_CHARS and len(chosen) > 1:       # drop whole pieces, never cut one
+            while len(text) > _MAX_LABEL_CHARS and len(chosen) > 1:  # drop whole pieces, never cut one
                 chosen = chosen[:-1]
                 text = _SEPARATOR.join(chosen)
             if len(text) > _MAX_LABEL_CHARS:
-                text = text[:_MAX_LABEL_CHARS - 1] + "…"
+                text = text[: _MAX_LABEL_CHARS - 1] + "…"
             out[label] = text
     return out

@@ -41,8 +41,8 @@ def process_start(pid: int) -> str | None:
     except OSError:
         return "" if _alive(pid) else None
     # Fields after the command name (in parentheses, may hold spaces): state is field 3, starttime 22.
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] in ("Z", "X"):            # exited, not yet reaped by its parent
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent
         return None
     return fields[19]
 

@@ -81,8 +81,7 @@ def markup_counts(markdown: str) -> Counter:
 def injected_markup(page: str, template_counts: Counter) -> dict[str, int]:
     """Per kind, how many more of it ``page`` holds than the template's own (empty: nothing injected)."""
     found = markup_counts(page)
-    return {kind: found[kind] - template_counts[kind] for kind in MARKUP_KINDS
-            if found[kind] > template_counts[kind]}
+    return {kind: found[kind] - template_counts[kind] for kind in MARKUP_KINDS if found[kind] > template_counts[kind]}
 
 
 def describe_markup(extra: dict[str, int]) -> str:

@@ -39,15 +39,20 @@ def customer_heads(requests: pd.DataFrame, k: int = TOP_K, min_requests: int = M
         raise ValueError(f"k must be >= 1, got {k}")
     norm = normalized_requests(requests)
     if norm.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object if c in ("customer_id", "query_hash", "query_text") else float)
-                             for c in HEAD_COLUMNS}).astype({"rank": int, "requests": int, "customer_requests": int})
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype=object if c in ("customer_id", "query_hash", "query_text") else float)
+                for c in HEAD_COLUMNS
+            }
+        ).astype({"rank": int, "requests": int, "customer_requests": int})
     norm["customer_id"] = norm["customer_id"].astype(str)
     totals = norm.groupby("customer_id").size()
     qualifying = totals[totals >= min_requests].index
     norm = norm[norm["customer_id"].isin(qualifying)]
     counts = norm.groupby(["customer_id", "query_text"]).size().reset_index(name="requests")
-    counts = counts.sort_values(["customer_id", "requests", "query_text"], ascending=[True, False, True],
-                                kind="mergesort")
+    counts = counts.sort_values(
+        ["customer_id", "requests", "query_text"], ascending=[True, False, True], kind="mergesort"
+    )
     counts["rank"] = counts.groupby("customer_id").cumcount() + 1
     head = counts[counts["rank"] <= k].reset_index(drop=True)
     head["customer_requests"] = head["customer_id"].map(totals).astype(int)
@@ -70,8 +75,8 @@ def global_head(requests: pd.DataFrame, k: int = TOP_K) -> list[str]:
 
 @dataclass(frozen=True)
 class ReplayScore:
-    per_customer: dict[str, float]   # customer → share of their next-period requests served
-    requests: int                    # next-period requests of the scored customers
+    per_customer: dict[str, float]  # customer → share of their next-period requests served
+    requests: int  # next-period requests of the scored customers
     hits: int
 
     @property
@@ -85,8 +90,9 @@ class ReplayScore:
         return float(np.mean(list(self.per_customer.values()))) if self.per_customer else float("nan")
 
 
-def replay_hit_rate(cached: Mapping[str, Iterable[str]], next_requests: pd.DataFrame,
-                    customers: Iterable[str] | None = None) -> ReplayScore:
+def replay_hit_rate(
+    cached: Mapping[str, Iterable[str]], next_requests: pd.DataFrame, customers: Iterable[str] | None = None
+) -> ReplayScore:
     """Share of each customer's next-period requests whose normalized text is in their cached set.
 
     ``cached``: customer → normalized texts. ``next_requests``: (customer_id, query_text) raw rows.

@@ -50,13 +50,24 @@ def as_list(value) -> list:
 def render_stub(group: dict, partition_key: str) -> str:
     sample = [comment_text(line) for line in str(group.get("sample_trace") or "").splitlines()[:60]]
     examples = [repr(comment_text(x, 80)) for x in as_list(group.get("example_inputs"))]
-    reason = (f"candidate invariant for {group['mode']} ({group['count']} occurrences): not written yet")
-    return mark_generated(template(TEMPLATE).render(
-        mode=group["mode"], partition_key=comment_text(partition_key), kind=group["kind"], count=int(group["count"]),
-        first_seen=comment_text(group["first_seen"]), last_seen=comment_text(group["last_seen"]),
-        endpoints=comment_text(", ".join(as_list(group.get("endpoints")))), fingerprint=comment_text(group["fingerprint"]),
-        examples_text=[comment_text(m) for m in as_list(group.get("messages"))], sample_lines=sample,
-        examples=examples, reason=repr(reason), todo=repr(f"complete the invariant for {group['mode']}")))
+    reason = f"candidate invariant for {group['mode']} ({group['count']} occurrences): not written yet"
+    return mark_generated(
+        template(TEMPLATE).render(
+            mode=group["mode"],
+            partition_key=comment_text(partition_key),
+            kind=group["kind"],
+            count=int(group["count"]),
+            first_seen=comment_text(group["first_seen"]),
+            last_seen=comment_text(group["last_seen"]),
+            endpoints=comment_text(", ".join(as_list(group.get("endpoints")))),
+            fingerprint=comment_text(group["fingerprint"]),
+            examples_text=[comment_text(m) for m in as_list(group.get("messages"))],
+            sample_lines=sample,
+            examples=examples,
+            reason=repr(reason),
+            todo=repr(f"complete the invariant for {group['mode']}"),
+        )
+    )
 
 
 def covered_modes(folder: Path) -> set[str]:
@@ -109,9 +120,25 @@ def collected_by_pytest(files: dict[str, str], timeout: float = 120.0) -> dict[s
         for name, text in files.items():
             (folder / name).write_text(text, encoding="utf-8")
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-c",
-             str(folder / "pytest.ini"), "--rootdir", str(folder), *sorted(files)],
-            cwd=folder, capture_output=True, text=True, timeout=timeout)
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "--collect-only",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-c",
+                str(folder / "pytest.ini"),
+                "--rootdir",
+                str(folder),
+                *sorted(files),
+            ],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     collected = {line.split("::", 1)[0] for line in proc.stdout.splitlines() if "::" in line}
     return {name: name in collected for name in files}
 
@@ -120,6 +147,7 @@ def all_true(column: str, name: str, description: str) -> Gate:
     def evaluate(frame: pd.DataFrame) -> GateResult:
         bad = sorted(frame.loc[~frame[column].astype(bool), "file_name"]) if len(frame) else []
         return GateResult(not bad, f"{len(bad)} stubs failing" + (f": {bad[:5]}" if bad else ""), {"failing": len(bad)})
+
     return Gate(name, description, evaluate)
 
 
@@ -141,5 +169,12 @@ CANDIDATE_GATES = (
 def operator_edited(folder: Path, names) -> list[str]:
     """Candidate files in ``folder`` that exist and are no longer the loop's own text: work in
     progress toward promotion, never overwritten or removed by a re-run."""
-    return sorted({name for name in names if is_safe_file_name(name) and (folder / name).is_file()
-                   and edited_since_generated((folder / name).read_text(encoding="utf-8", errors="replace"))})
+    return sorted(
+        {
+            name
+            for name in names
+            if is_safe_file_name(name)
+            and (folder / name).is_file()
+            and edited_since_generated((folder / name).read_text(encoding="utf-8", errors="replace"))
+        }
+    )

@@ -29,8 +29,9 @@ LINK_COLUMNS = ["theme_a", "theme_b", "shared_sessions", "expected_sessions", "p
 DECISIONS = ("proposed", "covered", "duplicate", "over_cap")
 
 
-def session_links(session_ids: Sequence[object], themes: Sequence[int], *, min_shared_sessions: int = 3,
-                  max_p_value: float = 1e-3) -> pd.DataFrame:
+def session_links(
+    session_ids: Sequence[object], themes: Sequence[int], *, min_shared_sessions: int = 3, max_p_value: float = 1e-3
+) -> pd.DataFrame:
     """Pairs of themes asked together in sessions more often than chance (``LINK_COLUMNS``,
     ``theme_a < theme_b``, most significant first).
 
@@ -43,8 +44,12 @@ def session_links(session_ids: Sequence[object], themes: Sequence[int], *, min_s
         raise ValueError(f"max_p_value must be in (0, 1], got {max_p_value}")
     if len(session_ids) != len(themes):
         raise ValueError(f"{len(session_ids)} session ids for {len(themes)} themes")
-    frame = pd.DataFrame({"session": pd.Series(list(session_ids), dtype=object),
-                          "theme": pd.to_numeric(pd.Series(list(themes), dtype=object), errors="coerce")})
+    frame = pd.DataFrame(
+        {
+            "session": pd.Series(list(session_ids), dtype=object),
+            "theme": pd.to_numeric(pd.Series(list(themes), dtype=object), errors="coerce"),
+        }
+    )
     keep = frame["session"].map(lambda s: isinstance(s, str) and s != "") & (frame["theme"] >= 0)
     frame = frame[keep].drop_duplicates()
     if frame.empty:
@@ -52,17 +57,25 @@ def session_links(session_ids: Sequence[object], themes: Sequence[int], *, min_s
     session_codes, _ = pd.factorize(frame["session"])
     theme_codes, theme_values = pd.factorize(frame["theme"].astype(np.int64), sort=True)
     n_sessions = int(session_codes.max()) + 1
-    incidence = sparse.csr_matrix((np.ones(len(frame), np.int64), (session_codes, theme_codes)),
-                                  shape=(n_sessions, len(theme_values)))
+    incidence = sparse.csr_matrix(
+        (np.ones(len(frame), np.int64), (session_codes, theme_codes)), shape=(n_sessions, len(theme_values))
+    )
     per_theme = np.asarray(incidence.sum(axis=0)).ravel()
     shared = sparse.triu(incidence.T @ incidence, k=1).tocoo()
     enough = shared.data >= min_shared_sessions
     a, b, count = shared.row[enough], shared.col[enough], shared.data[enough]
     expected = per_theme[a] * per_theme[b] / n_sessions
     p_value = poisson.sf(count - 1, expected)
-    links = pd.DataFrame({"theme_a": theme_values[a].astype(np.int64), "theme_b": theme_values[b].astype(np.int64),
-                          "shared_sessions": count.astype(np.int64), "expected_sessions": expected,
-                          "p_value": p_value}, columns=LINK_COLUMNS)
+    links = pd.DataFrame(
+        {
+            "theme_a": theme_values[a].astype(np.int64),
+            "theme_b": theme_values[b].astype(np.int64),
+            "shared_sessions": count.astype(np.int64),
+            "expected_sessions": expected,
+            "p_value": p_value,
+        },
+        columns=LINK_COLUMNS,
+    )
     links = links[links["p_value"] <= max_p_value]
     return links.sort_values(["p_value", "theme_a", "theme_b"], kind="mergesort").reset_index(drop=True)
 
@@ -92,16 +105,24 @@ class ThemeDecision:
     """What :func:`select_themes` decided for one theme, and why."""
 
     theme: int
-    decision: str                   # one of DECISIONS
+    decision: str  # one of DECISIONS
     nearest_existing_similarity: float
-    reason: str                     # empty for a proposal
-    related_theme: int | None       # the theme it rephrases or repeats, if that is the reason
+    reason: str  # empty for a proposal
+    related_theme: int | None  # the theme it rephrases or repeats, if that is the reason
     reformulations: tuple[int, ...]  # for a proposal: the linked themes folded into it
 
 
-def select_themes(themes: Sequence[int], medoid_texts: Sequence[str], medoid_vectors: np.ndarray,
-                  existing_patterns: Sequence[str], existing_vectors: np.ndarray, links: pd.DataFrame, *,
-                  near_similarity: float, max_candidates: int) -> list[ThemeDecision]:
+def select_themes(
+    themes: Sequence[int],
+    medoid_texts: Sequence[str],
+    medoid_vectors: np.ndarray,
+    existing_patterns: Sequence[str],
+    existing_vectors: np.ndarray,
+    links: pd.DataFrame,
+    *,
+    near_similarity: float,
+    max_candidates: int,
+) -> list[ThemeDecision]:
     """One decision per theme, in the given order (best first). ``existing_*``: guard patterns and
     earlier candidates, normalized text and unit vectors; ``links``: :func:`session_links`."""
     if len(themes) != len(medoid_texts) or len(themes) != len(medoid_vectors):
@@ -115,8 +136,11 @@ def select_themes(themes: Sequence[int], medoid_texts: Sequence[str], medoid_vec
     existing_texts = set(existing_patterns)
     position = {int(t): i for i, t in enumerate(themes)}
 
-    covered = {int(t) for t, text, sim in zip(themes, medoid_texts, to_existing)
-               if sim >= near_similarity or text in existing_texts}
+    covered = {
+        int(t)
+        for t, text, sim in zip(themes, medoid_texts, to_existing)
+        if sim >= near_similarity or text in existing_texts
+    }
     decisions: list[ThemeDecision] = []
     proposed: list[int] = []
     folded: dict[int, list[int]] = {}
@@ -125,8 +149,11 @@ def select_themes(themes: Sequence[int], medoid_texts: Sequence[str], medoid_vec
         related, reason, decision = None, "", "proposed"
         if theme in covered:
             decision = "covered"
-            reason = "medoid is an existing pattern" if text in existing_texts else \
-                f"medoid {sim:.2f} similar to an existing pattern"
+            reason = (
+                "medoid is an existing pattern"
+                if text in existing_texts
+                else f"medoid {sim:.2f} similar to an existing pattern"
+            )
         elif linked[theme] & covered:
             decision, related = "covered", min(linked[theme] & covered, key=position.__getitem__)
             reason = "asked in the same sessions as a covered theme"
@@ -135,13 +162,25 @@ def select_themes(themes: Sequence[int], medoid_texts: Sequence[str], medoid_vec
             rephrased = [p for p in proposed if p in linked[theme]]
             if near or rephrased:
                 decision, related = "duplicate", (near or rephrased)[0]
-                reason = ("medoid near a better theme of this run" if near
-                          else "asked in the same sessions as a better theme of this run")
+                reason = (
+                    "medoid near a better theme of this run"
+                    if near
+                    else "asked in the same sessions as a better theme of this run"
+                )
                 folded.setdefault(related, []).append(theme)
             elif len(proposed) >= max_candidates:
                 decision, reason = "over_cap", f"beyond max_candidates {max_candidates}"
             else:
                 proposed.append(theme)
         decisions.append(ThemeDecision(theme, decision, float(sim), reason, related, ()))
-    return [ThemeDecision(d.theme, d.decision, d.nearest_existing_similarity, d.reason, d.related_theme,
-                          tuple(folded.get(d.theme, ()))) for d in decisions]
+    return [
+        ThemeDecision(
+            d.theme,
+            d.decision,
+            d.nearest_existing_similarity,
+            d.reason,
+            d.related_theme,
+            tuple(folded.get(d.theme, ())),
+        )
+        for d in decisions
+    ]

@@ -49,11 +49,13 @@ def next_status(action: str, candidate_id: str, status: str) -> str:
     if status in allowed.values():
         raise IllegalTransition(f"cannot {action} {candidate_id}: it is already {status}")
     needs = " or ".join(allowed)
-    raise IllegalTransition(f"cannot {action} {candidate_id}: it is {status}; only a candidate that is {needs} "
-                            f"can be {PAST[action]}")
+    raise IllegalTransition(
+        f"cannot {action} {candidate_id}: it is {status}; only a candidate that is {needs} can be {PAST[action]}"
+    )
 
 
 # ----------------------------------------------------------------------------------- gold set
+
 
 class GoldAppendError(ReviewError):
     """The gold file cannot take the items by appending text (its own content would change)."""
@@ -103,12 +105,20 @@ def append_gold_items(text: str | None, items: Sequence[GoldItem], source: str =
     try:
         after = parse_gold(appended, source=source)
     except ValueError as exc:
-        raise GoldAppendError(f"{source}: appending would not give valid gold YAML ({exc}); "
-                              "'items' must be the last top-level key, in block style") from exc
-    if (after.items != before.items + tuple(items) or after.description != before.description
-            or after.status != before.status or after.provenance != before.provenance):
-        raise GoldAppendError(f"{source}: appending text would change existing content; "
-                              "'items' must be the last top-level key, in block style")
+        raise GoldAppendError(
+            f"{source}: appending would not give valid gold YAML ({exc}); "
+            "'items' must be the last top-level key, in block style"
+        ) from exc
+    if (
+        after.items != before.items + tuple(items)
+        or after.description != before.description
+        or after.status != before.status
+        or after.provenance != before.provenance
+    ):
+        raise GoldAppendError(
+            f"{source}: appending text would change existing content; "
+            "'items' must be the last top-level key, in block style"
+        )
     return appended
 
 
@@ -127,8 +137,9 @@ def _plain_item(item: GoldItem) -> dict[str, Any]:
 
 def gold_item_from_proposal(proposal: Mapping[str, Any], new_id: str, note: str) -> GoldItem:
     """The gold row a reviewed proposal becomes: its query and program, a new id, no status/evidence."""
-    return GoldItem(id=new_id, query=str(proposal["query"]), expected_program_id=str(proposal["expected_program_id"]),
-                    note=note)
+    return GoldItem(
+        id=new_id, query=str(proposal["query"]), expected_program_id=str(proposal["expected_program_id"]), note=note
+    )
 
 
 # ------------------------------------------------------------------------------ property stubs

@@ -27,13 +27,40 @@ import pandas as pd
 
 from autonomath_pipelines.catalog import LoopSpec, loop_spec
 
-AUDIT_COLUMNS = ("audit_id", "ts", "actor", "action", "loop_id", "candidate_id", "from_status", "to_status",
-                 "reason", "proposed_at", "promotion_id", "dagster_run_id", "detail_json")
+AUDIT_COLUMNS = (
+    "audit_id",
+    "ts",
+    "actor",
+    "action",
+    "loop_id",
+    "candidate_id",
+    "from_status",
+    "to_status",
+    "reason",
+    "proposed_at",
+    "promotion_id",
+    "dagster_run_id",
+    "detail_json",
+)
 FINISHED_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
 #: Columns of the scorecard frame, in order (one row per catalog loop).
-SCORECARD_COLUMNS = ("letter", "loop_id", "proposed", "approved", "rejected", "promoted", "rolled_back",
-                     "acceptance_rate", "median_review_delay_h", "runs", "failures", "median_cost_s",
-                     "cost_ceiling_s", "cost_share_of_ceiling", "cost_source")
+SCORECARD_COLUMNS = (
+    "letter",
+    "loop_id",
+    "proposed",
+    "approved",
+    "rejected",
+    "promoted",
+    "rolled_back",
+    "acceptance_rate",
+    "median_review_delay_h",
+    "runs",
+    "failures",
+    "median_cost_s",
+    "cost_ceiling_s",
+    "cost_share_of_ceiling",
+    "cost_source",
+)
 COUNT_COLUMNS = ("proposed", "approved", "rejected", "promoted", "rolled_back", "runs", "failures")
 RATE_COLUMNS = ("acceptance_rate", "median_review_delay_h", "median_cost_s", "cost_share_of_ceiling")
 
@@ -54,6 +81,7 @@ def canonical_loop_id(value: Any) -> Any:
 
 # ------------------------------------------------------------------------------------ audit log
 
+
 def prepare_audit(audit: pd.DataFrame) -> pd.DataFrame:
     """The audit log with parsed times, catalog loop ids, chronological ``order`` and rollback rows
     expanded to one row per candidate of their promotion."""
@@ -63,8 +91,7 @@ def prepare_audit(audit: pd.DataFrame) -> pd.DataFrame:
     frame["promotion_id"] = pd.to_numeric(frame["promotion_id"], errors="coerce").astype("Int64")
     frame["loop_id"] = frame["loop_id"].map(canonical_loop_id)
     frame = frame.dropna(subset=["ts"])
-    promoted = (frame.loc[frame["action"].eq("promote"), ["promotion_id", "candidate_id"]]
-                .dropna().drop_duplicates())
+    promoted = frame.loc[frame["action"].eq("promote"), ["promotion_id", "candidate_id"]].dropna().drop_duplicates()
     bare = frame["action"].eq("rollback") & frame["candidate_id"].isna() & frame["promotion_id"].notna()
     expanded = frame[bare].drop(columns="candidate_id").merge(promoted, on="promotion_id", how="inner")
     frame = pd.concat([frame[~bare], expanded], ignore_index=True)
@@ -82,11 +109,16 @@ def standing_promotions(audit: pd.DataFrame, since: Any, until: Any) -> pd.DataF
     (``loop_id``, ``candidate_id``, ``ts``, ``promotion_id``)."""
     frame = prepare_audit(audit)
     keys = ["loop_id", "candidate_id"]
-    promotes = frame[frame["action"].eq("promote") & frame["candidate_id"].notna()
-                     & _in_window(frame["ts"], since, until)]
+    promotes = frame[
+        frame["action"].eq("promote") & frame["candidate_id"].notna() & _in_window(frame["ts"], since, until)
+    ]
     latest = promotes.sort_values("order").drop_duplicates(keys, keep="last")
-    rollbacks = (frame[frame["action"].eq("rollback") & frame["candidate_id"].notna()]
-                 .groupby(keys, as_index=False)["order"].max().rename(columns={"order": "rolled_back_order"}))
+    rollbacks = (
+        frame[frame["action"].eq("rollback") & frame["candidate_id"].notna()]
+        .groupby(keys, as_index=False)["order"]
+        .max()
+        .rename(columns={"order": "rolled_back_order"})
+    )
     merged = latest.merge(rollbacks, on=keys, how="left")
     standing = merged[merged["rolled_back_order"].isna() | (merged["rolled_back_order"] < merged["order"])]
     return standing[["loop_id", "candidate_id", "ts", "promotion_id"]].reset_index(drop=True)
@@ -95,8 +127,7 @@ def standing_promotions(audit: pd.DataFrame, since: Any, until: Any) -> pd.DataF
 def review_summary(audit: pd.DataFrame, since: Any, until: Any) -> pd.DataFrame:
     """Per loop over ``[since, until)``: approved, rejected, promoted, rolled_back, acceptance_rate,
     median_review_delay_h (only loops with audit rows in the window)."""
-    columns = ["loop_id", "approved", "rejected", "promoted", "rolled_back", "acceptance_rate",
-               "median_review_delay_h"]
+    columns = ["loop_id", "approved", "rejected", "promoted", "rolled_back", "acceptance_rate", "median_review_delay_h"]
     frame = prepare_audit(audit)
     frame = frame[_in_window(frame["ts"], since, until)].copy()
     if frame.empty:
@@ -104,10 +135,13 @@ def review_summary(audit: pd.DataFrame, since: Any, until: Any) -> pd.DataFrame:
     # A candidate id identifies what was decided; a row without one still counts once.
     frame["candidate_id"] = frame["candidate_id"].fillna("audit:" + frame["audit_id"].astype(str))
     firsts = frame.sort_values("order").drop_duplicates(["loop_id", "candidate_id", "action"])
-    counts = (firsts.groupby(["loop_id", "action"]).size().unstack(fill_value=0)
-              .reindex(columns=["approve", "reject", "promote", "rollback"], fill_value=0)
-              .rename(columns={"approve": "approved", "reject": "rejected", "promote": "promoted",
-                               "rollback": "rolled_back"}))
+    counts = (
+        firsts.groupby(["loop_id", "action"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=["approve", "reject", "promote", "rollback"], fill_value=0)
+        .rename(columns={"approve": "approved", "reject": "rejected", "promote": "promoted", "rollback": "rolled_back"})
+    )
     decided = counts["approved"] + counts["rejected"]
     counts["acceptance_rate"] = (counts["approved"] / decided.where(decided > 0)).astype(float)
     decisions = firsts[firsts["action"].isin(["approve", "reject"]) & firsts["proposed_at"].notna()]
@@ -124,6 +158,7 @@ def acceptance_rate(approved: int, rejected: int) -> float:
 
 # ------------------------------------------------------------------------------------------ runs
 
+
 def run_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per loop: finished runs, failures, median cost seconds and the cost's source
     (``cpu`` tag, ``step_time``, ``mixed`` or None when no run has a cost)."""
@@ -134,22 +169,36 @@ def run_summary(runs: pd.DataFrame) -> pd.DataFrame:
     grouped = finished.groupby("loop_id")
     costed = finished[finished["cost_seconds"].notna()]
     sources = costed.groupby("loop_id")["cost_source"].agg(lambda s: s.iloc[0] if s.nunique() == 1 else "mixed")
-    summary = pd.DataFrame({
-        "runs": grouped.size(),
-        "failures": grouped["status"].agg(lambda s: int((s == "FAILURE").sum())),
-        "median_cost_s": costed.groupby("loop_id")["cost_seconds"].median(),
-        "cost_source": sources,
-    })
+    summary = pd.DataFrame(
+        {
+            "runs": grouped.size(),
+            "failures": grouped["status"].agg(lambda s: int((s == "FAILURE").sum())),
+            "median_cost_s": costed.groupby("loop_id")["cost_seconds"].median(),
+            "cost_source": sources,
+        }
+    )
     return summary.rename_axis("loop_id").reset_index()[columns]
 
 
 # ------------------------------------------------------------------------------------ scorecard
 
-def scorecard(loops: Sequence[LoopSpec], proposed: Mapping[str, int], audit: pd.DataFrame, runs: pd.DataFrame,
-              since: Any, until: Any) -> pd.DataFrame:
+
+def scorecard(
+    loops: Sequence[LoopSpec],
+    proposed: Mapping[str, int],
+    audit: pd.DataFrame,
+    runs: pd.DataFrame,
+    since: Any,
+    until: Any,
+) -> pd.DataFrame:
     """One row per catalog loop (zeros where nothing happened), columns ``SCORECARD_COLUMNS``."""
-    frame = pd.DataFrame({"letter": [s.letter for s in loops], "loop_id": [s.loop_id for s in loops],
-                          "cost_ceiling_s": [float(s.cost_ceiling_cpu_min) * 60.0 for s in loops]})
+    frame = pd.DataFrame(
+        {
+            "letter": [s.letter for s in loops],
+            "loop_id": [s.loop_id for s in loops],
+            "cost_ceiling_s": [float(s.cost_ceiling_cpu_min) * 60.0 for s in loops],
+        }
+    )
     frame["proposed"] = frame["loop_id"].map(lambda loop_id: int(proposed.get(loop_id, 0)))
     frame = frame.merge(review_summary(audit, since, until), on="loop_id", how="left")
     frame = frame.merge(run_summary(runs), on="loop_id", how="left")
@@ -182,4 +231,3 @@ def scorecard_metrics(frame: pd.DataFrame) -> dict[str, int | float]:
     if not np.isnan(rate):
         metrics["total_acceptance_rate"] = rate
     return metrics
-

@@ -98,7 +98,7 @@ def trigrams(term: str) -> list[str]:
     """The character trigrams of ``term`` (the term itself when shorter than three characters)."""
     if len(term) < TRIGRAM_MIN_CHARS:
         return [term]
-    return list(dict.fromkeys(term[i:i + TRIGRAM_MIN_CHARS] for i in range(len(term) - TRIGRAM_MIN_CHARS + 1)))
+    return list(dict.fromkeys(term[i : i + TRIGRAM_MIN_CHARS] for i in range(len(term) - TRIGRAM_MIN_CHARS + 1)))
 
 
 def query_terms(query: str) -> list[str]:
@@ -112,7 +112,7 @@ def bigrams(text: str) -> frozenset[str]:
     """Character bigrams of ``text`` (spaces break words), the single character of a 1-character word."""
     grams: set[str] = set()
     for word in text.split():
-        grams.update([word] if len(word) == 1 else (word[i:i + 2] for i in range(len(word) - 1)))
+        grams.update([word] if len(word) == 1 else (word[i : i + 2] for i in range(len(word) - 1)))
     return frozenset(grams)
 
 
@@ -128,8 +128,14 @@ def term_coverage(term: str, text: str) -> float:
     return sum(map(text.__contains__, grams)) / len(grams)
 
 
-def rank_score(terms: list[str], weights: list[float], heads: Sequence[str], body: str,
-               places: set[str] = frozenset(), doc_places: frozenset[str] = frozenset()) -> float:
+def rank_score(
+    terms: list[str],
+    weights: list[float],
+    heads: Sequence[str],
+    body: str,
+    places: set[str] = frozenset(),
+    doc_places: frozenset[str] = frozenset(),
+) -> float:
     """How well a program answers the query, in [0, 1 + PRECISION_WEIGHT]:
 
     - *recall*: the share of the query its best-matching name or alias holds, each term weighted
@@ -151,16 +157,23 @@ def rank_score(terms: list[str], weights: list[float], heads: Sequence[str], bod
     probes = tuple({g for g in query_grams if len(g) == 2} | {t for t in terms if len(t) == 1})
     place_hit = [(1.0 if t in doc_places else 0.0) if t in places else None for t in terms]
     in_body = [term_coverage(t, body) ** 2 for t in terms]
-    body_only = sum(w * (hit if hit is not None else max(0.0, BODY_WEIGHT * b))
-                    for w, b, hit in zip(weights, in_body, place_hit)) / total
+    body_only = (
+        sum(
+            w * (hit if hit is not None else max(0.0, BODY_WEIGHT * b))
+            for w, b, hit in zip(weights, in_body, place_hit)
+        )
+        / total
+    )
     best = 0.0
     for head in heads:
         if not any(map(head.__contains__, probes)):
             best = max(best, body_only)
             continue
         head_grams = bigrams(head)
-        got = sum(w * (hit if hit is not None else max(term_coverage(t, head) ** 2, BODY_WEIGHT * b))
-                  for t, w, b, hit in zip(terms, weights, in_body, place_hit))
+        got = sum(
+            w * (hit if hit is not None else max(term_coverage(t, head) ** 2, BODY_WEIGHT * b))
+            for t, w, b, hit in zip(terms, weights, in_body, place_hit)
+        )
         precision = len(head_grams & query_grams) / len(head_grams) if head_grams else 0.0
         best = max(best, got / total + PRECISION_WEIGHT * precision)
     return best
@@ -191,7 +204,8 @@ CREATE VIRTUAL TABLE docs_fts USING fts5(name, aliases, summary, agency, region,
 _PROGRAMS_SQL = (
     "SELECT p.program_id, p.name, p.summary, p.agency, p.level, p.prefecture_code, p.municipality, p.tier, "
     "f.name_ja AS prefecture_name FROM programs AS p LEFT JOIN prefectures AS f "
-    "ON f.prefecture_code = p.prefecture_code ORDER BY p.program_id")
+    "ON f.prefecture_code = p.prefecture_code ORDER BY p.program_id"
+)
 _ALIASES_SQL = "SELECT alias_id, entity_id, surface FROM am_alias ORDER BY alias_id"
 
 
@@ -202,10 +216,12 @@ def source_fingerprint(conn) -> str:
     program or alias moves at least one of them (``updated_at`` is the contract for edits)."""
     programs = conn.execute(
         "SELECT count(*), max(rowid), max(updated_at), total(length(CAST(name AS BLOB))), "
-        "total(length(CAST(summary AS BLOB))), total(length(CAST(agency AS BLOB))) FROM programs").fetchone()
+        "total(length(CAST(summary AS BLOB))), total(length(CAST(agency AS BLOB))) FROM programs"
+    ).fetchone()
     aliases = conn.execute(
         "SELECT count(*), max(alias_id), total(alias_id), total(length(CAST(surface AS BLOB))), "
-        "total(length(CAST(entity_id AS BLOB))) FROM am_alias").fetchone()
+        "total(length(CAST(entity_id AS BLOB))) FROM am_alias"
+    ).fetchone()
     prefectures = conn.execute("SELECT count(*), total(length(CAST(name_ja AS BLOB))) FROM prefectures").fetchone()
     text = repr((INDEX_VERSION, tuple(programs), tuple(aliases), tuple(prefectures)))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -236,21 +252,48 @@ def build_index(source, target) -> BadRows:
         head = "\n".join([f_name, *f_aliases])
         doc_places = place_forms(pref_name) + place_forms(municipality)
         all_places.update(doc_places)
-        docs.append((doc, pid, name, agency, level, pref_code, tier, head, " ".join((f_summary, f_agency, f_region)),
-                     "\n".join(doc_places)))
+        docs.append(
+            (
+                doc,
+                pid,
+                name,
+                agency,
+                level,
+                pref_code,
+                tier,
+                head,
+                " ".join((f_summary, f_agency, f_region)),
+                "\n".join(doc_places),
+            )
+        )
         fts.append((doc, f_name, " ".join(f_aliases), f_summary, f_agency, f_region))
         keys.append((compact(f_name), doc, 0))
         keys.extend((compact(a), doc, 1) for a in f_aliases if a)
     target.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", docs)
     target.executemany("INSERT INTO places VALUES (?)", sorted((p,) for p in all_places))
-    target.executemany("INSERT INTO docs_fts (rowid, name, aliases, summary, agency, region) VALUES (?, ?, ?, ?, ?, ?)",
-                       fts)
+    target.executemany(
+        "INSERT INTO docs_fts (rowid, name, aliases, summary, agency, region) VALUES (?, ?, ?, ?, ?, ?)", fts
+    )
     target.executemany("INSERT INTO names VALUES (?, ?, ?)", keys)
     target.execute("CREATE INDEX names_key ON names(key)")
-    target.executemany("INSERT INTO meta VALUES (?, ?)", [
-        ("version", str(INDEX_VERSION)), ("programs", str(len(docs))), ("aliases", str(len(aliases))),
-        ("skipped_rows", json.dumps([[t, c, pr, g["kind"], g["rows"], g["examples"]]
-                                     for (t, c, pr), g in sorted(skipped.groups.items())], ensure_ascii=False))])
+    target.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [
+            ("version", str(INDEX_VERSION)),
+            ("programs", str(len(docs))),
+            ("aliases", str(len(aliases))),
+            (
+                "skipped_rows",
+                json.dumps(
+                    [
+                        [t, c, pr, g["kind"], g["rows"], g["examples"]]
+                        for (t, c, pr), g in sorted(skipped.groups.items())
+                    ],
+                    ensure_ascii=False,
+                ),
+            ),
+        ],
+    )
     target.commit()
     return skipped
 
@@ -287,7 +330,9 @@ def _connect_ro(path: pathlib.Path):
 
 
 @contextlib.contextmanager
-def open_index(source, directory: str | os.PathLike | None, *, source_name: str = "") -> Iterator[tuple[Any, IndexInfo, BadRows]]:
+def open_index(
+    source, directory: str | os.PathLike | None, *, source_name: str = ""
+) -> Iterator[tuple[Any, IndexInfo, BadRows]]:
     """A read-only connection to the shadow index of ``source``, building it when needed.
 
     ``directory`` None: built in memory for this use. Otherwise a file
@@ -365,11 +410,13 @@ def _info(conn, path: str, fingerprint: str, rebuilt: bool) -> IndexInfo:
 
 # ------------------------------------------------------------------------------------------ search
 
+
 class ProgramSearcher:
     """Search over a shadow index connection (``open_index``). Not thread-safe: one per thread."""
 
-    def __init__(self, index, limit: int = 10, skipped_rows: BadRows | None = None,
-                 popularity: Mapping[str, float] | None = None):
+    def __init__(
+        self, index, limit: int = 10, skipped_rows: BadRows | None = None, popularity: Mapping[str, float] | None = None
+    ):
         self._index = index
         self._popularity = popularity_prior(popularity or {})
         self.limit = limit
@@ -381,8 +428,14 @@ class ProgramSearcher:
 
     @classmethod
     @contextlib.contextmanager
-    def over(cls, source, limit: int = 10, index_dir: str | os.PathLike | None = None,
-             source_name: str = "", popularity: Mapping[str, float] | None = None) -> Iterator["ProgramSearcher"]:
+    def over(
+        cls,
+        source,
+        limit: int = 10,
+        index_dir: str | os.PathLike | None = None,
+        source_name: str = "",
+        popularity: Mapping[str, float] | None = None,
+    ) -> Iterator["ProgramSearcher"]:
         """A searcher over the service tables on connection ``source`` (index built or reused);
         ``popularity``: how often the service put each program first lately (``popularity_prior``)."""
         with open_index(source, index_dir, source_name=source_name) as (conn, info, skipped):
@@ -411,8 +464,10 @@ class ProgramSearcher:
         found: dict[int, float] = {}
         if phrases:
             weights = ", ".join(str(w) for w in BM25_WEIGHTS)
-            sql = (f"SELECT rowid, -bm25(docs_fts, {weights}) FROM docs_fts WHERE docs_fts MATCH ? "
-                   "ORDER BY bm25(docs_fts, " + weights + ") LIMIT ?")
+            sql = (
+                f"SELECT rowid, -bm25(docs_fts, {weights}) FROM docs_fts WHERE docs_fts MATCH ? "
+                "ORDER BY bm25(docs_fts, " + weights + ") LIMIT ?"
+            )
             found.update(self._index.execute(sql, (" OR ".join(fts_phrase(p) for p in phrases), CANDIDATES)))
         # 1–2 character terms cannot be trigram-indexed, and a typo can leave a short term no trigram
         # in common with the name it meant (「リ窓ノベ」): then the terms' bigrams are looked up in the
@@ -432,14 +487,26 @@ class ProgramSearcher:
         if cached is None:
             if len(term) >= TRIGRAM_MIN_CHARS:
                 phrase = fts_phrase(term)
-                (df,) = self._index.execute("SELECT count(*) FROM docs_fts WHERE docs_fts MATCH ?", (phrase,)).fetchone()
-                in_heads = df > 0 and self._index.execute(
-                    "SELECT 1 FROM docs_fts WHERE docs_fts MATCH ? LIMIT 1", ("{name aliases} : " + phrase,)).fetchone()
+                (df,) = self._index.execute(
+                    "SELECT count(*) FROM docs_fts WHERE docs_fts MATCH ?", (phrase,)
+                ).fetchone()
+                in_heads = (
+                    df > 0
+                    and self._index.execute(
+                        "SELECT 1 FROM docs_fts WHERE docs_fts MATCH ? LIMIT 1", ("{name aliases} : " + phrase,)
+                    ).fetchone()
+                )
             else:
-                (df,) = self._index.execute("SELECT count(*) FROM docs WHERE head LIKE ? ESCAPE '\\' "
-                                            "OR body LIKE ? ESCAPE '\\'", (like_pattern(term),) * 2).fetchone()
-                in_heads = df > 0 and self._index.execute(
-                    "SELECT 1 FROM docs WHERE head LIKE ? ESCAPE '\\' LIMIT 1", (like_pattern(term),)).fetchone()
+                (df,) = self._index.execute(
+                    "SELECT count(*) FROM docs WHERE head LIKE ? ESCAPE '\\' OR body LIKE ? ESCAPE '\\'",
+                    (like_pattern(term),) * 2,
+                ).fetchone()
+                in_heads = (
+                    df > 0
+                    and self._index.execute(
+                        "SELECT 1 FROM docs WHERE head LIKE ? ESCAPE '\\' LIMIT 1", (like_pattern(term),)
+                    ).fetchone()
+                )
             cached = self._weights[term] = (math.log((self._docs + 1) / (df + 0.5)), bool(in_heads))
         return cached
 
@@ -463,13 +530,25 @@ class ProgramSearcher:
         cache = self._doc_cache
         missing = [d for d in docs if d not in cache]
         for start in range(0, len(missing), 500):
-            chunk = missing[start:start + 500]
+            chunk = missing[start : start + 500]
             for doc, pid, name, agency, level, pref, tier, head, body, places in self._index.execute(
-                    "SELECT doc, program_id, name, agency, level, prefecture_code, tier, head, body, places FROM docs "
-                    f"WHERE doc IN ({','.join('?' * len(chunk))})", chunk):
+                "SELECT doc, program_id, name, agency, level, prefecture_code, tier, head, body, places FROM docs "
+                f"WHERE doc IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
                 heads = tuple(head.split("\n"))
-                cache[doc] = (doc, pid, name, agency, level, pref, TIER_PRIOR.get(tier, 0.0), heads, body,
-                              frozenset(places.split("\n")))
+                cache[doc] = (
+                    doc,
+                    pid,
+                    name,
+                    agency,
+                    level,
+                    pref,
+                    TIER_PRIOR.get(tier, 0.0),
+                    heads,
+                    body,
+                    frozenset(places.split("\n")),
+                )
         rows = [cache[d] for d in docs]
         for doc in docs:
             cache.move_to_end(doc)
@@ -494,13 +573,17 @@ class ProgramSearcher:
                 continue
             # Between (nearly) equally matching programs — an alias several programs share — the one
             # the service answered most lately wins, then the editorial tier; bm25 breaks what is left.
-            score += (POPULARITY_WEIGHT * self._popularity.get(pid, 0.0) + 1e-3 * prior
-                      + 1e-5 * min(candidates[doc], 100.0) / 100.0)
+            score += (
+                POPULARITY_WEIGHT * self._popularity.get(pid, 0.0)
+                + 1e-3 * prior
+                + 1e-5 * min(candidates[doc], 100.0) / 100.0
+            )
             scored.append((round(score, 6), pid, name, agency, level, pref))
         scored.sort(key=lambda r: (-r[0], r[1]))
-        return [{"program_id": pid, "name": name, "agency": agency, "level": level,
-                 "prefecture_code": pref, "score": score}
-                for score, pid, name, agency, level, pref in scored[: limit or self.limit]]
+        return [
+            {"program_id": pid, "name": name, "agency": agency, "level": level, "prefecture_code": pref, "score": score}
+            for score, pid, name, agency, level, pref in scored[: limit or self.limit]
+        ]
 
     def payload(self, query: str, limit: int | None = None) -> dict[str, Any]:
         """The API's response object for ``query``."""

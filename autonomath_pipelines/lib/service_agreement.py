@@ -53,24 +53,36 @@ def service_answers(log: pd.DataFrame) -> pd.DataFrame:
     ``top1_program_id``, ``confidence``), indexed by the normalized text, with ``SERVICE_COLUMNS``."""
     if not len(log):
         return pd.DataFrame(columns=SERVICE_COLUMNS, index=pd.Index([], name="query_text"))
-    frame = pd.DataFrame({
-        "query_text": log["query_text"].astype(str).map(normalize_query),
-        "answered": pd.to_numeric(log["result_count"], errors="coerce").fillna(0).to_numpy() > 0,
-        "top1": log["top1_program_id"].where(log["top1_program_id"].notna(), None),
-        "confidence": pd.to_numeric(log["confidence"], errors="coerce").to_numpy(dtype=float),
-    })
+    frame = pd.DataFrame(
+        {
+            "query_text": log["query_text"].astype(str).map(normalize_query),
+            "answered": pd.to_numeric(log["result_count"], errors="coerce").fillna(0).to_numpy() > 0,
+            "top1": log["top1_program_id"].where(log["top1_program_id"].notna(), None),
+            "confidence": pd.to_numeric(log["confidence"], errors="coerce").to_numpy(dtype=float),
+        }
+    )
     frame = frame[frame["query_text"] != ""]
     grouped = frame.groupby("query_text", sort=True)
     out = pd.DataFrame({"service_requests": grouped.size(), "answered_requests": grouped["answered"].sum()})
     answered = frame[frame["answered"] & frame["top1"].notna()]
-    modal = (answered.groupby(["query_text", "top1"]).size().rename("n").reset_index()
-             .sort_values(["query_text", "n", "top1"], ascending=[True, False, True], kind="mergesort")
-             .drop_duplicates("query_text").set_index("query_text"))
+    modal = (
+        answered.groupby(["query_text", "top1"])
+        .size()
+        .rename("n")
+        .reset_index()
+        .sort_values(["query_text", "n", "top1"], ascending=[True, False, True], kind="mergesort")
+        .drop_duplicates("query_text")
+        .set_index("query_text")
+    )
     out["service_top1"] = modal["top1"].reindex(out.index)
-    out["service_top1_share"] = (modal["n"].reindex(out.index) / out["answered_requests"].where(
-        out["answered_requests"] > 0)).fillna(0.0)
-    confidence = (answered.merge(modal[["top1"]], left_on=["query_text", "top1"], right_on=["query_text", "top1"])
-                  .groupby("query_text")["confidence"].median())
+    out["service_top1_share"] = (
+        modal["n"].reindex(out.index) / out["answered_requests"].where(out["answered_requests"] > 0)
+    ).fillna(0.0)
+    confidence = (
+        answered.merge(modal[["top1"]], left_on=["query_text", "top1"], right_on=["query_text", "top1"])
+        .groupby("query_text")["confidence"]
+        .median()
+    )
     out["service_confidence"] = confidence.reindex(out.index).fillna(0.0)
     out["service_answered"] = out["answered_requests"] * 2 > out["service_requests"]
     top1 = out["service_top1"].astype(object)
@@ -81,9 +93,13 @@ def service_answers(log: pd.DataFrame) -> pd.DataFrame:
 def with_service_answers(head: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
     """``head`` (normalized ``query_text``) with the service's answer columns joined on."""
     if not len(head):
-        return head.assign(service_requests=pd.Series(dtype=int), service_answered=pd.Series(dtype=bool),
-                           service_top1=pd.Series(dtype=object), service_top1_share=pd.Series(dtype=float),
-                           service_confidence=pd.Series(dtype=float))
+        return head.assign(
+            service_requests=pd.Series(dtype=int),
+            service_answered=pd.Series(dtype=bool),
+            service_top1=pd.Series(dtype=object),
+            service_top1_share=pd.Series(dtype=float),
+            service_confidence=pd.Series(dtype=float),
+        )
     joined = head.join(answers, on="query_text")
     joined["service_requests"] = joined["service_requests"].fillna(0).astype(int)
     joined["service_answered"] = joined["service_answered"].fillna(False).astype(bool)
@@ -109,8 +125,9 @@ def decide(candidates: pd.DataFrame) -> pd.DataFrame:
     out["top1_agrees"] = pd.Series(np.where(consistent, agrees, None), index=out.index, dtype=object)
     out["top1_gated"] = consistent & (out["service_confidence"] >= CONFIDENT_AT)
     decision = np.full(len(out), CACHE, dtype=object)
-    decision[(~out["service_answered"] & (out["service_requests"] > 0) & (out["result_count"] > 0)).to_numpy()] = \
+    decision[(~out["service_answered"] & (out["service_requests"] > 0) & (out["result_count"] > 0)).to_numpy()] = (
         WITHHELD_SERVICE_EMPTY
+    )
     decision[(consistent & ~agrees).to_numpy()] = WITHHELD_TOP1_DISAGREES
     out["cache_decision"] = decision
     return out
@@ -118,6 +135,7 @@ def decide(candidates: pd.DataFrame) -> pd.DataFrame:
 
 def agreement_summary(decided: pd.DataFrame) -> dict[str, float | int | None]:
     """Counts and rates of a decided frame, for metadata (numeric: the UI plots them per partition)."""
+
     def rate(mask: pd.Series) -> tuple[int, int, float | None]:
         n = int(mask.sum())
         agreeing = int(decided.loc[mask, "top1_agrees"].astype(bool).sum()) if n else 0
@@ -145,25 +163,42 @@ def answered_not_empty() -> Gate:
     def evaluate(frame: pd.DataFrame) -> GateResult:
         empty = frame[frame["service_answered"] & (frame["result_count"] == 0)] if len(frame) else frame
         sample = ", ".join(repr(t) for t in empty["query_text"].head(5)) if len(empty) else ""
-        return GateResult(len(empty) == 0, f"{len(empty)} empty payloads for queries the service answered"
-                          + (f": {sample}" if sample else ""), {"empty_for_answered": len(empty)})
-    return Gate("no_empty_payload_for_answered_query",
-                "No payload is empty for a query the service answered with results in the window (query_log).",
-                evaluate)
+        return GateResult(
+            len(empty) == 0,
+            f"{len(empty)} empty payloads for queries the service answered" + (f": {sample}" if sample else ""),
+            {"empty_for_answered": len(empty)},
+        )
+
+    return Gate(
+        "no_empty_payload_for_answered_query",
+        "No payload is empty for a query the service answered with results in the window (query_log).",
+        evaluate,
+    )
 
 
 def top1_agreement_floor(floor: float = DEFAULT_AGREEMENT_FLOOR) -> Gate:
     def evaluate(frame: pd.DataFrame) -> GateResult:
         summary = agreement_summary(frame)
         rate, n = summary["top1_agreement"], summary["top1_comparable"]
-        meta = {"top1_agreement": rate, "top1_comparable": n, "floor": floor,
-                "top1_agreement_all": summary["top1_agreement_all"]}
+        meta = {
+            "top1_agreement": rate,
+            "top1_comparable": n,
+            "floor": floor,
+            "top1_agreement_all": summary["top1_agreement_all"],
+        }
         if rate is None:
             return GateResult(True, "no query with a consistent, confident service top-1 to compare", meta)
-        return GateResult(rate >= floor, f"cached top-1 agrees with the service's on {rate:.1%} of {n} queries "
-                          f"it answers consistently and confidently (floor {floor:.0%})", meta)
-    return Gate("top1_agrees_with_service",
-                f"The cached top-1 is the top-1 the service logged most often, for at least {floor:.0%} of the "
-                f"queries the service answers consistently with confidence >= {CONFIDENT_AT}; every query whose "
-                "cached top-1 differs from a consistent service top-1 is withheld from the cache.",
-                evaluate)
+        return GateResult(
+            rate >= floor,
+            f"cached top-1 agrees with the service's on {rate:.1%} of {n} queries "
+            f"it answers consistently and confidently (floor {floor:.0%})",
+            meta,
+        )
+
+    return Gate(
+        "top1_agrees_with_service",
+        f"The cached top-1 is the top-1 the service logged most often, for at least {floor:.0%} of the "
+        f"queries the service answers consistently with confidence >= {CONFIDENT_AT}; every query whose "
+        "cached top-1 differs from a consistent service top-1 is withheld from the cache.",
+        evaluate,
+    )

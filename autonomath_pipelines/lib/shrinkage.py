@@ -87,8 +87,12 @@ class ShrinkageFit:
 
 def fit_shrinkage(program_ids: Sequence[Any], errors: Sequence[float]) -> ShrinkageFit:
     """Fit the normal–normal model above to errors grouped by program (non-finite errors are dropped)."""
-    frame = pd.DataFrame({"program_id": pd.Series(list(program_ids), dtype=object),
-                          "e": pd.to_numeric(pd.Series(list(errors), dtype=float), errors="coerce")})
+    frame = pd.DataFrame(
+        {
+            "program_id": pd.Series(list(program_ids), dtype=object),
+            "e": pd.to_numeric(pd.Series(list(errors), dtype=float), errors="coerce"),
+        }
+    )
     frame = frame[np.isfinite(frame["e"].to_numpy(float))]
     if frame.empty:
         return ShrinkageFit(pd.DataFrame(columns=PROGRAM_COLUMNS), 0.0, 0.0, 0.0, 0)
@@ -108,9 +112,9 @@ def fit_shrinkage(program_ids: Sequence[Any], errors: Sequence[float]) -> Shrink
         sigma2 = 0.0
 
     mu_fe = float((n * means).sum() / total)
-    c_scaled = total - float((n ** 2).sum()) / total          # c · σ²
+    c_scaled = total - float((n**2).sum()) / total  # c · σ²
     if k > 1 and c_scaled > 0:
-        q_scaled = float((n * (means - mu_fe) ** 2).sum())   # Q · σ²
+        q_scaled = float((n * (means - mu_fe) ** 2).sum())  # Q · σ²
         tau2 = max(0.0, (q_scaled - (k - 1) * sigma2) / c_scaled)
     else:
         tau2 = 0.0
@@ -133,6 +137,7 @@ def fit_shrinkage(program_ids: Sequence[Any], errors: Sequence[float]) -> Shrink
 
 # ------------------------------------------------------------------------------------- scoring
 
+
 @dataclass(frozen=True)
 class HoldoutScore:
     """Root-mean-square error (days) of held-out forecasts: raw, shrunk-calibrated, unpooled-calibrated."""
@@ -152,13 +157,20 @@ class HoldoutScore:
         return self.rmse_shrunk / self.rmse_unpooled if self.rmse_unpooled > 0 else float("nan")
 
     def as_dict(self) -> dict[str, float]:
-        return {"rmse_raw": self.rmse_raw, "rmse_shrunk": self.rmse_shrunk, "rmse_unpooled": self.rmse_unpooled,
-                "ratio_vs_raw": self.ratio_vs_raw, "ratio_vs_unpooled": self.ratio_vs_unpooled,
-                "held_out": self.held_out, "programs": self.programs}
+        return {
+            "rmse_raw": self.rmse_raw,
+            "rmse_shrunk": self.rmse_shrunk,
+            "rmse_unpooled": self.rmse_unpooled,
+            "ratio_vs_raw": self.ratio_vs_raw,
+            "ratio_vs_unpooled": self.ratio_vs_unpooled,
+            "held_out": self.held_out,
+            "programs": self.programs,
+        }
 
 
-def holdout_score(frame: pd.DataFrame, *, holdout_fraction: float = 0.34, order: str = "opens_at",
-                  round_column: str = "round_id") -> HoldoutScore:
+def holdout_score(
+    frame: pd.DataFrame, *, holdout_fraction: float = 0.34, order: str = "opens_at", round_column: str = "round_id"
+) -> HoldoutScore:
     """Hold out each program's later rounds and score three calibrations on them.
 
     ``frame`` has ``program_id``, ``error_days``, ``round_column`` and ``order`` (sortable). For a
@@ -166,8 +178,12 @@ def holdout_score(frame: pd.DataFrame, *, holdout_fraction: float = 0.34, order:
     one, leaving one) are held out; every other prediction trains one shrinkage fit. On the held-out
     predictions the residual is ``e`` without calibration, ``e − b̂_i`` shrunk and ``e − ē_i`` unpooled.
     """
-    rounds = (frame.groupby(["program_id", round_column], sort=False)[order].min().reset_index()
-              .sort_values(["program_id", order, round_column], kind="mergesort"))
+    rounds = (
+        frame.groupby(["program_id", round_column], sort=False)[order]
+        .min()
+        .reset_index()
+        .sort_values(["program_id", order, round_column], kind="mergesort")
+    )
     rounds["rank"] = rounds.groupby("program_id").cumcount()
     rounds["count"] = rounds.groupby("program_id")["rank"].transform("size")
     hold = np.minimum(np.maximum(1, np.ceil(holdout_fraction * rounds["count"])), rounds["count"] - 1)
@@ -183,6 +199,6 @@ def holdout_score(frame: pd.DataFrame, *, holdout_fraction: float = 0.34, order:
     unpooled = test["program_id"].map(by_program["mean_error_days"]).fillna(fit.mu).to_numpy(float)
 
     def rmse(residual: np.ndarray) -> float:
-        return float(np.sqrt(np.mean(residual ** 2)))
+        return float(np.sqrt(np.mean(residual**2)))
 
     return HoldoutScore(rmse(e), rmse(e - shrunk), rmse(e - unpooled), len(test), int(test["program_id"].nunique()))

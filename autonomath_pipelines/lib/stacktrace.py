@@ -34,14 +34,26 @@ GROUP_ITEM = "\x00exception-group-item"
 TOP_FRAMES = 5
 NAME_MAX = 60
 #: Paths that are never the service's own code, whatever prefixes are configured.
-LIBRARY_MARKERS = ("site-packages", "dist-packages", "/lib/python", "\\lib\\python", "/python3.", "\\python3",
-                   "/usr/lib/", "/IPython/", "/ipykernel/", "/runpy.py")
+LIBRARY_MARKERS = (
+    "site-packages",
+    "dist-packages",
+    "/lib/python",
+    "\\lib\\python",
+    "/python3.",
+    "\\python3",
+    "/usr/lib/",
+    "/IPython/",
+    "/ipykernel/",
+    "/runpy.py",
+)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 _FRAME = re.compile(r'^\s*File "(?P<path>[^"]*)"(?:, line (?P<line>\d+))?(?:, in (?P<func>.*?))?\s*$')
 # IPython ≥ 8: ``File /path/x.py:123, in func(arg)`` / ``File ~/x.py:3`` / ``File <frozen os>:12, in f``
 _IPY_FRAME = re.compile(r"^\s*File (?P<path>[^\s\"][^\n]*?):(?P<line>\d+)(?:, in (?P<func>[^\s(]+)(?:\(.*)?)?\s*$")
-_IPY_CELL = re.compile(r"^\s*(?:Cell|Input) In ?\[(?P<cell>[^\]]*)\], line (?P<line>\d+)(?:, in (?P<func>[^\s(]+)(?:\(.*)?)?\s*$")
+_IPY_CELL = re.compile(
+    r"^\s*(?:Cell|Input) In ?\[(?P<cell>[^\]]*)\], line (?P<line>\d+)(?:, in (?P<func>[^\s(]+)(?:\(.*)?)?\s*$"
+)
 # IPython ≤ 7: ``<ipython-input-3-ab12> in <module>`` / ``/path/x.py in func(arg)``
 _IPY7_FRAME = re.compile(r"^(?P<path><ipython-input-[^>]*>|<[^>\s]+>|\S+\.pyw?) in (?P<func>[\w<>.]+)(?:\(.*)?\s*$")
 _IPY_HEADER = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)\s{2,}Traceback \(most recent call last\)\s*$")
@@ -68,9 +80,9 @@ class Frame:
         """File basename, the module of a frozen frame (``<frozen importlib._bootstrap>``), or ``<cell>``."""
         path = self.path.strip()
         if path.startswith("<frozen ") and path.endswith(">"):
-            return path[len("<frozen "):-1]
+            return path[len("<frozen ") : -1]
         if path.startswith(("<ipython-input-", "<cell")):
-            return "<cell>"          # the cell number changes with every run of the notebook
+            return "<cell>"  # the cell number changes with every run of the notebook
         return re.split(r"[\\/]", path)[-1] or path
 
     @property
@@ -87,7 +99,7 @@ def in_app(path: str, prefixes: Iterable[str] = ()) -> bool:
     if path.startswith(("<ipython-input-", "<cell")):
         return True
     if path.startswith("<") or any(marker in path for marker in LIBRARY_MARKERS):
-        return False             # <frozen …>, <string>, <stdin>, stdlib, site-packages
+        return False  # <frozen …>, <string>, <stdin>, stdlib, site-packages
     prefixes = tuple(p for p in prefixes if p)
     return path.startswith(prefixes) if prefixes else True
 
@@ -99,15 +111,15 @@ class Segment:
     frames: tuple[Frame, ...] = ()
     exc_type: str | None = None
     message: str | None = None
-    link: str | None = None        # how it follows the previous one: "context" | "cause" | "group" | None
-    repeated: int = 0              # lines skipped by "[Previous line repeated N more times]"
+    link: str | None = None  # how it follows the previous one: "context" | "cause" | "group" | None
+    repeated: int = 0  # lines skipped by "[Previous line repeated N more times]"
 
 
 @dataclass(frozen=True)
 class ParsedTrace:
     segments: tuple[Segment, ...] = ()
-    truncated: bool = False        # the last exception line is missing (cut off by the log shipper)
-    headless: bool = False         # frames before any "Traceback" header
+    truncated: bool = False  # the last exception line is missing (cut off by the log shipper)
+    headless: bool = False  # frames before any "Traceback" header
 
     @property
     def outermost(self) -> Segment | None:
@@ -178,11 +190,11 @@ def log_prefix(lines: list[str]) -> re.Pattern | None:
     for line in lines:
         anchor = _ANCHOR.search(line)
         if anchor and anchor.start() > 0:
-            prefix = line[:anchor.start()]
+            prefix = line[: anchor.start()]
             if not prefix.strip(" +|"):
                 return None
-            bare = prefix.rstrip("+| ")       # keep one separating space, not the group bars
-            prefix = bare + (" " if prefix[len(bare):].startswith(" ") else "")
+            bare = prefix.rstrip("+| ")  # keep one separating space, not the group bars
+            prefix = bare + (" " if prefix[len(bare) :].startswith(" ") else "")
             parts = _DIGITS.split(prefix)
             return re.compile(r"\d+".join(re.escape(p) for p in parts))
         if anchor:
@@ -202,14 +214,14 @@ def clean_lines(text: str) -> list[str]:
         if prefix is not None:
             match = prefix.match(line)
             if match:
-                line = line[match.end():]
+                line = line[match.end() :]
         if _GROUP_SEPARATOR.match(line) and "+" in line:
             if any(ch.isdigit() for ch in line) or "..." in line:
                 out.append(GROUP_ITEM)
             continue
         bar = _GROUP_BAR.match(line)
         if bar and (line.lstrip().startswith("| ") or line.lstrip().startswith("+ ") or line.strip() in "|+"):
-            line = line[bar.end():]
+            line = line[bar.end() :]
         out.append(line)
     return out
 
@@ -227,20 +239,21 @@ def _parse(lines: list[str]) -> ParsedTrace:
             headless = headless or not segments
             current = _Builder(link=pending_link, started=True)
             pending_link = None
-        current.frames.append(Frame(path, int(number) if number and len(number) < 10 else None,
-                                    (func or "?").strip() or "?"))
+        current.frames.append(
+            Frame(path, int(number) if number and len(number) < 10 else None, (func or "?").strip() or "?")
+        )
 
     for line in lines:
         stripped = line.strip()
         if not stripped:
             continue
         if line == GROUP_ITEM:
-            if current.frames:                # frames never closed by an exception line
+            if current.frames:  # frames never closed by an exception line
                 segments.append(current.build())
             current = _Builder(link="group", started=True)
             continue
         if stripped in (HEADER, GROUP_HEADER) or _IPY_HEADER.match(stripped):
-            if current.frames:                # a header without an exception line before it
+            if current.frames:  # a header without an exception line before it
                 segments.append(current.build())
             current = _Builder(link=pending_link or (current.link if current.started else None), started=True)
             pending_link = None
@@ -271,17 +284,17 @@ def _parse(lines: list[str]) -> ParsedTrace:
             current.repeated += min(int(repeated.group(1)[:9]), 10**9)
             continue
         if line[:1].isspace() or _IPY_ARROW.match(stripped) or set(stripped) <= set("-^~ "):
-            continue                          # a source line, position markers or an IPython arrow
+            continue  # a source line, position markers or an IPython arrow
         exception = _EXCEPTION.match(stripped)
         if exception and current.started and (current.frames or exception.group("message") is not None):
             segments.append(current.build(exception.group("type"), (exception.group("message") or "").strip()))
             current = _Builder()
             continue
     truncated = cut
-    if current.started:                        # frames never closed by an exception line
+    if current.started:  # frames never closed by an exception line
         segments.append(current.build())
         truncated = True
-    elif pending_link is not None:             # a chain marker with nothing after it
+    elif pending_link is not None:  # a chain marker with nothing after it
         truncated = True
     return ParsedTrace(tuple(segments), truncated=truncated, headless=headless)
 
@@ -319,8 +332,8 @@ def normalize_message(message: object) -> str:
 @dataclass(frozen=True)
 class Fingerprint:
     exc_type: str
-    frames: tuple[str, ...]            # in-app frames, innermost last, at most TOP_FRAMES
-    message: str = ""                  # the normalized message, only when there is no in-app frame
+    frames: tuple[str, ...]  # in-app frames, innermost last, at most TOP_FRAMES
+    message: str = ""  # the normalized message, only when there is no in-app frame
 
     @property
     def key(self) -> str:
@@ -372,8 +385,9 @@ def root_cause(trace: ParsedTrace) -> Segment | None:
     return typed[0] if typed else None
 
 
-def fingerprint(trace: ParsedTrace | str, fallback_type: str | None = None,
-                in_app_prefixes: Iterable[str] = ()) -> Fingerprint | None:
+def fingerprint(
+    trace: ParsedTrace | str, fallback_type: str | None = None, in_app_prefixes: Iterable[str] = ()
+) -> Fingerprint | None:
     """The trace's Sentry-style fingerprint (root cause, in-app frames, else normalized message);
     None when no exception type can be read (cut before the first exception line) and no fallback."""
     if isinstance(trace, str):

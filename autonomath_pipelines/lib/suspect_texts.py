@@ -15,8 +15,9 @@ from autonomath_pipelines.lib.textnorm import normalize_query
 TEXT_COLUMNS = ["text", "requests", "text_requests", "suspect_share", "reports", "sessions", "weight", "comments"]
 
 
-def suspect_texts(snapshot: pd.DataFrame, *, feedback_weight: float,
-                  min_suspect_share: float) -> tuple[pd.DataFrame, int]:
+def suspect_texts(
+    snapshot: pd.DataFrame, *, feedback_weight: float, min_suspect_share: float
+) -> tuple[pd.DataFrame, int]:
     """The unique normalized texts of ``snapshot`` (loop A's snapshot: ``source``, ``text``,
     ``session_id``, ``comment``, ``text_requests``) with requests, reports, sessions, up to three
     comments and their weight (requests + ``feedback_weight`` × reports), heaviest first; and how
@@ -27,11 +28,17 @@ def suspect_texts(snapshot: pd.DataFrame, *, feedback_weight: float,
     if snapshot.empty:
         return pd.DataFrame(columns=TEXT_COLUMNS), 0
     is_report = snapshot["source"] == "wrong_answer_feedback"
-    texts = (snapshot.assign(request=~is_report, report=is_report)
-             .groupby("text", sort=True)
-             .agg(requests=("request", "sum"), reports=("report", "sum"), sessions=("session_id", "nunique"),
-                  comments=("comment", lambda c: list(dict.fromkeys(x for x in c if isinstance(x, str)))[:3]))
-             .reset_index())
+    texts = (
+        snapshot.assign(request=~is_report, report=is_report)
+        .groupby("text", sort=True)
+        .agg(
+            requests=("request", "sum"),
+            reports=("report", "sum"),
+            sessions=("session_id", "nunique"),
+            comments=("comment", lambda c: list(dict.fromkeys(x for x in c if isinstance(x, str)))[:3]),
+        )
+        .reset_index()
+    )
     # Each raw text carries how often it was asked in the window at all; its normalized form sums them.
     asked = snapshot[~is_report].drop_duplicates("raw").groupby("text")["text_requests"].sum()
     texts["text_requests"] = texts["text"].map(asked).fillna(0).astype(int)

@@ -12,8 +12,12 @@ import jinja2
 def _environment(filters: tuple[tuple[str, Callable], ...]) -> jinja2.Environment:
     # Generated files are Markdown, YAML and Python, not HTML: escaping is each value's own filter,
     # and a missing variable is an error rather than an empty string in a page.
-    env = jinja2.Environment(loader=jinja2.PackageLoader("autonomath_pipelines.lib", "templates"),
-                             autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("autonomath_pipelines.lib", "templates"),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     env.filters.update(dict(filters))
     return env
 

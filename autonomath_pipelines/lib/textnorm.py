@@ -34,8 +34,11 @@ def _normalize(text: str) -> str:
     while previous != text:
         previous = text
         text = unicodedata.normalize("NFKC", text).casefold()
-        text = "".join(" " if ch.isspace() else ch for ch in text
-                       if ch.isspace() or unicodedata.category(ch) not in _DROPPED_CATEGORIES)
+        text = "".join(
+            " " if ch.isspace() else ch
+            for ch in text
+            if ch.isspace() or unicodedata.category(ch) not in _DROPPED_CATEGORIES
+        )
         text = " ".join(text.split())
     return text
 

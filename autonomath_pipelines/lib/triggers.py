@@ -46,6 +46,7 @@ def _iso(moment: dt.datetime) -> str:
 
 # ------------------------------------------------------------------------------------- row cursor
 
+
 def parse_id_cursor(cursor: str | None) -> int | None:
     """The last processed id of a row cursor; None before the first evaluation."""
     if cursor is None:
@@ -57,6 +58,7 @@ def parse_id_cursor(cursor: str | None) -> int | None:
 
 
 # ---------------------------------------------------------------------------------- burst (loop A)
+
 
 @dataclass(frozen=True)
 class BurstSettings:
@@ -76,15 +78,17 @@ class BurstSettings:
         return dt.timedelta(hours=self.window_hours)
 
 
-def burst_settings(env: Mapping[str, str], threshold: int | None = None,
-                   window_hours: float | None = None) -> BurstSettings:
+def burst_settings(
+    env: Mapping[str, str], threshold: int | None = None, window_hours: float | None = None
+) -> BurstSettings:
     """Settings from explicit values, else ``AUTONOMATH_BURST_THRESHOLD`` / ``AUTONOMATH_BURST_WINDOW_HOURS``,
     else the defaults. A malformed variable raises ``ValueError`` naming it."""
     if threshold is None:
         threshold = _env_number(env, THRESHOLD_VAR, int, DEFAULT_THRESHOLD, "an integer >= 1", lambda v: v >= 1)
     if window_hours is None:
-        window_hours = _env_number(env, WINDOW_HOURS_VAR, float, DEFAULT_WINDOW_HOURS, "a number of hours > 0",
-                                   lambda v: 0 < v < float("inf"))
+        window_hours = _env_number(
+            env, WINDOW_HOURS_VAR, float, DEFAULT_WINDOW_HOURS, "a number of hours > 0", lambda v: 0 < v < float("inf")
+        )
     return BurstSettings(threshold, window_hours)
 
 
@@ -134,17 +138,24 @@ class BurstState:
     pending: tuple[dt.datetime, ...] = field(default_factory=tuple)
 
     def to_cursor(self) -> str:
-        return json.dumps({"last_id": self.last_id,
-                           "requested_at": _iso(self.requested_at) if self.requested_at else None,
-                           "pending": [_iso(t) for t in self.pending]}, separators=(",", ":"))
+        return json.dumps(
+            {
+                "last_id": self.last_id,
+                "requested_at": _iso(self.requested_at) if self.requested_at else None,
+                "pending": [_iso(t) for t in self.pending],
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_cursor(cls, cursor: str) -> BurstState:
         try:
             data = json.loads(cursor)
-            return cls(int(data["last_id"]),
-                       parse_utc(data["requested_at"]) if data.get("requested_at") else None,
-                       tuple(parse_utc(t) for t in data.get("pending", ())))
+            return cls(
+                int(data["last_id"]),
+                parse_utc(data["requested_at"]) if data.get("requested_at") else None,
+                tuple(parse_utc(t) for t in data.get("pending", ())),
+            )
         except (ValueError, TypeError, KeyError, AttributeError):
             raise ValueError(f"cursor {cursor!r} is not a burst cursor; reset the sensor's cursor") from None
 
@@ -161,22 +172,28 @@ class BurstDecision:
     new_reports: int
 
 
-def burst_decision(new_reports: Iterable[Report], state: BurstState, now: dt.datetime,
-                   settings: BurstSettings) -> BurstDecision:
+def burst_decision(
+    new_reports: Iterable[Report], state: BurstState, now: dt.datetime, settings: BurstSettings
+) -> BurstDecision:
     """Whether the reports since ``state`` make a burst at ``now``, and the cursor after deciding."""
     new_reports = list(new_reports)
     cutoff = now - settings.window
     counting = [t for t in state.pending if t >= cutoff]
-    counting += [r.ts for r in new_reports
-                 if r.ts is not None and r.ts >= cutoff and (state.requested_at is None or r.ts > state.requested_at)]
+    counting += [
+        r.ts
+        for r in new_reports
+        if r.ts is not None and r.ts >= cutoff and (state.requested_at is None or r.ts > state.requested_at)
+    ]
     last_id = max([state.last_id, *(r.id for r in new_reports)])
     if len(counting) >= settings.threshold:
         return BurstDecision(True, BurstState(last_id, now, ()), len(counting), len(new_reports))
-    return BurstDecision(False, BurstState(last_id, state.requested_at, tuple(sorted(counting))), len(counting),
-                         len(new_reports))
+    return BurstDecision(
+        False, BurstState(last_id, state.requested_at, tuple(sorted(counting))), len(counting), len(new_reports)
+    )
 
 
 # ------------------------------------------------------------------------- months (monthly loops)
+
 
 def month_start(moment: dt.datetime) -> dt.date:
     """The first day of ``moment``'s calendar month in Asia/Tokyo."""
@@ -187,8 +204,9 @@ def next_month(month: dt.date) -> dt.date:
     return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-def months_to_request(latest_data: dt.datetime | None, last_requested: dt.date | None, now: dt.datetime,
-                      first: dt.date, limit: int) -> list[dt.date]:
+def months_to_request(
+    latest_data: dt.datetime | None, last_requested: dt.date | None, now: dt.datetime, first: dt.date, limit: int
+) -> list[dt.date]:
     """Months (first days) whose data is complete and not yet requested, oldest first, at most ``limit``.
 
     A month is complete when ``latest_data`` (the newest row's timestamp) is at or after its end and

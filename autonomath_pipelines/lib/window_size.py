@@ -45,15 +45,29 @@ def window_size_verdict(rows: int, previous: Sequence[int], source: str) -> Gate
         raise ValueError(f"a row count cannot be negative, got {rows}")
     floor = smallest_normal(previous)
     counts = [c for c in previous if c > 0]
-    metadata = {"window_rows": rows, "previous_windows": len(previous),
-                "previous_median_rows": float(statistics.median(counts)) if counts else 0.0,
-                "smallest_normal_rows": round(floor, 1) if floor is not None else -1.0}
+    metadata = {
+        "window_rows": rows,
+        "previous_windows": len(previous),
+        "previous_median_rows": float(statistics.median(counts)) if counts else 0.0,
+        "smallest_normal_rows": round(floor, 1) if floor is not None else -1.0,
+    }
     if rows == 0:
-        return GateResult(False, f"the window is empty: {source} holds no rows for it (late ingestion?); "
-                                 f"nothing was published", metadata)
+        return GateResult(
+            False,
+            f"the window is empty: {source} holds no rows for it (late ingestion?); nothing was published",
+            metadata,
+        )
     if floor is not None and rows < floor:
-        return GateResult(False, f"the window is abnormally small: {rows} rows of {source} against a median of "
-                                 f"{metadata['previous_median_rows']:g} over the previous {len(previous)} windows "
-                                 f"(fewest normal: {floor:.0f}); nothing was published", metadata)
-    judged = "against the previous windows" if floor is not None else f"({len(counts)} previous windows: too few to judge size)"
+        return GateResult(
+            False,
+            f"the window is abnormally small: {rows} rows of {source} against a median of "
+            f"{metadata['previous_median_rows']:g} over the previous {len(previous)} windows "
+            f"(fewest normal: {floor:.0f}); nothing was published",
+            metadata,
+        )
+    judged = (
+        "against the previous windows"
+        if floor is not None
+        else f"({len(counts)} previous windows: too few to judge size)"
+    )
     return GateResult(True, f"{rows} rows of {source} {judged}", metadata)

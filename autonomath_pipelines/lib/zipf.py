@@ -18,15 +18,20 @@ HEAD_COLUMNS = ["rank", "query_hash", "query_text", "requests", "share", "cumula
 
 @dataclass(frozen=True)
 class ZipfHead:
-    head: pd.DataFrame          # HEAD_COLUMNS, rank 1 = most frequent
-    requests: int               # all requests in the window (non-empty after normalization)
+    head: pd.DataFrame  # HEAD_COLUMNS, rank 1 = most frequent
+    requests: int  # all requests in the window (non-empty after normalization)
     unique_queries: int
-    exponent: float             # fitted s; NaN when fewer than 3 distinct frequencies
-    coverage: float             # share of requests whose normalized text is in the head
+    exponent: float  # fitted s; NaN when fewer than 3 distinct frequencies
+    coverage: float  # share of requests whose normalized text is in the head
 
     def summary(self) -> dict[str, float]:
-        return {"requests": self.requests, "unique_queries": self.unique_queries,
-                "head_size": len(self.head), "zipf_exponent": self.exponent, "head_coverage": self.coverage}
+        return {
+            "requests": self.requests,
+            "unique_queries": self.unique_queries,
+            "head_size": len(self.head),
+            "zipf_exponent": self.exponent,
+            "head_coverage": self.coverage,
+        }
 
 
 def fit_zipf_exponent(frequencies: np.ndarray, max_rank: int = 1000) -> float:
@@ -54,8 +59,11 @@ def zipf_head(query_texts: pd.Series, k: int = 200) -> ZipfHead:
     total = int(counts.sum())
     if total == 0:
         return ZipfHead(pd.DataFrame(columns=HEAD_COLUMNS), 0, 0, float("nan"), 0.0)
-    ordered = (counts.rename_axis("query_text").reset_index(name="requests")
-               .sort_values(["requests", "query_text"], ascending=[False, True], kind="mergesort"))
+    ordered = (
+        counts.rename_axis("query_text")
+        .reset_index(name="requests")
+        .sort_values(["requests", "query_text"], ascending=[False, True], kind="mergesort")
+    )
     head = ordered.head(k).reset_index(drop=True)
     head.insert(0, "rank", np.arange(1, len(head) + 1))
     head.insert(1, "query_hash", head["query_text"].map(query_hash))

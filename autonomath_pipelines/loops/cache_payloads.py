@@ -20,7 +20,8 @@ from autonomath_pipelines.resources import AutonomathDatabase, ProgramSearch
 class AgreementConfig(dg.Config):
     top1_agreement_floor: float = Field(
         default=service_agreement.DEFAULT_AGREEMENT_FLOOR,
-        description="Blocking: least share of consistently answered queries whose cached top-1 is the service's.")
+        description="Blocking: least share of consistently answered queries whose cached top-1 is the service's.",
+    )
 
 
 def agreement_gates(floor: float = service_agreement.DEFAULT_AGREEMENT_FLOOR) -> tuple[Gate, ...]:
@@ -38,13 +39,21 @@ def service_popularity(database: AutonomathDatabase, before_iso: str, days: int 
     start = iso_utc(parse_utc(before_iso) - dt.timedelta(days=days))
     with database.read_only() as conn:
         rows = badrows.checked_rows(
-            conn, "SELECT top1_program_id, count(*) FROM query_log WHERE ts >= ? AND ts < ? AND result_count > 0 "
-            "AND typeof(top1_program_id) = 'text' GROUP BY top1_program_id", (start, before_iso), table="query_log")
+            conn,
+            "SELECT top1_program_id, count(*) FROM query_log WHERE ts >= ? AND ts < ? AND result_count > 0 "
+            "AND typeof(top1_program_id) = 'text' GROUP BY top1_program_id",
+            (start, before_iso),
+            table="query_log",
+        )
     return {pid: int(n) for pid, n in rows}
 
 
-def pre_execute(context: dg.AssetExecutionContext, program_search: ProgramSearch, queries: Iterable[str],
-                popularity: dict[str, int] | None = None) -> tuple[dict[str, str], dict[str, Any], BadRows]:
+def pre_execute(
+    context: dg.AssetExecutionContext,
+    program_search: ProgramSearch,
+    queries: Iterable[str],
+    popularity: dict[str, int] | None = None,
+) -> tuple[dict[str, str], dict[str, Any], BadRows]:
     """Each distinct query's serialized payload (searched once), the search's metadata, and the
     service rows the built-in search left out as malformed."""
     distinct = sorted(set(queries))
@@ -53,11 +62,15 @@ def pre_execute(context: dg.AssetExecutionContext, program_search: ProgramSearch
         skipped: BadRows = searcher.skipped_rows
         info = getattr(searcher, "index_info", None)
     log_bad_rows(context, skipped)
-    meta: dict[str, Any] = {"search": program_search.kind(), "payloads_computed": len(payloads),
-                            "popularity_programs": len(popularity or {})}
+    meta: dict[str, Any] = {
+        "search": program_search.kind(),
+        "payloads_computed": len(payloads),
+        "popularity_programs": len(popularity or {}),
+    }
     if info is not None:
-        meta.update(search_index_programs=info.programs, search_index_aliases=info.aliases,
-                    search_index_rebuilt=info.rebuilt)
+        meta.update(
+            search_index_programs=info.programs, search_index_aliases=info.aliases, search_index_rebuilt=info.rebuilt
+        )
     return payloads, meta, skipped
 
 

@@ -31,10 +31,17 @@ PREVIEW_ROWS = 10
 
 def asset_defaults(spec: LoopSpec, **extra: Any) -> dict[str, Any]:
     """What every asset of a loop declares: its group, owners, partitions and code version."""
-    return dict(group_name=spec.group_name, owners=OWNERS, partitions_def=partitions_for(spec),
-                code_version=CODE_VERSION, **extra)
+    return dict(
+        group_name=spec.group_name,
+        owners=OWNERS,
+        partitions_def=partitions_for(spec),
+        code_version=CODE_VERSION,
+        **extra,
+    )
+
 
 # ---------------------------------------------------------------------------------------- sources
+
 
 def source_specs() -> list[dg.AssetSpec]:
     """The service's tables as external assets: lineage starts at them in the UI."""
@@ -53,6 +60,7 @@ def source_specs() -> list[dg.AssetSpec]:
 
 
 # ------------------------------------------------------------------------------- partitions/window
+
 
 @functools.cache
 def _calendar_partitions(cadence: Cadence, end_offset: int) -> dg.TimeWindowPartitionsDefinition:
@@ -109,8 +117,14 @@ class Window:
         return {"window_start_utc": self.start_iso, "window_end_utc": self.end_iso}
 
 
-def read_window(spec: LoopSpec, partition_start: dt.datetime, partition_end: dt.datetime,
-                partition_keys: Sequence[str], now: dt.datetime, lookback_days: int | None = None) -> Window:
+def read_window(
+    spec: LoopSpec,
+    partition_start: dt.datetime,
+    partition_end: dt.datetime,
+    partition_keys: Sequence[str],
+    now: dt.datetime,
+    lookback_days: int | None = None,
+) -> Window:
     """The read window of a partition (or range) as of ``now``: it ends at the partition end, or at
     ``now`` if that comes first (a partition in progress), and reaches back ``lookback_days`` from
     that end when given, else as far as the catalog says."""
@@ -139,7 +153,10 @@ def window_for(context: dg.AssetExecutionContext, spec: LoopSpec, lookback_days:
 
 # ------------------------------------------------------------------------------------ metadata
 
-def markdown_preview(frame: pd.DataFrame, columns: Sequence[str] | None = None, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
+
+def markdown_preview(
+    frame: pd.DataFrame, columns: Sequence[str] | None = None, rows: int = PREVIEW_ROWS
+) -> dg.MetadataValue:
     if frame.empty:
         return dg.MetadataValue.md("_no rows_")
     shown = frame[list(columns)] if columns else frame
@@ -167,8 +184,10 @@ def log_bad_rows(context: dg.AssetExecutionContext, bad: "BadRows") -> None:
 
 # ----------------------------------------------------------------------------------- provenance
 
-def provenance(context: dg.AssetExecutionContext, spec: LoopSpec, window: Window,
-               model_name: str | None = None) -> dict[str, Any]:
+
+def provenance(
+    context: dg.AssetExecutionContext, spec: LoopSpec, window: Window, model_name: str | None = None
+) -> dict[str, Any]:
     """Columns every output row carries: which loop, run, partition and code produced it."""
     values: dict[str, Any] = {
         "loop_id": spec.loop_id,
@@ -183,17 +202,24 @@ def provenance(context: dg.AssetExecutionContext, spec: LoopSpec, window: Window
 
 # ---------------------------------------------------------------------------------------- gates
 
+
 def gate_specs(asset: str, gates: Sequence[Gate], *, blocking: bool = True) -> list[dg.AssetCheckSpec]:
     """Checks the asset evaluates on its own output as it materializes (per partition, in the same
     step), so a failing blocking gate stops the publish step of the same run."""
-    return [dg.AssetCheckSpec(gate.name, asset=asset, blocking=blocking, description=gate.description)
-            for gate in gates]
+    return [
+        dg.AssetCheckSpec(gate.name, asset=asset, blocking=blocking, description=gate.description) for gate in gates
+    ]
 
 
 def check_result(asset: str, gate: Gate, outcome: GateResult) -> dg.AssetCheckResult:
     """A gate's outcome as the Dagster check result of ``asset``."""
-    return dg.AssetCheckResult(asset_key=asset, check_name=gate.name, passed=bool(outcome.passed),
-                               description=outcome.description, metadata=outcome.metadata)
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=gate.name,
+        passed=bool(outcome.passed),
+        description=outcome.description,
+        metadata=outcome.metadata,
+    )
 
 
 def gate_results(asset: str, gates: Sequence[Gate], frame: pd.DataFrame) -> list[dg.AssetCheckResult]:
@@ -206,7 +232,8 @@ WINDOW_GATE = Gate(
     "window_not_abnormally_small",
     "Blocking: the run's read window is neither empty nor abnormally small against the loop's previous "
     "windows (row counts of its snapshot, lib/window_size.py); otherwise nothing is published.",
-    lambda _: None)
+    lambda _: None,
+)
 #: Previous partitions of the snapshot the window gate compares with.
 WINDOW_HISTORY = 8
 
@@ -215,7 +242,8 @@ def snapshot_row_counts(context: dg.AssetExecutionContext, snapshot: str) -> tup
     """Rows the snapshot read in this run (None if it did not materialize here), and the row counts
     of its latest materializations of up to ``WINDOW_HISTORY`` other partitions, newest first."""
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(snapshot)), limit=20 * WINDOW_HISTORY).records
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(snapshot)), limit=20 * WINDOW_HISTORY
+    ).records
 
     def rows(record) -> int:
         value = record.asset_materialization.metadata.get("dagster/row_count")
@@ -239,8 +267,11 @@ def window_gate(context: dg.AssetExecutionContext, snapshot: str | None) -> list
     if snapshot is None:
         return []
     rows, previous = snapshot_row_counts(context, snapshot)
-    outcome = (GateResult(True, f"{snapshot} did not materialize in this run: nothing to judge", {})
-               if rows is None else window_size_verdict(rows, previous, snapshot))
+    outcome = (
+        GateResult(True, f"{snapshot} did not materialize in this run: nothing to judge", {})
+        if rows is None
+        else window_size_verdict(rows, previous, snapshot)
+    )
     return [check_result(context.asset_key.to_user_string(), WINDOW_GATE, outcome)]
 
 
@@ -274,12 +305,16 @@ def _cache_refusal(conn, plan: PublishPlan, partition_key: str, range_last: str 
     if plan.rows.empty:
         return f"no rows: an empty set never replaces the live {plan.table}"
     if range_last and partition_key < range_last:
-        return (f"partition {partition_key} is not the last of its backfill range (..{range_last}): only the "
-                f"latest partition publishes into the live cache (a backfill computes and reports)")
+        return (
+            f"partition {partition_key} is not the last of its backfill range (..{range_last}): only the "
+            f"latest partition publishes into the live cache (a backfill computes and reports)"
+        )
     (newest,) = conn.execute(f"SELECT MAX(partition_key) FROM {plan.table}").fetchone()
     if newest is not None and partition_key < newest:
-        return (f"partition {partition_key} is older than partition {newest} that {plan.table} serves: "
-                f"only the latest partition publishes into the live cache (a backfill computes and reports)")
+        return (
+            f"partition {partition_key} is older than partition {newest} that {plan.table} serves: "
+            f"only the latest partition publishes into the live cache (a backfill computes and reports)"
+        )
     return None
 
 
@@ -289,25 +324,35 @@ KEY_BATCH = 500
 
 def _write_counts(conn, plan: PublishPlan) -> dict[str, int]:
     """Rows the write deletes (``stale_where``), then inserts or updates (key already kept)."""
-    (deleted,) = conn.execute(f"SELECT COUNT(*) FROM {plan.table} WHERE {plan.stale_where}",
-                              tuple(plan.stale_params)).fetchone()
-    incoming = sorted({tuple(r) for r in plan.rows[list(plan.key_columns)].astype(object).itertuples(index=False, name=None)},
-                      key=repr)
+    (deleted,) = conn.execute(
+        f"SELECT COUNT(*) FROM {plan.table} WHERE {plan.stale_where}", tuple(plan.stale_params)
+    ).fetchone()
+    incoming = sorted(
+        {tuple(r) for r in plan.rows[list(plan.key_columns)].astype(object).itertuples(index=False, name=None)},
+        key=repr,
+    )
     # Counted in SQL, never read back: kept rows may hold text Python cannot decode.
     keys, row = ", ".join(plan.key_columns), f"({', '.join('?' * len(plan.key_columns))})"
     updated = 0
     for start in range(0, len(incoming), KEY_BATCH):
-        batch = incoming[start:start + KEY_BATCH]
+        batch = incoming[start : start + KEY_BATCH]
         (found,) = conn.execute(
             f"SELECT COUNT(*) FROM {plan.table} WHERE NOT ({plan.stale_where}) "
             f"AND ({keys}) IN (VALUES {', '.join([row] * len(batch))})",
-            (*plan.stale_params, *(v for key in batch for v in key))).fetchone()
+            (*plan.stale_params, *(v for key in batch for v in key)),
+        ).fetchone()
         updated += found
     return {"rows_deleted": int(deleted), "rows_inserted": len(incoming) - updated, "rows_updated": updated}
 
 
-def publish(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSettings,
-            database: AutonomathDatabase, plan: PublishPlan, **extra_metadata: Any) -> dg.MaterializeResult:
+def publish(
+    context: dg.AssetExecutionContext,
+    spec: LoopSpec,
+    settings: LoopSettings,
+    database: AutonomathDatabase,
+    plan: PublishPlan,
+    **extra_metadata: Any,
+) -> dg.MaterializeResult:
     """Write ``plan`` in one transaction when the loop may execute; otherwise report what would be written.
 
     Nothing is written when the window gate fails (the step then fails on it), or when a live
@@ -323,9 +368,17 @@ def publish(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSet
     base = {"dry_run": dry_run, "table": plan.table, **extra_metadata}
     if gate and not gate[0].passed:
         context.log.error(f"not published: {gate[0].description}")
-        return dg.MaterializeResult(metadata={**base, "published": False, "not_published": gate[0].description,
-                                              "rows_would_write": 0, "rows_written": 0, "rows_deleted": 0},
-                                    check_results=gate)
+        return dg.MaterializeResult(
+            metadata={
+                **base,
+                "published": False,
+                "not_published": gate[0].description,
+                "rows_would_write": 0,
+                "rows_written": 0,
+                "rows_deleted": 0,
+            },
+            check_results=gate,
+        )
     partition_key = context.partition_key if context.has_partition_key else ""
     range_last = context.run.tags.get(RANGE_LAST_TAG)
     if dry_run:
@@ -334,37 +387,80 @@ def publish(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSet
             counts = None if refusal else _write_counts(conn, plan)
         if refusal:
             context.log.warning(f"dry run, would not publish: {refusal}")
-            return dg.MaterializeResult(metadata={**base, "published": False, "not_published": refusal,
-                                                  "rows_would_write": 0, "rows_written": 0, "rows_deleted": 0,
-                                                  "rows_would_delete": 0}, check_results=gate)
-        context.log.info(f"dry run: {len(plan.rows)} rows would be written to {plan.table}, "
-                         f"{counts['rows_deleted']} deleted")
-        return dg.MaterializeResult(metadata={
-            **base, "published": False, "rows_would_write": len(plan.rows), "rows_written": 0, "rows_deleted": 0,
-            "rows_would_delete": counts["rows_deleted"], "rows_would_insert": counts["rows_inserted"],
-            "rows_would_update": counts["rows_updated"]}, check_results=gate)
+            return dg.MaterializeResult(
+                metadata={
+                    **base,
+                    "published": False,
+                    "not_published": refusal,
+                    "rows_would_write": 0,
+                    "rows_written": 0,
+                    "rows_deleted": 0,
+                    "rows_would_delete": 0,
+                },
+                check_results=gate,
+            )
+        context.log.info(
+            f"dry run: {len(plan.rows)} rows would be written to {plan.table}, {counts['rows_deleted']} deleted"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **base,
+                "published": False,
+                "rows_would_write": len(plan.rows),
+                "rows_written": 0,
+                "rows_deleted": 0,
+                "rows_would_delete": counts["rows_deleted"],
+                "rows_would_insert": counts["rows_inserted"],
+                "rows_would_update": counts["rows_updated"],
+            },
+            check_results=gate,
+        )
     kept = set(plan.key_columns) | set(plan.preserve_columns)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in kept)
-    sql = (f"INSERT INTO {plan.table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-           f"ON CONFLICT ({', '.join(plan.key_columns)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING"))
-    records = list(plan.rows[columns].astype(object).where(plan.rows[columns].notna(), None).itertuples(index=False, name=None))
+    sql = (
+        f"INSERT INTO {plan.table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(plan.key_columns)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
+    )
+    records = list(
+        plan.rows[columns].astype(object).where(plan.rows[columns].notna(), None).itertuples(index=False, name=None)
+    )
     with database.write_transaction(output_tables=[plan.table]) as conn:
         refusal = _cache_refusal(conn, plan, partition_key, range_last) if plan.live_cache else None
         if refusal is None:
             counts = _write_counts(conn, plan)
-            deleted = conn.execute(f"DELETE FROM {plan.table} WHERE {plan.stale_where}", tuple(plan.stale_params)).rowcount
+            deleted = conn.execute(
+                f"DELETE FROM {plan.table} WHERE {plan.stale_where}", tuple(plan.stale_params)
+            ).rowcount
             conn.executemany(sql, records)
         table_rows = conn.execute(f"SELECT COUNT(*) FROM {plan.table}").fetchone()[0]
     if refusal:
         context.log.warning(f"not published: {refusal}")
-        return dg.MaterializeResult(metadata={**base, "published": False, "not_published": refusal,
-                                              "rows_would_write": 0, "rows_written": 0, "rows_deleted": 0,
-                                              "table_rows": table_rows}, check_results=gate)
+        return dg.MaterializeResult(
+            metadata={
+                **base,
+                "published": False,
+                "not_published": refusal,
+                "rows_would_write": 0,
+                "rows_written": 0,
+                "rows_deleted": 0,
+                "table_rows": table_rows,
+            },
+            check_results=gate,
+        )
     context.log.info(f"wrote {len(records)} rows to {plan.table} (replaced {deleted})")
-    return dg.MaterializeResult(metadata={
-        **base, "published": True, "rows_would_write": len(records), "rows_written": len(records),
-        "rows_deleted": deleted, "rows_inserted": counts["rows_inserted"], "rows_updated": counts["rows_updated"],
-        "table_rows": table_rows}, check_results=gate)
+    return dg.MaterializeResult(
+        metadata={
+            **base,
+            "published": True,
+            "rows_would_write": len(records),
+            "rows_written": len(records),
+            "rows_deleted": deleted,
+            "rows_inserted": counts["rows_inserted"],
+            "rows_updated": counts["rows_updated"],
+            "table_rows": table_rows,
+        },
+        check_results=gate,
+    )
 
 
 @dataclass
@@ -373,7 +469,7 @@ class FilePublishPlan:
 
     ``stale`` names this partition's earlier files that the write replaces or removes."""
 
-    folder: str                      # relative to LoopSettings.repo_root
+    folder: str  # relative to LoopSettings.repo_root
     files: dict[str, str]
     stale: Sequence[str] = ()
     #: The loop's snapshot asset, whose row count the blocking window gate judges (PublishPlan.snapshot).
@@ -382,8 +478,13 @@ class FilePublishPlan:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def publish_files(context: dg.AssetExecutionContext, spec: LoopSpec, settings: LoopSettings, plan: FilePublishPlan,
-                  **extra_metadata: Any) -> dg.MaterializeResult:
+def publish_files(
+    context: dg.AssetExecutionContext,
+    spec: LoopSpec,
+    settings: LoopSettings,
+    plan: FilePublishPlan,
+    **extra_metadata: Any,
+) -> dg.MaterializeResult:
     """Write ``plan.files`` and remove its stale files as one change when the loop may execute; a dry
     run writes nothing.
 
@@ -399,22 +500,47 @@ def publish_files(context: dg.AssetExecutionContext, spec: LoopSpec, settings: L
     dry_run = not settings.execution_enabled(spec.loop_id)
     if gate and not gate[0].passed:
         context.log.error(f"not published: {gate[0].description}")
-        return dg.MaterializeResult(metadata={"dry_run": dry_run, "published": False, "not_published": gate[0].description,
-                                              "rows_would_write": 0, "rows_written": 0, "folder": str(folder),
-                                              **extra_metadata}, check_results=gate)
+        return dg.MaterializeResult(
+            metadata={
+                "dry_run": dry_run,
+                "published": False,
+                "not_published": gate[0].description,
+                "rows_would_write": 0,
+                "rows_written": 0,
+                "folder": str(folder),
+                **extra_metadata,
+            },
+            check_results=gate,
+        )
     if dry_run:
         context.log.info(f"dry run: {len(targets)} files would be written to {folder}")
-        return dg.MaterializeResult(metadata={"dry_run": True, "rows_would_write": len(targets), "rows_written": 0,
-                                              "folder": str(folder), **extra_metadata}, check_results=gate)
+        return dg.MaterializeResult(
+            metadata={
+                "dry_run": True,
+                "rows_would_write": len(targets),
+                "rows_written": 0,
+                "folder": str(folder),
+                **extra_metadata,
+            },
+            check_results=gate,
+        )
     stale = [safe_path(folder, name) for name in plan.stale if name not in targets]
     removals = {path: None for path in stale if path.exists()}
     replace_files({**{path: plan.files[name] for name, path in targets.items()}, **removals})
     removed = len(removals)
     context.log.info(f"wrote {len(targets)} files to {folder} (removed {removed})")
-    return dg.MaterializeResult(metadata={
-        "dry_run": False, "rows_would_write": len(targets), "rows_written": len(targets), "files_removed": removed,
-        "folder": str(folder), "files": dg.MetadataValue.md("\n".join(f"- `{n}`" for n in sorted(targets)) or "_none_"),
-        **extra_metadata}, check_results=gate)
+    return dg.MaterializeResult(
+        metadata={
+            "dry_run": False,
+            "rows_would_write": len(targets),
+            "rows_written": len(targets),
+            "files_removed": removed,
+            "folder": str(folder),
+            "files": dg.MetadataValue.md("\n".join(f"- `{n}`" for n in sorted(targets)) or "_none_"),
+            **extra_metadata,
+        },
+        check_results=gate,
+    )
 
 
 # ------------------------------------------------------------------------------ published asset
@@ -423,14 +549,26 @@ def publish_files(context: dg.AssetExecutionContext, spec: LoopSpec, settings: L
 PlanFn = Callable[[dg.AssetExecutionContext, LoopSettings, Window, pd.DataFrame], "PublishPlan | FilePublishPlan"]
 #: The loop's checks after the write: the database, what was planned, the publish metadata and any
 #: further inputs (``reads``) → one outcome per extra check, in order.
-VerifyFn = Callable[[AutonomathDatabase, "PublishPlan | FilePublishPlan", Mapping[str, Any], Mapping[str, pd.DataFrame]],
-                    Sequence[GateResult]]
+VerifyFn = Callable[
+    [AutonomathDatabase, "PublishPlan | FilePublishPlan", Mapping[str, Any], Mapping[str, pd.DataFrame]],
+    Sequence[GateResult],
+]
 
 
-def published_asset(spec: LoopSpec, name: str, *, candidates: str, description: str, plan: PlanFn,
-                    kinds: set[str] | None = None, window_gated: bool = True, checks: Sequence[Gate] = (),
-                    verify: VerifyFn | None = None, reads: Sequence[str] = (),
-                    **asset_kwargs: Any) -> dg.AssetsDefinition:
+def published_asset(
+    spec: LoopSpec,
+    name: str,
+    *,
+    candidates: str,
+    description: str,
+    plan: PlanFn,
+    kinds: set[str] | None = None,
+    window_gated: bool = True,
+    checks: Sequence[Gate] = (),
+    verify: VerifyFn | None = None,
+    reads: Sequence[str] = (),
+    **asset_kwargs: Any,
+) -> dg.AssetsDefinition:
     """A loop's last asset: it publishes ``plan``'s rows (or files) with ``publish``/``publish_files``.
 
     A loop whose catalog row names a candidates folder writes files; the others write rows through the
@@ -439,16 +577,23 @@ def published_asset(spec: LoopSpec, name: str, *, candidates: str, description: 
     checks of what the write left, evaluated by ``verify``."""
     writes_files = spec.candidates_folder is not None
     snapshot = f"{spec.short}_snapshot" if window_gated else None
-    specs = ([*(gate_specs(name, [WINDOW_GATE]) if window_gated else []), *gate_specs(name, checks, blocking=False)]
-             or None)
+    specs = [
+        *(gate_specs(name, [WINDOW_GATE]) if window_gated else []),
+        *gate_specs(name, checks, blocking=False),
+    ] or None
     if bool(checks) != (verify is not None):
         raise ValueError(f"{name}: extra checks need a verify function and a verify function needs checks")
 
-    @dg.asset(name=name, description=description, ins={"candidates": dg.AssetIn(candidates),
-                                                      **{read: dg.AssetIn(read) for read in reads}},
-              kinds=kinds or ({"python"} if writes_files else {"sqlite"}), check_specs=specs,
-              required_resource_keys={"loop_settings"} if writes_files else {"loop_settings", "autonomath_db"},
-              pool=None if writes_files else DB_WRITE_POOL, **asset_defaults(spec, **asset_kwargs))
+    @dg.asset(
+        name=name,
+        description=description,
+        ins={"candidates": dg.AssetIn(candidates), **{read: dg.AssetIn(read) for read in reads}},
+        kinds=kinds or ({"python"} if writes_files else {"sqlite"}),
+        check_specs=specs,
+        required_resource_keys={"loop_settings"} if writes_files else {"loop_settings", "autonomath_db"},
+        pool=None if writes_files else DB_WRITE_POOL,
+        **asset_defaults(spec, **asset_kwargs),
+    )
     # Unannotated: under ``from __future__ import annotations`` Dagster would see the type as a string.
     def published(context, candidates: pd.DataFrame, **inputs: pd.DataFrame):
         settings: LoopSettings = context.resources.loop_settings
@@ -460,13 +605,19 @@ def published_asset(spec: LoopSpec, name: str, *, candidates: str, description: 
         if verify is None:
             return result
         outcomes = verify(context.resources.autonomath_db, planned, result.metadata, inputs)
-        return dg.MaterializeResult(metadata=result.metadata, check_results=[
-            *(result.check_results or []), *(check_result(name, gate, o) for gate, o in zip(checks, outcomes))])
+        return dg.MaterializeResult(
+            metadata=result.metadata,
+            check_results=[
+                *(result.check_results or []),
+                *(check_result(name, gate, o) for gate, o in zip(checks, outcomes)),
+            ],
+        )
 
     return published
 
 
 # ----------------------------------------------------------------------------- job and schedule
+
 
 @dataclass(frozen=True)
 class LoopDefinition:
@@ -486,7 +637,8 @@ class LoopDefinition:
         return dg.define_asset_job(
             name=self.spec.job_name,
             selection=dg.AssetSelection.groups(self.spec.group_name),
-            description=f"Loop {self.spec.letter} — {self.spec.title} ({self.spec.cadence_text}, window: {self.spec.window}).",
+            description=f"Loop {self.spec.letter} — {self.spec.title} "
+            f"({self.spec.cadence_text}, window: {self.spec.window}).",
             tags={"loop_id": self.spec.loop_id},
         )
 
@@ -510,8 +662,14 @@ class LoopDefinition:
         # the period in progress.
         cron = partitions_for(spec).get_cron_schedule(spec.minute, spec.hour, spec.day_of_week, spec.day_of_month)
 
-        @dg.schedule(name=spec.schedule_name, cron_schedule=cron, job=self.job, execution_timezone=TIMEZONE,
-                     description=description, default_status=dg.DefaultScheduleStatus.STOPPED)
+        @dg.schedule(
+            name=spec.schedule_name,
+            cron_schedule=cron,
+            job=self.job,
+            execution_timezone=TIMEZONE,
+            description=description,
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+        )
         def last_complete_partition(context: dg.ScheduleEvaluationContext):
             key = last_complete_partition_key(spec, context.scheduled_execution_time)
             if key is None:
@@ -526,14 +684,24 @@ class LoopDefinition:
         and the published asset last."""
         keys = [a.key.to_user_string() for a in assets]
         expected = {f"{spec.short}_snapshot": 0, f"{spec.short}_candidates": len(assets) - 2}
-        wrong = [f"{want} at position {i} (got {keys[i] if 0 <= i < len(keys) else 'nothing'})"
-                 for want, i in expected.items() if not (0 <= i < len(keys) and keys[i] == want)]
+        wrong = [
+            f"{want} at position {i} (got {keys[i] if 0 <= i < len(keys) else 'nothing'})"
+            for want, i in expected.items()
+            if not (0 <= i < len(keys) and keys[i] == want)
+        ]
         if wrong:
-            raise ValueError(f"{spec.loop_id}: assets must run snapshot → … → candidates → published; expected "
-                             + "; ".join(wrong))
-        return cls(spec=spec, assets=list(assets), snapshot=assets[0].key, candidates=assets[-2].key,
-                   published=assets[-1].key)
+            raise ValueError(
+                f"{spec.loop_id}: assets must run snapshot → … → candidates → published; expected " + "; ".join(wrong)
+            )
+        return cls(
+            spec=spec, assets=list(assets), snapshot=assets[0].key, candidates=assets[-2].key, published=assets[-1].key
+        )
 
     def definitions(self) -> dg.Definitions:
-        return dg.Definitions(assets=list(self.assets), asset_checks=list(self.asset_checks),
-                              jobs=[self.job], schedules=[self.schedule], sensors=list(self.sensors))
+        return dg.Definitions(
+            assets=list(self.assets),
+            asset_checks=list(self.asset_checks),
+            jobs=[self.job],
+            schedules=[self.schedule],
+            sensors=list(self.sensors),
+        )

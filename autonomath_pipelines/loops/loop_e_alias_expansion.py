@@ -66,15 +66,24 @@ class CandidatesConfig(dg.Config):
 
 
 #: The columns loop E reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
-QUERY_RULES = badrows.TableRules("query_log", "id", (
-    badrows.timestamp("ts"), badrows.text("session_id"), badrows.text("query_text", max_chars=MAX_QUERY_CHARS),
-    badrows.text("top1_program_id", nullable=True), badrows.number("confidence", lo=0.0, hi=1.0),
-    badrows.number("result_count", lo=0, integer=True)))
+QUERY_RULES = badrows.TableRules(
+    "query_log",
+    "id",
+    (
+        badrows.timestamp("ts"),
+        badrows.text("session_id"),
+        badrows.text("query_text", max_chars=MAX_QUERY_CHARS),
+        badrows.text("top1_program_id", nullable=True),
+        badrows.number("confidence", lo=0.0, hi=1.0),
+        badrows.number("result_count", lo=0, integer=True),
+    ),
+)
 
 
 @dg.asset(name="alias_expansion_snapshot", deps=["query_log"], kinds={"sqlite", "parquet"}, **COMMON)
-def alias_expansion_snapshot(context: dg.AssetExecutionContext, config: LowConfidenceSplit,
-                             autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
+def alias_expansion_snapshot(
+    context: dg.AssetExecutionContext, config: LowConfidenceSplit, autonomath_db: AutonomathDatabase
+) -> dg.MaterializeResult[pd.DataFrame]:
     """Queries of the last 14 days answered with low confidence but pointing to a single program.
     Malformed rows are skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
@@ -85,56 +94,101 @@ def alias_expansion_snapshot(context: dg.AssetExecutionContext, config: LowConfi
         "WHERE ts >= ? AND ts < ? AND confidence < ? AND top1_program_id IS NOT NULL "
         f"AND result_count BETWEEN 1 AND ? AND {QUERY_RULES.good('query_log')} ORDER BY id",
         (window.start_iso, window.end_iso, config.low_confidence_below, config.single_program_max_results),
-        table="query_log", key="id")
+        table="query_log",
+        key="id",
+    )
     with autonomath_db.read_only() as conn:
         bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", (window.start_iso, window.end_iso)))
     log_bad_rows(context, bad)
-    return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
-        snapshot, ["ts", "query_text", "top1_program_id", "confidence"], **window.metadata(),
-        **bad_rows_metadata(bad)))
+    return dg.MaterializeResult(
+        value=snapshot,
+        metadata=frame_metadata(
+            snapshot,
+            ["ts", "query_text", "top1_program_id", "confidence"],
+            **window.metadata(),
+            **bad_rows_metadata(bad),
+        ),
+    )
 
 
-SURFACE_COLUMNS = ["entity_id", "surface", "lang", "requests", "sessions", "mean_confidence", "raw_forms",
-                   "program_name", "weight"]
+SURFACE_COLUMNS = [
+    "entity_id",
+    "surface",
+    "lang",
+    "requests",
+    "sessions",
+    "mean_confidence",
+    "raw_forms",
+    "program_name",
+    "weight",
+]
 
 
 @dg.asset(name="alias_expansion_surfaces", deps=["programs", "am_alias"], kinds={"sqlite", "parquet"}, **COMMON)
-def alias_expansion_surfaces(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
-                             alias_expansion_snapshot: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+def alias_expansion_surfaces(
+    context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase, alias_expansion_snapshot: pd.DataFrame
+) -> dg.MaterializeResult[pd.DataFrame]:
     """Normalized surface forms per program with their language, minus the program's name and every
     surface am_alias already has for it (compared after normalization)."""
-    rows = alias_expansion_snapshot.assign(surface=alias_expansion_snapshot["query_text"].astype(str).map(normalize_query))
+    rows = alias_expansion_snapshot.assign(
+        surface=alias_expansion_snapshot["query_text"].astype(str).map(normalize_query)
+    )
     rows = rows[rows["surface"] != ""]
     entities = sorted(rows["top1_program_id"].unique()) if len(rows) else []
     programs, aliases, bad = _entity_reference(autonomath_db, entities)
     known = rows["top1_program_id"].isin(programs.keys())
     unknown = rows[~known]
-    bad.add("query_log", "top1_program_id", "points to no readable programs row", "reference", len(unknown),
-            unknown["id"].head(badrows.EXAMPLES) if "id" in unknown.columns else ())
+    bad.add(
+        "query_log",
+        "top1_program_id",
+        "points to no readable programs row",
+        "reference",
+        len(unknown),
+        unknown["id"].head(badrows.EXAMPLES) if "id" in unknown.columns else (),
+    )
     log_bad_rows(context, bad)
-    surfaces = (rows[known].rename(columns={"top1_program_id": "entity_id"})
-                .groupby(["entity_id", "surface"], sort=True)
-                .agg(requests=("ts", "size"), sessions=("session_id", "nunique"),
-                     mean_confidence=("confidence", "mean"),
-                     raw_forms=("query_text", lambda forms: [clip(f, 200) for f in sorted(set(forms))[:3]]))
-                .reset_index()) if known.any() else pd.DataFrame(columns=SURFACE_COLUMNS)
+    surfaces = (
+        (
+            rows[known]
+            .rename(columns={"top1_program_id": "entity_id"})
+            .groupby(["entity_id", "surface"], sort=True)
+            .agg(
+                requests=("ts", "size"),
+                sessions=("session_id", "nunique"),
+                mean_confidence=("confidence", "mean"),
+                raw_forms=("query_text", lambda forms: [clip(f, 200) for f in sorted(set(forms))[:3]]),
+            )
+            .reset_index()
+        )
+        if known.any()
+        else pd.DataFrame(columns=SURFACE_COLUMNS)
+    )
     existing = {(entity, normalize_query(surface)) for entity, surface in aliases}
     existing |= {(entity, normalize_query(name)) for entity, name in programs.items()}
-    fresh = ~pd.Series([pair in existing for pair in zip(surfaces["entity_id"], surfaces["surface"])],
-                       index=surfaces.index, dtype=bool)
+    fresh = ~pd.Series(
+        [pair in existing for pair in zip(surfaces["entity_id"], surfaces["surface"])], index=surfaces.index, dtype=bool
+    )
     surfaces = surfaces[fresh].copy()
     surfaces["lang"] = surfaces["surface"].map(detect_lang)
     surfaces["program_name"] = surfaces["entity_id"].map(programs)
     surfaces["weight"] = surfaces["requests"].astype(float)
     surfaces = surfaces[SURFACE_COLUMNS].reset_index(drop=True)
-    return dg.MaterializeResult(value=surfaces, metadata=frame_metadata(
-        surfaces, ["entity_id", "surface", "lang", "requests"],
-        unknown_entity_rows=int((~known).sum()), already_aliased=int((~fresh).sum()),
-        programs_touched=int(surfaces["entity_id"].nunique()) if len(surfaces) else 0, **bad_rows_metadata(bad)))
+    return dg.MaterializeResult(
+        value=surfaces,
+        metadata=frame_metadata(
+            surfaces,
+            ["entity_id", "surface", "lang", "requests"],
+            unknown_entity_rows=int((~known).sum()),
+            already_aliased=int((~fresh).sum()),
+            programs_touched=int(surfaces["entity_id"].nunique()) if len(surfaces) else 0,
+            **bad_rows_metadata(bad),
+        ),
+    )
 
 
-def _entity_reference(database: AutonomathDatabase, entities: list[str]
-                      ) -> tuple[dict[str, str], list[tuple[str, str]], badrows.BadRows]:
+def _entity_reference(
+    database: AutonomathDatabase, entities: list[str]
+) -> tuple[dict[str, str], list[tuple[str, str]], badrows.BadRows]:
     """Names of the programs that exist among ``entities``, and their am_alias surfaces. A program
     whose name (or an alias whose surface) is not readable text is left out and reported."""
     programs: dict[str, str] = {}
@@ -142,25 +196,42 @@ def _entity_reference(database: AutonomathDatabase, entities: list[str]
     bad = badrows.BadRows()
     with database.read_only() as conn:
         for start in range(0, len(entities), 500):
-            chunk = entities[start:start + 500]
+            chunk = entities[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            programs.update(badrows.checked_rows(
-                conn, f"SELECT program_id, name FROM programs WHERE program_id IN ({marks})", chunk,
-                table="programs", bad=bad))
-            aliases += [(entity, surface) for _, entity, surface in badrows.checked_rows(
-                conn, f"SELECT alias_id, entity_id, surface FROM am_alias WHERE entity_id IN ({marks}) "
-                "ORDER BY entity_id, alias_id", chunk, table="am_alias", bad=bad)]
+            programs.update(
+                badrows.checked_rows(
+                    conn,
+                    f"SELECT program_id, name FROM programs WHERE program_id IN ({marks})",
+                    chunk,
+                    table="programs",
+                    bad=bad,
+                )
+            )
+            aliases += [
+                (entity, surface)
+                for _, entity, surface in badrows.checked_rows(
+                    conn,
+                    f"SELECT alias_id, entity_id, surface FROM am_alias WHERE entity_id IN ({marks}) "
+                    "ORDER BY entity_id, alias_id",
+                    chunk,
+                    table="am_alias",
+                    bad=bad,
+                )
+            ]
     return programs, aliases, bad
 
 
 @dg.asset(name="alias_expansion_embeddings", kinds={"pytorch", "parquet"}, **COMMON)
-def alias_expansion_embeddings(autonomath_db: AutonomathDatabase, embeddings: EmbeddingModel,
-                               alias_expansion_surfaces: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+def alias_expansion_embeddings(
+    autonomath_db: AutonomathDatabase, embeddings: EmbeddingModel, alias_expansion_surfaces: pd.DataFrame
+) -> dg.MaterializeResult[pd.DataFrame]:
     """A unit vector per surface (shared cache), and its similarity to what the program is already called:
     its name and first aliases."""
     surfaces = alias_expansion_surfaces
     vectors, metadata = embed_texts(embeddings, surfaces["surface"].tolist())
-    programs, aliases, _ = _entity_reference(autonomath_db, sorted(surfaces["entity_id"].unique()) if len(surfaces) else [])
+    programs, aliases, _ = _entity_reference(
+        autonomath_db, sorted(surfaces["entity_id"].unique()) if len(surfaces) else []
+    )
     references: dict[str, list[str]] = {entity: [normalize_query(name)] for entity, name in programs.items()}
     for entity, surface in aliases:
         if len(references[entity]) <= REFERENCE_ALIASES_PER_PROGRAM:
@@ -168,10 +239,13 @@ def alias_expansion_embeddings(autonomath_db: AutonomathDatabase, embeddings: Em
     reference_texts = sorted({t for texts in references.values() for t in texts})
     reference_vectors, reference_metadata = embed_texts(embeddings, reference_texts)
     index = {t: i for i, t in enumerate(reference_texts)}
-    similarity = np.array([
-        float(np.max(reference_vectors[[index[t] for t in references[entity]]] @ vector))
-        for entity, vector in zip(surfaces["entity_id"], vectors)
-    ], dtype=float)
+    similarity = np.array(
+        [
+            float(np.max(reference_vectors[[index[t] for t in references[entity]]] @ vector))
+            for entity, vector in zip(surfaces["entity_id"], vectors)
+        ],
+        dtype=float,
+    )
     frame = with_vectors(surfaces[["entity_id", "surface", "weight"]], vectors).assign(similarity_to_entity=similarity)
     metadata["reference_texts"] = len(reference_texts)
     metadata["texts_embedded"] += reference_metadata["texts_embedded"]
@@ -182,32 +256,50 @@ def alias_expansion_embeddings(autonomath_db: AutonomathDatabase, embeddings: Em
 
 
 @dg.asset(name="alias_expansion_clusters", kinds={"scikitlearn", "parquet"}, **COMMON)
-def alias_expansion_clusters(config: AliasClusteringConfig,
-                             alias_expansion_embeddings: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+def alias_expansion_clusters(
+    config: AliasClusteringConfig, alias_expansion_embeddings: pd.DataFrame
+) -> dg.MaterializeResult[pd.DataFrame]:
     """Each program's surface forms clustered on their own (weighted DBSCAN): a form used once, far from
     any other form of the program, stays noise (-1) and is not proposed."""
     clustered, cluster_metadata = cluster_with_config(alias_expansion_embeddings, config, group_by="entity_id")
-    return dg.MaterializeResult(value=clustered.drop(columns=["vector"]), metadata={
-        "dagster/row_count": len(clustered), **clustering_metadata(clustered), **cluster_metadata})
+    return dg.MaterializeResult(
+        value=clustered.drop(columns=["vector"]),
+        metadata={"dagster/row_count": len(clustered), **clustering_metadata(clustered), **cluster_metadata},
+    )
 
 
 def candidate_gates(known_entities: frozenset, aliased: frozenset) -> tuple[gates.Gate, ...]:
     return (
         gates.all_pending_review(),
         gates.values_in("entity_id", known_entities, "entity_exists", "Every candidate names a program that exists."),
-        gates.pairs_absent(("entity_id", "surface"), aliased, "not_in_am_alias",
-                           "No candidate is already an alias of its program (after normalization)."),
-        gates.values_in("lang", PROPOSABLE_LANGS, "valid_lang", f"Language codes are among {sorted(PROPOSABLE_LANGS)}."),
+        gates.pairs_absent(
+            ("entity_id", "surface"),
+            aliased,
+            "not_in_am_alias",
+            "No candidate is already an alias of its program (after normalization).",
+        ),
+        gates.values_in(
+            "lang", PROPOSABLE_LANGS, "valid_lang", f"Language codes are among {sorted(PROPOSABLE_LANGS)}."
+        ),
         gates.row_cap(MAX_CANDIDATES),
         gates.non_empty_text("surface"),
     )
 
 
-@dg.asset(name="alias_expansion_candidates", kinds={"sqlite", "parquet"},
-          check_specs=gate_specs("alias_expansion_candidates", candidate_gates(frozenset(), frozenset())), **COMMON)
-def alias_expansion_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
-                               autonomath_db: AutonomathDatabase, embeddings: EmbeddingModel,
-                               alias_expansion_surfaces: pd.DataFrame, alias_expansion_clusters: pd.DataFrame):
+@dg.asset(
+    name="alias_expansion_candidates",
+    kinds={"sqlite", "parquet"},
+    check_specs=gate_specs("alias_expansion_candidates", candidate_gates(frozenset(), frozenset())),
+    **COMMON,
+)
+def alias_expansion_candidates(
+    context: dg.AssetExecutionContext,
+    config: CandidatesConfig,
+    autonomath_db: AutonomathDatabase,
+    embeddings: EmbeddingModel,
+    alias_expansion_surfaces: pd.DataFrame,
+    alias_expansion_clusters: pd.DataFrame,
+):
     """Alias candidates: clustered surface forms scored by frequency, sessions and similarity to the
     program's name and aliases (each in [0, 1], weights in config). Blocking gates before publishing."""
     if config.max_candidates > MAX_CANDIDATES:
@@ -219,20 +311,34 @@ def alias_expansion_candidates(context: dg.AssetExecutionContext, config: Candid
         frequency = np.log1p(frame["requests"]) / np.log1p(frame["requests"].max())
         sessions = np.log1p(frame["sessions"]) / np.log1p(frame["sessions"].max())
         similarity = frame["similarity_to_entity"].clip(0, 1)
-        frame["score"] = (config.weight_frequency * frequency + config.weight_sessions * sessions
-                          + config.weight_similarity * similarity) / (
-            config.weight_frequency + config.weight_sessions + config.weight_similarity)
+        frame["score"] = (
+            config.weight_frequency * frequency
+            + config.weight_sessions * sessions
+            + config.weight_similarity * similarity
+        ) / (config.weight_frequency + config.weight_sessions + config.weight_similarity)
     else:
         frame["score"] = pd.Series(dtype=float)
-    frame = (frame.sort_values(["score", "entity_id", "surface"], ascending=[False, True, True], kind="mergesort")
-             .head(config.max_candidates).reset_index(drop=True))
+    frame = (
+        frame.sort_values(["score", "entity_id", "surface"], ascending=[False, True, True], kind="mergesort")
+        .head(config.max_candidates)
+        .reset_index(drop=True)
+    )
     candidates = frame.assign(
-        source=SOURCE, status="pending_review", created_at=iso_utc(utc_now()),
-        evidence_json=[evidence_json(requests=int(r.requests), sessions=int(r.sessions),
-                                     mean_confidence=round(float(r.mean_confidence), 4), raw_forms=list(r.raw_forms),
-                                     similarity_to_entity=round(float(r.similarity_to_entity), 4),
-                                     cluster=int(r.cluster), program_name=r.program_name)
-                       for r in frame.itertuples()],
+        source=SOURCE,
+        status="pending_review",
+        created_at=iso_utc(utc_now()),
+        evidence_json=[
+            evidence_json(
+                requests=int(r.requests),
+                sessions=int(r.sessions),
+                mean_confidence=round(float(r.mean_confidence), 4),
+                raw_forms=list(r.raw_forms),
+                similarity_to_entity=round(float(r.similarity_to_entity), 4),
+                cluster=int(r.cluster),
+                program_name=r.program_name,
+            )
+            for r in frame.itertuples()
+        ],
         **provenance(context, SPEC, window, model_name=embeddings.model),
     )
     entities = sorted(candidates["entity_id"].unique()) if len(candidates) else []
@@ -240,25 +346,46 @@ def alias_expansion_candidates(context: dg.AssetExecutionContext, config: Candid
     run_gates = candidate_gates(frozenset(programs), frozenset((e, normalize_query(s)) for e, s in aliases))
     return dg.MaterializeResult(
         value=candidates,
-        metadata=frame_metadata(candidates, ["entity_id", "surface", "lang", "score"],
-                                candidates_proposed=len(candidates),
-                                **{f"lang_{lang.replace('-', '_')}": int((candidates["lang"] == lang).sum())
-                                   for lang in sorted(PROPOSABLE_LANGS)}),
+        metadata=frame_metadata(
+            candidates,
+            ["entity_id", "surface", "lang", "score"],
+            candidates_proposed=len(candidates),
+            **{
+                f"lang_{lang.replace('-', '_')}": int((candidates["lang"] == lang).sum())
+                for lang in sorted(PROPOSABLE_LANGS)
+            },
+        ),
         check_results=gate_results("alias_expansion_candidates", run_gates, candidates),
     )
 
 
-def alias_candidates_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
-                          candidates: pd.DataFrame) -> PublishPlan:
-    return PublishPlan(table="alias_candidates", rows=candidates, key_columns=["entity_id", "surface"],
-                       stale_where="partition_key = ? AND status = 'pending_review'",
-                       stale_params=(window.partition_key,))
+def alias_candidates_plan(
+    context: dg.AssetExecutionContext, settings: LoopSettings, window: Window, candidates: pd.DataFrame
+) -> PublishPlan:
+    return PublishPlan(
+        table="alias_candidates",
+        rows=candidates,
+        key_columns=["entity_id", "surface"],
+        stale_where="partition_key = ? AND status = 'pending_review'",
+        stale_params=(window.partition_key,),
+    )
 
 
 alias_candidates_published = published_asset(
-    SPEC, "alias_candidates_published", candidates="alias_expansion_candidates", plan=alias_candidates_plan,
+    SPEC,
+    "alias_candidates_published",
+    candidates="alias_expansion_candidates",
+    plan=alias_candidates_plan,
     description="`alias_candidates` rows of this week, pending operator review (dry run: nothing written).\n\n"
-    "Keyed by (entity, surface): a surface proposed again updates its evidence, never its review status.")
+    "Keyed by (entity, surface): a surface proposed again updates its evidence, never its review status.",
+)
 
-LOOP = LoopDefinition.of(SPEC, alias_expansion_snapshot, alias_expansion_surfaces, alias_expansion_embeddings,
-                         alias_expansion_clusters, alias_expansion_candidates, alias_candidates_published)
+LOOP = LoopDefinition.of(
+    SPEC,
+    alias_expansion_snapshot,
+    alias_expansion_surfaces,
+    alias_expansion_embeddings,
+    alias_expansion_clusters,
+    alias_expansion_candidates,
+    alias_candidates_published,
+)

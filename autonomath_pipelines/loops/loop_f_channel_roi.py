@@ -37,41 +37,68 @@ PREVIEW = ["channel", "signups_28d", "paid_28d", "revenue_28d_jpy", "refunds_jpy
 
 def billing_totals(database: AutonomathDatabase, window: Window):
     """Σ charge and Σ refund of the window read straight from ``billing_events`` (no join, no channel)."""
+
     def read() -> tuple[int, int]:
         with database.read_only() as conn:
-            charges, refunds, _ = conn.execute(channel_roi.BILLING_TOTALS_SQL, (window.start_iso, window.end_iso)).fetchone()
+            charges, refunds, _ = conn.execute(
+                channel_roi.BILLING_TOTALS_SQL, (window.start_iso, window.end_iso)
+            ).fetchone()
         return int(charges), int(refunds)
+
     return read
 
 
-@dg.asset(name="channel_roi_snapshot", deps=["subscribers", "billing_events", "query_log"],
-          kinds={"sqlite", "parquet"}, **COMMON)
-def channel_roi_snapshot(context: dg.AssetExecutionContext,
-                         autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
+@dg.asset(
+    name="channel_roi_snapshot",
+    deps=["subscribers", "billing_events", "query_log"],
+    kinds={"sqlite", "parquet"},
+    **COMMON,
+)
+def channel_roi_snapshot(
+    context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase
+) -> dg.MaterializeResult[pd.DataFrame]:
     """The window's aggregates per raw `utm_source`: sign-ups, paid, charges, refunds, requests (SQL)."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC)
     with autonomath_db.read_only() as conn:
-        names, rows, _ = badrows.fetch_checked(conn, channel_roi.AGGREGATES_SQL,
-                                               {"start": window.start_iso, "end": window.end_iso})
+        names, rows, _ = badrows.fetch_checked(
+            conn, channel_roi.AGGREGATES_SQL, {"start": window.start_iso, "end": window.end_iso}
+        )
         snapshot = pd.DataFrame(channel_roi.readable_utm(rows, names), columns=names)
         # Requests from keys no subscriber holds (internal keys, rotated-away keys) have no channel.
-        window_requests = int(conn.execute(
-            f"SELECT COUNT(*) FROM query_log WHERE ts >= ? AND ts < ? AND {channel_roi.REQUEST_RULES.good('query_log')}",
-            (window.start_iso, window.end_iso)).fetchone()[0])
+        window_requests = int(
+            conn.execute(
+                "SELECT COUNT(*) FROM query_log WHERE ts >= ? AND ts < ? AND "
+                f"{channel_roi.REQUEST_RULES.good('query_log')}",
+                (window.start_iso, window.end_iso),
+            ).fetchone()[0]
+        )
         bad = channel_roi.bad_input(conn, window.start_iso, window.end_iso)
     log_bad_rows(context, bad)
     attributed = int(snapshot["requests_28d"].sum()) if len(snapshot) else 0
-    return dg.MaterializeResult(value=snapshot, metadata=frame_metadata(
-        snapshot, ["utm_source", "attributed", "signups_28d", "paid_28d", "revenue_28d_jpy", "requests_28d"],
-        raw_groups=len(snapshot), window_requests=window_requests,
-        requests_without_channel=window_requests - attributed, **window.metadata(), **bad_rows_metadata(bad)))
+    return dg.MaterializeResult(
+        value=snapshot,
+        metadata=frame_metadata(
+            snapshot,
+            ["utm_source", "attributed", "signups_28d", "paid_28d", "revenue_28d_jpy", "requests_28d"],
+            raw_groups=len(snapshot),
+            window_requests=window_requests,
+            requests_without_channel=window_requests - attributed,
+            **window.metadata(),
+            **bad_rows_metadata(bad),
+        ),
+    )
 
 
-@dg.asset(name="channel_roi_candidates", kinds={"pandas", "parquet"},
-          check_specs=gate_specs("channel_roi_candidates", channel_roi.candidate_gates(lambda: (0, 0))), **COMMON)
-def channel_roi_candidates(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
-                           channel_roi_snapshot: pd.DataFrame):
+@dg.asset(
+    name="channel_roi_candidates",
+    kinds={"pandas", "parquet"},
+    check_specs=gate_specs("channel_roi_candidates", channel_roi.candidate_gates(lambda: (0, 0))),
+    **COMMON,
+)
+def channel_roi_candidates(
+    context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase, channel_roi_snapshot: pd.DataFrame
+):
     # No return annotation: with check_specs the op has several outputs and Dagster would type the
     # value output as Nothing.
     """`channel_roi` rows of the partition: one per named channel (NULL utm → "(unknown)", '' → "(empty)",
@@ -83,7 +110,9 @@ def channel_roi_candidates(context: dg.AssetExecutionContext, autonomath_db: Aut
     window = window_for(context, SPEC)
     table = channel_roi.channel_table(channel_roi_snapshot)
     candidates = table.assign(
-        computed_at=iso_utc(utc_now()), window_start=window.start_iso, window_end=window.end_iso,
+        computed_at=iso_utc(utc_now()),
+        window_start=window.start_iso,
+        window_end=window.end_iso,
         **provenance(context, SPEC, window),
     )
     totals = channel_roi.summary(table)
@@ -91,25 +120,41 @@ def channel_roi_candidates(context: dg.AssetExecutionContext, autonomath_db: Aut
     return dg.MaterializeResult(
         value=candidates,
         metadata=frame_metadata(
-            candidates, PREVIEW,
-            total_revenue_jpy=totals["revenue_jpy"], total_signups=totals["signups"], total_paid=totals["paid"],
-            channels=totals["channels"], total_charges_jpy=totals["charges_jpy"],
-            total_refunds_jpy=totals["refunds_jpy"], total_requests=totals["requests"],
+            candidates,
+            PREVIEW,
+            total_revenue_jpy=totals["revenue_jpy"],
+            total_signups=totals["signups"],
+            total_paid=totals["paid"],
+            channels=totals["channels"],
+            total_charges_jpy=totals["charges_jpy"],
+            total_refunds_jpy=totals["refunds_jpy"],
+            total_requests=totals["requests"],
             **window.metadata(),
         ),
         check_results=gate_results("channel_roi_candidates", run_gates, candidates),
     )
 
 
-def channel_roi_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
-                     candidates: pd.DataFrame) -> PublishPlan:
-    return PublishPlan(table="channel_roi", rows=candidates, key_columns=["channel", "partition_key"],
-                       stale_where="partition_key = ?", stale_params=(window.partition_key,), preserve_columns=())
+def channel_roi_plan(
+    context: dg.AssetExecutionContext, settings: LoopSettings, window: Window, candidates: pd.DataFrame
+) -> PublishPlan:
+    return PublishPlan(
+        table="channel_roi",
+        rows=candidates,
+        key_columns=["channel", "partition_key"],
+        stale_where="partition_key = ?",
+        stale_params=(window.partition_key,),
+        preserve_columns=(),
+    )
 
 
 channel_roi_published = published_asset(
-    SPEC, "channel_roi_published", candidates="channel_roi_candidates", plan=channel_roi_plan,
+    SPEC,
+    "channel_roi_published",
+    candidates="channel_roi_candidates",
+    plan=channel_roi_plan,
     description="`channel_roi` rows of this partition (dry run: nothing written). A re-run replaces them all, so "
-    "a channel that vanished from the window leaves no stale row.")
+    "a channel that vanished from the window leaves no stale row.",
+)
 
 LOOP = LoopDefinition.of(SPEC, channel_roi_snapshot, channel_roi_candidates, channel_roi_published)

@@ -58,23 +58,44 @@ COMMON = asset_defaults(SPEC)
 #: Hard cap of the re-fetch queue per run (blocking gate); the configured N may not exceed it.
 MAX_QUEUE_ROWS = 500
 
-SNAPSHOT_COLUMNS = ["program_id", "source_url", "tier", "source_fetched_at", "signal_observed_at", "signal_status",
-                    "signal_last_modified"]
+SNAPSHOT_COLUMNS = [
+    "program_id",
+    "source_url",
+    "tier",
+    "source_fetched_at",
+    "signal_observed_at",
+    "signal_status",
+    "signal_last_modified",
+]
 #: The columns loop I reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
 #: A program whose source_fetched_at is not contract text has no measurable staleness: it is left out
 #: (named in the snapshot's bad_rows) rather than guessed at.
-PROGRAM_RULES = badrows.TableRules("programs", "program_id", (
-    badrows.text("program_id", required=True), badrows.text("source_url", required=True),
-    badrows.timestamp("source_fetched_at")))
+PROGRAM_RULES = badrows.TableRules(
+    "programs",
+    "program_id",
+    (
+        badrows.text("program_id", required=True),
+        badrows.text("source_url", required=True),
+        badrows.timestamp("source_fetched_at"),
+    ),
+)
 #: A signal with a malformed timestamp, status or Last-Modified is not evidence: the latest
 #: well-formed conclusive signal of the URL is used instead. Last-Modified may be the raw header's
 #: HTTP-date as well as contract text.
-SIGNAL_RULES = badrows.TableRules("source_change_signals", "id", (
-    badrows.timestamp("observed_at"), badrows.text("source_url"),
-    badrows.number("http_status", lo=100, hi=599, integer=True),
-    badrows.timestamp("last_modified", nullable=True, http_date=True)))
-PROGRAMS_SQL = ("SELECT program_id, source_url, tier, source_fetched_at FROM programs "
-                f"WHERE {PROGRAM_RULES.good('programs')} ORDER BY program_id")
+SIGNAL_RULES = badrows.TableRules(
+    "source_change_signals",
+    "id",
+    (
+        badrows.timestamp("observed_at"),
+        badrows.text("source_url"),
+        badrows.number("http_status", lo=100, hi=599, integer=True),
+        badrows.timestamp("last_modified", nullable=True, http_date=True),
+    ),
+)
+PROGRAMS_SQL = (
+    "SELECT program_id, source_url, tier, source_fetched_at FROM programs "
+    f"WHERE {PROGRAM_RULES.good('programs')} ORDER BY program_id"
+)
 
 
 class FreshnessConfig(dg.Config):
@@ -82,15 +103,21 @@ class FreshnessConfig(dg.Config):
     staleness_coef: float = Field(default=0.6, description="Coefficient of staleness_days (1 day = 1 point).")
     tier_coef: float = Field(default=0.3, description="Coefficient of tier_weight (points).")
     change_coef: float = Field(default=0.1, description="Coefficient of change_signal (points).")
-    tier_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_TIER_WEIGHTS),
-                                           description="Points per editorial tier.")
+    tier_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_TIER_WEIGHTS), description="Points per editorial tier."
+    )
     changed_points: float = Field(default=100.0, description="change_signal of a 200 newer than source_fetched_at.")
     gone_points: float = Field(default=100.0, description="change_signal of a 404/410 (page may be withdrawn).")
 
     def weights(self) -> FreshnessWeights:
-        return FreshnessWeights(staleness=self.staleness_coef, tier=self.tier_coef, change=self.change_coef,
-                                tier_weights=dict(self.tier_weights), changed_points=self.changed_points,
-                                gone_points=self.gone_points)
+        return FreshnessWeights(
+            staleness=self.staleness_coef,
+            tier=self.tier_coef,
+            change=self.change_coef,
+            tier_weights=dict(self.tier_weights),
+            changed_points=self.changed_points,
+            gone_points=self.gone_points,
+        )
 
 
 def read_programs(database: AutonomathDatabase, bad: badrows.BadRows | None = None) -> pd.DataFrame:
@@ -108,10 +135,13 @@ def programs_digest(database: AutonomathDatabase) -> str:
 
 # ---------------------------------------------------------------------------------------- assets
 
-@dg.asset(name="doc_freshness_snapshot", deps=["programs", "source_change_signals"], kinds={"sqlite", "parquet"},
-          **COMMON)
-def doc_freshness_snapshot(context: dg.AssetExecutionContext,
-                           autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
+
+@dg.asset(
+    name="doc_freshness_snapshot", deps=["programs", "source_change_signals"], kinds={"sqlite", "parquet"}, **COMMON
+)
+def doc_freshness_snapshot(
+    context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase
+) -> dg.MaterializeResult[pd.DataFrame]:
     """Every program's source page with the latest conclusive liveness signal observed before the
     partition end. Malformed programs and signals are skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
@@ -130,7 +160,11 @@ def doc_freshness_snapshot(context: dg.AssetExecutionContext,
         "    AND source_url IN (SELECT source_url FROM programs)) "
         "SELECT id AS signal_id, source_url, observed_at AS signal_observed_at, http_status AS signal_status, "
         "       last_modified AS signal_last_modified FROM latest WHERE rn = 1",
-        {"end": window.end_iso}, table="source_change_signals", key="signal_id", bad=bad)
+        {"end": window.end_iso},
+        table="source_change_signals",
+        key="signal_id",
+        bad=bad,
+    )
     with autonomath_db.read_only() as conn:
         bad.extend(badrows.count_bad(conn, PROGRAM_RULES))
         bad.extend(badrows.count_bad(conn, SIGNAL_RULES, "observed_at < ?", (window.end_iso,)))
@@ -138,11 +172,20 @@ def doc_freshness_snapshot(context: dg.AssetExecutionContext,
     snapshot = programs.merge(signals.drop(columns=["signal_id"]), on="source_url", how="left")
     digest = fetched_at_digest(zip(snapshot["program_id"], snapshot["source_fetched_at"]))
     scanned = int(snapshot["signal_status"].notna().sum()) if len(snapshot) else 0
-    return dg.MaterializeResult(value=snapshot[SNAPSHOT_COLUMNS], metadata=frame_metadata(
-        snapshot, SNAPSHOT_COLUMNS, **window.metadata(), as_of_utc=window.end_iso, programs=len(snapshot),
-        programs_with_signal=scanned, source_fetched_at_sha256=digest,
-        programs_sharing_a_url=int(snapshot["source_url"].duplicated(keep=False).sum()) if len(snapshot) else 0,
-        **bad_rows_metadata(bad)))
+    return dg.MaterializeResult(
+        value=snapshot[SNAPSHOT_COLUMNS],
+        metadata=frame_metadata(
+            snapshot,
+            SNAPSHOT_COLUMNS,
+            **window.metadata(),
+            as_of_utc=window.end_iso,
+            programs=len(snapshot),
+            programs_with_signal=scanned,
+            source_fetched_at_sha256=digest,
+            programs_sharing_a_url=int(snapshot["source_url"].duplicated(keep=False).sum()) if len(snapshot) else 0,
+            **bad_rows_metadata(bad),
+        ),
+    )
 
 
 def _no_duplicate_urls(frame: pd.DataFrame) -> GateResult:
@@ -166,23 +209,36 @@ CANDIDATE_GATES = (
 FETCHED_AT_UNTOUCHED = Gate(
     "source_fetched_at_untouched",
     "programs.source_fetched_at is byte-identical to the snapshot's (honest semantics: only a real fetch changes it).",
-    lambda _: None)
+    lambda _: None,
+)
 
 
 def _untouched(snapshot_digest: str, live_digest: str) -> GateResult:
     same = snapshot_digest == live_digest
-    return GateResult(same, "source_fetched_at unchanged since the snapshot" if same else
-                      "programs.source_fetched_at differs from the snapshot",
-                      {"snapshot_sha256": snapshot_digest, "live_sha256": live_digest})
+    return GateResult(
+        same,
+        "source_fetched_at unchanged since the snapshot"
+        if same
+        else "programs.source_fetched_at differs from the snapshot",
+        {"snapshot_sha256": snapshot_digest, "live_sha256": live_digest},
+    )
 
 
 QUEUE_COLUMNS = ["rank", "source_url", "program_id", "tier", "priority", "reason", "dominant_term", "signal_class"]
 
 
-@dg.asset(name="doc_freshness_candidates", kinds={"pandas", "parquet"},
-          check_specs=gate_specs("doc_freshness_candidates", [*CANDIDATE_GATES, FETCHED_AT_UNTOUCHED]), **COMMON)
-def doc_freshness_candidates(context: dg.AssetExecutionContext, config: FreshnessConfig,
-                             autonomath_db: AutonomathDatabase, doc_freshness_snapshot: pd.DataFrame):
+@dg.asset(
+    name="doc_freshness_candidates",
+    kinds={"pandas", "parquet"},
+    check_specs=gate_specs("doc_freshness_candidates", [*CANDIDATE_GATES, FETCHED_AT_UNTOUCHED]),
+    **COMMON,
+)
+def doc_freshness_candidates(
+    context: dg.AssetExecutionContext,
+    config: FreshnessConfig,
+    autonomath_db: AutonomathDatabase,
+    doc_freshness_snapshot: pd.DataFrame,
+):
     # No return annotation: with check_specs the op has several outputs and Dagster would type the
     # value output as Nothing.
     """Rows for `source_refetch_queue`: the top N source pages by priority, each with a `reason` naming
@@ -203,18 +259,29 @@ def doc_freshness_candidates(context: dg.AssetExecutionContext, config: Freshnes
         priority=top["priority"].astype(float).round(6),
         queued_at=queued_at,
         status="pending_review",
-        evidence_json=[evidence_json(
-            rank=int(r.rank), as_of=window.end_iso, source_fetched_at=r.source_fetched_at,
-            staleness_days=round(float(r.staleness_days), 3), tier=r.tier, tier_weight=float(r.tier_weight),
-            signal_class=r.signal_class, change_signal=float(r.change_signal),
-            signal_status=None if pd.isna(r.signal_status) else int(r.signal_status),
-            signal_observed_at=None if pd.isna(r.signal_observed_at) else r.signal_observed_at,
-            signal_last_modified=None if pd.isna(r.signal_last_modified) else r.signal_last_modified,
-            terms={"staleness": round(weights.staleness * float(r.staleness_days), 3),
-                   "tier": round(weights.tier * float(r.tier_weight), 3),
-                   "change": round(weights.change * float(r.change_signal), 3)},
-            coefficients={"staleness": weights.staleness, "tier": weights.tier, "change": weights.change},
-            dominant_term=r.dominant_term) for r in top.itertuples()],
+        evidence_json=[
+            evidence_json(
+                rank=int(r.rank),
+                as_of=window.end_iso,
+                source_fetched_at=r.source_fetched_at,
+                staleness_days=round(float(r.staleness_days), 3),
+                tier=r.tier,
+                tier_weight=float(r.tier_weight),
+                signal_class=r.signal_class,
+                change_signal=float(r.change_signal),
+                signal_status=None if pd.isna(r.signal_status) else int(r.signal_status),
+                signal_observed_at=None if pd.isna(r.signal_observed_at) else r.signal_observed_at,
+                signal_last_modified=None if pd.isna(r.signal_last_modified) else r.signal_last_modified,
+                terms={
+                    "staleness": round(weights.staleness * float(r.staleness_days), 3),
+                    "tier": round(weights.tier * float(r.tier_weight), 3),
+                    "change": round(weights.change * float(r.change_signal), 3),
+                },
+                coefficients={"staleness": weights.staleness, "tier": weights.tier, "change": weights.change},
+                dominant_term=r.dominant_term,
+            )
+            for r in top.itertuples()
+        ],
         **provenance(context, SPEC, window),
     )
     snapshot_digest = fetched_at_digest(zip(snapshot["program_id"], snapshot["source_fetched_at"]))
@@ -225,8 +292,11 @@ def doc_freshness_candidates(context: dg.AssetExecutionContext, config: Freshnes
     return dg.MaterializeResult(
         value=candidates,
         metadata=frame_metadata(
-            candidates, QUEUE_COLUMNS,
-            candidates_proposed=n, programs_scored=len(scored), as_of_utc=window.end_iso,
+            candidates,
+            QUEUE_COLUMNS,
+            candidates_proposed=n,
+            programs_scored=len(scored),
+            as_of_utc=window.end_iso,
             mean_priority=float(candidates["priority"].mean()) if n else 0.0,
             max_priority=float(candidates["priority"].max()) if n else 0.0,
             min_priority=float(candidates["priority"].min()) if n else 0.0,
@@ -237,31 +307,48 @@ def doc_freshness_candidates(context: dg.AssetExecutionContext, config: Freshnes
             changed_programs_scored=int((scored["signal_class"] == "changed").sum()) if len(scored) else 0,
             changed_programs_queued=int(signals.get("changed", 0)),
         ),
-        check_results=[*gate_results("doc_freshness_candidates", CANDIDATE_GATES, candidates),
-                       check_result("doc_freshness_candidates", FETCHED_AT_UNTOUCHED, untouched)],
+        check_results=[
+            *gate_results("doc_freshness_candidates", CANDIDATE_GATES, candidates),
+            check_result("doc_freshness_candidates", FETCHED_AT_UNTOUCHED, untouched),
+        ],
     )
 
 
-def refetch_queue_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
-                       candidates: pd.DataFrame) -> PublishPlan:
-    return PublishPlan(table="source_refetch_queue", rows=candidates, key_columns=["source_url", "partition_key"],
-                       stale_where="partition_key = ? AND status = 'pending_review'",
-                       stale_params=(window.partition_key,))
+def refetch_queue_plan(
+    context: dg.AssetExecutionContext, settings: LoopSettings, window: Window, candidates: pd.DataFrame
+) -> PublishPlan:
+    return PublishPlan(
+        table="source_refetch_queue",
+        rows=candidates,
+        key_columns=["source_url", "partition_key"],
+        stale_where="partition_key = ? AND status = 'pending_review'",
+        stale_params=(window.partition_key,),
+    )
 
 
-def fetched_at_untouched(database: AutonomathDatabase, plan: PublishPlan, published: dict,
-                         inputs: dict) -> list[GateResult]:
+def fetched_at_untouched(
+    database: AutonomathDatabase, plan: PublishPlan, published: dict, inputs: dict
+) -> list[GateResult]:
     snapshot = inputs["doc_freshness_snapshot"]
-    return [_untouched(fetched_at_digest(zip(snapshot["program_id"], snapshot["source_fetched_at"])),
-                       programs_digest(database))]
+    return [
+        _untouched(
+            fetched_at_digest(zip(snapshot["program_id"], snapshot["source_fetched_at"])), programs_digest(database)
+        )
+    ]
 
 
 source_refetch_queue_published = published_asset(
-    SPEC, "source_refetch_queue_published", candidates="doc_freshness_candidates", plan=refetch_queue_plan,
-    window_gated=False, checks=(FETCHED_AT_UNTOUCHED,), verify=fetched_at_untouched,
+    SPEC,
+    "source_refetch_queue_published",
+    candidates="doc_freshness_candidates",
+    plan=refetch_queue_plan,
+    window_gated=False,
+    checks=(FETCHED_AT_UNTOUCHED,),
+    verify=fetched_at_untouched,
     reads=("doc_freshness_snapshot",),
     description="`source_refetch_queue` rows of this week, pending operator review (dry run: nothing written).\n\n"
     "Re-running replaces the week's still-pending rows; reviewed rows keep their status. After the write, "
-    "`programs.source_fetched_at` is checked again against the snapshot.")
+    "`programs.source_fetched_at` is checked again against the snapshot.",
+)
 
 LOOP = LoopDefinition.of(SPEC, doc_freshness_snapshot, doc_freshness_candidates, source_refetch_queue_published)

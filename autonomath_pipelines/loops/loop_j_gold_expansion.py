@@ -45,21 +45,37 @@ GOLD_PATH = SPEC.promotes_to
 CANDIDATES_FOLDER = SPEC.candidates_folder
 MAX_CANDIDATES = 5000
 #: The columns loop J reads must be well-formed; other rows are skipped and counted (lib/badrows.py).
-QUERY_RULES = badrows.TableRules("query_log", "id", (
-    badrows.timestamp("ts"), badrows.text("session_id"), badrows.text("query_text", max_chars=MAX_QUERY_CHARS),
-    badrows.text("top1_program_id", nullable=True), badrows.number("confidence", lo=0.0, hi=1.0)))
+QUERY_RULES = badrows.TableRules(
+    "query_log",
+    "id",
+    (
+        badrows.timestamp("ts"),
+        badrows.text("session_id"),
+        badrows.text("query_text", max_chars=MAX_QUERY_CHARS),
+        badrows.text("top1_program_id", nullable=True),
+        badrows.number("confidence", lo=0.0, hi=1.0),
+    ),
+)
 
 
 class SnapshotConfig(dg.Config):
-    min_confidence: float = Field(default=goldlib.MIN_CONFIDENCE, ge=0.0, le=1.0, description="High-confidence "
-                                  "threshold of the rule: only rows at least this confident are evidence (lower "
-                                  "rows are ignored by the rule, so they are not read).")
+    min_confidence: float = Field(
+        default=goldlib.MIN_CONFIDENCE,
+        ge=0.0,
+        le=1.0,
+        description="High-confidence "
+        "threshold of the rule: only rows at least this confident are evidence (lower "
+        "rows are ignored by the rule, so they are not read).",
+    )
 
 
 class CandidatesConfig(dg.Config):
     min_sessions: int = Field(default=goldlib.MIN_SESSIONS, description="Distinct sessions a text needs.")
-    max_candidates: int = Field(default=1000, description=f"At most this many proposals per file (≤ {MAX_CANDIDATES}); "
-                                "the best-evidenced (most sessions) first.")
+    max_candidates: int = Field(
+        default=1000,
+        description=f"At most this many proposals per file (≤ {MAX_CANDIDATES}); "
+        "the best-evidenced (most sessions) first.",
+    )
     gold_path: str = Field(default=GOLD_PATH, description="The gold set, relative to the service repo root.")
 
 
@@ -88,18 +104,21 @@ def render_candidates(candidates: pd.DataFrame) -> str:
     for key, kind in (("min_confidence", float), ("min_sessions", int)):
         value = first[key] if first is not None else candidates.attrs.get(key)
         prov[key] = kind(value) if value is not None else None
-    header = (f"Gold-set proposals of loop J ({SPEC.title}), partition {prov['partition_key']}.\n"
-              "Every item is pending_review: move the ones you accept into evals/gold.yaml (drop status/evidence).\n"
-              f"Rule: confidence >= {prov['min_confidence']} rows in >= {prov['min_sessions']} distinct sessions, "
-              "all of them with the same top-1 program.\n"
-              "Schema: see autonomath_pipelines/lib/gold.py and the header of evals/gold.yaml.")
+    header = (
+        f"Gold-set proposals of loop J ({SPEC.title}), partition {prov['partition_key']}.\n"
+        "Every item is pending_review: move the ones you accept into evals/gold.yaml (drop status/evidence).\n"
+        f"Rule: confidence >= {prov['min_confidence']} rows in >= {prov['min_sessions']} distinct sessions, "
+        "all of them with the same top-1 program.\n"
+        "Schema: see autonomath_pipelines/lib/gold.py and the header of evals/gold.yaml."
+    )
     gold = goldlib.proposals_file(candidates, prov, description="Gold-set proposals awaiting operator review.")
     return goldlib.render_gold(gold, header=header)
 
 
 @dg.asset(name="gold_expansion_snapshot", deps=["query_log"], kinds={"sqlite", "parquet"}, **COMMON)
-def gold_expansion_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig,
-                            autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
+def gold_expansion_snapshot(
+    context: dg.AssetExecutionContext, config: SnapshotConfig, autonomath_db: AutonomathDatabase
+) -> dg.MaterializeResult[pd.DataFrame]:
     """The rule's evidence over the 30 days ending at the partition end: per normalized text whose
     every high-confidence answer names one program, that program, its sessions, requests and
     confidences (``lib/gold.py``). Counted per raw text in SQL, so a month of a busy service never
@@ -109,31 +128,55 @@ def gold_expansion_snapshot(context: dg.AssetExecutionContext, config: SnapshotC
     window = window_for(context, SPEC)
     params = (window.start_iso, window.end_iso, config.min_confidence)
     where = f"ts >= ? AND ts < ? AND confidence >= ? AND {QUERY_RULES.good('query_log')}"
-    raw, bad = badrows.read_checked(autonomath_db.read_only, goldlib.RAW_TEXTS_SQL.format(where=where), params,
-                                    table="query_log", key="id")
+    raw, bad = badrows.read_checked(
+        autonomath_db.read_only, goldlib.RAW_TEXTS_SQL.format(where=where), params, table="query_log", key="id"
+    )
 
     def sessions_of(texts: list[str]) -> list[tuple[str, str]]:
         with autonomath_db.read_only() as conn:
-            return [pair for start in range(0, len(texts), SESSION_BATCH) for pair in badrows.checked_rows(
-                conn, f"SELECT DISTINCT query_text, session_id FROM query_log WHERE {where} "
-                "AND query_text IN (SELECT value FROM json_each(?))",
-                (*params, json.dumps(texts[start:start + SESSION_BATCH], ensure_ascii=False)), table="query_log")]
+            return [
+                pair
+                for start in range(0, len(texts), SESSION_BATCH)
+                for pair in badrows.checked_rows(
+                    conn,
+                    f"SELECT DISTINCT query_text, session_id FROM query_log WHERE {where} "
+                    "AND query_text IN (SELECT value FROM json_each(?))",
+                    (*params, json.dumps(texts[start : start + SESSION_BATCH], ensure_ascii=False)),
+                    table="query_log",
+                )
+            ]
 
     evidence = goldlib.evidence_from_raw_texts(raw, sessions_of).assign(min_confidence=float(config.min_confidence))
     with autonomath_db.read_only() as conn:
         bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", params[:2]))
     log_bad_rows(context, bad)
-    return dg.MaterializeResult(value=evidence, metadata=frame_metadata(
-        evidence, goldlib.EVIDENCE_COLUMNS, **window.metadata(), param_min_confidence=float(config.min_confidence),
-        distinct_texts=len(raw), high_confidence_requests=int(raw["requests"].sum()) if len(raw) else 0,
-        **bad_rows_metadata(bad)))
+    return dg.MaterializeResult(
+        value=evidence,
+        metadata=frame_metadata(
+            evidence,
+            goldlib.EVIDENCE_COLUMNS,
+            **window.metadata(),
+            param_min_confidence=float(config.min_confidence),
+            distinct_texts=len(raw),
+            high_confidence_requests=int(raw["requests"].sum()) if len(raw) else 0,
+            **bad_rows_metadata(bad),
+        ),
+    )
 
 
-@dg.asset(name="gold_expansion_candidates", kinds={"pandas", "parquet"},
-          check_specs=gate_specs("gold_expansion_candidates", goldlib.candidate_gates("", frozenset(), None)), **COMMON)
-def gold_expansion_candidates(context: dg.AssetExecutionContext, config: CandidatesConfig,
-                              autonomath_db: AutonomathDatabase, loop_settings: LoopSettings,
-                              gold_expansion_snapshot: pd.DataFrame):
+@dg.asset(
+    name="gold_expansion_candidates",
+    kinds={"pandas", "parquet"},
+    check_specs=gate_specs("gold_expansion_candidates", goldlib.candidate_gates("", frozenset(), None)),
+    **COMMON,
+)
+def gold_expansion_candidates(
+    context: dg.AssetExecutionContext,
+    config: CandidatesConfig,
+    autonomath_db: AutonomathDatabase,
+    loop_settings: LoopSettings,
+    gold_expansion_snapshot: pd.DataFrame,
+):
     """Proposed gold rows (gold schema + evidence), minus the texts already in the gold set. Blocking
     gates: the rendered YAML parses, nothing duplicates the gold set, every program exists."""
     if not 1 <= config.max_candidates <= MAX_CANDIDATES:
@@ -150,46 +193,80 @@ def gold_expansion_candidates(context: dg.AssetExecutionContext, config: Candida
     in_gold = eligible["query"].isin(list(gold_queries))
     proposals = eligible[~in_gold].head(config.max_candidates).reset_index(drop=True)
     candidates = proposals.assign(
-        status="pending_review", **provenance(context, SPEC, window), window_start_utc=window.start_iso,
-        window_end_utc=window.end_iso, gold_path=config.gold_path, min_confidence=min_confidence,
-        min_sessions=int(config.min_sessions))
-    candidates.attrs.update(min_confidence=min_confidence, min_sessions=int(config.min_sessions),
-                            loop_id=SPEC.loop_id, run_id=context.run.run_id, partition_key=window.partition_key,
-                            code_version=CODE_VERSION, window_start_utc=window.start_iso,
-                            window_end_utc=window.end_iso, gold_path=config.gold_path)
+        status="pending_review",
+        **provenance(context, SPEC, window),
+        window_start_utc=window.start_iso,
+        window_end_utc=window.end_iso,
+        gold_path=config.gold_path,
+        min_confidence=min_confidence,
+        min_sessions=int(config.min_sessions),
+    )
+    candidates.attrs.update(
+        min_confidence=min_confidence,
+        min_sessions=int(config.min_sessions),
+        loop_id=SPEC.loop_id,
+        run_id=context.run.run_id,
+        partition_key=window.partition_key,
+        code_version=CODE_VERSION,
+        window_start_utc=window.start_iso,
+        window_end_utc=window.end_iso,
+        gold_path=config.gold_path,
+    )
     with autonomath_db.read_only() as conn:  # programs re-read at run time, not from the snapshot
-        programs = frozenset(p for (p,) in badrows.checked_rows(conn, "SELECT program_id FROM programs",
-                                                                table="programs"))
+        programs = frozenset(
+            p for (p,) in badrows.checked_rows(conn, "SELECT program_id FROM programs", table="programs")
+        )
     rendered = render_candidates(candidates)
     run_gates = goldlib.candidate_gates(rendered, gold_queries, programs)
     return dg.MaterializeResult(
         value=candidates,
         metadata=frame_metadata(
-            candidates, ["query", "expected_program_id", "sessions", "requests", "mean_confidence"],
-            candidates_proposed=len(candidates), eligible_texts=len(eligible), skipped_in_gold=int(in_gold.sum()),
+            candidates,
+            ["query", "expected_program_id", "sessions", "requests", "mean_confidence"],
+            candidates_proposed=len(candidates),
+            eligible_texts=len(eligible),
+            skipped_in_gold=int(in_gold.sum()),
             dropped_by_cap=max(0, len(eligible) - int(in_gold.sum()) - len(candidates)),
-            gold_items=len(gold.items), gold_path=str(gold_path),
-            param_min_sessions=int(config.min_sessions), param_min_confidence=min_confidence),
+            gold_items=len(gold.items),
+            gold_path=str(gold_path),
+            param_min_sessions=int(config.min_sessions),
+            param_min_confidence=min_confidence,
+        ),
         check_results=gate_results("gold_expansion_candidates", run_gates, candidates),
     )
 
 
-def gold_proposals_plan(context: dg.AssetExecutionContext, settings: LoopSettings, window: Window,
-                        candidates: pd.DataFrame) -> FilePublishPlan:
+def gold_proposals_plan(
+    context: dg.AssetExecutionContext, settings: LoopSettings, window: Window, candidates: pd.DataFrame
+) -> FilePublishPlan:
     if candidates.empty:  # parquet keeps no attrs: an empty file still names its run
-        candidates.attrs.update(loop_id=SPEC.loop_id, run_id=context.run.run_id, partition_key=window.partition_key,
-                                code_version=CODE_VERSION, window_start_utc=window.start_iso,
-                                window_end_utc=window.end_iso, gold_path=GOLD_PATH, min_confidence=goldlib.MIN_CONFIDENCE,
-                                min_sessions=goldlib.MIN_SESSIONS)
+        candidates.attrs.update(
+            loop_id=SPEC.loop_id,
+            run_id=context.run.run_id,
+            partition_key=window.partition_key,
+            code_version=CODE_VERSION,
+            window_start_utc=window.start_iso,
+            window_end_utc=window.end_iso,
+            gold_path=GOLD_PATH,
+            min_confidence=goldlib.MIN_CONFIDENCE,
+            min_sessions=goldlib.MIN_SESSIONS,
+        )
     name = candidates_file_name(window.partition_key)
-    return FilePublishPlan(folder=CANDIDATES_FOLDER, files={name: render_candidates(candidates)},
-                           metadata={"proposals": len(candidates), "file": name})
+    return FilePublishPlan(
+        folder=CANDIDATES_FOLDER,
+        files={name: render_candidates(candidates)},
+        metadata={"proposals": len(candidates), "file": name},
+    )
 
 
 gold_candidates_published = published_asset(
-    SPEC, "gold_candidates_published", candidates="gold_expansion_candidates", plan=gold_proposals_plan,
+    SPEC,
+    "gold_candidates_published",
+    candidates="gold_expansion_candidates",
+    plan=gold_proposals_plan,
     kinds={"yaml"},
     description="``evals/_candidates/gold_proposed_<YYYY-MM>.yaml`` under the repo root (dry run: nothing "
-    "written). Re-running a month replaces its file.")
+    "written). Re-running a month replaces its file.",
+)
 
 LOOP = LoopDefinition.of(SPEC, gold_expansion_snapshot, gold_expansion_candidates, gold_candidates_published)

@@ -40,36 +40,62 @@ class LowConfidenceSplit(dg.Config):
     more results, or none → loop A (hallucination)."""
 
     low_confidence_below: float = Field(default=0.5, description="Answers below this confidence are suspect.")
-    single_program_max_results: int = Field(default=2, description="A low-confidence answer with at most this "
-                                            "many results points to one program (loop E), more: loop A.")
+    single_program_max_results: int = Field(
+        default=2,
+        description="A low-confidence answer with at most this "
+        "many results points to one program (loop E), more: loop A.",
+    )
 
 
 class ClusteringConfig(dg.Config):
     """Clustering of a loop's texts (cosine distance on unit vectors; weights are request counts)."""
 
-    eps: float | None = Field(default=None, description="Neighbourhood radius as cosine distance (1 - similarity). "
-                              "None (default): chosen from the window's own k-nearest-neighbour distances for the "
-                              "model in use (see eps_method); a number is an operator override, used as is.")
-    min_samples: int = Field(description="Summed weight (requests) a core point's neighbourhood needs; also the k of "
-                             "the k-nearest-neighbour distances eps is chosen from.")
-    eps_method: Literal["quantile", "knee"] = Field(default="knee", description="How eps is chosen when eps is "
-                                                   "None: a quantile of the sorted k-NN distance curve, or its knee.")
-    eps_quantile: float = Field(default=0.5, gt=0.0, lt=1.0, description="With eps_method='quantile': share of the "
-                                "window's texts dense enough to be core points.")
-    eps_sample_size: int = Field(default=EPS_SAMPLE_SIZE, ge=10, description="Texts whose k-NN distances are "
-                                 "measured (each against all texts) when choosing eps.")
+    eps: float | None = Field(
+        default=None,
+        description="Neighbourhood radius as cosine distance (1 - similarity). "
+        "None (default): chosen from the window's own k-nearest-neighbour distances for the "
+        "model in use (see eps_method); a number is an operator override, used as is.",
+    )
+    min_samples: int = Field(
+        description="Summed weight (requests) a core point's neighbourhood needs; also the k of "
+        "the k-nearest-neighbour distances eps is chosen from."
+    )
+    eps_method: Literal["quantile", "knee"] = Field(
+        default="knee",
+        description="How eps is chosen when eps is None: a quantile of the sorted k-NN distance curve, or its knee.",
+    )
+    eps_quantile: float = Field(
+        default=0.5,
+        gt=0.0,
+        lt=1.0,
+        description="With eps_method='quantile': share of the window's texts dense enough to be core points.",
+    )
+    eps_sample_size: int = Field(
+        default=EPS_SAMPLE_SIZE,
+        ge=10,
+        description="Texts whose k-NN distances are measured (each against all texts) when choosing eps.",
+    )
     algorithm: Literal["dbscan", "hdbscan", "linkage"] = Field(
-        default="dbscan", description="'dbscan' (exact, weighted, bounded memory), 'hdbscan' (sklearn, unweighted, "
+        default="dbscan",
+        description="'dbscan' (exact, weighted, bounded memory), 'hdbscan' (sklearn, unweighted, "
         f"at most {HDBSCAN_MAX_TEXTS} heaviest texts; the rest join a cluster within eps of it) or 'linkage' "
         f"(average linkage cut at eps, at most {LINKAGE_MAX_TEXTS} heaviest texts, the rest join within eps; "
-        "clusters lighter than linkage_min_weight are noise; no chaining by construction).")
-    linkage_min_weight: float = Field(default=3.0, gt=0.0, description="With algorithm='linkage': least summed "
-                                      "weight (requests) of a cluster.")
-    guard: bool = Field(default=True, description="Split, trim or drop clusters whose members stray too far from "
-                        "the medoid (chaining).")
+        "clusters lighter than linkage_min_weight are noise; no chaining by construction).",
+    )
+    linkage_min_weight: float = Field(
+        default=3.0, gt=0.0, description="With algorithm='linkage': least summed weight (requests) of a cluster."
+    )
+    guard: bool = Field(
+        default=True, description="Split, trim or drop clusters whose members stray too far from the medoid (chaining)."
+    )
     guard_radius_factor: float = Field(default=1.0, gt=0.0, description="Guard radius = eps in use × this.")
-    guard_spread_quantile: float = Field(default=0.9, gt=0.0, le=1.0, description="A cluster is spread when this "
-                                         "weighted share of its members is not within the radius of its medoid.")
+    guard_spread_quantile: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        description="A cluster is spread when this "
+        "weighted share of its members is not within the radius of its medoid.",
+    )
     guard_max_depth: int = Field(default=3, ge=0, description="Levels of splitting a chained cluster.")
 
     def params(self, eps: float | None = None) -> ClusterParams:
@@ -83,17 +109,26 @@ class ClusteringConfig(dg.Config):
         """The override, or eps chosen from these vectors."""
         if self.eps is not None:
             return EpsChoice(float(self.eps), "override", {})
-        return choose_eps(vectors, weights, self.min_samples, method=self.eps_method, quantile=self.eps_quantile,
-                          sample_size=self.eps_sample_size)
+        return choose_eps(
+            vectors,
+            weights,
+            self.min_samples,
+            method=self.eps_method,
+            quantile=self.eps_quantile,
+            sample_size=self.eps_sample_size,
+        )
 
     def metadata(self, choice: EpsChoice | None = None) -> dict[str, Any]:
         eps = choice.eps if choice is not None else self.eps
-        out: dict[str, Any] = {"param_eps": float(eps) if eps is not None else float("nan"),
-                               "param_eps_override": self.eps is not None,
-                               "param_min_samples": int(self.min_samples), "algorithm": self.algorithm,
-                               "algorithm_is_hdbscan": int(self.algorithm == "hdbscan"),
-                               "algorithm_is_linkage": int(self.algorithm == "linkage"),
-                               "param_guard": bool(self.guard)}
+        out: dict[str, Any] = {
+            "param_eps": float(eps) if eps is not None else float("nan"),
+            "param_eps_override": self.eps is not None,
+            "param_min_samples": int(self.min_samples),
+            "algorithm": self.algorithm,
+            "algorithm_is_hdbscan": int(self.algorithm == "hdbscan"),
+            "algorithm_is_linkage": int(self.algorithm == "linkage"),
+            "param_guard": bool(self.guard),
+        }
         if choice is not None:
             out.update(choice.metadata())
         return out
@@ -130,8 +165,14 @@ def stack_vectors(frame: pd.DataFrame, dim: int | None = None) -> np.ndarray:
     return np.stack([np.asarray(v, dtype=np.float32) for v in frame["vector"]])
 
 
-def cluster_frame(frame: pd.DataFrame, params: ClusterParams, weight_column: str = "weight", *,
-                  config: ClusteringConfig | None = None, reports: list | None = None) -> pd.DataFrame:
+def cluster_frame(
+    frame: pd.DataFrame,
+    params: ClusterParams,
+    weight_column: str = "weight",
+    *,
+    config: ClusteringConfig | None = None,
+    reports: list | None = None,
+) -> pd.DataFrame:
     """``frame`` (one row per text, with ``vector``) plus its ``cluster`` label (-1 = noise).
 
     With only ``params``: plain weighted DBSCAN at ``params.eps``. With ``config``: its algorithm and
@@ -150,17 +191,24 @@ def cluster_frame(frame: pd.DataFrame, params: ClusterParams, weight_column: str
         if reports is not None:
             reports.append(details)
     elif config is not None and config.algorithm == "linkage":
-        labels, details = linkage_cosine(vectors, weights, threshold=params.eps,
-                                         min_cluster_weight=config.linkage_min_weight)
+        labels, details = linkage_cosine(
+            vectors, weights, threshold=params.eps, min_cluster_weight=config.linkage_min_weight
+        )
         if reports is not None:
             reports.append(details)
     else:
         labels = dbscan_cosine(vectors, weights, eps=params.eps, min_samples=params.min_samples)
     if config is not None and config.guard and (labels >= 0).any():
-        labels, report = guard_chaining(vectors, weights, labels, radius=params.eps * config.guard_radius_factor,
-                                        min_samples=params.min_samples, max_depth=config.guard_max_depth,
-                                        spread_quantile=config.guard_spread_quantile,
-                                        sample_size=config.eps_sample_size)
+        labels, report = guard_chaining(
+            vectors,
+            weights,
+            labels,
+            radius=params.eps * config.guard_radius_factor,
+            min_samples=params.min_samples,
+            max_depth=config.guard_max_depth,
+            spread_quantile=config.guard_spread_quantile,
+            sample_size=config.eps_sample_size,
+        )
         if reports is not None:
             reports.append(report)
     return frame.assign(cluster=np.asarray(labels).astype(int))
@@ -168,8 +216,14 @@ def cluster_frame(frame: pd.DataFrame, params: ClusterParams, weight_column: str
 
 def guard_metadata(reports: list) -> dict[str, Any]:
     """Summed guard counts (and HDBSCAN sizes) over the ``reports`` that ``cluster_frame`` collected."""
-    out = {"guard_clusters_in": 0, "guard_clusters_out": 0, "guard_clusters_split": 0, "guard_clusters_trimmed": 0,
-           "guard_clusters_dropped": 0, "guard_texts_to_noise": 0}
+    out = {
+        "guard_clusters_in": 0,
+        "guard_clusters_out": 0,
+        "guard_clusters_split": 0,
+        "guard_clusters_trimmed": 0,
+        "guard_clusters_dropped": 0,
+        "guard_texts_to_noise": 0,
+    }
     for report in reports:
         if isinstance(report, GuardReport):
             for key, value in report.metadata().items():
@@ -185,8 +239,9 @@ def guard_metadata(reports: list) -> dict[str, Any]:
     return out
 
 
-def cluster_with_config(frame: pd.DataFrame, config: ClusteringConfig, weight_column: str = "weight",
-                        group_by: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+def cluster_with_config(
+    frame: pd.DataFrame, config: ClusteringConfig, weight_column: str = "weight", group_by: str | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Choose eps on the whole frame (or take the override), cluster (per ``group_by`` group when
     given, e.g. loop E's programs), guard, and return the clustered frame and its metadata."""
     vectors = stack_vectors(frame)
@@ -205,8 +260,10 @@ def cluster_with_config(frame: pd.DataFrame, config: ClusteringConfig, weight_co
         if group_by is None:
             clustered = cluster_frame(frame, params, weight_column, config=config, reports=reports)
         else:
-            parts = [cluster_frame(group, params, weight_column, config=config, reports=reports)
-                     for _, group in frame.groupby(group_by, sort=True)]
+            parts = [
+                cluster_frame(group, params, weight_column, config=config, reports=reports)
+                for _, group in frame.groupby(group_by, sort=True)
+            ]
             clustered = pd.concat(parts, ignore_index=True)
     return clustered, {**config.metadata(choice), **guard_metadata(reports)}
 

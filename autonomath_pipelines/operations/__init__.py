@@ -9,7 +9,9 @@ def operations_definitions(loops: tuple[LoopDefinition, ...] = LOOP_DEFINITIONS)
     """The operator's Dagster objects (group ``operations``), for the given loops. Schedules and sensors
     ship STOPPED."""
     from autonomath_pipelines.operations.digest import (
-        self_improvement_digest, self_improvement_weekly_job, self_improvement_weekly_schedule,
+        self_improvement_digest,
+        self_improvement_weekly_job,
+        self_improvement_weekly_schedule,
     )
     from autonomath_pipelines.operations.failures import loop_failure_sensor
     from autonomath_pipelines.operations.review_job import review, review_queue

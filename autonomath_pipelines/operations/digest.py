@@ -21,15 +21,22 @@ from autonomath_pipelines.loops import LOOP_DEFINITIONS, LoopDefinition
 from autonomath_pipelines.loops.common import OWNERS
 from autonomath_pipelines.operations.failures import last_errors
 from autonomath_pipelines.operations.history import (
-    STREAK_LOOKBACK, WEEKS, as_utc, candidate_materializations, loop_runs, proposed_by_loop, read_review_audit,
+    STREAK_LOOKBACK,
+    WEEKS,
+    as_utc,
+    candidate_materializations,
+    loop_runs,
+    proposed_by_loop,
+    read_review_audit,
     recent_finished_runs,
 )
 from autonomath_pipelines.operations.scorecard import loop_scorecard
 from autonomath_pipelines.resources import AutonomathDatabase, DatabaseFileError, LoopSettings
 
 
-def promoted_count(database: AutonomathDatabase | None, since: dt.datetime,
-                   until: dt.datetime) -> tuple[int, list[str]]:
+def promoted_count(
+    database: AutonomathDatabase | None, since: dt.datetime, until: dt.datetime
+) -> tuple[int, list[str]]:
     """Candidates promoted in ``[since, until)`` and not rolled back since, and notes on why it may be 0."""
     if database is None:
         return 0, ["Promotions not counted: no AutonoMath database given."]
@@ -40,8 +47,15 @@ def promoted_count(database: AutonomathDatabase | None, since: dt.datetime,
     return len(standing_promotions(audit, since, until)), []
 
 
-def digest_for_window(instance: dg.DagsterInstance, database: AutonomathDatabase | None, since: dt.datetime,
-                      until: dt.datetime, *, reports_dir: Path, loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> Digest:
+def digest_for_window(
+    instance: dg.DagsterInstance,
+    database: AutonomathDatabase | None,
+    since: dt.datetime,
+    until: dt.datetime,
+    *,
+    reports_dir: Path,
+    loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS,
+) -> Digest:
     """The digest of ``[since, until)``; failure streaks look at all runs created before ``until``."""
     runs = loop_runs(instance, since, until, loops, with_cost=False)
     proposed = proposed_by_loop(candidate_materializations(instance, since, until, loops))
@@ -50,24 +64,48 @@ def digest_for_window(instance: dg.DagsterInstance, database: AutonomathDatabase
     errors = last_errors(instance, [streak.run_ids[0] for streak in streaks], reports_dir)
     jst = ZoneInfo(TIMEZONE)
     days = round((as_utc(until) - as_utc(since)).total_seconds() / 86400)
-    return compose_digest([loop.spec for loop in loops], runs, proposed, promoted, streaks, errors,
-                          since.astimezone(jst), until.astimezone(jst), days, notes)
+    return compose_digest(
+        [loop.spec for loop in loops],
+        runs,
+        proposed,
+        promoted,
+        streaks,
+        errors,
+        since.astimezone(jst),
+        until.astimezone(jst),
+        days,
+        notes,
+    )
 
 
-def build_digest(instance: dg.DagsterInstance, database: AutonomathDatabase | None, now: dt.datetime, days: int = 7,
-                 *, reports_dir: str | Path | None = None, loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> Digest:
+def build_digest(
+    instance: dg.DagsterInstance,
+    database: AutonomathDatabase | None,
+    now: dt.datetime,
+    days: int = 7,
+    *,
+    reports_dir: str | Path | None = None,
+    loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS,
+) -> Digest:
     """The digest of the ``days`` days before ``now`` (timezone-aware); ``reports_dir`` holds the
     failure log (default: ``LoopSettings().reports_dir``)."""
     until = as_utc(now)
     reports = Path(reports_dir).expanduser().resolve() if reports_dir else LoopSettings().reports_path()
-    return digest_for_window(instance, database, until - dt.timedelta(days=days), until,
-                             reports_dir=reports, loops=loops)
+    return digest_for_window(
+        instance, database, until - dt.timedelta(days=days), until, reports_dir=reports, loops=loops
+    )
 
 
-@dg.asset(name="self_improvement_digest", partitions_def=WEEKS, group_name="operations", owners=OWNERS,
-          kinds={"dagster", "markdown"})
-def self_improvement_digest(context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase,
-                            loop_settings: LoopSettings) -> dg.MaterializeResult:
+@dg.asset(
+    name="self_improvement_digest",
+    partitions_def=WEEKS,
+    group_name="operations",
+    owners=OWNERS,
+    kinds={"dagster", "markdown"},
+)
+def self_improvement_digest(
+    context: dg.AssetExecutionContext, autonomath_db: AutonomathDatabase, loop_settings: LoopSettings
+) -> dg.MaterializeResult:
     """The week's digest: "Self-improvement: s/n loops succeeded last 7 days, x candidates proposed,
     y promoted.", the loops that did not run or did not succeed, and a warning for every loop whose
     last two runs failed. Written to `<reports>/digests/<week start>.md`."""
@@ -77,16 +115,18 @@ def self_improvement_digest(context: dg.AssetExecutionContext, autonomath_db: Au
     body = digest.markdown(f"Self-improvement digest — week of {context.partition_key}")
     path = reports / "digests" / f"{context.partition_key}.md"
     atomic_write_text(path, body)
-    return dg.MaterializeResult(metadata={
-        "digest_line": dg.MetadataValue.text(digest.line),
-        "loops_ran": digest.loops_ran,
-        "loops_succeeded": digest.loops_succeeded,
-        "candidates_proposed": digest.candidates_proposed,
-        "candidates_promoted": digest.candidates_promoted,
-        "consecutive_failure_loops": digest.consecutive_failure_loops,
-        "digest": dg.MetadataValue.md(body),
-        "path": dg.MetadataValue.path(str(path)),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "digest_line": dg.MetadataValue.text(digest.line),
+            "loops_ran": digest.loops_ran,
+            "loops_succeeded": digest.loops_succeeded,
+            "candidates_proposed": digest.candidates_proposed,
+            "candidates_promoted": digest.candidates_promoted,
+            "consecutive_failure_loops": digest.consecutive_failure_loops,
+            "digest": dg.MetadataValue.md(body),
+            "path": dg.MetadataValue.path(str(path)),
+        }
+    )
 
 
 self_improvement_weekly_job = dg.define_asset_job(

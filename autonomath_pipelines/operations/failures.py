@@ -15,8 +15,8 @@ import dagster as dg
 
 from autonomath_pipelines.contract.timestamps import iso_utc, utc_now
 from autonomath_pipelines.operations.history import asset_loops, partition_key_of
-from autonomath_pipelines.resources import LoopSettings
 from autonomath_pipelines.operations.runs import LOOP_TAG, loop_of_run, root_cause
+from autonomath_pipelines.resources import LoopSettings
 
 FAILURE_LOG_NAME = "loop_failures.jsonl"
 
@@ -53,8 +53,11 @@ def append_failure(path: Path, record: dict[str, Any]) -> bool:
 
 def describe_failure(step_failures: Sequence[dg.DagsterEvent], run_failure: dg.DagsterEvent | None) -> str:
     """``step: Type: message`` per failed step, else the run failure's own root cause or message."""
-    messages = [f"{event.step_key}: {root_cause(event.step_failure_data.error)}" for event in step_failures
-                if event.step_failure_data is not None and event.step_failure_data.error is not None]
+    messages = [
+        f"{event.step_key}: {root_cause(event.step_failure_data.error)}"
+        for event in step_failures
+        if event.step_failure_data is not None and event.step_failure_data.error is not None
+    ]
     if messages:
         return "; ".join(messages)
     error = getattr(run_failure.event_specific_data, "error", None) if run_failure is not None else None
@@ -66,7 +69,8 @@ def describe_failure(step_failures: Sequence[dg.DagsterEvent], run_failure: dg.D
 def run_error(instance: dg.DagsterInstance, run_id: str) -> str | None:
     """The failure of ``run_id`` from its event log (only failure events are read); None if it has none."""
     records = instance.get_records_for_run(
-        run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}).records
+        run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+    ).records
     events = [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event is not None]
     steps = [e for e in events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     run = next((e for e in events if e.event_type == dg.DagsterEventType.RUN_FAILURE), None)
@@ -84,8 +88,13 @@ def last_errors(instance: dg.DagsterInstance, run_ids: Sequence[str], reports_di
     return errors
 
 
-def failure_record(instance: dg.DagsterInstance, run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent],
-                   run_failure: dg.DagsterEvent | None, loop_id: str | None = None) -> dict[str, Any]:
+def failure_record(
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    step_failures: Sequence[dg.DagsterEvent],
+    run_failure: dg.DagsterEvent | None,
+    loop_id: str | None = None,
+) -> dict[str, Any]:
     record = instance.get_run_record_by_id(run.run_id)
     ended = record.end_time if record is not None else None
     failed_at = utc_now() if ended is None else dt.datetime.fromtimestamp(ended, dt.timezone.utc)
@@ -105,14 +114,15 @@ def failure_record(instance: dg.DagsterInstance, run: dg.DagsterRun, step_failur
     # which are loop runs when their selection lies within one loop.
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Records every failed loop run (run id, loop, partition, time, root-cause error) in "
-                "<reports>/loop_failures.jsonl; the weekly digest quotes it in its consecutive-failure warnings.",
+    "<reports>/loop_failures.jsonl; the weekly digest quotes it in its consecutive-failure warnings.",
 )
 def loop_failure_sensor(context: dg.RunFailureSensorContext, loop_settings: LoopSettings) -> None:
     loop_id = loop_of_run(context.dagster_run, asset_loops())
     if loop_id is None:
         return  # not a loop run (the review job, the weekly digest)
-    record = failure_record(context.instance, context.dagster_run, context.get_step_failure_events(),
-                            context.failure_event, loop_id)
+    record = failure_record(
+        context.instance, context.dagster_run, context.get_step_failure_events(), context.failure_event, loop_id
+    )
     path = failure_log_path(loop_settings.reports_path())
     if append_failure(path, record):
         context.log.info(f"recorded failed run {record['run_id']} of {record['loop_id']}: {record['error']}")

@@ -15,11 +15,11 @@ import dagster as dg
 import pandas as pd
 
 from autonomath_pipelines.catalog import PARTITIONS_START, TIMEZONE
+from autonomath_pipelines.contract.timestamps import iso_utc
 from autonomath_pipelines.lib.scorecard import AUDIT_COLUMNS, FINISHED_STATUSES, canonical_loop_id
 from autonomath_pipelines.loops import LOOP_DEFINITIONS, LoopDefinition
-from autonomath_pipelines.contract.timestamps import iso_utc
-from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.operations.runs import ASSET_JOB, CPU_SECONDS_TAG, LOOP_TAG, loop_of_run
+from autonomath_pipelines.resources import AutonomathDatabase
 
 # Dagster's own run tags (dagster._core.storage.tags; not exported by the public API).
 PARTITION_TAG = "dagster/partition"
@@ -32,8 +32,21 @@ _PAGE = 1000
 #: The reporting week of the digest and the scorecard: Sunday-start weeks in Asia/Tokyo, like the loops'.
 WEEKS = dg.WeeklyPartitionsDefinition(start_date=PARTITIONS_START, timezone=TIMEZONE)
 
-RUN_COLUMNS = ("run_id", "job_name", "loop_id", "partition_key", "status", "created_at", "start_time", "end_time",
-               "run_time", "cpu_seconds", "step_seconds", "cost_seconds", "cost_source")
+RUN_COLUMNS = (
+    "run_id",
+    "job_name",
+    "loop_id",
+    "partition_key",
+    "status",
+    "created_at",
+    "start_time",
+    "end_time",
+    "run_time",
+    "cpu_seconds",
+    "step_seconds",
+    "cost_seconds",
+    "cost_source",
+)
 CANDIDATE_COLUMNS = ("loop_id", "partition_key", "run_id", "storage_id", "timestamp", "row_count")
 
 
@@ -48,8 +61,9 @@ def asset_loops(loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> dict[dg.A
     return {key: loop.spec.loop_id for loop in loops for assets in loop.assets for key in assets.keys}
 
 
-def _loop_run_records(instance: dg.DagsterInstance, loops: Sequence[LoopDefinition], limit: int | None = None,
-                      **filters) -> list[tuple[str, dg.RunRecord]]:
+def _loop_run_records(
+    instance: dg.DagsterInstance, loops: Sequence[LoopDefinition], limit: int | None = None, **filters
+) -> list[tuple[str, dg.RunRecord]]:
     """(loop id, record) of the loops' runs matching ``filters``: loop-job runs by their tag, and asset
     runs launched from the UI whose selection lies within one loop."""
     ids = [loop.spec.loop_id for loop in loops]
@@ -75,13 +89,22 @@ def partition_key_of(tags: dict[str, str]) -> str | None:
 
 def step_seconds(instance: dg.DagsterInstance, run_id: str) -> float | None:
     """Sum of the run's step durations: the cost of runs nobody measured the CPU of (UI, schedules)."""
-    spans = [s.end_time - s.start_time for s in instance.get_run_step_stats(run_id)
-             if s.start_time is not None and s.end_time is not None]
+    spans = [
+        s.end_time - s.start_time
+        for s in instance.get_run_step_stats(run_id)
+        if s.start_time is not None and s.end_time is not None
+    ]
     return float(sum(spans)) if spans else None
 
 
-def loop_runs(instance: dg.DagsterInstance, since: dt.datetime, until: dt.datetime,
-              loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS, *, with_cost: bool = True) -> pd.DataFrame:
+def loop_runs(
+    instance: dg.DagsterInstance,
+    since: dt.datetime,
+    until: dt.datetime,
+    loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS,
+    *,
+    with_cost: bool = True,
+) -> pd.DataFrame:
     """The loops' runs that started in ``[since, until)`` (created, if never started), one row each.
 
     ``cost_seconds`` is the CPU time ``autonomath-loops run`` measured (``cost_source`` ``cpu``) or,
@@ -89,8 +112,9 @@ def loop_runs(instance: dg.DagsterInstance, since: dt.datetime, until: dt.dateti
     """
     since, until = as_utc(since), as_utc(until)
     # A run that started in the window was created before its end and last updated after its start.
-    records = _loop_run_records(instance, loops, updated_after=since - dt.timedelta(microseconds=1),
-                                created_before=until)
+    records = _loop_run_records(
+        instance, loops, updated_after=since - dt.timedelta(microseconds=1), created_before=until
+    )
     rows = []
     for loop_id, record in records:
         run = record.dagster_run
@@ -101,38 +125,68 @@ def loop_runs(instance: dg.DagsterInstance, since: dt.datetime, until: dt.dateti
             continue
         status = run.status.value
         cpu = float(run.tags[CPU_SECONDS_TAG]) if CPU_SECONDS_TAG in run.tags else None
-        steps = (step_seconds(instance, run.run_id)
-                 if with_cost and cpu is None and status in FINISHED_STATUSES else None)
+        steps = (
+            step_seconds(instance, run.run_id) if with_cost and cpu is None and status in FINISHED_STATUSES else None
+        )
         cost, source = (cpu, "cpu") if cpu is not None else (steps, "step_time") if steps is not None else (None, None)
-        rows.append({
-            "run_id": run.run_id, "job_name": run.job_name, "loop_id": loop_id,
-            "partition_key": partition_key_of(run.tags), "status": status,
-            "created_at": created, "start_time": start,
-            "end_time": _epoch(record.end_time), "run_time": run_time, "cpu_seconds": cpu, "step_seconds": steps,
-            "cost_seconds": cost, "cost_source": source,
-        })
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "job_name": run.job_name,
+                "loop_id": loop_id,
+                "partition_key": partition_key_of(run.tags),
+                "status": status,
+                "created_at": created,
+                "start_time": start,
+                "end_time": _epoch(record.end_time),
+                "run_time": run_time,
+                "cpu_seconds": cpu,
+                "step_seconds": steps,
+                "cost_seconds": cost,
+                "cost_source": source,
+            }
+        )
     frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     return frame.sort_values("run_time", kind="stable").reset_index(drop=True)
 
 
-def recent_finished_runs(instance: dg.DagsterInstance, before: dt.datetime,
-                         loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS, lookback: int = STREAK_LOOKBACK) -> pd.DataFrame:
+def recent_finished_runs(
+    instance: dg.DagsterInstance,
+    before: dt.datetime,
+    loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS,
+    lookback: int = STREAK_LOOKBACK,
+) -> pd.DataFrame:
     """Each loop's last ``lookback`` successful or failed runs created before ``before`` (any age)."""
     rows = []
     for loop in loops:
-        records = _loop_run_records(instance, [loop], limit=lookback,
-                                    statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE],
-                                    created_before=as_utc(before))
-        rows += [{"loop_id": loop_id, "run_id": r.dagster_run.run_id, "status": r.dagster_run.status.value,
-                  "created_at": pd.Timestamp(r.create_timestamp).tz_convert("UTC"), "storage_id": r.storage_id}
-                 for loop_id, r in records]
+        records = _loop_run_records(
+            instance,
+            [loop],
+            limit=lookback,
+            statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE],
+            created_before=as_utc(before),
+        )
+        rows += [
+            {
+                "loop_id": loop_id,
+                "run_id": r.dagster_run.run_id,
+                "status": r.dagster_run.status.value,
+                "created_at": pd.Timestamp(r.create_timestamp).tz_convert("UTC"),
+                "storage_id": r.storage_id,
+            }
+            for loop_id, r in records
+        ]
     frame = pd.DataFrame(rows, columns=["loop_id", "run_id", "status", "created_at", "storage_id"])
     # Storage ids order runs exactly where creation times can tie.
     return frame.sort_values("storage_id", ascending=False).reset_index(drop=True)
 
 
-def candidate_materializations(instance: dg.DagsterInstance, since: dt.datetime, until: dt.datetime,
-                               loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS) -> pd.DataFrame:
+def candidate_materializations(
+    instance: dg.DagsterInstance,
+    since: dt.datetime,
+    until: dt.datetime,
+    loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS,
+) -> pd.DataFrame:
     """The latest materialization in ``[since, until)`` of each loop's candidates asset per partition,
     with its ``dagster/row_count``: re-running a partition replaces its count instead of adding to it."""
     since_ts, until_ts = as_utc(since).timestamp(), as_utc(until).timestamp()
@@ -141,22 +195,36 @@ def candidate_materializations(instance: dg.DagsterInstance, since: dt.datetime,
         cursor = None
         while True:
             result = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=loop.candidates, after_timestamp=since_ts - 1e-6,
-                                      before_timestamp=until_ts),
-                limit=_PAGE, cursor=cursor, ascending=True)
+                dg.AssetRecordsFilter(
+                    asset_key=loop.candidates, after_timestamp=since_ts - 1e-6, before_timestamp=until_ts
+                ),
+                limit=_PAGE,
+                cursor=cursor,
+                ascending=True,
+            )
             for record in result.records:
                 metadata = record.asset_materialization.metadata
                 count = metadata.get("dagster/row_count")
-                rows.append({"loop_id": loop.spec.loop_id, "partition_key": record.partition_key or "",
-                             "run_id": record.run_id, "storage_id": record.storage_id,
-                             "timestamp": record.timestamp, "row_count": int(count.value) if count is not None else 0})
+                rows.append(
+                    {
+                        "loop_id": loop.spec.loop_id,
+                        "partition_key": record.partition_key or "",
+                        "run_id": record.run_id,
+                        "storage_id": record.storage_id,
+                        "timestamp": record.timestamp,
+                        "row_count": int(count.value) if count is not None else 0,
+                    }
+                )
             if not result.has_more:
                 break
             cursor = result.cursor
     frame = pd.DataFrame(rows, columns=list(CANDIDATE_COLUMNS))
     frame = frame[(frame["timestamp"] >= since_ts) & (frame["timestamp"] < until_ts)]
-    return (frame.sort_values("storage_id").drop_duplicates(["loop_id", "partition_key"], keep="last")
-            .reset_index(drop=True))
+    return (
+        frame.sort_values("storage_id")
+        .drop_duplicates(["loop_id", "partition_key"], keep="last")
+        .reset_index(drop=True)
+    )
 
 
 def proposed_by_loop(materializations: pd.DataFrame) -> dict[str, int]:
@@ -167,6 +235,7 @@ def proposed_by_loop(materializations: pd.DataFrame) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------ review trail
+
 
 def table_exists(database: AutonomathDatabase, table: str) -> bool:
     found = database.read_frame("SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
@@ -181,11 +250,13 @@ def read_review_audit(database: AutonomathDatabase, since: dt.datetime) -> pd.Da
     return database.read_frame(
         "SELECT * FROM review_audit_log WHERE ts >= :since OR (action = 'promote' AND promotion_id IN "
         "(SELECT promotion_id FROM review_audit_log WHERE action = 'rollback' AND ts >= :since))",
-        {"since": iso_utc(since)})
+        {"since": iso_utc(since)},
+    )
 
 
-def read_applied_promotions(database: AutonomathDatabase, loop_id: str, after: dt.datetime,
-                            before: dt.datetime) -> pd.DataFrame:
+def read_applied_promotions(
+    database: AutonomathDatabase, loop_id: str, after: dt.datetime, before: dt.datetime
+) -> pd.DataFrame:
     """Promotions of ``loop_id`` made in ``(after, before)`` that are still applied."""
     columns = ["promotion_id", "promoted_at", "loop_id", "after_json"]
     if not table_exists(database, "review_promotions"):
@@ -193,5 +264,6 @@ def read_applied_promotions(database: AutonomathDatabase, loop_id: str, after: d
     frame = database.read_frame(
         f"SELECT {', '.join(columns)} FROM review_promotions "
         "WHERE state = 'applied' AND promoted_at > ? AND promoted_at < ? ORDER BY promoted_at, promotion_id",
-        (iso_utc(after), iso_utc(before)))
+        (iso_utc(after), iso_utc(before)),
+    )
     return frame[frame["loop_id"].map(canonical_loop_id) == loop_id].reset_index(drop=True)

@@ -12,13 +12,18 @@ import dagster as dg
 import pandas as pd
 
 from autonomath_pipelines.catalog import TIMEZONE, loop_spec
+from autonomath_pipelines.contract.timestamps import iso_utc
 from autonomath_pipelines.lib import effects
 from autonomath_pipelines.lib.scorecard import scorecard, scorecard_metrics, utc_timestamp
 from autonomath_pipelines.loops import LOOP_DEFINITIONS, LoopDefinition
-from autonomath_pipelines.contract.timestamps import iso_utc
 from autonomath_pipelines.loops.common import OWNERS
 from autonomath_pipelines.operations.history import (
-    WEEKS, candidate_materializations, loop_runs, proposed_by_loop, read_applied_promotions, read_review_audit,
+    WEEKS,
+    candidate_materializations,
+    loop_runs,
+    proposed_by_loop,
+    read_applied_promotions,
+    read_review_audit,
     table_exists,
 )
 from autonomath_pipelines.resources import AutonomathDatabase
@@ -49,8 +54,9 @@ class ScorecardConfig(dg.Config):
     effect_days: int = effects.DEFAULT_EFFECT_DAYS
 
 
-def measure_guard_effects(database: AutonomathDatabase, since: dt.datetime, until: dt.datetime,
-                          days: int = effects.DEFAULT_EFFECT_DAYS) -> list[effects.GuardEffect]:
+def measure_guard_effects(
+    database: AutonomathDatabase, since: dt.datetime, until: dt.datetime, days: int = effects.DEFAULT_EFFECT_DAYS
+) -> list[effects.GuardEffect]:
     """Loop A promotions still applied whose after window overlaps ``[since, until)``, measured up to ``until``."""
     promotions = read_applied_promotions(database, LOOP_A, since - dt.timedelta(days=days), until)
     if promotions.empty:
@@ -64,13 +70,22 @@ def measure_guard_effects(database: AutonomathDatabase, since: dt.datetime, unti
         params = {"start": iso_utc(start), "split": iso_utc(split), "end": iso_utc(end)}
         queries = database.read_frame(QUERY_COUNTS_SQL, params)
         wrong = database.read_frame(WRONG_COUNTS_SQL, params)
-        measured.append(effects.guard_effect(row.promotion_id, promoted_at, patterns, queries, wrong,
-                                             after_days=(end - split).total_seconds() / 86400))
+        measured.append(
+            effects.guard_effect(
+                row.promotion_id,
+                promoted_at,
+                patterns,
+                queries,
+                wrong,
+                after_days=(end - split).total_seconds() / 86400,
+            )
+        )
     return measured
 
 
-def measure_cache_effect(database: AutonomathDatabase, since: dt.datetime,
-                         until: dt.datetime) -> effects.CacheEffect | None:
+def measure_cache_effect(
+    database: AutonomathDatabase, since: dt.datetime, until: dt.datetime
+) -> effects.CacheEffect | None:
     """Next-day cache share of the latest cache day whose next day lies in ``[since, until)``."""
     if not table_exists(database, "query_cache"):
         return None
@@ -112,60 +127,99 @@ class Scorecard:
     def markdown(self) -> str:
         jst = ZoneInfo(TIMEZONE)
         window = f"{self.since.astimezone(jst):%Y-%m-%d %H:%M} – {self.until.astimezone(jst):%Y-%m-%d %H:%M} JST"
-        guard = (effects.guard_markdown(self.guard_effects)
-                 or [f"_no applied loop A promotion in the {self.effect_days} days before or during the window_"])
+        guard = effects.guard_markdown(self.guard_effects) or [
+            f"_no applied loop A promotion in the {self.effect_days} days before or during the window_"
+        ]
         cache = self.cache_effect
-        cache_line = (f"cache of {cache.cache_day} served {cache.served}/{cache.requests} requests of "
-                      f"{cache.next_day} ({cache.share:.1%})" if cache is not None
-                      else "_n/a — no cache day with next-day traffic in the window_")
-        return "\n".join([
-            f"## Loops, {window}", "", _table(self.frame), "",
-            f"## Guard effect (loop A, wrong-answer rate {self.effect_days} days before → after)", "", *guard, "",
-            "## Cache effect (loop H, next-day share served from query_cache)", "", cache_line, "",
-        ])
+        cache_line = (
+            f"cache of {cache.cache_day} served {cache.served}/{cache.requests} requests of "
+            f"{cache.next_day} ({cache.share:.1%})"
+            if cache is not None
+            else "_n/a — no cache day with next-day traffic in the window_"
+        )
+        return "\n".join(
+            [
+                f"## Loops, {window}",
+                "",
+                _table(self.frame),
+                "",
+                f"## Guard effect (loop A, wrong-answer rate {self.effect_days} days before → after)",
+                "",
+                *guard,
+                "",
+                "## Cache effect (loop H, next-day share served from query_cache)",
+                "",
+                cache_line,
+                "",
+            ]
+        )
 
 
 def _table(frame: pd.DataFrame) -> str:
     """The scorecard as a readable Markdown table: rates as percentages, "–" where undefined."""
+
     def fmt(value, pattern: str) -> str:
         return "–" if pd.isna(value) else pattern.format(value)
 
-    shown = pd.DataFrame({
-        "loop": frame["letter"],
-        **{column: frame[column] for column in ("proposed", "approved", "rejected", "promoted", "rolled_back")},
-        "acceptance": frame["acceptance_rate"].map(lambda v: fmt(v, "{:.0%}")),
-        "review delay h": frame["median_review_delay_h"].map(lambda v: fmt(v, "{:.1f}")),
-        "runs": frame["runs"],
-        "failures": frame["failures"],
-        "cost s (median)": frame["median_cost_s"].map(lambda v: fmt(v, "{:.2f}")),
-        "of ceiling": frame["cost_share_of_ceiling"].map(lambda v: fmt(v, "{:.1%}")),
-        "cost source": frame["cost_source"].map(lambda v: v or "–"),
-    })
+    shown = pd.DataFrame(
+        {
+            "loop": frame["letter"],
+            **{column: frame[column] for column in ("proposed", "approved", "rejected", "promoted", "rolled_back")},
+            "acceptance": frame["acceptance_rate"].map(lambda v: fmt(v, "{:.0%}")),
+            "review delay h": frame["median_review_delay_h"].map(lambda v: fmt(v, "{:.1f}")),
+            "runs": frame["runs"],
+            "failures": frame["failures"],
+            "cost s (median)": frame["median_cost_s"].map(lambda v: fmt(v, "{:.2f}")),
+            "of ceiling": frame["cost_share_of_ceiling"].map(lambda v: fmt(v, "{:.1%}")),
+            "cost source": frame["cost_source"].map(lambda v: v or "–"),
+        }
+    )
     return shown.to_markdown(index=False)
 
 
-def scorecard_for_window(instance: dg.DagsterInstance, database: AutonomathDatabase, since: dt.datetime,
-                         until: dt.datetime, loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS,
-                         effect_days: int = effects.DEFAULT_EFFECT_DAYS) -> Scorecard:
+def scorecard_for_window(
+    instance: dg.DagsterInstance,
+    database: AutonomathDatabase,
+    since: dt.datetime,
+    until: dt.datetime,
+    loops: Sequence[LoopDefinition] = LOOP_DEFINITIONS,
+    effect_days: int = effects.DEFAULT_EFFECT_DAYS,
+) -> Scorecard:
     runs = loop_runs(instance, since, until, loops)
     proposed = proposed_by_loop(candidate_materializations(instance, since, until, loops))
     frame = scorecard([loop.spec for loop in loops], proposed, read_review_audit(database, since), runs, since, until)
-    return Scorecard(since, until, frame, measure_guard_effects(database, since, until, effect_days),
-                     measure_cache_effect(database, since, until), effect_days)
+    return Scorecard(
+        since,
+        until,
+        frame,
+        measure_guard_effects(database, since, until, effect_days),
+        measure_cache_effect(database, since, until),
+        effect_days,
+    )
 
 
-@dg.asset(name="loop_scorecard", partitions_def=WEEKS, group_name="operations", owners=OWNERS,
-          kinds={"dagster", "sqlite", "parquet"})
-def loop_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfig,
-                   autonomath_db: AutonomathDatabase) -> dg.MaterializeResult[pd.DataFrame]:
+@dg.asset(
+    name="loop_scorecard",
+    partitions_def=WEEKS,
+    group_name="operations",
+    owners=OWNERS,
+    kinds={"dagster", "sqlite", "parquet"},
+)
+def loop_scorecard(
+    context: dg.AssetExecutionContext, config: ScorecardConfig, autonomath_db: AutonomathDatabase
+) -> dg.MaterializeResult[pd.DataFrame]:
     """Per loop over the week: candidates proposed, approved, rejected, promoted, rolled back, acceptance
     rate, median review delay, runs, failures and median cost against the catalog's ceiling; plus the
     guard effect of loop A's promotions and the next-day cache share of loop H."""
     window = context.partition_time_window
-    card = scorecard_for_window(context.instance, autonomath_db, window.start, window.end,
-                                effect_days=config.effect_days)
-    return dg.MaterializeResult(value=card.frame, metadata={
-        "dagster/row_count": len(card.frame),
-        "scorecard": dg.MetadataValue.md(card.markdown()),
-        **card.metrics(),
-    })
+    card = scorecard_for_window(
+        context.instance, autonomath_db, window.start, window.end, effect_days=config.effect_days
+    )
+    return dg.MaterializeResult(
+        value=card.frame,
+        metadata={
+            "dagster/row_count": len(card.frame),
+            "scorecard": dg.MetadataValue.md(card.markdown()),
+            **card.metrics(),
+        },
+    )

@@ -18,15 +18,21 @@ from typing import Callable, Sequence
 import dagster as dg
 
 from autonomath_pipelines.catalog import PARTITIONS_START
+from autonomath_pipelines.contract.schema import SchemaError
+from autonomath_pipelines.contract.timestamps import utc_now
 from autonomath_pipelines.lib.badrows import ISO_UTC_GLOB
 from autonomath_pipelines.lib.triggers import (
-    BurstState, burst_decision, burst_settings, months_to_request, parse_id_cursor, parse_utc, reports_from_rows,
+    BurstState,
+    burst_decision,
+    burst_settings,
+    months_to_request,
+    parse_id_cursor,
+    parse_utc,
+    reports_from_rows,
 )
 from autonomath_pipelines.loops import LOOP_DEFINITIONS
-from autonomath_pipelines.contract.timestamps import utc_now
 from autonomath_pipelines.loops.common import LoopDefinition, in_progress_partition_key
 from autonomath_pipelines.resources import AutonomathDatabase, DatabaseFileError
-from autonomath_pipelines.contract.schema import SchemaError
 
 Clock = Callable[[], dt.datetime]
 
@@ -46,9 +52,12 @@ TRIGGER_TAG = "autonomath/trigger"
 
 def _stopped_sensor(**kwargs):
     """``@dg.sensor`` shipping STOPPED, named after the function and described in the UI by its docstring."""
+
     def decorate(fn):
-        return dg.sensor(name=fn.__name__, description=inspect.getdoc(fn),
-                         default_status=dg.DefaultSensorStatus.STOPPED, **kwargs)(fn)
+        return dg.sensor(
+            name=fn.__name__, description=inspect.getdoc(fn), default_status=dg.DefaultSensorStatus.STOPPED, **kwargs
+        )(fn)
+
     return decorate
 
 
@@ -63,8 +72,10 @@ def _unavailable(database: AutonomathDatabase, table: str, sensor: str) -> str |
 
 def _require_in_progress(loop: LoopDefinition) -> None:
     if not loop.spec.in_progress_partition:
-        raise ValueError(f"{loop.spec.loop_id} has no in-progress partition for a sensor to run "
-                         "(set in_progress_partition in catalog.py)")
+        raise ValueError(
+            f"{loop.spec.loop_id} has no in-progress partition for a sensor to run "
+            "(set in_progress_partition in catalog.py)"
+        )
 
 
 def build_source_change_signals_sensor(loop: LoopDefinition, clock: Clock = utc_now) -> dg.SensorDefinition:
@@ -89,22 +100,37 @@ def build_source_change_signals_sensor(loop: LoopDefinition, clock: Clock = utc_
         with autonomath_db.read_only() as conn:
             if after is None:
                 (newest,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM source_change_signals").fetchone()
-                return dg.SensorResult(skip_reason=f"first evaluation: watching signals after id {newest} "
-                                       "(earlier signals are not replayed)", cursor=str(newest))
-            new, newest = conn.execute("SELECT COUNT(*), MAX(id) FROM source_change_signals WHERE id > ?",
-                                       (after,)).fetchone()
+                return dg.SensorResult(
+                    skip_reason=f"first evaluation: watching signals after id {newest} "
+                    "(earlier signals are not replayed)",
+                    cursor=str(newest),
+                )
+            new, newest = conn.execute(
+                "SELECT COUNT(*), MAX(id) FROM source_change_signals WHERE id > ?", (after,)
+            ).fetchone()
         if not new:
             return dg.SkipReason(f"no source_change_signals after id {after}")
-        return dg.SensorResult(run_requests=[dg.RunRequest(
-            partition_key=in_progress_partition_key(spec, clock()), run_key=f"source_change_signals:{newest}",
-            tags={TRIGGER_TAG: "source_change_signals", "autonomath/new_signals": str(new),
-                  "autonomath/max_signal_id": str(newest)})], cursor=str(newest))
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    partition_key=in_progress_partition_key(spec, clock()),
+                    run_key=f"source_change_signals:{newest}",
+                    tags={
+                        TRIGGER_TAG: "source_change_signals",
+                        "autonomath/new_signals": str(new),
+                        "autonomath/max_signal_id": str(newest),
+                    },
+                )
+            ],
+            cursor=str(newest),
+        )
 
     return source_change_signals_sensor
 
 
-def build_wrong_answer_burst_sensor(loop: LoopDefinition, *, threshold: int | None = None,
-                                    window_hours: float | None = None, clock: Clock = utc_now) -> dg.SensorDefinition:
+def build_wrong_answer_burst_sensor(
+    loop: LoopDefinition, *, threshold: int | None = None, window_hours: float | None = None, clock: Clock = utc_now
+) -> dg.SensorDefinition:
     """The sensor running ``loop`` (loop A) on a burst of wrong-answer reports. ``threshold`` and
     ``window_hours`` override the environment (``AUTONOMATH_BURST_THRESHOLD``/``_WINDOW_HOURS``)."""
     _require_in_progress(loop)
@@ -133,26 +159,45 @@ def build_wrong_answer_burst_sensor(loop: LoopDefinition, *, threshold: int | No
         with autonomath_db.read_only() as conn:
             if state is None:
                 (newest,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM customer_feedback").fetchone()
-                return dg.SensorResult(skip_reason=f"first evaluation: watching feedback after id {newest} "
-                                       "(earlier reports are not replayed)", cursor=BurstState(newest).to_cursor())
+                return dg.SensorResult(
+                    skip_reason=f"first evaluation: watching feedback after id {newest} "
+                    "(earlier reports are not replayed)",
+                    cursor=BurstState(newest).to_cursor(),
+                )
             # A malformed ts (not contract text, or not even UTF-8) is read as NULL: counted as undated.
-            rows = conn.execute(f"SELECT id, CASE WHEN ts GLOB '{ISO_UTC_GLOB}' THEN ts END FROM customer_feedback "
-                                "WHERE wrong_answer = 1 AND id > ? "
-                                "ORDER BY id LIMIT ?", (state.last_id, MAX_REPORTS_PER_EVALUATION)).fetchall()
+            rows = conn.execute(
+                f"SELECT id, CASE WHEN ts GLOB '{ISO_UTC_GLOB}' THEN ts END FROM customer_feedback "
+                "WHERE wrong_answer = 1 AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (state.last_id, MAX_REPORTS_PER_EVALUATION),
+            ).fetchall()
         now = clock()
         decision = burst_decision(reports_from_rows(rows), state, now, settings)
         cursor = decision.state.to_cursor()
         if not decision.fire:
-            return dg.SensorResult(skip_reason=(
-                f"{decision.counted} of {settings.threshold} wrong-answer reports in the last "
-                f"{settings.window_hours:g} h since the last request ({decision.new_reports} new)"), cursor=cursor)
-        return dg.SensorResult(run_requests=[dg.RunRequest(
-            partition_key=in_progress_partition_key(spec, now),
-            run_key=f"wrong_answer_burst:{decision.state.last_id}",
-            tags={TRIGGER_TAG: "wrong_answer_burst", "autonomath/wrong_answer_reports": str(decision.counted),
-                  "autonomath/burst_threshold": str(settings.threshold),
-                  "autonomath/burst_window_hours": f"{settings.window_hours:g}",
-                  "autonomath/max_feedback_id": str(decision.state.last_id)})], cursor=cursor)
+            return dg.SensorResult(
+                skip_reason=(
+                    f"{decision.counted} of {settings.threshold} wrong-answer reports in the last "
+                    f"{settings.window_hours:g} h since the last request ({decision.new_reports} new)"
+                ),
+                cursor=cursor,
+            )
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    partition_key=in_progress_partition_key(spec, now),
+                    run_key=f"wrong_answer_burst:{decision.state.last_id}",
+                    tags={
+                        TRIGGER_TAG: "wrong_answer_burst",
+                        "autonomath/wrong_answer_reports": str(decision.counted),
+                        "autonomath/burst_threshold": str(settings.threshold),
+                        "autonomath/burst_window_hours": f"{settings.window_hours:g}",
+                        "autonomath/max_feedback_id": str(decision.state.last_id),
+                    },
+                )
+            ],
+            cursor=cursor,
+        )
 
     return wrong_answer_burst_sensor
 
@@ -189,14 +234,22 @@ def build_month_complete_sensor(loops: Sequence[LoopDefinition], clock: Clock = 
             return dg.SkipReason(f"query_log's newest ts {newest!r} is not an ISO-8601 timestamp")
         months = months_to_request(latest, last, clock(), first, MAX_MONTHS_PER_EVALUATION)
         if not months:
-            return dg.SkipReason(f"no newly complete month (query_log's newest row: {newest}; "
-                                 f"last month requested: {last or 'none'})")
-        return dg.SensorResult(run_requests=[
-            dg.RunRequest(
-                job_name=loop.spec.job_name, partition_key=month.isoformat(),
-                run_key=f"{loop.spec.loop_id}:{month.isoformat()}",
-                tags={TRIGGER_TAG: "month_complete", "autonomath/query_log_newest_ts": newest})
-            for month in months for loop in monthly], cursor=months[-1].isoformat())
+            return dg.SkipReason(
+                f"no newly complete month (query_log's newest row: {newest}; last month requested: {last or 'none'})"
+            )
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    job_name=loop.spec.job_name,
+                    partition_key=month.isoformat(),
+                    run_key=f"{loop.spec.loop_id}:{month.isoformat()}",
+                    tags={TRIGGER_TAG: "month_complete", "autonomath/query_log_newest_ts": newest},
+                )
+                for month in months
+                for loop in monthly
+            ],
+            cursor=months[-1].isoformat(),
+        )
 
     return month_complete_sensor
 

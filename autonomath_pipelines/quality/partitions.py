@@ -1,6 +1,5 @@
 """Which partition of each loop the eval runs, and the windows the scores read."""
 
-
 from __future__ import annotations
 
 import datetime as dt
@@ -8,8 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from autonomath_pipelines.catalog import LOOP_SPECS
-from autonomath_pipelines.catalog import TIMEZONE, LoopSpec, loop_spec
+from autonomath_pipelines.catalog import LOOP_SPECS, TIMEZONE, LoopSpec, loop_spec
 
 JST = ZoneInfo(TIMEZONE)
 #: The eval world's logs end here (JST). A Sunday *and* the 1st of a month: weekly and monthly
@@ -54,11 +52,13 @@ def d_partitions(db, end: dt.datetime) -> str:
     spec = loop_spec("D")
     partitions = partitions_for(spec)
     last = _last_complete(spec, end)
-    if partitions.time_window_for_partition_key(last).end >= end:   # nothing resolves after it
+    if partitions.time_window_for_partition_key(last).end >= end:  # nothing resolves after it
         keys = partitions.get_partition_keys()
         last = keys[max(0, keys.index(last) - 1)]
-    frame = db.read_frame("SELECT r.resolved_at FROM forecast_predictions p JOIN am_application_round r "
-                          "ON r.round_id = p.round_id WHERE r.status = 'resolved' ORDER BY r.resolved_at")
+    frame = db.read_frame(
+        "SELECT r.resolved_at FROM forecast_predictions p JOIN am_application_round r "
+        "ON r.round_id = p.round_id WHERE r.status = 'resolved' ORDER BY r.resolved_at"
+    )
     if frame.empty:
         return f"{last}..{last}"
     cut = pd.Timestamp(frame["resolved_at"].iloc[int(D_WARMUP_QUANTILE * (len(frame) - 1))]).tz_convert(JST)
@@ -86,14 +86,12 @@ def eval_partitions(as_of: dt.date, db) -> dict[str, str]:
     end = world_end(as_of)
     keys = {}
     for spec in LOOP_SPECS:
-        if spec.letter == "C":        # the week after the window is the replay period
+        if spec.letter == "C":  # the week after the window is the replay period
             keys["C"] = _last_complete(spec, end - dt.timedelta(days=C_REPLAY_DAYS))
-        elif spec.letter == "H":      # the next day is the replay day
+        elif spec.letter == "H":  # the next day is the replay day
             keys["H"] = _last_complete(spec, end - dt.timedelta(days=1))
         elif spec.letter == "D":
             keys["D"] = d_partitions(db, end)
         else:
             keys[spec.letter] = _last_complete(spec, end)
     return keys
-
-

@@ -1,6 +1,5 @@
 """Build or reuse the world, run every loop once (dry run), score, write the report; the CLI's arguments."""
 
-
 from __future__ import annotations
 
 import argparse
@@ -18,10 +17,17 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from autonomath_pipelines.catalog import LOOP_SPECS
-from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.catalog import LOOP_SPECS, loop_spec
 from autonomath_pipelines.quality.partitions import DEFAULT_AS_OF, JST, eval_partitions, range_keys
-from autonomath_pipelines.quality.report import JSON_NAME, MD_NAME, PNG_NAME, markdown_table, plot, render_markdown, write_file
+from autonomath_pipelines.quality.report import (
+    JSON_NAME,
+    MD_NAME,
+    PNG_NAME,
+    markdown_table,
+    plot,
+    render_markdown,
+    write_file,
+)
 from autonomath_pipelines.quality.scores import NOTES, SCORERS, Context, Metric, format_value, round_figure
 
 Say = Callable[[str], None]
@@ -30,6 +36,7 @@ DEFAULT_OUT = "reports/eval"
 
 
 # -------------------------------------------------------------------------------------------- world
+
 
 def default_db_path(scale: str, seed: int, as_of: dt.date) -> Path:
     return Path("data/eval") / f"autonomath-{scale}-seed{seed}-{as_of.isoformat()}.db"
@@ -45,17 +52,21 @@ def prepare_world(db_path: Path, scale: str, seed: int, as_of: dt.date, say: Say
     from autonomath_pipelines.resources import AutonomathDatabase
 
     if db_path.exists():
-        AutonomathDatabase(path=str(db_path)).require_exists()    # not an SQLite file: say so, before the truth
+        AutonomathDatabase(path=str(db_path)).require_exists()  # not an SQLite file: say so, before the truth
         if truth_path(db_path).is_file():
             truth = load_truth(db_path)
             same = (truth.get("scale"), truth.get("seed"), truth.get("as_of")) == (scale, seed, as_of.isoformat())
             if explicit or same:
-                say(f"  using the world {db_path} ({truth.get('scale')}, seed {truth.get('seed')}, "
-                    f"logs end {truth.get('as_of')} JST)")
+                say(
+                    f"  using the world {db_path} ({truth.get('scale')}, seed {truth.get('seed')}, "
+                    f"logs end {truth.get('as_of')} JST)"
+                )
                 return truth
         elif explicit:
-            raise FileNotFoundError(f"{db_path} has no planted truth ({truth_path(db_path).name}): "
-                                    "pass a demo world, or a path where one can be built")
+            raise FileNotFoundError(
+                f"{db_path} has no planted truth ({truth_path(db_path).name}): "
+                "pass a demo world, or a path where one can be built"
+            )
     say(f"  building the {scale} world (seed {seed}, logs end {as_of} JST) at {db_path} ...")
     started = time.perf_counter()
     build_world(db_path, scale=scale, seed=seed, as_of=as_of)
@@ -88,16 +99,17 @@ OUTPUTS = {
 }
 
 
-def run_all(db_path: Path, partitions: dict[str, str], work: Path, embedding_cache: Path, say: Say,
-            letters: Sequence[str]) -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, dict]]:
+def run_all(
+    db_path: Path, partitions: dict[str, str], work: Path, embedding_cache: Path, say: Say, letters: Sequence[str]
+) -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, dict]]:
     """Each loop once, dry run, through the orchestrator; returns (outputs by letter, run facts)."""
     import dagster as dg
 
-    from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
     from autonomath_pipelines.orchestrator import run_loops
     from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
+    from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 
-    repo = work / "repo"                       # an empty service repo: no gold set, no property tests
+    repo = work / "repo"  # an empty service repo: no gold set, no property tests
     (repo / "evals").mkdir(parents=True, exist_ok=True)
     (repo / "evals" / "gold.yaml").write_text("version: 1\nitems: []\n", encoding="utf-8")
     storage = work / "storage"
@@ -112,36 +124,62 @@ def run_all(db_path: Path, partitions: dict[str, str], work: Path, embedding_cac
         spec, key = loop_spec(letter), partitions[letter]
         say(f"  [{i}/{len(letters)}] loop {letter} {spec.loop_id}, partition {key} (dry run) ...")
         first, _, last = key.partition("..")
-        report = run_loops(database, settings, only=[letter], partition=first, until=last or None,
-                           storage_dir=str(storage), embeddings=embeddings, instance=instance)
+        report = run_loops(
+            database,
+            settings,
+            only=[letter],
+            partition=first,
+            until=last or None,
+            storage_dir=str(storage),
+            embeddings=embeddings,
+            instance=instance,
+        )
         results = report.results
         failed = [r for r in results if r.status != "succeeded"]
-        runs[letter] = {"loop_id": spec.loop_id, "partition_key": key, "runs": len(results),
-                        "status": "failed" if failed else "succeeded",
-                        "scanned": sum(r.scanned for r in results), "proposed": sum(r.actions_proposed for r in results),
-                        "executed": sum(r.actions_executed for r in results),
-                        "wall_seconds": round(sum(r.wall_seconds for r in results), 3),
-                        "cpu_seconds": round(sum(r.cpu_seconds for r in results), 3),
-                        "error": "; ".join(f"{r.partition_key}: {r.error}" for r in failed) or None,
-                        "checks_failed": [c for r in results for c in r.checks_failed]}
+        runs[letter] = {
+            "loop_id": spec.loop_id,
+            "partition_key": key,
+            "runs": len(results),
+            "status": "failed" if failed else "succeeded",
+            "scanned": sum(r.scanned for r in results),
+            "proposed": sum(r.actions_proposed for r in results),
+            "executed": sum(r.actions_executed for r in results),
+            "wall_seconds": round(sum(r.wall_seconds for r in results), 3),
+            "cpu_seconds": round(sum(r.cpu_seconds for r in results), 3),
+            "error": "; ".join(f"{r.partition_key}: {r.error}" for r in failed) or None,
+            "checks_failed": [c for r in results for c in r.checks_failed],
+        }
         run = runs[letter]
-        say(f"      {run['status']}{f' ({len(results)} partitions)' if len(results) > 1 else ''}: scanned "
+        say(
+            f"      {run['status']}{f' ({len(results)} partitions)' if len(results) > 1 else ''}: scanned "
             f"{run['scanned']:,}, proposed {run['proposed']:,}, {run['cpu_seconds']:.1f} CPU s"
-            + (f" — {run['error']}" if run["error"] else ""))
+            + (f" — {run['error']}" if run["error"] else "")
+        )
         if failed:
             continue
-        outputs[letter] = {name: pd.concat([pd.read_parquet(io.path_for(dg.AssetKey(name), k))
-                                            for k in range_keys(letter, key)], ignore_index=True)
-                           for name in OUTPUTS[letter]}
+        outputs[letter] = {
+            name: pd.concat(
+                [pd.read_parquet(io.path_for(dg.AssetKey(name), k)) for k in range_keys(letter, key)], ignore_index=True
+            )
+            for name in OUTPUTS[letter]
+        }
     return outputs, runs
-
 
 
 # --------------------------------------------------------------------------------------------- main
 
-def run_eval(*, scale: str = "small", seed: int = 7, db_path: str | None = None, out_dir: str = DEFAULT_OUT,
-             as_of: dt.date | None = None, embedding_cache: str | None = None, only: Sequence[str] | None = None,
-             say: Say = print) -> dict:
+
+def run_eval(
+    *,
+    scale: str = "small",
+    seed: int = 7,
+    db_path: str | None = None,
+    out_dir: str = DEFAULT_OUT,
+    as_of: dt.date | None = None,
+    embedding_cache: str | None = None,
+    only: Sequence[str] | None = None,
+    say: Say = print,
+) -> dict:
     """Build/reuse the world, run the loops, score them, write the Markdown, JSON and PNG; return the result."""
     from autonomath_pipelines import CODE_VERSION
     from autonomath_pipelines.resources import AutonomathDatabase
@@ -155,7 +193,7 @@ def run_eval(*, scale: str = "small", seed: int = 7, db_path: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     explicit = db_path is not None
     db = Path(db_path) if explicit else default_db_path(scale, seed, as_of or DEFAULT_AS_OF)
-    world = f"the world {db}" if explicit else f"{scale} world, seed {seed}"    # a given world says its own scale
+    world = f"the world {db}" if explicit else f"{scale} world, seed {seed}"  # a given world says its own scale
     say(f"loop-quality eval: {world}, {len(letters)} loop(s); output in {out}")
     say("[1/4] world")
     truth = prepare_world(db, scale, seed, as_of or DEFAULT_AS_OF, say, explicit=explicit)
@@ -175,8 +213,9 @@ def run_eval(*, scale: str = "small", seed: int = 7, db_path: str | None = None,
     details: dict[str, dict] = {}
     for letter in letters:
         if letter not in outputs:
-            metrics.append(Metric(letter, f"loop run ({runs[letter]['error']})", 0, better="equal", target=1,
-                                  unit="count"))
+            metrics.append(
+                Metric(letter, f"loop run ({runs[letter]['error']})", 0, better="equal", target=1, unit="count")
+            )
             continue
         found, detail = SCORERS[letter](outputs[letter], ctx)
         metrics += found
@@ -185,8 +224,14 @@ def run_eval(*, scale: str = "small", seed: int = 7, db_path: str | None = None,
     summary = {v: sum(m.verdict == v for m in metrics) for v in ("pass", "FAIL", "info", "n/a")}
     summary["fail"] = summary.pop("FAIL")
     result = {
-        "world": {"scale": truth.get("scale"), "seed": truth.get("seed"), "as_of": truth.get("as_of"),
-                  "db_path": str(db), "db_sha256": digest_before, "row_counts": truth.get("row_counts")},
+        "world": {
+            "scale": truth.get("scale"),
+            "seed": truth.get("seed"),
+            "as_of": truth.get("as_of"),
+            "db_path": str(db),
+            "db_sha256": digest_before,
+            "row_counts": truth.get("row_counts"),
+        },
         "embedding_model": EmbeddingModel(cache_path=str(cache)).model,
         "code_version": CODE_VERSION,
         "partitions": {letter: partitions[letter] for letter in letters},
@@ -194,8 +239,12 @@ def run_eval(*, scale: str = "small", seed: int = 7, db_path: str | None = None,
         "summary": summary,
         "details": json.loads(json.dumps(details, default=_json_default, sort_keys=True)),
         "notes": NOTES,
-        "runtime": {"generated_at": dt.datetime.now(JST).replace(microsecond=0).isoformat(),
-                    "seconds": None, "runs": runs, "loadavg": list(os.getloadavg())},
+        "runtime": {
+            "generated_at": dt.datetime.now(JST).replace(microsecond=0).isoformat(),
+            "seconds": None,
+            "runs": runs,
+            "loadavg": list(os.getloadavg()),
+        },
     }
     say("[4/4] report")
     result["runtime"]["seconds"] = round(time.perf_counter() - started, 1)
@@ -205,8 +254,10 @@ def run_eval(*, scale: str = "small", seed: int = 7, db_path: str | None = None,
     say("")
     say(markdown_table(metrics))
     say("")
-    say(f"{summary['pass']} pass, {summary['fail']} FAIL, {summary['info']} info, {summary['n/a']} n/a "
-        f"({result['runtime']['seconds']:.0f} s); files: {out / MD_NAME}, {out / JSON_NAME}, {out / PNG_NAME}")
+    say(
+        f"{summary['pass']} pass, {summary['fail']} FAIL, {summary['info']} info, {summary['n/a']} n/a "
+        f"({result['runtime']['seconds']:.0f} s); files: {out / MD_NAME}, {out / JSON_NAME}, {out / PNG_NAME}"
+    )
     return result
 
 
@@ -225,14 +276,22 @@ def _json_default(value):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", choices=SCALES, default="small")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--db", default=None, help="a demo world with its .truth.json (built there if missing; "
-                        "default: data/eval/autonomath-<scale>-seed<seed>-<as-of>.db)")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="a demo world with its .truth.json (built there if missing; "
+        "default: data/eval/autonomath-<scale>-seed<seed>-<as-of>.db)",
+    )
     parser.add_argument("--as-of", default=None, help=f"JST date the built world's logs end (default {DEFAULT_AS_OF})")
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for loop_quality.md/.json/.png")
     parser.add_argument("--only", action="append", metavar="LOOP", help="score only this loop (repeatable)")
     parser.add_argument("--embedding-cache", default=None, help="embedding cache file (default: next to the world)")
-    parser.add_argument("--strict", action="store_true", help="also exit 1 when a metric could not be judged "
-                        "(verdict n/a); a FAIL verdict or a failed loop run always exits 1")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="also exit 1 when a metric could not be judged "
+        "(verdict n/a); a FAIL verdict or a failed loop run always exits 1",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,9 +305,16 @@ def run_from_args(args: argparse.Namespace, say: Say = lambda line: print(line, 
     from autonomath_pipelines.resources.db import DatabaseFileError
 
     try:
-        result = run_eval(scale=args.scale, seed=args.seed, db_path=args.db, out_dir=args.out,
-                          as_of=dt.date.fromisoformat(args.as_of) if args.as_of else None,
-                          embedding_cache=args.embedding_cache, only=args.only, say=say)
+        result = run_eval(
+            scale=args.scale,
+            seed=args.seed,
+            db_path=args.db,
+            out_dir=args.out,
+            as_of=dt.date.fromisoformat(args.as_of) if args.as_of else None,
+            embedding_cache=args.embedding_cache,
+            only=args.only,
+            say=say,
+        )
     except (ValueError, KeyError, FileNotFoundError, DatabaseFileError) as exc:
         print(f"autonomath-loops eval: {exc}", file=sys.stderr)
         return 2
@@ -265,4 +331,3 @@ def exit_code(result: Mapping, *, strict: bool = False) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -86,8 +86,11 @@ def database_file_problem(path: Path) -> str | None:
     header_valid = header_pages > 0 and header[24:28] == header[92:96]
     if size % page_size or (header_valid and size < header_pages * page_size):
         expected = f"; its header says {header_pages} pages = {header_pages * page_size} bytes" if header_valid else ""
-        return f"is truncated or corrupt ({size} bytes, not whole {page_size}-byte pages{expected})" \
-            if size % page_size else f"is truncated ({size} bytes{expected})"
+        return (
+            f"is truncated or corrupt ({size} bytes, not whole {page_size}-byte pages{expected})"
+            if size % page_size
+            else f"is truncated ({size} bytes{expected})"
+        )
     return None
 
 
@@ -122,12 +125,14 @@ def _env_number(name: str, default: float, kind=int):
 
 
 #: Pragmas a read connection may run with an argument: introspection that names a table or index.
-_INTROSPECTION_PRAGMAS = frozenset({"table_info", "table_xinfo", "table_list", "index_list", "index_info",
-                                    "index_xinfo", "foreign_key_list"})
+_INTROSPECTION_PRAGMAS = frozenset(
+    {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
+)
 
 
-def _read_only_authorizer(action: int, arg1: str | None, arg2: str | None, _db: str | None,
-                          _trigger: str | None) -> int:
+def _read_only_authorizer(
+    action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None
+) -> int:
     """No ATTACH/DETACH (which creates files and could reach a writable database, also through
     ``VACUUM INTO``), and no pragma assignments (``query_only = OFF``, ``writable_schema = ON``)."""
     if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
@@ -143,7 +148,8 @@ def _error_name(exc: BaseException) -> str:
 
 def _is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and (
-        _error_name(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(exc))
+        _error_name(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(exc)
+    )
 
 
 def _rollback_quietly(conn) -> None:
@@ -159,19 +165,23 @@ class AutonomathDatabase(dg.ConfigurableResource):
     """The service's SQLite database. Loops read through ``mode=ro`` connections; only publish
     steps write, each in a single ``BEGIN IMMEDIATE`` transaction."""
 
-    path: str = Field(default_factory=default_db_path,
-                      description="Path of the AutonoMath SQLite file (env AUTONOMATH_DB).")
+    path: str = Field(
+        default_factory=default_db_path, description="Path of the AutonoMath SQLite file (env AUTONOMATH_DB)."
+    )
     busy_timeout_ms: int = Field(
         default_factory=lambda: _env_number("AUTONOMATH_DB_BUSY_TIMEOUT_MS", 30_000),
         description="How long one attempt waits for another writer (SQLite busy timeout; env "
-                    "AUTONOMATH_DB_BUSY_TIMEOUT_MS).")
+        "AUTONOMATH_DB_BUSY_TIMEOUT_MS).",
+    )
     lock_retries: int = Field(
         default_factory=lambda: _env_number("AUTONOMATH_DB_LOCK_RETRIES", 2),
         description="Further attempts after a busy timeout before a write fails as locked (env "
-                    "AUTONOMATH_DB_LOCK_RETRIES). Worst-case wait ≈ (1 + retries) × busy timeout + backoff.")
+        "AUTONOMATH_DB_LOCK_RETRIES). Worst-case wait ≈ (1 + retries) × busy timeout + backoff.",
+    )
     lock_backoff_s: float = Field(
         default_factory=lambda: _env_number("AUTONOMATH_DB_LOCK_BACKOFF_S", 1.0, float),
-        description="Pause before the first retry; doubles for each further retry.")
+        description="Pause before the first retry; doubles for each further retry.",
+    )
 
     def resolved_path(self) -> Path:
         return Path(self.path).expanduser().resolve()
@@ -187,14 +197,17 @@ class AutonomathDatabase(dg.ConfigurableResource):
                 "(set AUTONOMATH_DB, or build the demo world with `autonomath-loops demo`)"
             )
         if problem is not None:
-            raise DatabaseFileError(f"AutonoMath database {path} {problem} (set AUTONOMATH_DB to the service's "
-                                    "SQLite file, or build the demo world with `autonomath-loops demo`)")
+            raise DatabaseFileError(
+                f"AutonoMath database {path} {problem} (set AUTONOMATH_DB to the service's "
+                "SQLite file, or build the demo world with `autonomath-loops demo`)"
+            )
         return path
 
     def _corrupt(self, path: Path, exc: BaseException) -> DatabaseCorruptError | None:
         if _error_name(exc).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in str(exc):
-            return DatabaseCorruptError(f"AutonoMath database {path} is truncated or corrupt (SQLite: {exc}); "
-                                        "nothing was read or written")
+            return DatabaseCorruptError(
+                f"AutonoMath database {path} is truncated or corrupt (SQLite: {exc}); nothing was read or written"
+            )
         return None
 
     # -------------------------------------------------------------------------------------- reads
@@ -226,7 +239,8 @@ class AutonomathDatabase(dg.ConfigurableResource):
         except sqlite3.Error as recovery_error:
             raise DatabaseWriteError(
                 f"AutonoMath database {path} has an unfinished transaction left by a killed writer "
-                f"(hot journal) and it could not be rolled back: {recovery_error}") from None
+                f"(hot journal) and it could not be rolled back: {recovery_error}"
+            ) from None
 
     @contextlib.contextmanager
     def read_only(self) -> Iterator[Any]:
@@ -254,8 +268,10 @@ class AutonomathDatabase(dg.ConfigurableResource):
             problems = missing_schema(conn, tables)
         if problems:
             who = f" for {context}" if context else ""
-            raise SchemaError(f"AutonoMath database {self.resolved_path()} does not match the data contract{who}: "
-                              + "; ".join(problems))
+            raise SchemaError(
+                f"AutonoMath database {self.resolved_path()} does not match the data contract{who}: "
+                + "; ".join(problems)
+            )
 
     def read_frame(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> pd.DataFrame:
         """Rows of ``sql`` (positional ``?`` or named ``:name`` parameters) as a DataFrame."""
@@ -267,9 +283,11 @@ class AutonomathDatabase(dg.ConfigurableResource):
     # ------------------------------------------------------------------------------------- writes
 
     def _lock_message(self, path: Path, what: str, attempts: int, waited: float, exc: Exception) -> str:
-        return (f"AutonoMath database {path} is locked by another connection: {what} after {attempts} attempt(s) "
-                f"over {waited:.1f} s (busy_timeout_ms={int(self.busy_timeout_ms)}, lock_retries={self.lock_retries}; "
-                f"SQLite: {exc}); nothing was written")
+        return (
+            f"AutonoMath database {path} is locked by another connection: {what} after {attempts} attempt(s) "
+            f"over {waited:.1f} s (busy_timeout_ms={int(self.busy_timeout_ms)}, lock_retries={self.lock_retries}; "
+            f"SQLite: {exc}); nothing was written"
+        )
 
     def _failure(self, path: Path, exc: BaseException) -> DatabaseWriteError | None:
         """The clear error for a SQLite failure during a write (None: not a database-level failure)."""
@@ -285,18 +303,30 @@ class AutonomathDatabase(dg.ConfigurableResource):
             return DatabaseLockedError(
                 f"AutonoMath database {path} is locked by another connection: a write inside the transaction "
                 f"waited busy_timeout_ms={int(self.busy_timeout_ms)} (SQLite: {exc}); the transaction was rolled "
-                "back, nothing was written")
-        if name.startswith(("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_CORRUPT",
-                            "SQLITE_NOTADB", "SQLITE_PERM")):
-            return DatabaseWriteError(f"cannot write AutonoMath database {path}: {exc} ({name}); "
-                                      "the transaction was rolled back, nothing was written")
+                "back, nothing was written"
+            )
+        if name.startswith(
+            (
+                "SQLITE_FULL",
+                "SQLITE_READONLY",
+                "SQLITE_CANTOPEN",
+                "SQLITE_IOERR",
+                "SQLITE_CORRUPT",
+                "SQLITE_NOTADB",
+                "SQLITE_PERM",
+            )
+        ):
+            return DatabaseWriteError(
+                f"cannot write AutonoMath database {path}: {exc} ({name}); "
+                "the transaction was rolled back, nothing was written"
+            )
         return None
 
     def _attempts(self) -> int:
         return 1 + max(0, int(self.lock_retries))
 
     def _backoff(self, attempt: int) -> None:
-        time.sleep(max(0.0, float(self.lock_backoff_s)) * (2 ** attempt))
+        time.sleep(max(0.0, float(self.lock_backoff_s)) * (2**attempt))
 
     def _begin_immediate(self, path: Path):
         """A connection holding the write lock; waits ``busy_timeout_ms`` per attempt, ``lock_retries`` retries."""
@@ -305,11 +335,18 @@ class AutonomathDatabase(dg.ConfigurableResource):
         for attempt in range(attempts):
             # mode=rw: a write never creates the service's database, whatever was checked before.
             try:
-                conn = sqlite3.connect(_uri(path, "rw"), uri=True, isolation_level=None, check_same_thread=False,
-                                       timeout=max(0, int(self.busy_timeout_ms)) / 1000)
+                conn = sqlite3.connect(
+                    _uri(path, "rw"),
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=max(0, int(self.busy_timeout_ms)) / 1000,
+                )
             except sqlite3.OperationalError as exc:
-                raise DatabaseWriteError(f"cannot open AutonoMath database {path} for writing: {exc} "
-                                         f"({_error_name(exc)}); nothing was written") from None
+                raise DatabaseWriteError(
+                    f"cannot open AutonoMath database {path} for writing: {exc} "
+                    f"({_error_name(exc)}); nothing was written"
+                ) from None
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
                 conn.execute("BEGIN IMMEDIATE")
@@ -322,9 +359,11 @@ class AutonomathDatabase(dg.ConfigurableResource):
                         raise
                     raise failure from None
                 if attempt + 1 == attempts:
-                    raise DatabaseLockedError(self._lock_message(
-                        path, "could not start the write transaction", attempts, time.monotonic() - started,
-                        exc)) from None
+                    raise DatabaseLockedError(
+                        self._lock_message(
+                            path, "could not start the write transaction", attempts, time.monotonic() - started, exc
+                        )
+                    ) from None
             self._backoff(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -340,9 +379,11 @@ class AutonomathDatabase(dg.ConfigurableResource):
                 if not _is_busy(exc) or not conn.in_transaction:
                     raise
                 if attempt + 1 == attempts:
-                    raise DatabaseLockedError(self._lock_message(
-                        path, "could not commit (readers kept it busy)", attempts, time.monotonic() - started,
-                        exc)) from None
+                    raise DatabaseLockedError(
+                        self._lock_message(
+                            path, "could not commit (readers kept it busy)", attempts, time.monotonic() - started, exc
+                        )
+                    ) from None
             self._backoff(attempt)
 
     @contextlib.contextmanager
@@ -371,5 +412,14 @@ class AutonomathDatabase(dg.ConfigurableResource):
             conn.close()
 
 
-__all__ = ["AutonomathDatabase", "DatabaseCorruptError", "DatabaseFileError", "DatabaseLockedError",
-           "DatabaseMissingError", "DatabaseWriteError", "SchemaError", "database_file_problem", "default_db_path"]
+__all__ = [
+    "AutonomathDatabase",
+    "DatabaseCorruptError",
+    "DatabaseFileError",
+    "DatabaseLockedError",
+    "DatabaseMissingError",
+    "DatabaseWriteError",
+    "SchemaError",
+    "database_file_problem",
+    "default_db_path",
+]

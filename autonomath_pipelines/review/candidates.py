@@ -52,13 +52,13 @@ FILE_STATUS_TABLE = "review_file_candidates"
 class Candidate:
     """One reviewable proposal, whatever loop and storage it comes from."""
 
-    id: str                       # 'A:12'
+    id: str  # 'A:12'
     loop_id: str
-    ref: str                      # the id within the loop: '12', '2026-10/cand-…', '<failure mode>'
+    ref: str  # the id within the loop: '12', '2026-10/cand-…', '<failure mode>'
     status: str
     partition_key: str | None
     proposed_at: str | None
-    summary: str                  # one line for listings
+    summary: str  # one line for listings
     score: float | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
     #: What promotion needs (the row or the file text); not shown in listings.
@@ -81,7 +81,7 @@ class TableChange:
 class FileChange:
     """A file under the repo root a promotion writes (``after``) or removes (``after`` None)."""
 
-    path: str                     # relative to the repo root
+    path: str  # relative to the repo root
     before: str | None
     after: str | None
 
@@ -91,7 +91,9 @@ def _iso_mtime(path: Path) -> str:
 
 
 def _table_exists(conn, table: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+    )
 
 
 def _json(text: str | None) -> dict[str, Any]:
@@ -107,6 +109,7 @@ def _next_id(conn, table: str, column: str) -> int:
 
 
 # ------------------------------------------------------------------------------------- base class
+
 
 class Reviewable:
     """A loop whose candidates the operator reviews. Subclasses say where they live and how they promote."""
@@ -142,8 +145,10 @@ class TableReviewable(Reviewable):
     def candidates(self, conn, repo: Path) -> list[Candidate]:
         if not _table_exists(conn, self.table):
             return []
-        cursor = conn.execute(f"SELECT candidate_id, status, partition_key, created_at, evidence_json, "
-                              f"{', '.join(self.columns)} FROM {self.table} ORDER BY candidate_id")
+        cursor = conn.execute(
+            f"SELECT candidate_id, status, partition_key, created_at, evidence_json, "
+            f"{', '.join(self.columns)} FROM {self.table} ORDER BY candidate_id"
+        )
         names = [d[0] for d in cursor.description]
         return [self.candidate(dict(zip(names, row))) for row in cursor]
 
@@ -160,8 +165,10 @@ class FileReviewable(Reviewable):
     def file_statuses(self, conn) -> dict[str, tuple[str, str]]:
         if not _table_exists(conn, FILE_STATUS_TABLE):
             return {}
-        rows = conn.execute(f"SELECT candidate_ref, status, proposed_at FROM {FILE_STATUS_TABLE} WHERE loop_id = ?",
-                            (self.spec.loop_id,))
+        rows = conn.execute(
+            f"SELECT candidate_ref, status, proposed_at FROM {FILE_STATUS_TABLE} WHERE loop_id = ?",
+            (self.spec.loop_id,),
+        )
         return {ref: (status, proposed_at) for ref, status, proposed_at in rows}
 
     def with_status(self, conn, found: list[Candidate]) -> list[Candidate]:
@@ -171,13 +178,34 @@ class FileReviewable(Reviewable):
         out = []
         for c in found:
             status, proposed_at = statuses.get(c.ref, (PENDING, c.proposed_at))
-            out.append(Candidate(c.id, c.loop_id, c.ref, status, c.partition_key, proposed_at, c.summary, c.score,
-                                 c.evidence, c.fields))
+            out.append(
+                Candidate(
+                    c.id,
+                    c.loop_id,
+                    c.ref,
+                    status,
+                    c.partition_key,
+                    proposed_at,
+                    c.summary,
+                    c.score,
+                    c.evidence,
+                    c.fields,
+                )
+            )
         seen = {c.ref for c in found}
         for ref, (status, proposed_at) in sorted(statuses.items()):
             if ref not in seen:
-                out.append(Candidate(self.candidate_id(ref), self.spec.loop_id, ref, status, None, proposed_at,
-                                     "(no longer in a candidate file)"))
+                out.append(
+                    Candidate(
+                        self.candidate_id(ref),
+                        self.spec.loop_id,
+                        ref,
+                        status,
+                        None,
+                        proposed_at,
+                        "(no longer in a candidate file)",
+                    )
+                )
         return out
 
     def set_status(self, conn, candidate: Candidate, status: str, now: str) -> None:
@@ -185,10 +213,12 @@ class FileReviewable(Reviewable):
             f"INSERT INTO {FILE_STATUS_TABLE} (loop_id, candidate_ref, status, proposed_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (loop_id, candidate_ref) DO UPDATE SET status = excluded.status, "
             "updated_at = excluded.updated_at",
-            (self.spec.loop_id, candidate.ref, status, candidate.proposed_at or now, now))
+            (self.spec.loop_id, candidate.ref, status, candidate.proposed_at or now, now),
+        )
 
 
 # ------------------------------------------------------------------------------------------ loops
+
 
 class GuardPatterns(TableReviewable):
     spec = loop_spec("loop_a_hallucination_guard")
@@ -197,10 +227,18 @@ class GuardPatterns(TableReviewable):
     columns = ("pattern", "label", "cluster_size", "score")
 
     def candidate(self, row):
-        return Candidate(self.candidate_id(str(row["candidate_id"])), self.spec.loop_id, str(row["candidate_id"]),
-                         row["status"], row["partition_key"], row["created_at"],
-                         f"{row['pattern']}  [{row['label']}] size {row['cluster_size']}", row["score"],
-                         _json(row["evidence_json"]), {"pattern": row["pattern"], "label": row["label"]})
+        return Candidate(
+            self.candidate_id(str(row["candidate_id"])),
+            self.spec.loop_id,
+            str(row["candidate_id"]),
+            row["status"],
+            row["partition_key"],
+            row["created_at"],
+            f"{row['pattern']}  [{row['label']}] size {row['cluster_size']}",
+            row["score"],
+            _json(row["evidence_json"]),
+            {"pattern": row["pattern"], "label": row["label"]},
+        )
 
     def changes(self, conn, repo, candidates, now):
         existing = {p for (p,) in conn.execute("SELECT pattern FROM hallucination_guard")}
@@ -210,8 +248,15 @@ class GuardPatterns(TableReviewable):
             if pattern in existing:
                 raise ReviewError(f"cannot promote {c.id}: hallucination_guard already has the pattern {pattern!r}")
             existing.add(pattern)
-            rows.append({"id": next_id, "pattern": pattern, "label": c.fields["label"], "created_at": now,
-                         "source": f"promoted:{c.id}"})
+            rows.append(
+                {
+                    "id": next_id,
+                    "pattern": pattern,
+                    "label": c.fields["label"],
+                    "created_at": now,
+                    "source": f"promoted:{c.id}",
+                }
+            )
             next_id += 1
         return [TableChange("hallucination_guard", "id", tuple(rows))]
 
@@ -223,11 +268,18 @@ class Aliases(TableReviewable):
     columns = ("entity_id", "surface", "lang", "source", "score")
 
     def candidate(self, row):
-        return Candidate(self.candidate_id(str(row["candidate_id"])), self.spec.loop_id, str(row["candidate_id"]),
-                         row["status"], row["partition_key"], row["created_at"],
-                         f"{row['surface']} → {row['entity_id']} ({row['lang']})", row["score"],
-                         _json(row["evidence_json"]),
-                         {"entity_id": row["entity_id"], "surface": row["surface"], "lang": row["lang"]})
+        return Candidate(
+            self.candidate_id(str(row["candidate_id"])),
+            self.spec.loop_id,
+            str(row["candidate_id"]),
+            row["status"],
+            row["partition_key"],
+            row["created_at"],
+            f"{row['surface']} → {row['entity_id']} ({row['lang']})",
+            row["score"],
+            _json(row["evidence_json"]),
+            {"entity_id": row["entity_id"], "surface": row["surface"], "lang": row["lang"]},
+        )
 
     def changes(self, conn, repo, candidates, now):
         rows, next_id, seen = [], _next_id(conn, "am_alias", "alias_id"), set()
@@ -237,8 +289,16 @@ class Aliases(TableReviewable):
             if taken is not None or key in seen:
                 raise ReviewError(f"cannot promote {c.id}: am_alias already has {key[1]!r} for {key[0]}")
             seen.add(key)
-            rows.append({"alias_id": next_id, "entity_id": key[0], "surface": key[1], "lang": c.fields["lang"],
-                         "source": f"promoted:{c.id}", "created_at": now})
+            rows.append(
+                {
+                    "alias_id": next_id,
+                    "entity_id": key[0],
+                    "surface": key[1],
+                    "lang": c.fields["lang"],
+                    "source": f"promoted:{c.id}",
+                    "created_at": now,
+                }
+            )
             next_id += 1
         return [TableChange("am_alias", "alias_id", tuple(rows))]
 
@@ -250,10 +310,18 @@ class TestimonialPages(TableReviewable):
     columns = ("program_id", "prefecture_code", "page_path", "markdown", "group_size")
 
     def candidate(self, row):
-        return Candidate(self.candidate_id(str(row["candidate_id"])), self.spec.loop_id, str(row["candidate_id"]),
-                         row["status"], row["partition_key"], row["created_at"],
-                         f"{row['page_path']} (group of {row['group_size']})", None, _json(row["evidence_json"]),
-                         {"page_path": row["page_path"], "markdown": row["markdown"]})
+        return Candidate(
+            self.candidate_id(str(row["candidate_id"])),
+            self.spec.loop_id,
+            str(row["candidate_id"]),
+            row["status"],
+            row["partition_key"],
+            row["created_at"],
+            f"{row['page_path']} (group of {row['group_size']})",
+            None,
+            _json(row["evidence_json"]),
+            {"page_path": row["page_path"], "markdown": row["markdown"]},
+        )
 
     def changes(self, conn, repo, candidates, now):
         changes, paths = [], set()
@@ -288,14 +356,23 @@ class PropertyStubs(FileReviewable):
             partition = stubs.PARTITION_MARKER.search(text)
             occurrences = re.search(r"^#\s*occurrences:\s*(\d+)", text, re.MULTILINE)
             problems = stub_completion_problems(text, str(path))
-            found.append(Candidate(
-                self.candidate_id(marker.group(1)), self.spec.loop_id, marker.group(1), PENDING,
-                partition.group(1) if partition else None, _iso_mtime(path),
-                f"{path.name} ({'complete' if not problems else 'stub: ' + '; '.join(problems)})",
-                float(occurrences.group(1)) if occurrences else None,
-                {"file": f"{STUB_CANDIDATES}/{path.name}",
-                 **({"occurrences": int(occurrences.group(1))} if occurrences else {})},
-                {"name": path.name, "text": text}))
+            found.append(
+                Candidate(
+                    self.candidate_id(marker.group(1)),
+                    self.spec.loop_id,
+                    marker.group(1),
+                    PENDING,
+                    partition.group(1) if partition else None,
+                    _iso_mtime(path),
+                    f"{path.name} ({'complete' if not problems else 'stub: ' + '; '.join(problems)})",
+                    float(occurrences.group(1)) if occurrences else None,
+                    {
+                        "file": f"{STUB_CANDIDATES}/{path.name}",
+                        **({"occurrences": int(occurrences.group(1))} if occurrences else {}),
+                    },
+                    {"name": path.name, "text": text},
+                )
+            )
         return self.with_status(conn, found)
 
     def changes(self, conn, repo, candidates, now):
@@ -306,8 +383,11 @@ class PropertyStubs(FileReviewable):
             name, text = c.fields["name"], c.fields["text"]
             problems = stub_completion_problems(text, name)
             if problems:
-                raise ReviewError(f"cannot promote {c.id}: {STUB_CANDIDATES}/{name} is not completed — "
-                                  + "; ".join(problems) + ". Complete it (a real property, no xfail), then promote.")
+                raise ReviewError(
+                    f"cannot promote {c.id}: {STUB_CANDIDATES}/{name} is not completed — "
+                    + "; ".join(problems)
+                    + ". Complete it (a real property, no xfail), then promote."
+                )
             target = f"{STUB_TARGET}/{name}"
             if (repo / target).exists():
                 raise ReviewError(f"cannot promote {c.id}: {target} already exists")
@@ -332,11 +412,25 @@ class GoldProposals(FileReviewable):
             for item in proposals.items:
                 ref = f"{month}/{item.id}"
                 evidence = dict(item.evidence or {})
-                found.append(Candidate(
-                    self.candidate_id(ref), self.spec.loop_id, ref, PENDING, partition, _iso_mtime(path),
-                    f"{item.query} → {item.expected_program_id}", float(evidence.get("sessions", 0)) or None,
-                    evidence, {"query": item.query, "expected_program_id": item.expected_program_id, "month": month,
-                               "item_id": item.id}))
+                found.append(
+                    Candidate(
+                        self.candidate_id(ref),
+                        self.spec.loop_id,
+                        ref,
+                        PENDING,
+                        partition,
+                        _iso_mtime(path),
+                        f"{item.query} → {item.expected_program_id}",
+                        float(evidence.get("sessions", 0)) or None,
+                        evidence,
+                        {
+                            "query": item.query,
+                            "expected_program_id": item.expected_program_id,
+                            "month": month,
+                            "item_id": item.id,
+                        },
+                    )
+                )
         return self.with_status(conn, found)
 
     def changes(self, conn, repo, candidates, now):
@@ -347,9 +441,15 @@ class GoldProposals(FileReviewable):
         before = _read(path)
         existing = goldlib.parse_gold(before, str(path)).items if before else ()
         ids = next_gold_ids([item.id for item in existing], len(candidates))
-        items = [gold_item_from_proposal(c.fields, new_id, note=f"promoted from loop J {c.fields['month']} "
-                                         f"({c.fields['item_id']}, {c.evidence.get('sessions', '?')} sessions)")
-                 for c, new_id in zip(candidates, ids)]
+        items = [
+            gold_item_from_proposal(
+                c.fields,
+                new_id,
+                note=f"promoted from loop J {c.fields['month']} "
+                f"({c.fields['item_id']}, {c.evidence.get('sessions', '?')} sessions)",
+            )
+            for c, new_id in zip(candidates, ids)
+        ]
         try:
             after = append_gold_items(before, items, source=GOLD_PATH)
         except ReviewError as exc:
@@ -358,8 +458,9 @@ class GoldProposals(FileReviewable):
 
 
 #: Reviewable loops by letter, in catalog order.
-REVIEWABLES: dict[str, Reviewable] = {r.letter: r for r in (
-    GuardPatterns(), TestimonialPages(), Aliases(), PropertyStubs(), GoldProposals())}
+REVIEWABLES: dict[str, Reviewable] = {
+    r.letter: r for r in (GuardPatterns(), TestimonialPages(), Aliases(), PropertyStubs(), GoldProposals())
+}
 
 
 def reviewable(name: str) -> Reviewable:
@@ -370,16 +471,21 @@ def reviewable(name: str) -> Reviewable:
     try:
         spec = loop_spec(name)
     except KeyError:
-        raise ReviewError(f"unknown loop {name!r}; reviewable loops: "
-                          + ", ".join(f"{r.letter} ({r.spec.loop_id})" for r in REVIEWABLES.values())) from None
-    raise ReviewError(f"loop {spec.letter} ({spec.loop_id}) is not reviewable: its output "
-                      f"({', '.join(spec.writes)}) has no production table or file to promote into; "
-                      f"reviewable loops: {', '.join(REVIEWABLES)}")
+        raise ReviewError(
+            f"unknown loop {name!r}; reviewable loops: "
+            + ", ".join(f"{r.letter} ({r.spec.loop_id})" for r in REVIEWABLES.values())
+        ) from None
+    raise ReviewError(
+        f"loop {spec.letter} ({spec.loop_id}) is not reviewable: its output "
+        f"({', '.join(spec.writes)}) has no production table or file to promote into; "
+        f"reviewable loops: {', '.join(REVIEWABLES)}"
+    )
 
 
 def parse_candidate_id(candidate_id: str) -> tuple[Reviewable, str]:
     letter, sep, ref = candidate_id.partition(":")
     if not sep or not ref:
-        raise ReviewError(f"bad candidate id {candidate_id!r}: expected <loop letter>:<id>, e.g. A:12 or "
-                          "J:2026-10/cand-1a2b3c4d5e6f")
+        raise ReviewError(
+            f"bad candidate id {candidate_id!r}: expected <loop letter>:<id>, e.g. A:12 or J:2026-10/cand-1a2b3c4d5e6f"
+        )
     return reviewable(letter), ref

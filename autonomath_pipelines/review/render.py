@@ -27,22 +27,34 @@ def candidate_lines(candidates: Sequence[Candidate]) -> list[str]:
 
 
 def candidate_detail(c: Candidate) -> list[str]:
-    return [f"{c.id}  ({c.loop_id})", f"  status:      {c.status}", f"  partition:   {c.partition_key or '-'}",
-            f"  proposed at: {c.proposed_at or '-'}", f"  score:       {c.score if c.score is not None else '-'}",
-            f"  summary:     {c.summary}", "  evidence:",
-            *("    " + line for line in json.dumps(dict(c.evidence), ensure_ascii=False, indent=2).splitlines())]
+    return [
+        f"{c.id}  ({c.loop_id})",
+        f"  status:      {c.status}",
+        f"  partition:   {c.partition_key or '-'}",
+        f"  proposed at: {c.proposed_at or '-'}",
+        f"  score:       {c.score if c.score is not None else '-'}",
+        f"  summary:     {c.summary}",
+        "  evidence:",
+        *("    " + line for line in json.dumps(dict(c.evidence), ensure_ascii=False, indent=2).splitlines()),
+    ]
 
 
 def outcome_lines(outcome: Outcome) -> list[str]:
-    verb = {"approve": "approved", "reject": "rejected", "promote": "promoted", "rollback": "rolled back"}[outcome.action]
-    head = (f"{verb} {len(outcome.transitions)} candidate(s)" if outcome.executed
-            else f"dry run: would have {verb} {len(outcome.transitions)} candidate(s); nothing changed "
-                 "(add --execute)")
+    verb = {"approve": "approved", "reject": "rejected", "promote": "promoted", "rollback": "rolled back"}[
+        outcome.action
+    ]
+    head = (
+        f"{verb} {len(outcome.transitions)} candidate(s)"
+        if outcome.executed
+        else f"dry run: would have {verb} {len(outcome.transitions)} candidate(s); nothing changed (add --execute)"
+    )
     if outcome.promotion_id is not None:
         head += f" — promotion {outcome.promotion_id}"
     lines = [head]
-    lines += [f"  {t.candidate.id:<28} {t.from_status} → {t.to_status}  {_clip(t.candidate.summary, 50)}"
-              for t in outcome.transitions]
+    lines += [
+        f"  {t.candidate.id:<28} {t.from_status} → {t.to_status}  {_clip(t.candidate.summary, 50)}"
+        for t in outcome.transitions
+    ]
     lines += ["  " + line for line in outcome.describe_changes()]
     return lines
 
@@ -53,8 +65,10 @@ def promotion_lines(promotions: Sequence[Promotion]) -> list[str]:
     lines = [f"{'id':>4}  {'promoted at':<20} {'actor':<12} {'loop':<28} {'state':<12} candidates"]
     for p in promotions:
         state = p.state if p.state == "applied" else f"rolled back {p.rolled_back_at} by {p.rolled_back_by}"
-        lines.append(f"{p.promotion_id:>4}  {p.promoted_at:<20} {_clip(p.actor, 12):<12} {p.loop_id:<28} "
-                     f"{state:<12} {_clip(', '.join(p.candidate_ids), 60)}")
+        lines.append(
+            f"{p.promotion_id:>4}  {p.promoted_at:<20} {_clip(p.actor, 12):<12} {p.loop_id:<28} "
+            f"{state:<12} {_clip(', '.join(p.candidate_ids), 60)}"
+        )
     return lines
 
 

@@ -74,16 +74,19 @@ class Outcome:
         lines = []
         for change in self.changes:
             if isinstance(change, TableChange):
-                lines.append(f"{change.table}: {'insert' if self.action == 'promote' else 'delete'} "
-                             f"{len(change.rows)} row(s)")
+                lines.append(
+                    f"{change.table}: {'insert' if self.action == 'promote' else 'delete'} {len(change.rows)} row(s)"
+                )
                 lines += [f"    {json.dumps(dict(r), ensure_ascii=False)}" for r in change.rows[:20]]
             elif change.after is None:
                 lines.append(f"{change.path}: remove")
             elif change.before is None:
                 lines.append(f"{change.path}: create ({len(change.after.splitlines())} lines)")
             else:
-                lines.append(f"{change.path}: replace ({len(change.before.splitlines())} → "
-                             f"{len(change.after.splitlines())} lines)")
+                lines.append(
+                    f"{change.path}: replace ({len(change.before.splitlines())} → "
+                    f"{len(change.after.splitlines())} lines)"
+                )
         return lines
 
 
@@ -104,9 +107,15 @@ class Promotion:
 class ReviewService:
     """Review actions over one AutonoMath database and one service repo (for the file targets)."""
 
-    def __init__(self, database: AutonomathDatabase, repo_root: str | Path, *, actor: str | None = None,
-                 dagster_run_id: str | None = None,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+    def __init__(
+        self,
+        database: AutonomathDatabase,
+        repo_root: str | Path,
+        *,
+        actor: str | None = None,
+        dagster_run_id: str | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    ):
         self.database = database
         self.repo = Path(repo_root).expanduser().resolve()
         self.actor = actor or default_actor()
@@ -119,14 +128,23 @@ class ReviewService:
 
     # ------------------------------------------------------------------------------------ reading
 
-    def list(self, loop: str | None = None, *, status: str | None = None, partition: str | None = None,
-             limit: int | None = None) -> list[Candidate]:
+    def list(
+        self,
+        loop: str | None = None,
+        *,
+        status: str | None = None,
+        partition: str | None = None,
+        limit: int | None = None,
+    ) -> list[Candidate]:
         """Candidates of one loop (or every reviewable loop), filtered; ordered by loop then id."""
         loops = [reviewable(loop)] if loop else list(REVIEWABLES.values())
         with self.database.read_only() as conn:
             found = [c for r in loops for c in r.candidates(conn, self.repo)]
-        found = [c for c in found if (status is None or c.status == status)
-                 and (partition is None or c.partition_key == partition)]
+        found = [
+            c
+            for c in found
+            if (status is None or c.status == status) and (partition is None or c.partition_key == partition)
+        ]
         return found[:limit] if limit is not None else found
 
     def show(self, candidate_id: str) -> Candidate:
@@ -141,7 +159,9 @@ class ReviewService:
             rows = conn.execute(
                 "SELECT promotion_id, promoted_at, actor, loop_id, target, candidate_refs, state, rolled_back_at, "
                 "rolled_back_by, dagster_run_id FROM review_promotions WHERE ? IS NULL OR loop_id = ? "
-                "ORDER BY promotion_id", (loop_id, loop_id)).fetchall()
+                "ORDER BY promotion_id",
+                (loop_id, loop_id),
+            ).fetchall()
         return [Promotion(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), *r[6:]) for r in rows]
 
     def _get(self, conn, candidate_ids: Sequence[str]) -> list[Candidate]:
@@ -158,24 +178,45 @@ class ReviewService:
             raise ReviewError(f"unknown candidate(s): {', '.join(missing)} (see `autonomath-loops review list`)")
         return out
 
-    def _select(self, conn, ids: Sequence[str] | None, loop: str | None, status: str, partition: str | None,
-                min_score: float | None, limit: int | None) -> list[Candidate]:
+    def _select(
+        self,
+        conn,
+        ids: Sequence[str] | None,
+        loop: str | None,
+        status: str,
+        partition: str | None,
+        min_score: float | None,
+        limit: int | None,
+    ) -> list[Candidate]:
         if ids:
             if partition or min_score is not None:
                 raise ReviewError("give candidate ids or a filter (--loop/--partition/--min-score), not both")
             return self._get(conn, ids)
         if not loop:
             raise ReviewError("name the candidates: ids (e.g. A:12) or --loop with an optional filter")
-        chosen = [c for c in reviewable(loop).candidates(conn, self.repo)
-                  if c.status == status and (partition is None or c.partition_key == partition)
-                  and (min_score is None or (c.score is not None and c.score >= min_score))]
+        chosen = [
+            c
+            for c in reviewable(loop).candidates(conn, self.repo)
+            if c.status == status
+            and (partition is None or c.partition_key == partition)
+            and (min_score is None or (c.score is not None and c.score >= min_score))
+        ]
         return chosen[:limit] if limit is not None else chosen
 
     # ---------------------------------------------------------------------------------- decisions
 
-    def decide(self, action: str, ids: Sequence[str] | None = None, *, loop: str | None = None,
-               partition: str | None = None, min_score: float | None = None, limit: int | None = None,
-               reason: str | None = None, execute: bool = False) -> Outcome:
+    def decide(
+        self,
+        action: str,
+        ids: Sequence[str] | None = None,
+        *,
+        loop: str | None = None,
+        partition: str | None = None,
+        min_score: float | None = None,
+        limit: int | None = None,
+        reason: str | None = None,
+        execute: bool = False,
+    ) -> Outcome:
         """Approve or reject candidates by id or by filter (a filter selects pending candidates)."""
         if action not in ("approve", "reject"):
             raise ReviewError(f"decide() takes approve or reject, not {action!r}")
@@ -184,8 +225,11 @@ class ReviewService:
             raise ReviewError("a rejection needs a reason (--reason)")
         with self._transaction(execute) as conn:
             chosen = self._select(conn, ids, loop, PENDING, partition, min_score, limit)
-            outcome = Outcome(action, executed=execute,
-                              transitions=[Transition(c, c.status, next_status(action, c.id, c.status)) for c in chosen])
+            outcome = Outcome(
+                action,
+                executed=execute,
+                transitions=[Transition(c, c.status, next_status(action, c.id, c.status)) for c in chosen],
+            )
             if execute:
                 now = self._now()
                 for t in outcome.transitions:
@@ -228,9 +272,17 @@ class ReviewService:
         outcome.promotion_id = conn.execute(
             "INSERT INTO review_promotions (promoted_at, actor, loop_id, target, candidate_refs, before_json, "
             "after_json, state, dagster_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, 'applied', ?)",
-            (now, self.actor, target.spec.loop_id, target.target, json.dumps([c.id for c in chosen]),
-             json.dumps(before, ensure_ascii=False), json.dumps(after, ensure_ascii=False),
-             self.dagster_run_id)).lastrowid
+            (
+                now,
+                self.actor,
+                target.spec.loop_id,
+                target.target,
+                json.dumps([c.id for c in chosen]),
+                json.dumps(before, ensure_ascii=False),
+                json.dumps(after, ensure_ascii=False),
+                self.dagster_run_id,
+            ),
+        ).lastrowid
         for t in transitions:
             self._set_status(conn, t, now, "promote", promotion_id=outcome.promotion_id)
         for change in changes:
@@ -259,18 +311,24 @@ class ReviewService:
             raise ReviewError(f"no promotion {promotion_id}: nothing has been promoted yet")
         row = conn.execute(
             "SELECT loop_id, candidate_refs, before_json, after_json, state, rolled_back_at, rolled_back_by "
-            "FROM review_promotions WHERE promotion_id = ?", (int(promotion_id),)).fetchone()
+            "FROM review_promotions WHERE promotion_id = ?",
+            (int(promotion_id),),
+        ).fetchone()
         if row is None:
             raise ReviewError(f"no promotion {promotion_id} (see `autonomath-loops review promotions`)")
         loop_id, refs, before, after, state, rolled_back_at, rolled_back_by = row
         if state == "rolled_back":
-            raise ReviewError(f"promotion {promotion_id} was already rolled back at {rolled_back_at} "
-                              f"by {rolled_back_by}")
+            raise ReviewError(
+                f"promotion {promotion_id} was already rolled back at {rolled_back_at} by {rolled_back_by}"
+            )
         before, after = json.loads(before), json.loads(after)
         drift = self._drift(conn, after)
         if drift:
-            raise ReviewError(f"cannot roll back promotion {promotion_id}: " + "; ".join(drift)
-                              + " — changed since the promotion; restore by hand or promote again")
+            raise ReviewError(
+                f"cannot roll back promotion {promotion_id}: "
+                + "; ".join(drift)
+                + " — changed since the promotion; restore by hand or promote again"
+            )
         candidates = self._get(conn, json.loads(refs))
         transitions = [Transition(c, c.status, next_status("rollback", c.id, c.status)) for c in candidates]
         changes: list[TableChange | FileChange] = []
@@ -278,14 +336,18 @@ class ReviewService:
             changes.append(TableChange(after["table"], after["key"][0], tuple(after["rows"])))
         for path, text in after.get("files", {}).items():
             changes.append(FileChange(path, text, before["files"][path]))
-        outcome = Outcome("rollback", executed=execute, transitions=transitions, promotion_id=int(promotion_id),
-                          changes=changes)
+        outcome = Outcome(
+            "rollback", executed=execute, transitions=transitions, promotion_id=int(promotion_id), changes=changes
+        )
         if not execute:
             return outcome
         now = self._now()
         self._journal_token = uuid.uuid4().hex if after.get("files") else None
-        conn.execute("UPDATE review_promotions SET state = 'rolled_back', rolled_back_at = ?, rolled_back_by = ? "
-                     "WHERE promotion_id = ?", (now, self.actor, int(promotion_id)))
+        conn.execute(
+            "UPDATE review_promotions SET state = 'rolled_back', rolled_back_at = ?, rolled_back_by = ? "
+            "WHERE promotion_id = ?",
+            (now, self.actor, int(promotion_id)),
+        )
         for t in transitions:
             self._set_status(conn, t, now, "rollback", promotion_id=int(promotion_id))
         if "table" in after:
@@ -305,18 +367,36 @@ class ReviewService:
             return self.database.write_transaction(output_tables=tables)
         return self.database.read_only()
 
-    def _set_status(self, conn, t: Transition, now: str, action: str, *, reason: str | None = None,
-                    promotion_id: int | None = None) -> None:
+    def _set_status(
+        self, conn, t: Transition, now: str, action: str, *, reason: str | None = None, promotion_id: int | None = None
+    ) -> None:
         loop = reviewable(t.candidate.loop_id)
         loop.set_status(conn, t.candidate, t.to_status, now)
         conn.execute(
             "INSERT INTO review_audit_log (ts, actor, action, loop_id, candidate_id, from_status, to_status, reason, "
             "proposed_at, promotion_id, dagster_run_id, detail_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (now, self.actor, action, t.candidate.loop_id, t.candidate.id, t.from_status, t.to_status, reason,
-             t.candidate.proposed_at, promotion_id, self.dagster_run_id,
-             json.dumps({"summary": t.candidate.summary, "partition_key": t.candidate.partition_key,
-                         **({"journal": self._journal_token} if self._journal_token else {})},
-                        ensure_ascii=False)))
+            (
+                now,
+                self.actor,
+                action,
+                t.candidate.loop_id,
+                t.candidate.id,
+                t.from_status,
+                t.to_status,
+                reason,
+                t.candidate.proposed_at,
+                promotion_id,
+                self.dagster_run_id,
+                json.dumps(
+                    {
+                        "summary": t.candidate.summary,
+                        "partition_key": t.candidate.partition_key,
+                        **({"journal": self._journal_token} if self._journal_token else {}),
+                    },
+                    ensure_ascii=False,
+                ),
+            ),
+        )
 
     def _states(self, conn, changes: Sequence[TableChange | FileChange]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The promotion record's before/after: rows at the inserted keys (none before), file texts."""
@@ -349,7 +429,9 @@ class ReviewService:
         for path, text in after.get("files", {}).items():
             current = _read_text(self.repo / path)
             if current != text:
-                problems.append(f"{path} was {'removed' if current is None else 'recreated' if text is None else 'edited'}")
+                problems.append(
+                    f"{path} was {'removed' if current is None else 'recreated' if text is None else 'edited'}"
+                )
         return problems
 
     def _journal(self) -> Path:
@@ -364,9 +446,14 @@ class ReviewService:
             return False
         journal = json.loads(path.read_text(encoding="utf-8"))
         with self.database.read_only() as conn:
-            committed = _has_table(conn, "review_audit_log") and conn.execute(
-                "SELECT 1 FROM review_audit_log WHERE json_extract(detail_json, '$.journal') = ? LIMIT 1",
-                (journal.get("token"),)).fetchone() is not None
+            committed = (
+                _has_table(conn, "review_audit_log")
+                and conn.execute(
+                    "SELECT 1 FROM review_audit_log WHERE json_extract(detail_json, '$.journal') = ? LIMIT 1",
+                    (journal.get("token"),),
+                ).fetchone()
+                is not None
+            )
         if not committed:
             _restore([(self.repo / relative, text) for relative, text in journal["files"].items()])
         path.unlink(missing_ok=True)
@@ -379,8 +466,10 @@ class ReviewService:
         # Writes before removals: a write that fails (disk full) then leaves nothing to put back.
         ordered = sorted(writes, key=lambda write: write[1] is None)
         if ordered:
-            journal = {"token": self._journal_token,
-                       "files": {relative: _read_text(self.repo / relative) for relative, _ in ordered}}
+            journal = {
+                "token": self._journal_token,
+                "files": {relative: _read_text(self.repo / relative) for relative, _ in ordered},
+            }
             atomic_write_text(self._journal(), json.dumps(journal, ensure_ascii=False))
         try:
             for relative, text in ordered:
@@ -417,8 +506,9 @@ def _read_text(path: Path) -> str | None:
 def _rows_by_key(conn, table: str, key: str, keys: Sequence[Any]) -> list[dict[str, Any]]:
     if not keys:
         return []
-    cursor = conn.execute(f"SELECT * FROM {table} WHERE {key} IN ({', '.join('?' * len(keys))}) ORDER BY {key}",
-                          tuple(keys))
+    cursor = conn.execute(
+        f"SELECT * FROM {table} WHERE {key} IN ({', '.join('?' * len(keys))}) ORDER BY {key}", tuple(keys)
+    )
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor]
 
@@ -426,5 +516,7 @@ def _rows_by_key(conn, table: str, key: str, keys: Sequence[Any]) -> list[dict[s
 def _insert_rows(conn, table: str, rows: Sequence[dict[str, Any]]) -> None:
     for row in rows:
         columns = list(row)
-        conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                     tuple(row[c] for c in columns))
+        conn.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            tuple(row[c] for c in columns),
+        )

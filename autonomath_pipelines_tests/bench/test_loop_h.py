@@ -30,8 +30,16 @@ def test_bench_on_the_small_world(small_world, tmp_path):
     before = sha256(small_world)
     lines: list[str] = []
 
-    code = run_benchmark(db_path=str(small_world), scale="small", seed=7, queries=50, repeats=1,
-                         out_dir=str(out), rebuild=False, say=lines.append)
+    code = run_benchmark(
+        db_path=str(small_world),
+        scale="small",
+        seed=7,
+        queries=50,
+        repeats=1,
+        out_dir=str(out),
+        rebuild=False,
+        say=lines.append,
+    )
 
     assert code == 0
     assert sha256(small_world) == before, "the source world must never be written"
@@ -82,8 +90,16 @@ def test_bench_on_the_small_world(small_world, tmp_path):
 def test_bench_builds_a_missing_world(tmp_path):
     db = tmp_path / "worlds" / "fresh.db"
     lines: list[str] = []
-    code = run_benchmark(db_path=str(db), scale="small", seed=3, queries=20, repeats=1,
-                         out_dir=str(tmp_path / "out"), rebuild=False, say=lines.append)
+    code = run_benchmark(
+        db_path=str(db),
+        scale="small",
+        seed=3,
+        queries=20,
+        repeats=1,
+        out_dir=str(tmp_path / "out"),
+        rebuild=False,
+        say=lines.append,
+    )
     assert code == 0 and db.is_file()
     result = json.loads((tmp_path / "out" / "bench_loop_h.json").read_text(encoding="utf-8"))
     assert result["world"]["built_this_run"] is True and result["world"]["build_seconds"] > 0
@@ -96,8 +112,19 @@ def test_bench_builds_a_missing_world(tmp_path):
 
 @pytest.mark.parametrize("kwargs", [{"queries": 0}, {"repeats": 0}, {"scale": "huge"}])
 def test_bad_input_is_exit_2_with_one_line(tmp_path, capsys, kwargs):
-    args = dict(db_path=str(tmp_path / "never.db"), scale="small", seed=7, queries=50, repeats=1,
-                out_dir=str(tmp_path / "out"), rebuild=False, say=lambda line: None) | kwargs
+    args = (
+        dict(
+            db_path=str(tmp_path / "never.db"),
+            scale="small",
+            seed=7,
+            queries=50,
+            repeats=1,
+            out_dir=str(tmp_path / "out"),
+            rebuild=False,
+            say=lambda line: None,
+        )
+        | kwargs
+    )
     assert run_benchmark(**args) == EXIT_USAGE
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("autonomath-loops bench:")

@@ -18,25 +18,25 @@ from autonomath_pipelines.bench.loops import (
     world_as_of,
 )
 from autonomath_pipelines.bench.process import code_provenance, peak_rss_mb, rss_mb, world_provenance
-from autonomath_pipelines.demo import truth_path
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.catalog import LOOP_SPECS, loop_spec
+from autonomath_pipelines.contract.sqlite import sqlite3
+from autonomath_pipelines.demo import truth_path
 from autonomath_pipelines_tests.conftest import AS_OF
 
 
 def test_runs_per_month_and_the_ceilings_budget():
     assert {s.letter: runs_per_month(s) for s in LOOP_SPECS if s.letter in "ABH"} == {"A": 4.35, "B": 1.0, "H": 30.0}
     budget_min = sum(s.cost_ceiling_cpu_min * runs_per_month(s) for s in LOOP_SPECS)
-    assert budget_min == pytest.approx(413.05)                # the seed's ~6-7 CPU-hours a month
+    assert budget_min == pytest.approx(413.05)  # the seed's ~6-7 CPU-hours a month
 
 
 def test_partition_is_the_one_the_schedule_runs_when_the_logs_end(small_world_pristine):
     end = world_as_of(str(small_world_pristine))
     assert end == dt.datetime(AS_OF.year, AS_OF.month, AS_OF.day, tzinfo=ZoneInfo("Asia/Tokyo"))
     assert bench_partition(loop_spec("H"), end) == "2026-11-20"
-    assert bench_partition(loop_spec("A"), end) == "2026-11-08"    # 2026-11-21 is a Saturday
+    assert bench_partition(loop_spec("A"), end) == "2026-11-08"  # 2026-11-21 is a Saturday
     assert bench_partition(loop_spec("J"), end) == "2026-10-01"
-    assert bench_partition(loop_spec("H"), None) is None             # no truth: the orchestrator's default
+    assert bench_partition(loop_spec("H"), None) is None  # no truth: the orchestrator's default
 
 
 def test_peak_rss_is_this_process():
@@ -50,7 +50,7 @@ def test_cold_and_warm_runs_in_fresh_processes(small_world_pristine, tmp_path):
     assert row["status"] == "succeeded" and row["partition_key"] == "2026-11-08"
     assert [r["phase"] for r in row["runs"]] == ["cold", "warm"]
     for run in row["runs"]:
-        assert 0 < run["run_cpu_s"] < run["process_cpu_s"]          # imports are outside the run, inside the process
+        assert 0 < run["run_cpu_s"] < run["process_cpu_s"]  # imports are outside the run, inside the process
         assert run["peak_rss_mb"] >= run["base_rss_mb"] > 50
     assert row["monthly_cpu_s_warm"] == pytest.approx(row["warm_median"]["run_cpu_s"] * 4.35, abs=0.01)
     assert result["monthly_totals"]["monthly_cpu_min_warm"] == pytest.approx(row["monthly_cpu_s_warm"] / 60, abs=1e-3)

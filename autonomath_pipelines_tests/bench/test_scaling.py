@@ -14,7 +14,7 @@ from autonomath_pipelines.demo import world
 def test_loglog_slope():
     xs = [1e4, 1e5, 1e6]
     assert loglog_slope(xs, [2 * x for x in xs]) == pytest.approx(1.0)
-    assert loglog_slope(xs, [x ** 2 for x in xs]) == pytest.approx(2.0)
+    assert loglog_slope(xs, [x**2 for x in xs]) == pytest.approx(2.0)
     assert loglog_slope(xs, [5, 5, 5]) == pytest.approx(0.0)
     assert loglog_slope(xs[:1], [1]) is None
 
@@ -38,8 +38,9 @@ def test_bad_requests_are_refused_before_building_anything(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_scaling_run_on_two_small_worlds(tmp_path):
-    result = run_scaling_benchmark([3_000, 6_000], ["A", "E"], str(tmp_path), say=lambda line: None,
-                                   world_dir=tmp_path / "worlds")
+    result = run_scaling_benchmark(
+        [3_000, 6_000], ["A", "E"], str(tmp_path), say=lambda line: None, world_dir=tmp_path / "worlds"
+    )
     assert all(r["success"] for r in result["results"]) and len(result["results"]) == 8
     assert {r["phase"] for r in result["results"]} == {"cold", "warm"}
     assert all(r["texts_embedded"] == 0 for r in result["results"] if r["phase"] == "warm")

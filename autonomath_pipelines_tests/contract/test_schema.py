@@ -1,15 +1,37 @@
 import pytest
 
 from autonomath_pipelines.catalog import LOOP_SPECS
-from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.contract.schema import SchemaError, contract, missing_schema, output_tables, source_tables
 from autonomath_pipelines.contract.sqlite import sqlite3
+from autonomath_pipelines.resources import AutonomathDatabase
 
-DESIGN_SOURCES = {"programs", "programs_fts", "prefectures", "query_log", "customer_feedback", "hallucination_guard",
-                  "customer_success_events", "api_keys", "am_application_round", "forecast_predictions", "am_alias",
-                  "subscribers", "billing_events", "error_log", "source_change_signals"}
-DESIGN_OUTPUTS = {"hallucination_guard_candidates", "seo_testimonial_candidates", "personalized_cache",
-                  "forecast_calibration", "alias_candidates", "channel_roi", "query_cache", "source_refetch_queue"}
+DESIGN_SOURCES = {
+    "programs",
+    "programs_fts",
+    "prefectures",
+    "query_log",
+    "customer_feedback",
+    "hallucination_guard",
+    "customer_success_events",
+    "api_keys",
+    "am_application_round",
+    "forecast_predictions",
+    "am_alias",
+    "subscribers",
+    "billing_events",
+    "error_log",
+    "source_change_signals",
+}
+DESIGN_OUTPUTS = {
+    "hallucination_guard_candidates",
+    "seo_testimonial_candidates",
+    "personalized_cache",
+    "forecast_calibration",
+    "alias_candidates",
+    "channel_roi",
+    "query_cache",
+    "source_refetch_queue",
+}
 PROVENANCE = {"loop_id", "run_id", "partition_key", "code_version"}
 
 
@@ -19,8 +41,17 @@ def test_contract_holds_every_design_table():
 
 
 def test_query_log_has_the_services_columns():
-    assert {"ts", "api_key", "session_id", "query_text", "top1_program_id", "confidence", "result_count",
-            "latency_ms", "tier"} <= set(contract()["query_log"].columns)
+    assert {
+        "ts",
+        "api_key",
+        "session_id",
+        "query_text",
+        "top1_program_id",
+        "confidence",
+        "result_count",
+        "latency_ms",
+        "tier",
+    } <= set(contract()["query_log"].columns)
 
 
 @pytest.mark.parametrize("table", sorted(DESIGN_OUTPUTS))
@@ -42,7 +73,9 @@ def test_missing_table_and_column_are_named(tmp_path):
     conn.close()
     assert "missing table programs" in problems
     assert "table query_log is missing column top1_program_id" in problems
-    with pytest.raises(SchemaError, match=r"for loop_h: table query_log is missing column api_key;.*; missing table programs$"):
+    with pytest.raises(
+        SchemaError, match=r"for loop_h: table query_log is missing column api_key;.*; missing table programs$"
+    ):
         AutonomathDatabase(path=str(path)).preflight(["query_log", "programs"], context="loop_h")
 
 

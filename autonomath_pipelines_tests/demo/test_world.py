@@ -12,24 +12,40 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.demo import SCALES, SOURCE_TABLES, build_world, load_truth, truth_path
 from autonomath_pipelines.demo import text as tx
 from autonomath_pipelines.demo import tracebacks as tb
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.loops.harness import table_digests
 
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-OUTPUT_TABLES = ("hallucination_guard_candidates", "seo_testimonial_candidates", "personalized_cache",
-                 "forecast_calibration", "alias_candidates", "channel_roi", "query_cache", "source_refetch_queue")
+OUTPUT_TABLES = (
+    "hallucination_guard_candidates",
+    "seo_testimonial_candidates",
+    "personalized_cache",
+    "forecast_calibration",
+    "alias_candidates",
+    "channel_roi",
+    "query_cache",
+    "source_refetch_queue",
+)
 # timestamp columns that must lie inside the log window / at or before its end
 WINDOW_COLUMNS = {
-    "query_log": ("ts",), "customer_feedback": ("ts",), "customer_success_events": ("ts",),
-    "billing_events": ("ts",), "error_log": ("ts",), "source_change_signals": ("observed_at",),
+    "query_log": ("ts",),
+    "customer_feedback": ("ts",),
+    "customer_success_events": ("ts",),
+    "billing_events": ("ts",),
+    "error_log": ("ts",),
+    "source_change_signals": ("observed_at",),
 }
 BEFORE_END_COLUMNS = {
-    "programs": ("source_fetched_at", "updated_at"), "api_keys": ("created_at", "revoked_at"),
-    "hallucination_guard": ("created_at",), "am_alias": ("created_at",), "subscribers": ("signed_up_at",),
-    "forecast_predictions": ("predicted_at",), "am_application_round": ("resolved_at",),
+    "programs": ("source_fetched_at", "updated_at"),
+    "api_keys": ("created_at", "revoked_at"),
+    "hallucination_guard": ("created_at",),
+    "am_alias": ("created_at",),
+    "subscribers": ("signed_up_at",),
+    "forecast_predictions": ("predicted_at",),
+    "am_application_round": ("resolved_at",),
     "source_change_signals": ("last_modified",),
 }
 ANY_TIME_COLUMNS = {"am_application_round": ("opens_at", "closes_at"), "forecast_predictions": ("predicted_opens_at",)}
@@ -65,8 +81,13 @@ def test_same_seed_same_bytes_and_atomic_replace(world, truth, tmp_path):
     target = tmp_path / "again.db"
     target.write_bytes(b"not a database")  # an existing target is replaced
     stages = []
-    summary = build_world(target, scale="small", seed=truth["seed"], as_of=dt.date.fromisoformat(truth["as_of"]),
-                          progress=lambda stage, done, total: stages.append(stage))
+    summary = build_world(
+        target,
+        scale="small",
+        seed=truth["seed"],
+        as_of=dt.date.fromisoformat(truth["as_of"]),
+        progress=lambda stage, done, total: stages.append(stage),
+    )
     assert _sha256(target) == _sha256(world)
     assert truth_path(target).read_bytes() == truth_path(world).read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.db", "again.db.truth.json"]  # no temp files left
@@ -110,14 +131,14 @@ def test_ten_times_the_service_grows_every_volume_and_keeps_the_planted_vocabula
 
     base, big = SCALES["production"], SCALES["production-10x"]
     assert (big.programs, big.aliases, big.api_keys) == (200_000, 3_356_050, 50_000)
-    assert big.queries_per_day * 30 == 9_900_000                     # ≈10M query_log rows a month
+    assert big.queries_per_day * 30 == 9_900_000  # ≈10M query_log rows a month
     for field in VOLUME_FIELDS:
         assert getattr(big, field) == 10 * getattr(base, field)
     assert (big.hallucination_families, big.guard_patterns, big.success_hot_groups) == (40, 504, 50)
     assert big.days == 60 and scaled(base, 3, name="x").days == base.days
     with pytest.raises(ValueError, match="factor"):
         scaled(base, 0, name="x")
-    assert WORLD_SCALES == tuple(SCALES)                            # the CLI offers every scale, no more
+    assert WORLD_SCALES == tuple(SCALES)  # the CLI offers every scale, no more
 
 
 # --- completeness and formats --------------------------------------------------------------------------
@@ -144,12 +165,15 @@ def test_every_source_table_filled_outputs_empty(conn, truth):
 def test_timestamps_format_and_window(conn, truth):
     start, end = truth["window_start"], truth["window_end"]
     as_of = dt.date.fromisoformat(truth["as_of"])
-    assert end == (dt.datetime(as_of.year, as_of.month, as_of.day) - dt.timedelta(hours=9)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert end == (dt.datetime(as_of.year, as_of.month, as_of.day) - dt.timedelta(hours=9)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     for table, cols in WINDOW_COLUMNS.items():
         for col in cols:
             lo, hi, bad = conn.execute(
                 f"SELECT min({col}), max({col}), sum({col} NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T"
-                f"[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z') FROM {table}").fetchone()
+                f"[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z') FROM {table}"
+            ).fetchone()
             assert bad == 0 and start <= lo and hi < end, (table, col, lo, hi)
     for table, cols in {**BEFORE_END_COLUMNS, **ANY_TIME_COLUMNS}.items():
         for col in cols:
@@ -175,33 +199,51 @@ def test_programs_realistic(conn):
     assert set(levels) == {"national", "prefectural", "municipal"}
     tiers = dict(conn.execute("SELECT tier, count(*) FROM programs GROUP BY 1").fetchall())
     assert tiers["S"] < tiers["A"] < tiers["C"]
-    assert conn.execute("SELECT count(DISTINCT name), count(DISTINCT source_url) FROM programs").fetchone() == (600, 600)
-    assert conn.execute("SELECT count(*) FROM programs WHERE level = 'national' AND prefecture_code IS NOT NULL").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM programs WHERE level = 'municipal' AND municipality IS NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT count(DISTINCT name), count(DISTINCT source_url) FROM programs").fetchone() == (
+        600,
+        600,
+    )
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM programs WHERE level = 'national' AND prefecture_code IS NOT NULL"
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        conn.execute("SELECT count(*) FROM programs WHERE level = 'municipal' AND municipality IS NULL").fetchone()[0]
+        == 0
+    )
     names = [r[0] for r in conn.execute("SELECT name FROM programs")]
     assert "小規模事業者持続化補助金" in names and any(n.startswith("IT導入補助金20") for n in names)
     assert any(n.startswith("東京都") for n in names)
     # staleness spread for loop I
-    ages = conn.execute("SELECT min(julianday('now') - julianday(source_fetched_at)), "
-                        "max(julianday(source_fetched_at)) - min(julianday(source_fetched_at)) FROM programs").fetchone()
+    ages = conn.execute(
+        "SELECT min(julianday('now') - julianday(source_fetched_at)), "
+        "max(julianday(source_fetched_at)) - min(julianday(source_fetched_at)) FROM programs"
+    ).fetchone()
     assert ages[1] > 300
 
 
 # --- FTS5 ------------------------------------------------------------------------------------------------
 def test_fts_trigram_and_short_like(conn):
     name, pid = conn.execute("SELECT name, program_id FROM programs WHERE name LIKE '%持続化補助金'").fetchone()
-    hits = [r[0] for r in conn.execute('SELECT program_id FROM programs_fts WHERE programs_fts MATCH ?', (f'"{name}"',))]
+    hits = [
+        r[0] for r in conn.execute("SELECT program_id FROM programs_fts WHERE programs_fts MATCH ?", (f'"{name}"',))
+    ]
     assert pid in hits
     assert conn.execute("SELECT count(*) FROM programs_fts WHERE name LIKE '%補助%'").fetchone()[0] > 100
-    region = conn.execute("SELECT region FROM programs_fts WHERE program_id = ("
-                          "SELECT program_id FROM programs WHERE level = 'municipal' LIMIT 1)").fetchone()[0]
+    region = conn.execute(
+        "SELECT region FROM programs_fts WHERE program_id = ("
+        "SELECT program_id FROM programs WHERE level = 'municipal' LIMIT 1)"
+    ).fetchone()[0]
     assert re.match(r"^\S+[都道府県] \S+[市区]$", region)
 
 
 # --- query_log shape ----------------------------------------------------------------------------------------
 def test_query_frequencies_are_zipf_like(conn, truth):
-    counts = np.array([r[0] for r in conn.execute(
-        "SELECT count(*) FROM query_log GROUP BY query_text ORDER BY 1 DESC")], dtype=float)
+    counts = np.array(
+        [r[0] for r in conn.execute("SELECT count(*) FROM query_log GROUP BY query_text ORDER BY 1 DESC")], dtype=float
+    )
     assert counts[0] > 100 * np.median(counts)
     ranks = np.arange(1, len(counts) + 1)
     slope = np.polyfit(np.log(ranks[:500]), np.log(counts[:500]), 1)[0]
@@ -229,21 +271,44 @@ def test_sessions_keys_and_tiers(conn):
     n_sessions, n_rows = conn.execute("SELECT count(DISTINCT session_id), count(*) FROM query_log").fetchone()
     assert 1.5 < n_rows / n_sessions < 4
     # a session is one key within minutes
-    assert conn.execute("SELECT count(*) FROM (SELECT session_id FROM query_log GROUP BY session_id "
-                        "HAVING count(DISTINCT api_key) > 1)").fetchone()[0] == 0
-    span = conn.execute("SELECT max(julianday(mx) - julianday(mn)) * 1440 FROM (SELECT min(ts) mn, max(ts) mx "
-                        "FROM query_log GROUP BY session_id)").fetchone()[0]
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM (SELECT session_id FROM query_log GROUP BY session_id "
+            "HAVING count(DISTINCT api_key) > 1)"
+        ).fetchone()[0]
+        == 0
+    )
+    span = conn.execute(
+        "SELECT max(julianday(mx) - julianday(mn)) * 1440 FROM (SELECT min(ts) mn, max(ts) mx "
+        "FROM query_log GROUP BY session_id)"
+    ).fetchone()[0]
     assert span < 120
-    assert conn.execute("SELECT count(*) FROM query_log q JOIN api_keys k USING (api_key) WHERE q.tier != k.tier").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM query_log q LEFT JOIN api_keys k USING (api_key) WHERE k.api_key IS NULL").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM query_log q JOIN api_keys k USING (api_key) WHERE q.tier != k.tier"
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM query_log q LEFT JOIN api_keys k USING (api_key) WHERE k.api_key IS NULL"
+        ).fetchone()[0]
+        == 0
+    )
     # revoked keys are not used after revocation, new keys not before creation
-    assert conn.execute("SELECT count(*) FROM query_log q JOIN api_keys k USING (api_key) "
-                        "WHERE q.ts >= k.revoked_at OR q.ts < k.created_at").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM query_log q JOIN api_keys k USING (api_key) "
+            "WHERE q.ts >= k.revoked_at OR q.ts < k.created_at"
+        ).fetchone()[0]
+        == 0
+    )
     assert conn.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL").fetchone()[0] > 0
     tiers = dict(conn.execute("SELECT tier, count(*) FROM api_keys GROUP BY 1").fetchall())
     assert set(tiers) == {"free", "paid", "internal"}
-    conf = conn.execute("SELECT min(confidence), max(confidence), sum(result_count = 0 AND top1_program_id IS NOT NULL) "
-                        "FROM query_log").fetchone()
+    conf = conn.execute(
+        "SELECT min(confidence), max(confidence), sum(result_count = 0 AND top1_program_id IS NOT NULL) FROM query_log"
+    ).fetchone()
     assert 0 <= conf[0] and conf[1] <= 1 and conf[2] == 0
     lat = np.array([r[0] for r in conn.execute("SELECT latency_ms FROM query_log")])
     assert 15 < np.median(lat) < 60
@@ -256,8 +321,9 @@ def test_hallucination_family_queries(conn, truth):
     for f in fams:
         assert len(f["texts"]) >= 3 and f["rows"] > 0
         q = ",".join("?" * len(f["texts"]))
-        rows = conn.execute(f"SELECT result_count, top1_program_id, confidence FROM query_log WHERE query_text IN ({q})",
-                            f["texts"]).fetchall()
+        rows = conn.execute(
+            f"SELECT result_count, top1_program_id, confidence FROM query_log WHERE query_text IN ({q})", f["texts"]
+        ).fetchall()
         assert rows, f["id"]
         assert all((rc == 0 and top is None) or (conf < 0.5) for rc, top, conf in rows), f["id"]
         assert any(rc == 0 for rc, _, _ in rows)
@@ -270,7 +336,9 @@ def test_hallucination_family_queries(conn, truth):
     tied = sum(len(f["feedback_ids"]) for f in fams)
     assert 0 < tied < wrong
     fid = fams[0]["feedback_ids"][0] if fams[0]["feedback_ids"] else next(i for f in fams for i in f["feedback_ids"])
-    qt, wa, comment = conn.execute("SELECT query_text, wrong_answer, comment FROM customer_feedback WHERE id = ?", (fid,)).fetchone()
+    qt, wa, comment = conn.execute(
+        "SELECT query_text, wrong_answer, comment FROM customer_feedback WHERE id = ?", (fid,)
+    ).fetchone()
     fam = next(f for f in fams if fid in f["feedback_ids"])
     assert wa == 1 and qt in fam["texts"] and comment
     guard_created = conn.execute("SELECT max(created_at), min(source = 'launch') FROM hallucination_guard").fetchone()
@@ -292,14 +360,20 @@ def test_planted_aliases_consistent(conn, truth):
     # the queries using planted surfaces: low confidence, the planted program, one (or two) results
     head = sorted(planted, key=lambda a: -a["rows"])[:20]
     for a in head:
-        rows = conn.execute("SELECT top1_program_id, confidence, result_count FROM query_log WHERE query_text = ?",
-                            (a["surface"],)).fetchall()
+        rows = conn.execute(
+            "SELECT top1_program_id, confidence, result_count FROM query_log WHERE query_text = ?", (a["surface"],)
+        ).fetchall()
         assert len(rows) == a["rows"] > 0
         assert all(top == a["program_id"] and conf < 0.5 and rc in (1, 2) for top, conf, rc in rows), a
     langs = dict(conn.execute("SELECT lang, count(*) FROM am_alias GROUP BY 1").fetchall())
     assert set(langs) == {"ja", "ja-Kana", "ja-Latn", "en", "zh", "ko"}
-    assert conn.execute("SELECT count(*) FROM am_alias a LEFT JOIN programs p ON p.program_id = a.entity_id "
-                        "WHERE p.program_id IS NULL").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM am_alias a LEFT JOIN programs p ON p.program_id = a.entity_id "
+            "WHERE p.program_id IS NULL"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_paraphrase_groups_and_intents_match_log(conn, truth):
@@ -327,8 +401,10 @@ def test_gold_candidates_follow_loop_j_rule(conn, truth):
     end = truth["window_end"]
     start = (dt.datetime.strptime(end, "%Y-%m-%dT%H:%M:%SZ") - dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     g = gold[0]
-    rows = conn.execute("SELECT query_text, session_id FROM query_log WHERE ts >= ? AND confidence >= 0.85 "
-                        "AND top1_program_id = ?", (start, g["program_id"])).fetchall()
+    rows = conn.execute(
+        "SELECT query_text, session_id FROM query_log WHERE ts >= ? AND confidence >= 0.85 AND top1_program_id = ?",
+        (start, g["program_id"]),
+    ).fetchall()
     sessions = {s for q, s in rows if tx.normalize(q) == g["query_text"]}
     assert len(sessions) == g["sessions"]
 
@@ -338,10 +414,18 @@ def test_loyal_customers(conn, truth):
     assert len(loyal) == SCALES["small"].loyal_customers
     end = truth["window_end"]
     for c in loyal:
-        tier, customer = conn.execute("SELECT tier, customer_id FROM api_keys WHERE api_key = ?", (c["api_key"],)).fetchone()
+        tier, customer = conn.execute(
+            "SELECT tier, customer_id FROM api_keys WHERE api_key = ?", (c["api_key"],)
+        ).fetchone()
         assert tier == "paid" and customer == c["customer_id"]
-        rows = [r[0] for r in conn.execute("SELECT query_text FROM query_log WHERE api_key = ? AND ts >= "
-                                           "strftime('%Y-%m-%dT%H:%M:%SZ', ?, '-7 days')", (c["api_key"], end))]
+        rows = [
+            r[0]
+            for r in conn.execute(
+                "SELECT query_text FROM query_log WHERE api_key = ? AND ts >= "
+                "strftime('%Y-%m-%dT%H:%M:%SZ', ?, '-7 days')",
+                (c["api_key"], end),
+            )
+        ]
         assert len(rows) >= 50 / 4
         fav = set(c["favourites"])
         assert 8 <= len(fav) <= 20
@@ -358,13 +442,25 @@ def test_forecast_bias_planted(conn, truth):
     statuses = dict(conn.execute("SELECT status, count(*) FROM am_application_round GROUP BY 1").fetchall())
     assert set(statuses) == {"resolved", "open", "scheduled"}
     end = truth["window_end"]
-    assert conn.execute("SELECT count(*) FROM am_application_round WHERE status = 'resolved' "
-                        "AND (resolved_at IS NULL OR resolved_at > ?)", (end,)).fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM am_application_round WHERE status = 'scheduled' AND opens_at <= ?",
-                        (end,)).fetchone()[0] == 0
-    rows = conn.execute("SELECT f.program_id, julianday(f.predicted_opens_at) - julianday(r.opens_at), "
-                        "f.predicted_at < r.opens_at FROM forecast_predictions f JOIN am_application_round r "
-                        "USING (round_id) WHERE r.status = 'resolved'").fetchall()
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM am_application_round WHERE status = 'resolved' "
+            "AND (resolved_at IS NULL OR resolved_at > ?)",
+            (end,),
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM am_application_round WHERE status = 'scheduled' AND opens_at <= ?", (end,)
+        ).fetchone()[0]
+        == 0
+    )
+    rows = conn.execute(
+        "SELECT f.program_id, julianday(f.predicted_opens_at) - julianday(r.opens_at), "
+        "f.predicted_at < r.opens_at FROM forecast_predictions f JOIN am_application_round r "
+        "USING (round_id) WHERE r.status = 'resolved'"
+    ).fetchall()
     assert all(before for _, _, before in rows)
     errs: dict[str, list[float]] = {}
     for pid, err, _ in rows:
@@ -385,10 +481,10 @@ def test_error_log_failure_modes(conn, truth):
     malformed = truth["error_malformed"]
     assert "truncated" in malformed.values() and "headless" in malformed.values()
     formats = truth["error_formats"]
-    assert set(formats.values()) == set(tb.LOG_FORMATS)         # issue 13: every format services really log
+    assert set(formats.values()) == set(tb.LOG_FORMATS)  # issue 13: every format services really log
     for i, text in tbs.items():
         if str(i) not in malformed and formats[str(i)] == "plain":
-            assert text.startswith("Traceback (most recent call last):\n  File \""), i
+            assert text.startswith('Traceback (most recent call last):\n  File "'), i
             mode = tb.FAILURE_MODES_BY_NAME[modes[str(i)]]
             assert text.rstrip().splitlines()[-1].startswith(mode.exception_type + ": ")
     joined = "\n".join(tbs.values())
@@ -397,8 +493,11 @@ def test_error_log_failure_modes(conn, truth):
     assert re.search(r"\[Previous line repeated \d+ more times\]", joined)
     assert 'File "<frozen importlib._bootstrap>", line ' in joined
     # line numbers move between deploys, so the same mode shows different line numbers
-    lines = {re.search(r'app/scoring.py", line (\d+)', t).group(1) for i, t in tbs.items()
-             if modes[str(i)] == "search_region_keyerror" and str(i) not in malformed and formats[str(i)] == "plain"}
+    lines = {
+        re.search(r'app/scoring.py", line (\d+)', t).group(1)
+        for i, t in tbs.items()
+        if modes[str(i)] == "search_region_keyerror" and str(i) not in malformed and formats[str(i)] == "plain"
+    }
     assert len(lines) >= 2
     etype = dict(conn.execute("SELECT exception_type, count(*) FROM error_log GROUP BY 1").fetchall())
     assert "KeyError" in etype and "sqlite3.OperationalError" not in etype  # chained: the outermost is logged
@@ -415,15 +514,30 @@ def test_feedback_success_billing_subscribers_signals(conn, truth):
     # success events: consented groups of >= 3 in some month, smaller ones too
     groups = truth["success_groups"]
     assert any(g["consented"] >= 3 for g in groups) and any(0 < g["consented"] < 3 for g in groups)
-    assert conn.execute("SELECT count(*) FROM customer_success_events WHERE outcome = 'adopted' AND amount_jpy IS NULL").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM customer_success_events WHERE outcome != 'adopted' AND amount_jpy IS NOT NULL").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM customer_success_events WHERE outcome = 'adopted' AND amount_jpy IS NULL"
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM customer_success_events WHERE outcome != 'adopted' AND amount_jpy IS NOT NULL"
+        ).fetchone()[0]
+        == 0
+    )
     # billing: ¥3 per paid request per JST day, a few refunds
     charged = conn.execute("SELECT sum(amount_jpy) FROM billing_events WHERE event_type = 'charge'").fetchone()[0]
     paid = conn.execute("SELECT count(*) FROM query_log WHERE tier = 'paid'").fetchone()[0]
     assert charged == 3 * paid
     assert conn.execute("SELECT count(*) FROM billing_events WHERE event_type = 'refund'").fetchone()[0] > 0
-    assert conn.execute("SELECT count(*) FROM billing_events b LEFT JOIN subscribers s USING (subscriber_id) "
-                        "WHERE s.subscriber_id IS NULL").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM billing_events b LEFT JOIN subscribers s USING (subscriber_id) "
+            "WHERE s.subscriber_id IS NULL"
+        ).fetchone()[0]
+        == 0
+    )
     utm = {r[0] for r in conn.execute("SELECT DISTINCT utm_source FROM subscribers")}
     assert {None, "", "google", "x", "qiita", "newsletter"} <= utm and any(u and u.startswith("partner_") for u in utm)
     # liveness scan
@@ -431,8 +545,9 @@ def test_feedback_success_billing_subscribers_signals(conn, truth):
     assert statuses[304] > statuses[200] > statuses.get(404, 0) > 0
     changed = truth["changed_sources"]
     pid, at = next(iter(changed.items()))
-    rows = conn.execute("SELECT observed_at, http_status, last_modified FROM source_change_signals WHERE program_id = ?",
-                        (pid,)).fetchall()
+    rows = conn.execute(
+        "SELECT observed_at, http_status, last_modified FROM source_change_signals WHERE program_id = ?", (pid,)
+    ).fetchall()
     fetched = conn.execute("SELECT source_fetched_at FROM programs WHERE program_id = ?", (pid,)).fetchone()[0]
     assert at > fetched
     for obs, status, lm in rows:

@@ -34,7 +34,9 @@ def table_digests(db: Path) -> dict[str, str]:
     conn = sqlite3.connect(str(db))
     conn.text_factory = bytes
     try:
-        names = [r[0].decode() for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        names = [
+            r[0].decode() for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        ]
         out = {}
         for table in ["sqlite_master", *names]:
             try:
@@ -159,7 +161,14 @@ def test_generator_digest_covers_every_stage():
     """A world's ``built_by.generator_digest`` changes with any file that makes it."""
     from autonomath_pipelines.demo import common, text, tracebacks, truth, vocab, world
 
-    modules = {sys.modules[stage.__module__] for stage in world.STAGES} | {common, text, tracebacks, truth, vocab, world}
+    modules = {sys.modules[stage.__module__] for stage in world.STAGES} | {
+        common,
+        text,
+        tracebacks,
+        truth,
+        vocab,
+        world,
+    }
     sources = world.generator_sources()
     assert {Path(m.__file__).resolve() for m in modules} <= set(sources)
     assert world.SCHEMA_PATH in sources

@@ -33,8 +33,9 @@ def _version_key(name: str) -> tuple[int, ...]:
 
 
 def _installed_bindirs() -> list[Path]:
-    found = [p.parent for p in PG_ROOT.glob("*/bin/initdb")
-             if all((p.parent / name).exists() for name in SERVER_BINARIES)]
+    found = [
+        p.parent for p in PG_ROOT.glob("*/bin/initdb") if all((p.parent / name).exists() for name in SERVER_BINARIES)
+    ]
     return sorted(found, key=lambda d: _version_key(d.parent.name))
 
 
@@ -45,11 +46,17 @@ def _debian_default_version() -> str:
         match = re.search(r"Depends: postgresql-(\d+)\b", out)
         if match:
             return match.group(1)
-        if attempt == 0 and os.geteuid() == 0:   # no package lists yet on a fresh machine
-            subprocess.run(["apt-get", "update", "-qq"], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                           capture_output=True, timeout=600)
-    raise RuntimeError("PostgreSQL is not installed and apt-cache does not know Debian's `postgresql` package; "
-                       "install it with `apt-get install -y postgresql` as root")
+        if attempt == 0 and os.geteuid() == 0:  # no package lists yet on a fresh machine
+            subprocess.run(
+                ["apt-get", "update", "-qq"],
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                capture_output=True,
+                timeout=600,
+            )
+    raise RuntimeError(
+        "PostgreSQL is not installed and apt-cache does not know Debian's `postgresql` package; "
+        "install it with `apt-get install -y postgresql` as root"
+    )
 
 
 def postgres_bindir() -> Path:
@@ -73,15 +80,21 @@ class Database:
     password: str
 
     def env(self) -> dict[str, str]:
-        return {"DAGSTER_PG_HOST": self.host, "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_DB": self.name,
-                "DAGSTER_PG_USER": self.user, "DAGSTER_PG_PASSWORD": self.password}
+        return {
+            "DAGSTER_PG_HOST": self.host,
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_DB": self.name,
+            "DAGSTER_PG_USER": self.user,
+            "DAGSTER_PG_PASSWORD": self.password,
+        }
 
     def connect(self):
         """A psycopg2 connection over TCP with the password, the way Dagster connects (autocommit)."""
         import psycopg2
 
-        conn = psycopg2.connect(host=self.host, port=self.port, dbname=self.name, user=self.user,
-                                password=self.password, connect_timeout=10)
+        conn = psycopg2.connect(
+            host=self.host, port=self.port, dbname=self.name, user=self.user, password=self.password, connect_timeout=10
+        )
         conn.autocommit = True
         return conn
 
@@ -109,8 +122,9 @@ class PostgresServer:
         as_owner = ["runuser", "-u", OS_USER, "--"] if os.geteuid() == 0 else []
         done = subprocess.run([*as_owner, *args], cwd=self.root, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed (exit {done.returncode}): {done.stderr[-2000:]}"
-                               f"{self.log_tail()}")
+            raise RuntimeError(
+                f"{' '.join(args)} failed (exit {done.returncode}): {done.stderr[-2000:]}{self.log_tail()}"
+            )
         return done
 
     def log_tail(self) -> str:
@@ -123,13 +137,37 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.root, OS_USER, OS_USER)
             shutil.chown(self.socket_dir, OS_USER, OS_USER)
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8",
-                  "--no-locale", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256")
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        )
         # A test server: durability off (fsync, synchronous commit) for speed.
-        options = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses={self.host} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_path),
-                  "-w", "-t", "60", "-o", options, "start")
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses={self.host} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_path),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        )
 
     def stop(self) -> None:
         """Stop the server (fast, then immediate, then SIGKILL of its postmaster); never raises."""
@@ -138,8 +176,18 @@ class PostgresServer:
             return
         for mode in ("fast", "immediate"):
             try:
-                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "-t", "30", "stop",
-                          timeout=60)
+                self._run(
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    "30",
+                    "stop",
+                    timeout=60,
+                )
                 return
             except (RuntimeError, subprocess.TimeoutExpired):
                 continue

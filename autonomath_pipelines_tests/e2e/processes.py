@@ -23,8 +23,9 @@ def free_port() -> int:
 
 def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     """``args`` from the repo root in its own process group (so stop() reaches its children)."""
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(process: subprocess.Popen, timeout: float = 30) -> None:

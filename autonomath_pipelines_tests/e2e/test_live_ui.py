@@ -26,11 +26,18 @@ SHOTS = REPO / "reports" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
 #: A Japanese font, so the screenshots show the loops' Japanese previews instead of empty boxes.
 CJK_FONT = "/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TODAY_JST = dt.datetime.now(ZoneInfo("Asia/Tokyo")).date()
-LATEST_DAY = (TODAY_JST - dt.timedelta(days=1)).isoformat()     # loop H's latest complete partition
-MONTHS = ["2026-09-01", "2026-10-01"]                            # loop D backfill
+LATEST_DAY = (TODAY_JST - dt.timedelta(days=1)).isoformat()  # loop H's latest complete partition
+MONTHS = ["2026-09-01", "2026-10-01"]  # loop D backfill
 
 
 class LiveDagster:
@@ -45,8 +52,12 @@ class LiveDagster:
         return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
 
     def wait_run(self, run_id: str, timeout: float = 300) -> str:
-        status = wait_until(lambda: (s := self.client.get_run_status(run_id).value) in ("SUCCESS", "FAILURE", "CANCELED")
-                       and s, timeout, f"run {run_id} to finish", [self.log])
+        status = wait_until(
+            lambda: (s := self.client.get_run_status(run_id).value) in ("SUCCESS", "FAILURE", "CANCELED") and s,
+            timeout,
+            f"run {run_id} to finish",
+            [self.log],
+        )
         return status
 
 
@@ -63,17 +74,27 @@ def live(tmp_path_factory):
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
     port, log = free_port(), root / "dagster_dev.log"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "AUTONOMATH_DB": str(db),
-           "AUTONOMATH_STORAGE": str(root / "storage"), "AUTONOMATH_REPORTS_DIR": str(root / "reports"),
-           "AUTONOMATH_REPO_ROOT": str(root / "repo"), "AUTONOMATH_EMBEDDING_CACHE": str(root / "cache.sqlite")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "AUTONOMATH_DB": str(db),
+        "AUTONOMATH_STORAGE": str(root / "storage"),
+        "AUTONOMATH_REPORTS_DIR": str(root / "reports"),
+        "AUTONOMATH_REPO_ROOT": str(root / "repo"),
+        "AUTONOMATH_EMBEDDING_CACHE": str(root / "cache.sqlite"),
+    }
     env.pop("AUTONOMATH_EXECUTE_LOOPS", None)  # dry run: the UI shows checks and metadata without writing
-    process = start([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], env,
-                    log)
+    process = start([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], env, log)
     server = LiveDagster(home, port, log, db)
     try:
-        wait_until(lambda: server.client._execute(
-            "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }")["repositoriesOrError"]["nodes"],
-              180, "dagster dev did not serve the code location", [log])
+        wait_until(
+            lambda: server.client._execute(
+                "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }"
+            )["repositoriesOrError"]["nodes"],
+            180,
+            "dagster dev did not serve the code location",
+            [log],
+        )
         yield server
     finally:
         stop(process, timeout=60)
@@ -123,10 +144,16 @@ def test_materialize_loop_h_latest_partition_from_the_ui(live, page):
     dialog.get_by_role("button", name="Launch 1 run").click()
 
     with live.instance() as instance:
-        run = wait_until(lambda: _latest_run(instance, tags={"dagster/partition": LATEST_DAY})
-                         or _latest_run(instance, tags={"dagster/partition": TODAY_JST.isoformat()}), 60,
-                         "the UI's run to appear", [live.log])
-    latest_day = run.tags["dagster/partition"]   # LATEST_DAY, or today if midnight JST passed meanwhile
+        run = wait_until(
+            lambda: (
+                _latest_run(instance, tags={"dagster/partition": LATEST_DAY})
+                or _latest_run(instance, tags={"dagster/partition": TODAY_JST.isoformat()})
+            ),
+            60,
+            "the UI's run to appear",
+            [live.log],
+        )
+    latest_day = run.tags["dagster/partition"]  # LATEST_DAY, or today if midnight JST passed meanwhile
     assert live.wait_run(run.run_id) == "SUCCESS", live.log.read_text(errors="replace")[-3000:]
     page.goto(f"{live.url}/runs/{run.run_id}")
     page.get_by_text("Success", exact=False).first.wait_for()
@@ -144,11 +171,19 @@ def test_materialize_loop_h_latest_partition_from_the_ui(live, page):
     _shot(page, "06_zipf_metadata")
 
     with live.instance() as instance:  # what the UI showed is what the instance recorded
-        checks = [e.dagster_event.event_specific_data for e in instance.all_logs(run.run_id)
-                  if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
-        assert {c.check_name for c in checks if c.passed} >= {"rows_within_cap", "payloads_valid", "ttl_in_future",
-                                                              "cache_keys_sound", "no_empty_payload_for_answered_query",
-                                                              "top1_agrees_with_service"}
+        checks = [
+            e.dagster_event.event_specific_data
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ]
+        assert {c.check_name for c in checks if c.passed} >= {
+            "rows_within_cap",
+            "payloads_valid",
+            "ttl_in_future",
+            "cache_keys_sound",
+            "no_empty_payload_for_answered_query",
+            "top1_agrees_with_service",
+        }
         head = instance.get_latest_materialization_event(dg.AssetKey("cache_warming_zipf_head"))
         assert head.asset_materialization.partition == latest_day
         assert head.asset_materialization.metadata["dagster/row_count"].value > 0
@@ -172,16 +207,23 @@ def test_backfill_two_months_of_loop_d_from_the_ui(live, page):
     def finished():
         with live.instance() as instance:
             backfills = instance.get_backfills(limit=1)
-            return backfills and backfills[0].status.value in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED",
-                                                               "COMPLETED_FAILED", "CANCELED") and backfills[0]
+            return (
+                backfills
+                and backfills[0].status.value
+                in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "COMPLETED_FAILED", "CANCELED")
+                and backfills[0]
+            )
+
     backfill = wait_until(finished, 420, "the backfill to finish", [live.log])
     with live.instance() as instance:
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
         materialized = instance.get_materialized_partitions(dg.AssetKey("forecast_calibration_published"))
     assert backfill.status.value in ("COMPLETED", "COMPLETED_SUCCESS")
     # Loop D has a single-run backfill policy: one run processes the whole range.
-    assert [(r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"))
-            for r in runs] == [(MONTHS[0], MONTHS[-1])]
+    assert [
+        (r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"))
+        for r in runs
+    ] == [(MONTHS[0], MONTHS[-1])]
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     assert set(MONTHS) <= materialized
     page.goto(f"{live.url}/runs/b/{backfill.backfill_id}")
@@ -195,9 +237,16 @@ def test_graphql_client_launches_the_same_run(live):
     run_id = live.client.submit_job_execution("loop_h_cache_warming_job", tags={"dagster/partition": LATEST_DAY})
     assert live.wait_run(run_id) == "SUCCESS"
     with live.instance() as instance:
-        materialized = {e.dagster_event.asset_key.to_user_string() for e in instance.all_logs(run_id)
-                        if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION}
-    assert materialized == {"cache_warming_snapshot", "cache_warming_zipf_head", "cache_warming_candidates",
-                            "query_cache_published"}
+        materialized = {
+            e.dagster_event.asset_key.to_user_string()
+            for e in instance.all_logs(run_id)
+            if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+        }
+    assert materialized == {
+        "cache_warming_snapshot",
+        "cache_warming_zipf_head",
+        "cache_warming_candidates",
+        "query_cache_published",
+    }
     with pytest.raises(DagsterGraphQLClientError):
         live.client.submit_job_execution("no_such_job")

@@ -39,15 +39,21 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # ------------------------------------------------------------------------------ helpers for tests
 
+
 def spawn(*args: str, env: dict | None = None):
     """This module in a fresh Python process (no DAGSTER_HOME: an ephemeral Dagster instance)."""
     import subprocess
 
     environment = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     environment.update(env or {})
-    return subprocess.Popen([sys.executable, "-m", "autonomath_pipelines_tests.hardening.drivers", *map(str, args)],
-                            cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "autonomath_pipelines_tests.hardening.drivers", *map(str, args)],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 class Forked:
@@ -61,7 +67,7 @@ class Forked:
         _sys.stdout.flush()
         _sys.stderr.flush()
         self.pid = os.fork()
-        if self.pid == 0:                                   # the child: never returns into pytest
+        if self.pid == 0:  # the child: never returns into pytest
             code = 1
             try:
                 if setup is not None:
@@ -132,12 +138,19 @@ def dump(db_path) -> dict[str, list[tuple]]:
     from autonomath_pipelines.resources import AutonomathDatabase
 
     with AutonomathDatabase(path=str(db_path)).read_only() as conn:
-        tables = [name for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-        out = {"__schema__": sorted(conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall(),
-                                    key=lambda r: (r[0], r[1]))}
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        out = {
+            "__schema__": sorted(
+                conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall(), key=lambda r: (r[0], r[1])
+            )
+        }
         for table in tables:
-            if "_fts" in table:      # FTS5 shadow tables: covered by their content
+            if "_fts" in table:  # FTS5 shadow tables: covered by their content
                 continue
             out[table] = sorted(conn.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr)
     return out
@@ -152,8 +165,17 @@ def rows(db_path, table: str, drop: tuple[str, ...] = ()) -> list[dict]:
     return sorted(records, key=repr)
 
 
-def run_in_process(loop, db_path, tmp: Path, partition: str, *, execute: bool = True, embedding_cache=None,
-                   database=None, repo: Path | None = None):
+def run_in_process(
+    loop,
+    db_path,
+    tmp: Path,
+    partition: str,
+    *,
+    execute: bool = True,
+    embedding_cache=None,
+    database=None,
+    repo: Path | None = None,
+):
     """One loop partition through Dagster in this process, files under ``repo`` (default tmp/repo)."""
     import dagster as dg
 
@@ -162,14 +184,23 @@ def run_in_process(loop, db_path, tmp: Path, partition: str, *, execute: bool = 
     from autonomath_pipelines_tests.loops.harness import loop_resources
 
     storage = tmp / "storage"
-    resources = loop_resources(db_path, storage, execute=execute, loop_id=loop.spec.loop_id,
-                               embedding_cache=embedding_cache)
-    resources["loop_settings"] = LoopSettings(execute_loops=[loop.spec.loop_id] if execute else [],
-                                              reports_dir=str(storage / "reports"), repo_root=str(repo or tmp / "repo"))
+    resources = loop_resources(
+        db_path, storage, execute=execute, loop_id=loop.spec.loop_id, embedding_cache=embedding_cache
+    )
+    resources["loop_settings"] = LoopSettings(
+        execute_loops=[loop.spec.loop_id] if execute else [],
+        reports_dir=str(storage / "reports"),
+        repo_root=str(repo or tmp / "repo"),
+    )
     if database is not None:
         resources["autonomath_db"] = database
-    return dg.materialize([*source_specs(), *loop.assets], selection=loop.assets, partition_key=partition,
-                          resources=resources, raise_on_error=False)
+    return dg.materialize(
+        [*source_specs(), *loop.assets],
+        selection=loop.assets,
+        partition_key=partition,
+        resources=resources,
+        raise_on_error=False,
+    )
 
 
 def step_errors(result) -> list[str]:
@@ -178,8 +209,11 @@ def step_errors(result) -> list[str]:
 
     from autonomath_pipelines.operations.runs import root_cause
 
-    return [f"{e.step_key}: {root_cause(e.step_failure_data.error)}" for e in result.all_events
-            if e.event_type == dg.DagsterEventType.STEP_FAILURE and e.step_failure_data.error]
+    return [
+        f"{e.step_key}: {root_cause(e.step_failure_data.error)}"
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.STEP_FAILURE and e.step_failure_data.error
+    ]
 
 
 def _signal_and_sleep(ready: str) -> None:
@@ -260,6 +294,7 @@ class InProcessRun:
                 self.result = target(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - reported by finish()
                 self.error = exc
+
         self.thread = threading.Thread(target=body, daemon=True)
         self.thread.start()
 
@@ -320,18 +355,32 @@ def run_loop(args) -> int:
 
     [loop] = [lp for lp in LOOP_DEFINITIONS if args.loop in (lp.spec.letter, lp.spec.loop_id)]
     storage = Path(args.storage)
-    resources = loop_resources(args.db, storage, execute=args.execute, loop_id=loop.spec.loop_id,
-                               embedding_cache=Path(args.embedding_cache) if args.embedding_cache else None)
-    resources["loop_settings"] = LoopSettings(execute_loops=[loop.spec.loop_id] if args.execute else [],
-                                              reports_dir=str(storage / "reports"), repo_root=args.repo)
-    result = dg.materialize([*source_specs(), *loop.assets], selection=loop.assets, partition_key=args.partition,
-                            resources=resources, raise_on_error=False)
+    resources = loop_resources(
+        args.db,
+        storage,
+        execute=args.execute,
+        loop_id=loop.spec.loop_id,
+        embedding_cache=Path(args.embedding_cache) if args.embedding_cache else None,
+    )
+    resources["loop_settings"] = LoopSettings(
+        execute_loops=[loop.spec.loop_id] if args.execute else [],
+        reports_dir=str(storage / "reports"),
+        repo_root=args.repo,
+    )
+    result = dg.materialize(
+        [*source_specs(), *loop.assets],
+        selection=loop.assets,
+        partition_key=args.partition,
+        resources=resources,
+        raise_on_error=False,
+    )
     if result.success:
         print(f"ok {loop.spec.letter} {args.partition}")
         return 0
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_failure_data.error:
             from autonomath_pipelines.operations.runs import root_cause
+
             print(f"{event.step_key}: {root_cause(event.step_failure_data.error)}", file=sys.stderr)
     return 1
 
@@ -341,7 +390,8 @@ def run_promote(args) -> int:
     from autonomath_pipelines.review.service import ReviewService
 
     outcome = ReviewService(AutonomathDatabase(path=args.db), args.repo, actor="fault-test").promote(
-        args.ids.split(","), execute=True)
+        args.ids.split(","), execute=True
+    )
     print(f"promoted {len(outcome.transitions)} as promotion {outcome.promotion_id}")
     return 0
 

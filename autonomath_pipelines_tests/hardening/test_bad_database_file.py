@@ -16,16 +16,18 @@ def _bad_files(root: Path, good_db: Path) -> dict[str, tuple[Path, str]]:
     (root / "empty.db").write_bytes(b"")
     (root / "text.db").write_text("id,name\n1,補助金\n", encoding="utf-8")
     data = good_db.read_bytes()
-    (root / "truncated.db").write_bytes(data[:len(data) // 2 + 100])     # cut mid-page
-    (root / "cut-at-page.db").write_bytes(data[:4096 * 2])                # cut at a page boundary
+    (root / "truncated.db").write_bytes(data[: len(data) // 2 + 100])  # cut mid-page
+    (root / "cut-at-page.db").write_bytes(data[: 4096 * 2])  # cut at a page boundary
     (root / "header-only.db").write_bytes(data[:60])
     (root / "a-directory.db").mkdir()
-    return {"empty": (root / "empty.db", "empty file"),
-            "text": (root / "text.db", "not an SQLite database"),
-            "truncated": (root / "truncated.db", "truncated"),
-            "cut-at-page": (root / "cut-at-page.db", "truncated"),
-            "header-only": (root / "header-only.db", "truncated"),
-            "directory": (root / "a-directory.db", "is a directory")}
+    return {
+        "empty": (root / "empty.db", "empty file"),
+        "text": (root / "text.db", "not an SQLite database"),
+        "truncated": (root / "truncated.db", "truncated"),
+        "cut-at-page": (root / "cut-at-page.db", "truncated"),
+        "header-only": (root / "header-only.db", "truncated"),
+        "directory": (root / "a-directory.db", "is a directory"),
+    }
 
 
 def _snapshot(path: Path):
@@ -41,13 +43,39 @@ def bad_files(tmp_path, programs_db):
 
 COMMANDS = {
     "run": lambda db, tmp: ["run", "--only", "H", "--db", db, "--reports-dir", str(tmp / "reports")],
-    "run --execute": lambda db, tmp: ["run", "--only", "H", "--execute", "--db", db,
-                                      "--reports-dir", str(tmp / "reports")],
+    "run --execute": lambda db, tmp: [
+        "run",
+        "--only",
+        "H",
+        "--execute",
+        "--db",
+        db,
+        "--reports-dir",
+        str(tmp / "reports"),
+    ],
     "review list": lambda db, tmp: ["review", "list", "--db", db, "--repo-root", str(tmp)],
-    "review approve --execute": lambda db, tmp: ["review", "approve", "--loop", "A", "--execute", "--db", db,
-                                                 "--repo-root", str(tmp)],
-    "review promote --execute": lambda db, tmp: ["review", "promote", "--loop", "A", "--execute", "--db", db,
-                                                 "--repo-root", str(tmp)],
+    "review approve --execute": lambda db, tmp: [
+        "review",
+        "approve",
+        "--loop",
+        "A",
+        "--execute",
+        "--db",
+        db,
+        "--repo-root",
+        str(tmp),
+    ],
+    "review promote --execute": lambda db, tmp: [
+        "review",
+        "promote",
+        "--loop",
+        "A",
+        "--execute",
+        "--db",
+        db,
+        "--repo-root",
+        str(tmp),
+    ],
     "eval --db": lambda db, tmp: ["eval", "--db", db, "--out", str(tmp / "eval")],
     "bench loops": lambda db, tmp: ["bench", "loops", "--db", db, "--out", str(tmp / "bench")],
     "bench loop-h": lambda db, tmp: ["bench", "loop-h", "--db", db, "--out", str(tmp / "bench")],

@@ -29,14 +29,14 @@ import pytest
 import yaml
 
 from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.contract.schema import contract, output_tables, source_tables
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.lib import gold as goldlib
+from autonomath_pipelines.lib.case_pages import front_matter
 from autonomath_pipelines.lib.jsonld import jsonld_problems
 from autonomath_pipelines.lib.payload import payload_problems
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS
-from autonomath_pipelines.lib.case_pages import front_matter
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.contract.schema import contract, output_tables, source_tables
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.hardening import bad_world
 from autonomath_pipelines_tests.hardening.bad_world import PARTITIONS
 from autonomath_pipelines_tests.loops.harness import run_loops_at, table_digests
@@ -48,8 +48,15 @@ JSON_COLUMNS = ("payload_json", "evidence_json", "coef_json", "jsonld")
 
 
 def folder_dump(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
+    return (
+        {
+            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
+        if folder.exists()
+        else {}
+    )
 
 
 def rows_as_bytes(db: Path, sql: str, params=()) -> list[dict]:
@@ -88,12 +95,28 @@ def world(small_world_pristine, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTONOMATH_REPO_ROOT", str(repo))
         for key, letters in by_partition.items():
-            report = run_loops_at(only=letters, partition=key, execute=True, db_path=str(db),
-                               reports_dir=str(root / "reports"), storage_dir=str(root / "storage"),
-                               embedding_cache=str(root / "embeddings.sqlite"), instance=instance)
+            report = run_loops_at(
+                only=letters,
+                partition=key,
+                execute=True,
+                db_path=str(db),
+                reports_dir=str(root / "reports"),
+                storage_dir=str(root / "storage"),
+                embedding_cache=str(root / "embeddings.sqlite"),
+                instance=instance,
+            )
             results.update({r.letter: r for r in report.results})
-    return {"db": db, "repo": repo, "root": root, "cases": cases, "results": results, "instance": instance,
-            "before": before, "old_stub": old_stub, "seconds": time.perf_counter() - started}
+    return {
+        "db": db,
+        "repo": repo,
+        "root": root,
+        "cases": cases,
+        "results": results,
+        "instance": instance,
+        "before": before,
+        "old_stub": old_stub,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def snapshot_markdown(world, asset: str) -> str:
@@ -107,10 +130,30 @@ def test_the_corpus_pollutes_every_source_table_with_every_kind(world):
     print(f"\n{len(cases)} bad-input cases by kind: {kinds}")
     assert len(cases) >= 250
     assert set(source_tables()) <= {c.table for c in cases}
-    assert {"null", "empty_text", "huge_text", "control_chars", "invalid_utf8", "lone_surrogate", "blob_in_text",
-            "emoji", "rtl", "fts5_syntax", "sql_injection", "code_injection", "ts_format", "duplicate_id",
-            "dangling_fk", "negative_amount", "huge_amount", "wrong_type", "out_of_range", "malformed_json",
-            "truncated_traceback", "bad_yaml"} <= set(kinds)
+    assert {
+        "null",
+        "empty_text",
+        "huge_text",
+        "control_chars",
+        "invalid_utf8",
+        "lone_surrogate",
+        "blob_in_text",
+        "emoji",
+        "rtl",
+        "fts5_syntax",
+        "sql_injection",
+        "code_injection",
+        "ts_format",
+        "duplicate_id",
+        "dangling_fk",
+        "negative_amount",
+        "huge_amount",
+        "wrong_type",
+        "out_of_range",
+        "malformed_json",
+        "truncated_traceback",
+        "bad_yaml",
+    } <= set(kinds)
 
 
 def test_every_loop_succeeds_and_counts_what_it_skipped(world):
@@ -121,14 +164,18 @@ def test_every_loop_succeeds_and_counts_what_it_skipped(world):
         spec = loop_spec(letter)
         metrics = r.asset_metrics
         snapshot = next(m for a, m in metrics.items() if a.endswith("_snapshot"))
-        print(f"  {letter} {r.status}: scanned {r.scanned}, proposed {r.actions_proposed}, written "
-              f"{r.actions_executed}, skipped {snapshot['bad_rows_skipped']} "
-              f"({', '.join(f'{k[9:]} {int(v)}' for k, v in snapshot.items() if k.startswith('bad_rows_') and k != 'bad_rows_skipped')})")
+        bad_kinds = {k: v for k, v in snapshot.items() if k.startswith("bad_rows_") and k != "bad_rows_skipped"}
+        print(
+            f"  {letter} {r.status}: scanned {r.scanned}, proposed {r.actions_proposed}, written "
+            f"{r.actions_executed}, skipped {snapshot['bad_rows_skipped']} "
+            f"({', '.join(f'{k[9:]} {int(v)}' for k, v in bad_kinds.items())})"
+        )
         assert r.status == "succeeded", (letter, r.error)
         assert r.error is None and r.checks_failed == [], (letter, r.checks_failed)
         assert snapshot["bad_rows_skipped"] > 0, (letter, snapshot)
-        assert snapshot["bad_rows_skipped"] == sum(snapshot[f"bad_rows_{k}"] for k in
-                                                   ("timestamp", "text", "value", "reference"))
+        assert snapshot["bad_rows_skipped"] == sum(
+            snapshot[f"bad_rows_{k}"] for k in ("timestamp", "text", "value", "reference")
+        )
         assert r.actions_executed == r.actions_proposed > 0 or spec.letter in "GJ", (letter, r)
     # Rows whose timestamps are not contract text are in no window: every loop reading a log counts them.
     for letter in "ABCEFGHJ":
@@ -136,22 +183,47 @@ def test_every_loop_succeeds_and_counts_what_it_skipped(world):
         assert snapshot["bad_rows_timestamp"] >= 7, letter
 
 
-@pytest.mark.parametrize("asset, names", [
-    ("hallucination_guard_snapshot", ["query_log", "query_text", "text not valid UTF-8", "not text",
-                                      "timestamp not ISO-8601 UTC", "not a number >= 0 and <= 1"]),
-    ("testimonial_seo_snapshot", ["programs", "name", "PBAD_NAME_UTF8", "prefectures", "amount_jpy",
-                                  "points to no programs.program_id"]),
-    ("personalized_cache_snapshot", ["api_keys", "customer_id", "query_log", "longer than 1000 characters"]),
-    ("forecast_accuracy_snapshot", ["forecast_predictions", "FPBAD-HUGE", "FPBAD-MISMATCH", "am_application_round",
-                                    "RBAD-NULL", "FPBAD-MODEL"]),
-    ("alias_expansion_surfaces", ["am_alias", "surface", "top1_program_id"]),
-    ("channel_roi_snapshot", ["billing_events", "amount_jpy", "subscribers", "(unreadable)"]),
-    ("invariant_expansion_snapshot", ["error_log", "traceback", "customer_feedback", "program_id"]),
-    ("cache_warming_snapshot", ["query_log", "ts", "query_text"]),
-    ("doc_freshness_snapshot", ["programs", "source_fetched_at", "PBAD_TS_SLASH", "source_change_signals",
-                                "last_modified", "http_status"]),
-    ("gold_expansion_snapshot", ["query_log", "confidence"]),
-])
+@pytest.mark.parametrize(
+    "asset, names",
+    [
+        (
+            "hallucination_guard_snapshot",
+            [
+                "query_log",
+                "query_text",
+                "text not valid UTF-8",
+                "not text",
+                "timestamp not ISO-8601 UTC",
+                "not a number >= 0 and <= 1",
+            ],
+        ),
+        (
+            "testimonial_seo_snapshot",
+            ["programs", "name", "PBAD_NAME_UTF8", "prefectures", "amount_jpy", "points to no programs.program_id"],
+        ),
+        ("personalized_cache_snapshot", ["api_keys", "customer_id", "query_log", "longer than 1000 characters"]),
+        (
+            "forecast_accuracy_snapshot",
+            [
+                "forecast_predictions",
+                "FPBAD-HUGE",
+                "FPBAD-MISMATCH",
+                "am_application_round",
+                "RBAD-NULL",
+                "FPBAD-MODEL",
+            ],
+        ),
+        ("alias_expansion_surfaces", ["am_alias", "surface", "top1_program_id"]),
+        ("channel_roi_snapshot", ["billing_events", "amount_jpy", "subscribers", "(unreadable)"]),
+        ("invariant_expansion_snapshot", ["error_log", "traceback", "customer_feedback", "program_id"]),
+        ("cache_warming_snapshot", ["query_log", "ts", "query_text"]),
+        (
+            "doc_freshness_snapshot",
+            ["programs", "source_fetched_at", "PBAD_TS_SLASH", "source_change_signals", "last_modified", "http_status"],
+        ),
+        ("gold_expansion_snapshot", ["query_log", "confidence"]),
+    ],
+)
 def test_skipped_rows_are_named_by_table_column_and_row(world, asset, names):
     markdown = snapshot_markdown(world, asset)
     missing = [n for n in names if n not in markdown]
@@ -207,15 +279,30 @@ def test_loop_outputs_hold_only_well_formed_values(world):
         patterns = [p for (p,) in q("SELECT pattern FROM hallucination_guard_candidates WHERE loop_id != 'x'")]
         assert patterns and all(p == p.strip() and "\x00" not in p for p in patterns)
         # B: pages for well-formed groups only; front matter and JSON-LD survive odd names.
-        pages = {(p, f): (m, j) for p, f, m, j in q("SELECT program_id, prefecture_code, markdown, jsonld "
-                                                    "FROM seo_testimonial_candidates WHERE loop_id != 'x'")}
-        for bad_group in [("PBAD_NAME_UTF8", "13"), ("P000003", "99"), ("P000001", "13"), ("P000002", "13"),
-                          ("P000003", "13"), ("P_NOWHERE", "13"), ("P000004", "77")]:
+        pages = {
+            (p, f): (m, j)
+            for p, f, m, j in q(
+                "SELECT program_id, prefecture_code, markdown, jsonld "
+                "FROM seo_testimonial_candidates WHERE loop_id != 'x'"
+            )
+        }
+        for bad_group in [
+            ("PBAD_NAME_UTF8", "13"),
+            ("P000003", "99"),
+            ("P000001", "13"),
+            ("P000002", "13"),
+            ("P000003", "13"),
+            ("P_NOWHERE", "13"),
+            ("P000004", "77"),
+        ]:
             assert bad_group not in pages, bad_group
         for markdown, jsonld in pages.values():
             assert jsonld_problems(jsonld) == [] and front_matter(markdown)["title"]
-        heading = next(line for line in pages[("PBAD_NAME_YAML", "13")][0].split("\n---\n", 1)[1].splitlines()
-                       if line.startswith("# "))
+        heading = next(
+            line
+            for line in pages[("PBAD_NAME_YAML", "13")][0].split("\n---\n", 1)[1].splitlines()
+            if line.startswith("# ")
+        )
         # One line, rendered as text, not a template (the page source Markdown-escapes its punctuation).
         assert "{{ 7*7 }}" in heading.replace("\\", "") and "\x00" not in heading
         # C and H: every payload valid; a program whose name does not decode is never served.
@@ -230,22 +317,27 @@ def test_loop_outputs_hold_only_well_formed_values(world):
         # D: finite coefficients, no calibration from the corrupt forecasts.
         for coef, evidence in q("SELECT coef_json, evidence_json FROM forecast_calibration WHERE loop_id != 'x'"):
             assert all(math.isfinite(v) for v in json.loads(coef).values())
-        p10 = json.loads(q("SELECT coef_json FROM forecast_calibration WHERE program_id = 'P000010' "
-                           "AND partition_key = ?", PARTITIONS["D"])[0][0])
+        p10 = json.loads(
+            q(
+                "SELECT coef_json FROM forecast_calibration WHERE program_id = 'P000010' AND partition_key = ?",
+                PARTITIONS["D"],
+            )[0][0]
+        )
         assert abs(p10["mean_error_days"]) < 365
         # E: surfaces are readable, of existing programs.
-        assert not q("SELECT 1 FROM alias_candidates WHERE loop_id != 'x' AND entity_id NOT IN "
-                     "(SELECT program_id FROM programs)")
+        assert not q(
+            "SELECT 1 FROM alias_candidates WHERE loop_id != 'x' AND entity_id NOT IN (SELECT program_id FROM programs)"
+        )
         # F: revenue reconciles (gate passed); unreadable channel names are labelled, not dropped.
-        channels = dict(q("SELECT channel, revenue_28d_jpy FROM channel_roi WHERE partition_key = ?",
-                          PARTITIONS["F"]))
+        channels = dict(q("SELECT channel, revenue_28d_jpy FROM channel_roi WHERE partition_key = ?", PARTITIONS["F"]))
         assert channels.get("(unreadable)", 0) > 0 and all(len(c) <= 200 for c in channels)
         # I: one row per URL; programs without a readable fetch time are not guessed at.
-        urls = [u for (u,) in q("SELECT source_url FROM source_refetch_queue WHERE partition_key = ?",
-                                PARTITIONS["I"])]
+        urls = [u for (u,) in q("SELECT source_url FROM source_refetch_queue WHERE partition_key = ?", PARTITIONS["I"])]
         assert len(urls) == len(set(urls)) == 500
-        assert not q("SELECT 1 FROM source_refetch_queue WHERE partition_key = ? AND program_id LIKE 'PBAD_TS_%'",
-                     PARTITIONS["I"])
+        assert not q(
+            "SELECT 1 FROM source_refetch_queue WHERE partition_key = ? AND program_id LIKE 'PBAD_TS_%'",
+            PARTITIONS["I"],
+        )
     finally:
         conn.close()
     # G: every stub compiles and carries no control character outside escapes.
@@ -266,8 +358,18 @@ def test_loop_outputs_hold_only_well_formed_values(world):
 
 #: Partitions before the world's logs begin (D and I still see rounds and programs: their windows
 #: are "everything resolved so far" and "state as of the end").
-EMPTY_PARTITIONS = {"A": "2025-01-05", "B": "2025-01-01", "C": "2025-01-05", "D": "2025-01-01", "E": "2025-01-05",
-                    "F": "2025-01-05", "G": "2025-01-01", "H": "2025-01-02", "I": "2025-01-05", "J": "2025-01-01"}
+EMPTY_PARTITIONS = {
+    "A": "2025-01-05",
+    "B": "2025-01-01",
+    "C": "2025-01-05",
+    "D": "2025-01-01",
+    "E": "2025-01-05",
+    "F": "2025-01-05",
+    "G": "2025-01-01",
+    "H": "2025-01-02",
+    "I": "2025-01-05",
+    "J": "2025-01-01",
+}
 
 
 def test_empty_windows_of_the_bad_world_succeed_with_zero_proposals(world):
@@ -280,9 +382,16 @@ def test_empty_windows_of_the_bad_world_succeed_with_zero_proposals(world):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTONOMATH_REPO_ROOT", str(world["repo"]))
         for key, letters in by_partition.items():
-            report = run_loops_at(only=letters, partition=key, execute=False, db_path=str(world["db"]),
-                               reports_dir=str(world["root"] / "reports"), storage_dir=str(world["root"] / "storage"),
-                               embedding_cache=str(world["root"] / "embeddings.sqlite"), instance=world["instance"])
+            report = run_loops_at(
+                only=letters,
+                partition=key,
+                execute=False,
+                db_path=str(world["db"]),
+                reports_dir=str(world["root"] / "reports"),
+                storage_dir=str(world["root"] / "storage"),
+                embedding_cache=str(world["root"] / "embeddings.sqlite"),
+                instance=world["instance"],
+            )
             results.update({r.letter: r for r in report.results})
     for letter, r in results.items():
         # Loops whose publish carries the window gate publish nothing from an empty window: a failed check.
@@ -304,7 +413,8 @@ def test_sensors_read_past_malformed_timestamps(world):
 
     now = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.timezone.utc)
     context = lambda cursor=None: dg.build_sensor_context(  # noqa: E731
-        cursor=cursor, definitions=defs, resources={"autonomath_db": AutonomathDatabase(path=str(world["db"]))})
+        cursor=cursor, definitions=defs, resources={"autonomath_db": AutonomathDatabase(path=str(world["db"]))}
+    )
     month = build_month_complete_sensor(LOOP_DEFINITIONS, clock=lambda: now).evaluate_tick(context())
     assert {r.partition_key for r in month.run_requests} == {"2026-10-01"}, month.skip_message
     loop_a = next(loop for loop in LOOP_DEFINITIONS if loop.spec.letter == "A")
@@ -321,9 +431,16 @@ def test_malformed_gold_fails_naming_the_file_and_changes_nothing(world):
     files_before, tables_before = folder_dump(candidates), table_digests(db, output_tables())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTONOMATH_REPO_ROOT", str(repo))
-        report = run_loops_at(only=["J"], partition=PARTITIONS["J"], execute=True, db_path=str(db),
-                           reports_dir=str(world["root"] / "reports"), storage_dir=str(world["root"] / "storage"),
-                           embedding_cache=str(world["root"] / "embeddings.sqlite"), instance=world["instance"])
+        report = run_loops_at(
+            only=["J"],
+            partition=PARTITIONS["J"],
+            execute=True,
+            db_path=str(db),
+            reports_dir=str(world["root"] / "reports"),
+            storage_dir=str(world["root"] / "storage"),
+            embedding_cache=str(world["root"] / "embeddings.sqlite"),
+            instance=world["instance"],
+        )
     [result] = report.results
     print(f"\nloop J with a malformed gold file: {result.status}: {result.error}")
     assert result.status == "failed" and report.loops_failed == 1

@@ -25,15 +25,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import autonomath_pipelines.loops.loop_g_invariant_expansion as loop_g
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.lib.embedding_cache import EmbeddingCache
 from autonomath_pipelines.loops.loop_b_testimonial_seo import LOOP as LOOP_B
-import autonomath_pipelines.loops.loop_g_invariant_expansion as loop_g
-from autonomath_pipelines.loops.loop_g_invariant_expansion import CANDIDATES_FOLDER, LOOP as LOOP_G
+from autonomath_pipelines.loops.loop_g_invariant_expansion import CANDIDATES_FOLDER
+from autonomath_pipelines.loops.loop_g_invariant_expansion import LOOP as LOOP_G
 from autonomath_pipelines.loops.loop_h_cache_warming import LOOP as LOOP_H
 from autonomath_pipelines.loops.loop_i_doc_freshness import LOOP as LOOP_I
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.review import ReviewService
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_DAY, LAST_FULL_WEEK
 from autonomath_pipelines_tests.hardening import drivers
 from autonomath_pipelines_tests.hardening.drivers import rows, run_in_process, step_errors
@@ -54,8 +55,9 @@ def announced(tmp_path, monkeypatch) -> Path:
     file in as it starts."""
     folder = tmp_path / "announced"
     folder.mkdir()
-    monkeypatch.setattr(AutonomathDatabase, "write_transaction",
-                        drivers.announcing(AutonomathDatabase.write_transaction, folder))
+    monkeypatch.setattr(
+        AutonomathDatabase, "write_transaction", drivers.announcing(AutonomathDatabase.write_transaction, folder)
+    )
     return folder
 
 
@@ -74,10 +76,10 @@ def run_together(procs, announced: Path, db: Path, expected_publishes: int, time
         deadline = time.monotonic() + timeout
         while len(list(announced.iterdir())) < expected_publishes:
             if any(p.poll() is not None for p in procs):
-                break                                   # one finished or failed early: report below
+                break  # one finished or failed early: report below
             assert time.monotonic() < deadline, "the processes never reached their publish"
             time.sleep(0.05)
-        time.sleep(0.2)                                 # both are now blocked on the lock
+        time.sleep(0.2)  # both are now blocked on the lock
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -98,7 +100,7 @@ def test_two_runs_of_the_same_partition_publish_once(small_world_pristine, tmp_p
     raced = rows(db, "query_cache", RUN_COLUMNS)
     assert raced == rows(clean, "query_cache", RUN_COLUMNS) and len(raced) > 150
     run_ids = {r["run_id"] for r in rows(db, "query_cache")}
-    assert len(run_ids) == 1                            # one run's publish replaced the other's whole
+    assert len(run_ids) == 1  # one run's publish replaced the other's whole
 
 
 def test_two_runs_of_a_candidate_loop_keep_review_decisions(small_world_pristine, tmp_path, announced):
@@ -111,8 +113,10 @@ def test_two_runs_of_a_candidate_loop_keep_review_decisions(small_world_pristine
     assert len(first) > 100
     approved = first[0]
     with sqlite3.connect(str(db)) as conn:
-        conn.execute("UPDATE source_refetch_queue SET status = 'approved' WHERE source_url = ? AND partition_key = ?",
-                     (approved["source_url"], approved["partition_key"]))
+        conn.execute(
+            "UPDATE source_refetch_queue SET status = 'approved' WHERE source_url = ? AND partition_key = ?",
+            (approved["source_url"], approved["partition_key"]),
+        )
     for entry in announced.iterdir():
         entry.unlink()
     runs = [in_thread(LOOP_I, db, tmp_path / f"run{i}", LAST_FULL_WEEK) for i in range(2)]
@@ -121,13 +125,14 @@ def test_two_runs_of_a_candidate_loop_keep_review_decisions(small_world_pristine
 
     raced = rows(db, "source_refetch_queue")
     keys = [(r["source_url"], r["partition_key"]) for r in raced]
-    assert len(keys) == len(set(keys)) == len(first)    # no duplicate, none lost
+    assert len(keys) == len(set(keys)) == len(first)  # no duplicate, none lost
     by_key = {(r["source_url"], r["partition_key"]): r for r in raced}
     assert by_key[(approved["source_url"], approved["partition_key"])]["status"] == "approved"
     assert sum(r["status"] == "approved" for r in raced) == 1
     strip = RUN_COLUMNS + ("status", "queued_at")
     assert rows(db, "source_refetch_queue", strip) == sorted(
-        ({k: v for k, v in r.items() if k not in strip} for r in first), key=repr)
+        ({k: v for k, v in r.items() if k not in strip} for r in first), key=repr
+    )
 
 
 def test_a_promotion_while_a_loop_publishes(small_world_pristine, tmp_path, announced):
@@ -145,7 +150,7 @@ def test_a_promotion_while_a_loop_publishes(small_world_pristine, tmp_path, anno
     loop = in_thread(LOOP_H, db, tmp_path, LAST_DAY)
     outcomes = run_together([loop, promote], announced, db, expected_publishes=2)
     assert [code for code, _, _ in outcomes] == [0, 0], outcomes
-    assert len(list(announced.iterdir())) == 2          # both really waited on the lock together
+    assert len(list(announced.iterdir())) == 2  # both really waited on the lock together
 
     assert service.show(page).status == "promoted"
     assert [p.state for p in service.promotions("B")] == ["applied"]
@@ -159,15 +164,34 @@ def test_backfill_overlapping_the_scheduled_run(small_world_pristine, tmp_path, 
     process) while the scheduled run of 11-20 publishes: the same rows as the day's run alone, since
     a backfill range publishes only its last partition into the live cache (issue 14, defect 3)."""
     db = pristine_copy(small_world_pristine, tmp_path / "race")
-    env = {"AUTONOMATH_STORAGE": str(tmp_path / "storage"), "AUTONOMATH_REPO_ROOT": str(tmp_path / "repo"),
-           "AUTONOMATH_EMBEDDING_CACHE": str(tmp_path / "embeddings.sqlite")}
-    backfill = drivers.spawn("cli", "--announce-publish", announced, "--", "run", "--execute", "--only", "H",
-                             "--db", db, "--reports-dir", tmp_path / "reports", "--from", "2026-11-18",
-                             "--to", LAST_DAY, env=env)
+    env = {
+        "AUTONOMATH_STORAGE": str(tmp_path / "storage"),
+        "AUTONOMATH_REPO_ROOT": str(tmp_path / "repo"),
+        "AUTONOMATH_EMBEDDING_CACHE": str(tmp_path / "embeddings.sqlite"),
+    }
+    backfill = drivers.spawn(
+        "cli",
+        "--announce-publish",
+        announced,
+        "--",
+        "run",
+        "--execute",
+        "--only",
+        "H",
+        "--db",
+        db,
+        "--reports-dir",
+        tmp_path / "reports",
+        "--from",
+        "2026-11-18",
+        "--to",
+        LAST_DAY,
+        env=env,
+    )
     scheduled = in_thread(LOOP_H, db, tmp_path, LAST_DAY)
     outcomes = run_together([backfill, scheduled], announced, db, expected_publishes=2)
     assert [code for code, _, _ in outcomes] == [0, 0], outcomes
-    assert len(list(announced.iterdir())) == 4          # 3 backfill publishes + 1 scheduled
+    assert len(list(announced.iterdir())) == 4  # 3 backfill publishes + 1 scheduled
 
     clean = pristine_copy(small_world_pristine, tmp_path / "clean")
     assert run_in_process(LOOP_H, clean, tmp_path / "clean", LAST_DAY).success
@@ -178,7 +202,8 @@ def test_backfill_overlapping_the_scheduled_run(small_world_pristine, tmp_path, 
     assert len(raced) == len({r[0] for r in raced}) == len(expected)
     assert raced == expected
     by_day = AutonomathDatabase(path=str(db)).read_frame(
-        "SELECT partition_key, COUNT(*) AS n FROM query_cache GROUP BY partition_key")
+        "SELECT partition_key, COUNT(*) AS n FROM query_cache GROUP BY partition_key"
+    )
     assert set(by_day["partition_key"]) == {LAST_DAY}
 
 
@@ -224,9 +249,16 @@ def test_embedding_cache_two_writer_processes(tmp_path):
     """Two processes create one fresh cache file and fill it with overlapping texts in many small
     transactions: both succeed, every text is cached once, with the vector its text maps to."""
     path, go = tmp_path / "cache.sqlite", tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", EMBED_WORKER, str(path), str(go), str(offset)],
-                              cwd=drivers.PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for offset in (0, 300)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", EMBED_WORKER, str(path), str(go), str(offset)],
+            cwd=drivers.PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for offset in (0, 300)
+    ]
     time.sleep(0.5)
     go.touch()
     outcomes = [drivers.finish(p, 60) for p in procs]
@@ -236,6 +268,7 @@ def test_embedding_cache_two_writer_processes(tmp_path):
 
     def fail(_):
         raise AssertionError("every text should be cached")
+
     batch = cache.embed("m", texts, fail)
     assert batch.cache_misses == 0 and batch.vectors.shape == (600, 4)
     expected = np.array([[len(t) + 1.0, sum(map(ord, t)) % 97, 1.0, float(t[-1].isdigit())] for t in texts])
@@ -265,13 +298,18 @@ conn.executemany("INSERT INTO embeddings VALUES (?, 'm', 4, ?)", [(f"k{i}", vect
 Path(sys.argv[2]).touch()
 time.sleep(600)
 """
-    proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(ready)], cwd=drivers.PROJECT_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path), str(ready)],
+        cwd=drivers.PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     drivers.wait_ready(proc, ready, timeout=60)
     drivers.sigkill(proc)
     cache = EmbeddingCache(path)
     assert cache.embed("m", ["kept"], lambda ts: pytest.fail("cached")).cache_hits == 1
     with sqlite3.connect(str(path)) as conn:
         assert conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
-    cache.embed("m", ["new"], lambda ts: np.ones((len(ts), 4)))   # and it takes writes again
+    cache.embed("m", ["new"], lambda ts: np.ones((len(ts), 4)))  # and it takes writes again
     cache.close()

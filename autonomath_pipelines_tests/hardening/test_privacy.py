@@ -18,13 +18,14 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
+from autonomath_pipelines.contract.schema import contract
 from autonomath_pipelines.lib.files import is_safe_file_name, replace_files, safe_path
 from autonomath_pipelines.loops import LOOP_DEFINITIONS
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.contract.schema import contract
+from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines_tests.conftest import LAST_DAY, LAST_FULL_WEEK
 from autonomath_pipelines_tests.hardening.drivers import run_in_process, step_errors
 
@@ -71,8 +72,11 @@ def test_outputs_carry_no_api_key_or_customer_id(executed_world):
     leaks: list[str] = []
     written: dict[str, int] = {}
     with AutonomathDatabase(path=str(db)).read_only() as conn:
-        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                             "AND name NOT LIKE 'sqlite_%'") if t not in sources and "_fts" not in t]
+        tables = [
+            t
+            for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+            if t not in sources and "_fts" not in t
+        ]
         for table in tables:
             cursor = conn.execute(f'SELECT * FROM "{table}"')
             names = [d[0] for d in cursor.description]
@@ -97,7 +101,8 @@ def test_allowed_column_holds_customer_ids_not_keys(executed_world):
     db, _, _ = executed_world
     frame = AutonomathDatabase(path=str(db)).read_frame(
         "SELECT p.customer_id, k.api_key IS NOT NULL AS is_key FROM personalized_cache p "
-        "LEFT JOIN api_keys k ON k.api_key = p.customer_id")
+        "LEFT JOIN api_keys k ON k.api_key = p.customer_id"
+    )
     assert len(frame) and not frame["is_key"].any()
     known = set(AutonomathDatabase(path=str(db)).read_frame("SELECT customer_id FROM api_keys")["customer_id"])
     assert set(frame["customer_id"]) <= known
@@ -118,7 +123,7 @@ def test_dagster_metadata_carries_no_secrets(executed_world):
                     leaks.append(f"{loop_id} {event.asset_key.to_user_string()}.{key}")
                 customer_previews += loop_id in PER_CUSTOMER_LOOPS and bool(secret.search(text))
     assert leaks == []
-    assert customer_previews > 0          # the scan does see identifiers where they are
+    assert customer_previews > 0  # the scan does see identifiers where they are
 
 
 def test_intermediate_assets_hold_customer_ids_only_for_per_customer_loops(executed_world):
@@ -126,12 +131,14 @@ def test_intermediate_assets_hold_customer_ids_only_for_per_customer_loops(execu
     db, tmp, _ = executed_world
     secret, api_key = secrets_of(db)
     group_of = {loop.spec.group_name: loop.spec.loop_id for loop in LOOP_DEFINITIONS}
-    asset_loop = {key.to_user_string(): loop.spec.loop_id for loop in LOOP_DEFINITIONS for a in loop.assets for key in a.keys}
+    asset_loop = {
+        key.to_user_string(): loop.spec.loop_id for loop in LOOP_DEFINITIONS for a in loop.assets for key in a.keys
+    }
     leaks = []
     for path in (tmp / "storage" / "parquet").rglob("*.parquet"):
         asset = path.parent.name
         loop_id = asset_loop.get(asset, group_of.get(asset))
-        pattern = api_key if loop_id in PER_CUSTOMER_LOOPS else secret   # C's hold customer ids, no keys
+        pattern = api_key if loop_id in PER_CUSTOMER_LOOPS else secret  # C's hold customer ids, no keys
         frame = pd.read_parquet(path)
         for column in frame.columns:
             values = frame[column].dropna().astype(str)
@@ -146,12 +153,32 @@ UNICODE_DOTS = ["\u2024", "\u2025", "\u2026", "\uff0e", "\u3002", "\ufe52", "\u0
 SLASHES = ["/", "\\", "\uff0f", "\u2215", "\u2044", "\u29f8", "\uff3c"]
 HOSTILE = st.one_of(
     st.text(alphabet=st.sampled_from(list("ab.-_/\\\x00\n ~:") + UNICODE_DOTS + SLASHES), max_size=30),
-    st.builds(lambda pre, mid, post: pre + mid + post,
-              st.sampled_from(["", "../", "..\\", "/", "/etc/", "~/", "./", "....//", "%2e%2e%2f", "\x00",
-                               "C:\\", "\\\\server\\share\\", "a/../../", "\u2025/", "\uff0e\uff0e\uff0f"]),
-              st.text(alphabet="abcXYZ019_.-", min_size=0, max_size=20),
-              st.sampled_from(["", ".py", ".py\n", "\n", "\x00.py", "/", "/..", " ", ".", "..", "\u2024py",
-                               "\r\n", ".yaml\x00.txt"])),
+    st.builds(
+        lambda pre, mid, post: pre + mid + post,
+        st.sampled_from(
+            [
+                "",
+                "../",
+                "..\\",
+                "/",
+                "/etc/",
+                "~/",
+                "./",
+                "....//",
+                "%2e%2e%2f",
+                "\x00",
+                "C:\\",
+                "\\\\server\\share\\",
+                "a/../../",
+                "\u2025/",
+                "\uff0e\uff0e\uff0f",
+            ]
+        ),
+        st.text(alphabet="abcXYZ019_.-", min_size=0, max_size=20),
+        st.sampled_from(
+            ["", ".py", ".py\n", "\n", "\x00.py", "/", "/..", " ", ".", "..", "\u2024py", "\r\n", ".yaml\x00.txt"]
+        ),
+    ),
     st.builds(lambda n, c: c * n, st.integers(140, 400), st.sampled_from(["a", ".", "_", "a."])),
 )
 
@@ -224,4 +251,4 @@ def test_parquet_paths_stay_under_the_storage_folder(parts, partition):
     for path in (io.path_for(dg.AssetKey(parts), partition or "p"), io.path_for(dg.AssetKey(parts), None)):
         resolved = path.resolve()
         assert base.resolve() in resolved.parents
-        assert "\x00" not in str(path) and resolved == path      # no '..' or '.' component survives
+        assert "\x00" not in str(path) and resolved == path  # no '..' or '.' component survives

@@ -41,16 +41,24 @@ def instance_at(home: Path) -> dg.DagsterInstance:
 
 
 def run_h(home: Path, db: Path, tmp: Path, name: str, *, execute: bool, **kwargs):
-    return run_loops_at(only=["H"], partition=LAST_DAY, execute=execute, db_path=str(db),
-                                  storage_dir=str(tmp / "storage"), reports_dir=str(tmp / name),
-                                  instance=instance_at(home), **kwargs)
+    return run_loops_at(
+        only=["H"],
+        partition=LAST_DAY,
+        execute=execute,
+        db_path=str(db),
+        storage_dir=str(tmp / "storage"),
+        reports_dir=str(tmp / name),
+        instance=instance_at(home),
+        **kwargs,
+    )
 
 
 def holder(home: Path, db: Path, tmp: Path) -> tuple[drivers.Forked, Path]:
     """Loop H executing, paused inside its publish: it holds the pool slot until killed."""
     ready = tmp / "holder.ready"
-    proc = drivers.Forked(run_h, home, db, tmp, "holder", execute=True,
-                          setup=lambda: drivers.pause_in_publish(10, str(ready)))
+    proc = drivers.Forked(
+        run_h, home, db, tmp, "holder", execute=True, setup=lambda: drivers.pause_in_publish(10, str(ready))
+    )
     drivers.wait_ready(proc, ready)
     return proc, ready
 
@@ -71,11 +79,11 @@ def test_a_killed_runs_slot_is_freed_and_later_runs_go_on(small_world, tmp_path,
     proc.communicate(timeout=30)
     instance = instance_at(home)
     killed = only_run(instance, proc.pid)
-    assert killed.status == dg.DagsterRunStatus.STARTED                 # as the kill left it
+    assert killed.status == dg.DagsterRunStatus.STARTED  # as the kill left it
     assert killed.run_id in instance.event_log_storage.get_concurrency_info(DB_WRITE_POOL).active_run_ids
 
     later = drivers.Forked(run_h, home, small_world, tmp_path, "later", execute=False)
-    later.communicate(timeout=120)                                      # the old code waited forever
+    later.communicate(timeout=120)  # the old code waited forever
     assert later.returncode == 0
     instance = instance_at(home)
     assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
@@ -90,14 +98,14 @@ def test_a_step_waiting_for_a_live_runs_slot_gives_up_naming_that_run(small_worl
         holding = only_run(instance_at(home), proc.pid)
         waiting = drivers.Forked(run_h, home, small_world, tmp_path, "waiting", execute=False, slot_wait=2)
         waiting.communicate(timeout=120)
-        assert waiting.returncode == 0                 # run_loops returned: the report says the run failed
+        assert waiting.returncode == 0  # run_loops returned: the report says the run failed
         [result] = report_of(tmp_path, "waiting")["results"]
         assert result["status"] == "failed"
         assert "gave up after 2 s waiting for a slot of pool 'autonomath_db_write'" in result["error"]
         assert holding.run_id in result["error"]
         instance = instance_at(home)
         assert instance.get_run_by_id(result["run_id"]).status == dg.DagsterRunStatus.FAILURE
-        assert instance.get_run_by_id(holding.run_id).status == dg.DagsterRunStatus.STARTED   # left alone
+        assert instance.get_run_by_id(holding.run_id).status == dg.DagsterRunStatus.STARTED  # left alone
         assert result["run_id"] not in instance.event_log_storage.get_concurrency_info(DB_WRITE_POOL).pending_run_ids
     finally:
         proc.kill()
@@ -115,7 +123,7 @@ def test_sigterm_ends_a_run_waiting_for_a_slot(small_world, tmp_path, home):
             time.sleep(0.2)
         [waiting_run] = instance.event_log_storage.get_concurrency_info(DB_WRITE_POOL).pending_run_ids
         os.kill(waiting.pid, signal.SIGTERM)
-        waiting.communicate(timeout=20)                 # the old code ignored SIGTERM here
+        waiting.communicate(timeout=20)  # the old code ignored SIGTERM here
         assert waiting.returncode != 0
         instance = instance_at(home)
         assert instance.get_run_by_id(waiting_run).status == dg.DagsterRunStatus.FAILURE
@@ -141,6 +149,7 @@ def test_the_slot_wait_comes_from_the_environment_and_must_be_positive(monkeypat
 
 # ------------------------------------------------------------------------------------ liveness
 
+
 def test_this_process_is_not_gone_and_a_reaped_child_is():
     me = this_process()
     assert run_process(me.tags()) == me
@@ -155,9 +164,9 @@ def test_this_process_is_not_gone_and_a_reaped_child_is():
 
 def test_a_reused_pid_another_host_or_missing_tags():
     starts = {41: "900"}.get
-    assert process_gone(RunProcess("h", 41, "100"), "h", starts)           # pid reused by a later process
+    assert process_gone(RunProcess("h", 41, "100"), "h", starts)  # pid reused by a later process
     assert not process_gone(RunProcess("h", 41, "900"), "h", starts)
-    assert not process_gone(RunProcess("h", 41, ""), "h", starts)          # no start time recorded: alive
+    assert not process_gone(RunProcess("h", 41, ""), "h", starts)  # no start time recorded: alive
     assert process_gone(RunProcess("h", 42, "100"), "h", starts)
-    assert not process_gone(RunProcess("other", 42, "100"), "h", starts)   # never judged from another host
+    assert not process_gone(RunProcess("other", 42, "100"), "h", starts)  # never judged from another host
     assert run_process({}) is None and run_process({"autonomath/host": "h", "autonomath/pid": "x"}) is None

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autonomath_pipelines.lib import channel_roi
-from autonomath_pipelines.lib.channel_roi import EMPTY, UNATTRIBUTED, UNKNOWN, channel_name, channel_table
 from autonomath_pipelines.contract.schema import create_all
 from autonomath_pipelines.contract.sqlite import sqlite3
+from autonomath_pipelines.lib import channel_roi
+from autonomath_pipelines.lib.channel_roi import EMPTY, UNATTRIBUTED, UNKNOWN, channel_name, channel_table
 
 START, END = "2026-10-17T15:00:00Z", "2026-11-14T15:00:00Z"
 BEFORE, INSIDE, AFTER = "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "2026-11-20T00:00:00Z"
@@ -18,10 +18,15 @@ def make_db(subscribers, billing, queries=()):
     conn = sqlite3.connect(":memory:")
     create_all(conn)
     conn.executemany("INSERT INTO subscribers VALUES (?, ?, ?, ?, ?)", subscribers)
-    conn.executemany("INSERT INTO billing_events (ts, subscriber_id, api_key, event_type, amount_jpy) "
-                     "VALUES (?, ?, NULL, ?, ?)", billing)
-    conn.executemany("INSERT INTO query_log (ts, api_key, session_id, query_text, confidence, result_count, "
-                     "latency_ms, tier) VALUES (?, ?, 's', 'q', 0.9, 1, 1.0, 'paid')", queries)
+    conn.executemany(
+        "INSERT INTO billing_events (ts, subscriber_id, api_key, event_type, amount_jpy) VALUES (?, ?, NULL, ?, ?)",
+        billing,
+    )
+    conn.executemany(
+        "INSERT INTO query_log (ts, api_key, session_id, query_text, confidence, result_count, "
+        "latency_ms, tier) VALUES (?, ?, 's', 'q', 0.9, 1, 1.0, 'paid')",
+        queries,
+    )
     return conn
 
 
@@ -36,28 +41,54 @@ def table_of(conn, **kwargs) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------- naming
 
-@pytest.mark.parametrize("raw, attributed, name", [
-    (None, True, UNKNOWN), (float("nan"), True, UNKNOWN), ("", True, EMPTY), ("  ", True, EMPTY),
-    ("google", True, "google"), ("google", False, UNATTRIBUTED), (None, False, UNATTRIBUTED),
-])
+
+@pytest.mark.parametrize(
+    "raw, attributed, name",
+    [
+        (None, True, UNKNOWN),
+        (float("nan"), True, UNKNOWN),
+        ("", True, EMPTY),
+        ("  ", True, EMPTY),
+        ("google", True, "google"),
+        ("google", False, UNATTRIBUTED),
+        (None, False, UNATTRIBUTED),
+    ],
+)
 def test_channel_names(raw, attributed, name):
     assert channel_name(raw, attributed) == name
 
 
 # ---------------------------------------------------------------------------------- aggregation
 
+
 def test_hand_made_window():
     conn = make_db(
-        subscribers=[("s1", "k1", "google", INSIDE, "paid"), ("s2", "k2", "google", INSIDE, "free"),
-                     ("s3", "k3", None, INSIDE, "paid"), ("s4", None, "", BEFORE, "free"),
-                     ("s5", "k5", "x", AFTER, "paid")],
-        billing=[(INSIDE, "s1", "charge", 300), (INSIDE, "s1", "refund", 30), (INSIDE, "s4", "charge", 90),
-                 (INSIDE, "ghost", "charge", 6), (BEFORE, "s1", "charge", 999), (AFTER, "s3", "charge", 999),
-                 (END, "s3", "charge", 999), (START, "s3", "refund", 12)],
+        subscribers=[
+            ("s1", "k1", "google", INSIDE, "paid"),
+            ("s2", "k2", "google", INSIDE, "free"),
+            ("s3", "k3", None, INSIDE, "paid"),
+            ("s4", None, "", BEFORE, "free"),
+            ("s5", "k5", "x", AFTER, "paid"),
+        ],
+        billing=[
+            (INSIDE, "s1", "charge", 300),
+            (INSIDE, "s1", "refund", 30),
+            (INSIDE, "s4", "charge", 90),
+            (INSIDE, "ghost", "charge", 6),
+            (BEFORE, "s1", "charge", 999),
+            (AFTER, "s3", "charge", 999),
+            (END, "s3", "charge", 999),
+            (START, "s3", "refund", 12),
+        ],
         queries=[(INSIDE, "k1")] * 4 + [(INSIDE, "k3"), (INSIDE, "internal"), (AFTER, "k1")],
     )
     table = table_of(conn)
-    assert table.loc["google", ["signups_28d", "paid_28d", "revenue_28d_jpy", "refunds_jpy"]].tolist() == [2, 1, 270, 30]
+    assert table.loc["google", ["signups_28d", "paid_28d", "revenue_28d_jpy", "refunds_jpy"]].tolist() == [
+        2,
+        1,
+        270,
+        30,
+    ]
     assert table.loc["google", ["requests_28d", "active_keys", "paying_subscribers"]].tolist() == [4, 1, 1]
     # NULL utm: a paid sign-up; its refund at the window start is inside ([start, end)), its charge at the end is not.
     assert table.loc[UNKNOWN, ["signups_28d", "paid_28d", "revenue_28d_jpy", "requests_28d"]].tolist() == [1, 1, -12, 1]
@@ -79,8 +110,9 @@ def test_empty_window_gives_an_empty_typed_table():
 
 
 def test_a_key_two_subscribers_name_counts_once_for_the_latest():
-    conn = make_db([("s1", "k1", "google", BEFORE, "free"), ("s2", "k1", "x", INSIDE, "paid")], [],
-                   queries=[(INSIDE, "k1")] * 3)
+    conn = make_db(
+        [("s1", "k1", "google", BEFORE, "free"), ("s2", "k1", "x", INSIDE, "paid")], [], queries=[(INSIDE, "k1")] * 3
+    )
     table = table_of(conn)
     assert int(table["requests_28d"].sum()) == 3 and table.loc["x", "requests_28d"] == 3
 
@@ -100,11 +132,23 @@ TIMES = st.sampled_from([BEFORE, START, INSIDE, "2026-11-14T14:59:59Z", END, AFT
 @st.composite
 def worlds(draw):
     n = draw(st.integers(0, 12))
-    subscribers = [(f"s{i}", f"k{i}" if draw(st.booleans()) else None, draw(CHANNELS), draw(TIMES),
-                    draw(st.sampled_from(["free", "paid"]))) for i in range(n)]
+    subscribers = [
+        (
+            f"s{i}",
+            f"k{i}" if draw(st.booleans()) else None,
+            draw(CHANNELS),
+            draw(TIMES),
+            draw(st.sampled_from(["free", "paid"])),
+        )
+        for i in range(n)
+    ]
     ids = [s[0] for s in subscribers] + ["ghost"]
-    billing = draw(st.lists(st.tuples(TIMES, st.sampled_from(ids), st.sampled_from(["charge", "refund"]),
-                                      st.integers(1, 10_000)), max_size=25))
+    billing = draw(
+        st.lists(
+            st.tuples(TIMES, st.sampled_from(ids), st.sampled_from(["charge", "refund"]), st.integers(1, 10_000)),
+            max_size=25,
+        )
+    )
     keys = [s[1] for s in subscribers if s[1]] + ["internal"]
     queries = draw(st.lists(st.tuples(TIMES, st.sampled_from(keys)), max_size=25))
     return subscribers, billing, queries
@@ -153,10 +197,21 @@ def test_a_refund_reduces_its_channels_revenue_by_its_amount(world, amount):
 
 # ----------------------------------------------------------------------------------------- gates
 
+
 def candidate_frame(**overrides) -> pd.DataFrame:
-    frame = pd.DataFrame({"channel": ["google", UNKNOWN], "signups_28d": [3, 1], "paid_28d": [1, 0],
-                          "charges_jpy": [300, 60], "refunds_jpy": [30, 0], "revenue_28d_jpy": [270, 60],
-                          "paying_subscribers": [1, 1], "requests_28d": [10, 2], "active_keys": [1, 1]})
+    frame = pd.DataFrame(
+        {
+            "channel": ["google", UNKNOWN],
+            "signups_28d": [3, 1],
+            "paid_28d": [1, 0],
+            "charges_jpy": [300, 60],
+            "refunds_jpy": [30, 0],
+            "revenue_28d_jpy": [270, 60],
+            "paying_subscribers": [1, 1],
+            "requests_28d": [10, 2],
+            "active_keys": [1, 1],
+        }
+    )
     return frame.assign(**overrides)
 
 
@@ -168,16 +223,19 @@ def test_gates_pass_on_a_sound_frame():
     assert all(outcomes(candidate_frame()).values())
 
 
-@pytest.mark.parametrize("frame, totals, failing", [
-    (candidate_frame(), (363, 30), "revenue_reconciles"),                      # one charge more in the db
-    (candidate_frame(), (390, 60), "revenue_reconciles"),                      # net agrees, refunds do not
-    (candidate_frame(revenue_28d_jpy=[271, 59]), (360, 30), "revenue_reconciles"),  # a row is not charges − refunds
-    (candidate_frame(channel=["google", "google"]), (360, 30), "one_row_per_channel"),
-    (candidate_frame(channel=["google", None]), (360, 30), "one_row_per_channel"),
-    (candidate_frame(channel=["google", " "]), (360, 30), "one_row_per_channel"),
-    (candidate_frame(requests_28d=[10, -1]), (360, 30), "no_negative_counts"),
-    (candidate_frame(paid_28d=[4, 0]), (360, 30), "no_negative_counts"),
-])
+@pytest.mark.parametrize(
+    "frame, totals, failing",
+    [
+        (candidate_frame(), (363, 30), "revenue_reconciles"),  # one charge more in the db
+        (candidate_frame(), (390, 60), "revenue_reconciles"),  # net agrees, refunds do not
+        (candidate_frame(revenue_28d_jpy=[271, 59]), (360, 30), "revenue_reconciles"),  # a row is not charges − refunds
+        (candidate_frame(channel=["google", "google"]), (360, 30), "one_row_per_channel"),
+        (candidate_frame(channel=["google", None]), (360, 30), "one_row_per_channel"),
+        (candidate_frame(channel=["google", " "]), (360, 30), "one_row_per_channel"),
+        (candidate_frame(requests_28d=[10, -1]), (360, 30), "no_negative_counts"),
+        (candidate_frame(paid_28d=[4, 0]), (360, 30), "no_negative_counts"),
+    ],
+)
 def test_each_gate_catches_its_fault(frame, totals, failing):
     results = outcomes(frame, totals)
     assert results[failing] is False

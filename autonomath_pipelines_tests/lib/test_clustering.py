@@ -4,7 +4,8 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.cluster import DBSCAN
 
 from autonomath_pipelines.lib import clustering
@@ -19,8 +20,7 @@ from autonomath_pipelines.lib.clustering import (
 
 
 def sklearn_labels(X, w, eps, min_samples):
-    return DBSCAN(eps=eps, min_samples=min_samples, metric="cosine", algorithm="brute").fit(
-        X, sample_weight=w).labels_
+    return DBSCAN(eps=eps, min_samples=min_samples, metric="cosine", algorithm="brute").fit(X, sample_weight=w).labels_
 
 
 def same_partition(a, b) -> bool:
@@ -51,10 +51,16 @@ def blobs(seed: int, n: int, d: int, k: int, spread: float, noise: float = 0.1, 
 
 # ------------------------------------------------------------------------ sklearn agreement
 
+
 @settings(max_examples=120, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 45), d=st.integers(2, 6),
-       eps=st.floats(0.005, 1.2), min_samples=st.integers(1, 7),
-       weight_kind=st.sampled_from(["none", "ints", "quarters"]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 45),
+    d=st.integers(2, 6),
+    eps=st.floats(0.005, 1.2),
+    min_samples=st.integers(1, 7),
+    weight_kind=st.sampled_from(["none", "ints", "quarters"]),
+)
 def test_equals_sklearn_on_small_random_inputs(seed, n, d, eps, min_samples, weight_kind):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
@@ -62,7 +68,7 @@ def test_equals_sklearn_on_small_random_inputs(seed, n, d, eps, min_samples, wei
         w = None
     elif weight_kind == "ints":
         w = rng.integers(0, 5, n).astype(float)
-        w[0] += 1                      # sklearn refuses all-zero weights
+        w[0] += 1  # sklearn refuses all-zero weights
     else:
         w = rng.integers(1, 12, n) / 4.0
     ours = dbscan_cosine(X, w, eps=eps, min_samples=min_samples)
@@ -73,13 +79,24 @@ def test_equals_sklearn_on_small_random_inputs(seed, n, d, eps, min_samples, wei
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), eps=st.sampled_from([0.02, 0.05, 0.1, 0.2, 0.35]),
-       min_samples=st.integers(1, 6), dtype=st.sampled_from([np.float32, np.float64]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    eps=st.sampled_from([0.02, 0.05, 0.1, 0.2, 0.35]),
+    min_samples=st.integers(1, 6),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
 def test_pruned_plan_equals_sklearn(seed, eps, min_samples, dtype):
     """Force the pivot/group pruning path (normally n >= 2048) on small clustered inputs."""
     rng = np.random.default_rng(seed)
-    X = blobs(seed, int(rng.integers(60, 260)), int(rng.integers(3, 12)), int(rng.integers(2, 9)),
-              spread=float(rng.uniform(0.05, 0.6)), noise=0.15, dtype=dtype)
+    X = blobs(
+        seed,
+        int(rng.integers(60, 260)),
+        int(rng.integers(3, 12)),
+        int(rng.integers(2, 9)),
+        spread=float(rng.uniform(0.05, 0.6)),
+        noise=0.15,
+        dtype=dtype,
+    )
     w = rng.integers(1, 4, X.shape[0]).astype(float)
     with mock.patch.object(clustering, "_GROUPING_MIN_N", 16):
         ours = dbscan_cosine(X, w, eps=eps, min_samples=min_samples)
@@ -91,7 +108,7 @@ def test_equals_sklearn_at_grouping_scale(seed):
     X = blobs(seed, 3000, 24, 25, spread=0.35, noise=0.08, dtype=np.float32)
     w = np.random.default_rng(seed).integers(1, 4, 3000).astype(float)
     Xs, plan = clustering._plan(clustering._unit_rows(X), 0.08)
-    assert plan.groups > 1            # the pruning path is what is tested here
+    assert plan.groups > 1  # the pruning path is what is tested here
     ours = dbscan_cosine(X, w, eps=0.08, min_samples=5)
     ref = sklearn_labels(X, w, 0.08, 5)
     assert np.array_equal(ours, ref)
@@ -100,17 +117,25 @@ def test_equals_sklearn_at_grouping_scale(seed):
 
 def test_border_points_match_sklearn():
     # Two dense arcs (cores) and points reachable from one or both of them only as borders.
-    degrees = [0, 1, 2, 3,            # cluster A cores
-               10,                    # border shared by A and B (within eps of 3 and 17 only)
-               17, 18, 19, 20,        # cluster B cores
-               26,                    # border of B only
-               90]                    # noise
+    degrees = [
+        0,
+        1,
+        2,
+        3,  # cluster A cores
+        10,  # border shared by A and B (within eps of 3 and 17 only)
+        17,
+        18,
+        19,
+        20,  # cluster B cores
+        26,  # border of B only
+        90,
+    ]  # noise
     X = on_circle(degrees)
     eps = 1 - math.cos(math.radians(7.5))
     ours = dbscan_cosine(X, eps=eps, min_samples=4)
     ref = sklearn_labels(X, None, eps, 4)
     assert np.array_equal(ours, ref)
-    assert ours.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, -1]    # shared border joins the earlier cluster
+    assert ours.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, -1]  # shared border joins the earlier cluster
 
 
 def test_eps_of_two_or_more_links_everything_like_sklearn():
@@ -121,8 +146,11 @@ def test_eps_of_two_or_more_links_everything_like_sklearn():
 
 
 @settings(max_examples=200, deadline=None)
-@given(eps=st.one_of(st.floats(1e-12, 1.9999999), st.sampled_from([0.5, 1.0, 1.5, 1e-300])),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
+@given(
+    eps=st.one_of(st.floats(1e-12, 1.9999999), st.sampled_from([0.5, 1.0, 1.5, 1e-300])),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_similarity_threshold_is_sklearns_distance_test(eps, dtype, seed):
     """``s >= t`` decides exactly like sklearn's ``fl(1 - s) <= eps`` for every float s."""
     t = clustering._similarity_threshold(eps, dtype)
@@ -136,6 +164,7 @@ def test_similarity_threshold_is_sklearns_distance_test(eps, dtype, seed):
 
 
 # --------------------------------------------------------------------------- semantics
+
 
 def test_far_away_point_stays_noise():
     X = np.vstack([on_circle([0, 1, 2, 3, 4]), [[0.0, 1.0]]])
@@ -207,15 +236,18 @@ def test_dense_cluster_memory_stays_bounded():
     finally:
         tracemalloc.stop()
     assert (labels == 0).all()
-    assert peak < 64 * 2**20          # a neighbour list would need 36e6 × 8 B ≈ 290 MB
+    assert peak < 64 * 2**20  # a neighbour list would need 36e6 × 8 B ≈ 290 MB
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.array([[1.0, np.nan]]), "finite"),
-    (np.array([[0.0, 0.0], [1.0, 0.0]]), "zero norm"),
-    (np.ones(4), "2-D"),
-    (np.array([["a", "b"]]), "numeric"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.array([[1.0, np.nan]]), "finite"),
+        (np.array([[0.0, 0.0], [1.0, 0.0]]), "zero norm"),
+        (np.ones(4), "2-D"),
+        (np.array([["a", "b"]]), "numeric"),
+    ],
+)
 def test_invalid_vectors_raise(bad, message):
     with pytest.raises(ValueError, match=message):
         dbscan_cosine(bad, eps=0.1, min_samples=2)
@@ -242,13 +274,19 @@ def test_invalid_arguments_raise():
 def test_cluster_params_validate():
     p = ClusterParams(eps=0.2, min_samples=3, min_cluster_size=4, max_neighbors=50)
     assert (p.eps, p.min_samples, p.min_cluster_size, p.max_neighbors) == (0.2, 3, 4.0, 50)
-    for kwargs in ({"eps": 0}, {"eps": 0.1, "min_samples": 0}, {"eps": 0.1, "min_cluster_size": -1},
-                   {"eps": 0.1, "max_neighbors": 0}, {"eps": 0.1, "min_cluster_size": float("nan")}):
+    for kwargs in (
+        {"eps": 0},
+        {"eps": 0.1, "min_samples": 0},
+        {"eps": 0.1, "min_cluster_size": -1},
+        {"eps": 0.1, "max_neighbors": 0},
+        {"eps": 0.1, "min_cluster_size": float("nan")},
+    ):
         with pytest.raises(ValueError):
             ClusterParams(**kwargs)
 
 
 # ------------------------------------------------------------------------ nearest similarity
+
 
 def test_nearest_similarity_matches_brute_force():
     rng = np.random.default_rng(8)
@@ -256,7 +294,7 @@ def test_nearest_similarity_matches_brute_force():
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
     Rn = R / np.linalg.norm(R, axis=1, keepdims=True)
     assert np.allclose(nearest_similarity(X, R), (Xn @ Rn.T).max(axis=1))
-    with mock.patch.object(clustering, "_BLOCK_ELEMS", 4):           # many tiny blocks
+    with mock.patch.object(clustering, "_BLOCK_ELEMS", 4):  # many tiny blocks
         assert np.allclose(nearest_similarity(X, R), (Xn @ Rn.T).max(axis=1))
 
 
@@ -271,6 +309,7 @@ def test_nearest_similarity_edges():
 
 # ---------------------------------------------------------------------------- summaries
 
+
 def weighted_medoid_brute(V, w):
     Vn = V / np.linalg.norm(V, axis=1, keepdims=True)
     cost = ((1 - Vn @ Vn.T) * w[None, :]).sum(axis=1)
@@ -278,8 +317,7 @@ def weighted_medoid_brute(V, w):
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 40), k=st.integers(1, 5),
-       n_examples=st.integers(1, 6))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 40), k=st.integers(1, 5), n_examples=st.integers(1, 6))
 def test_summaries_properties(seed, n, k, n_examples):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, 4))
@@ -346,8 +384,9 @@ def test_summarize_validates():
 def test_cluster_texts_drops_small_clusters():
     X = on_circle([0, 1, 2, 90, 91, 180])
     texts = ["it導入補助金", "it導入補助金 期限", "it導入補助金 いつ", "創業", "創業 東京", "x"]
-    labels, summaries = cluster_texts(texts, X, [1, 1, 1, 1, 1, 1],
-                                      ClusterParams(eps=0.01, min_samples=2, min_cluster_size=3))
+    labels, summaries = cluster_texts(
+        texts, X, [1, 1, 1, 1, 1, 1], ClusterParams(eps=0.01, min_samples=2, min_cluster_size=3)
+    )
     assert labels.tolist() == [0, 0, 0, 1, 1, -1]
     assert [s.label for s in summaries] == [0]
     assert isinstance(summaries[0], ClusterSummary) and "導入" in summaries[0].label_text

@@ -5,11 +5,18 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autonomath_pipelines.lib import clustering
 from autonomath_pipelines.lib.clustering import (
-    EpsChoice, GuardReport, choose_eps, core_distances, dbscan_cosine, guard_chaining, hdbscan_cosine,
+    EpsChoice,
+    GuardReport,
+    choose_eps,
+    core_distances,
+    dbscan_cosine,
+    guard_chaining,
+    hdbscan_cosine,
 )
 
 
@@ -39,13 +46,18 @@ def blobs(rng, centers, per, spread, dim=16):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(2, 60), min_samples=st.integers(1, 6),
-       weighted=st.booleans(), block=st.sampled_from([7, 64, 1 << 22]))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 60),
+    min_samples=st.integers(1, 6),
+    weighted=st.booleans(),
+    block=st.sampled_from([7, 64, 1 << 22]),
+)
 def test_core_distances_match_brute_force(seed, n, min_samples, weighted, block):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 5))
     w = rng.integers(1, 4, size=n).astype(float) if weighted else np.ones(n)
-    with mock.patch.object(clustering, "_BLOCK_ELEMS", block):       # small blocks: the top-K merge runs
+    with mock.patch.object(clustering, "_BLOCK_ELEMS", block):  # small blocks: the top-K merge runs
         rows, radii = core_distances(X, w, min_samples, sample_size=n)
     assert np.array_equal(rows, np.arange(n))
     np.testing.assert_allclose(radii, brute_radii(X, w, min_samples), atol=1e-9)
@@ -54,12 +66,12 @@ def test_core_distances_match_brute_force(seed, n, min_samples, weighted, block)
 def test_a_heavy_text_still_needs_a_neighbour():
     X = unit([[1, 0], [0.96, 0.28], [0, 1]])
     _, radii = core_distances(X, [100, 1, 1], min_samples=8)
-    assert radii[0] == pytest.approx(1 - X[0] @ X[1])       # core alone, linked at its nearest neighbour
-    assert radii[2] == pytest.approx(1 - X[2] @ X[0])       # weight 8 reached only once text 0 is within reach
+    assert radii[0] == pytest.approx(1 - X[0] @ X[1])  # core alone, linked at its nearest neighbour
+    assert radii[2] == pytest.approx(1 - X[2] @ X[0])  # weight 8 reached only once text 0 is within reach
     _, r2 = core_distances(X, [100, 1, 1], min_samples=2)
-    assert r2[2] == pytest.approx(1 - X[2] @ X[1])           # itself + its nearest neighbour
+    assert r2[2] == pytest.approx(1 - X[2] @ X[1])  # itself + its nearest neighbour
     _, fractional = core_distances(X, [0.1, 0.1, 0.1], min_samples=1)
-    assert np.isinf(fractional).all()                        # the weight is never reached
+    assert np.isinf(fractional).all()  # the weight is never reached
 
 
 def test_sampling_bounds_the_work_and_the_memory():
@@ -70,7 +82,7 @@ def test_sampling_bounds_the_work_and_the_memory():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert rows.size == 300 and radii.shape == (300,) and np.isfinite(radii).all()
-    assert peak < 120 * 2**20          # an n × n float32 matrix would be 3.6 GB
+    assert peak < 120 * 2**20  # an n × n float32 matrix would be 3.6 GB
 
 
 def test_eps_follows_the_spread_of_the_data_not_a_constant():
@@ -86,7 +98,7 @@ def test_eps_follows_the_spread_of_the_data_not_a_constant():
     for X, choice in ((tight, a), (loose, b)):
         labels = dbscan_cosine(X, None, eps=choice.eps, min_samples=8)
         assert labels.max() + 1 == 6
-    assert (dbscan_cosine(loose, None, eps=a.eps, min_samples=8) == -1).mean() > 0.5    # tight eps: all noise
+    assert (dbscan_cosine(loose, None, eps=a.eps, min_samples=8) == -1).mean() > 0.5  # tight eps: all noise
 
 
 def test_knee_method_and_fallbacks():
@@ -130,7 +142,7 @@ def test_guard_splits_a_chained_cluster_and_keeps_a_tight_one():
     X, truth = chained(rng)
     eps = 1 - np.cos(np.radians(2.2))
     labels = dbscan_cosine(X, None, eps=eps, min_samples=3)
-    assert labels.max() == 0 and (labels == 0).all()          # chained: one cluster spans both blobs
+    assert labels.max() == 0 and (labels == 0).all()  # chained: one cluster spans both blobs
     guarded, report = guard_chaining(X, None, labels, radius=eps, min_samples=3)
     assert isinstance(report, GuardReport) and report.clusters_in == 1 and report.clusters_split == 1
     assert report.clusters_out >= 2 and report.texts_to_noise >= 20
@@ -139,7 +151,7 @@ def test_guard_splits_a_chained_cluster_and_keeps_a_tight_one():
         assert (members >= 0).mean() >= 0.9
     # No cluster holds members of both blobs any more.
     assert not set(guarded[truth == 0]) & set(guarded[truth == 1]) - {-1}
-    assert (guarded[truth == -1] == -1).mean() > 0.8          # the bridge is noise
+    assert (guarded[truth == -1] == -1).mean() > 0.8  # the bridge is noise
     # Without the guard's split (depth 0) the chain can only be trimmed around one medoid.
     _, shallow = guard_chaining(X, None, labels, radius=eps, min_samples=3, max_depth=0)
     assert shallow.clusters_split == 0 and shallow.clusters_out <= 1
@@ -147,7 +159,7 @@ def test_guard_splits_a_chained_cluster_and_keeps_a_tight_one():
 
 def test_guard_keeps_a_big_dense_theme_whole():
     rng = np.random.default_rng(7)
-    X = on_circle(np.zeros(400), 1.5, rng)                     # one big theme, 400 variants
+    X = on_circle(np.zeros(400), 1.5, rng)  # one big theme, 400 variants
     eps = choose_eps(X, None, 8, method="knee").eps
     labels = dbscan_cosine(X, None, eps=eps, min_samples=8)
     assert labels.max() == 0
@@ -189,7 +201,7 @@ def test_hdbscan_finds_blobs_and_caps_its_input():
     for c in range(3):
         assert len(set(truth[labels == c])) == 1
     w = np.ones(len(X))
-    w[::3] = 10                                                      # the heaviest third is clustered
+    w[::3] = 10  # the heaviest third is clustered
     capped, det = hdbscan_cosine(X, w, 5, max_texts=30, attach_eps=0.1)
     assert det["hdbscan_texts"] == 30 and det["hdbscan_attached"] > 0
     assert (capped[::3] >= 0).mean() > 0.8
@@ -206,7 +218,9 @@ def test_loop_config_chooses_eps_or_keeps_the_override():
 
     rng = np.random.default_rng(6)
     X, truth = blobs(rng, 3, 20, 0.05)
-    frame = pd.DataFrame({"text": [f"t{i}" for i in range(len(X))], "weight": 1.0, "vector": list(X.astype(np.float32))})
+    frame = pd.DataFrame(
+        {"text": [f"t{i}" for i in range(len(X))], "weight": 1.0, "vector": list(X.astype(np.float32))}
+    )
     clustered, meta = cluster_with_config(frame, GuardClusteringConfig())
     assert list(clustered.columns) == ["text", "weight", "vector", "cluster"]
     assert meta["eps_method"] == "quantile" and meta["param_eps_override"] is False
@@ -229,7 +243,7 @@ def test_the_knee_recovers_separated_themes_of_varying_density_where_the_median_
 
     from autonomath_pipelines.bench.clustering import make_data
 
-    X, truth, w = make_data(3000, 64, 30)          # vMF-like themes, σ 0.2–0.55, Zipf weights, 15 % noise
+    X, truth, w = make_data(3000, 64, 30)  # vMF-like themes, σ 0.2–0.55, Zipf weights, 15 % noise
     scores = {}
     for method in ("knee", "quantile"):
         choice = choose_eps(X, w, 5, method=method)
@@ -259,7 +273,7 @@ def test_linkage_is_bounded_and_attaches_the_rest_within_the_threshold():
     rng = np.random.default_rng(3)
     X, truth = blobs(rng, 4, 50, 0.03)
     weights = np.ones(len(X))
-    weights[::2] = 5.0          # the heavier half is clustered, the rest joins its nearest cluster
+    weights[::2] = 5.0  # the heavier half is clustered, the rest joins its nearest cluster
     labels, details = linkage_cosine(X, weights, threshold=0.05, min_cluster_weight=3, max_texts=100)
     assert details["linkage_texts"] == 100 and details["linkage_attached"] > 0
     assert (labels >= 0).mean() > 0.9

@@ -17,8 +17,12 @@ A, B, C = (loop_spec(x).loop_id for x in "ABC")
 def history(*runs: tuple[str, str]) -> pd.DataFrame:
     """Runs of one or more loops, oldest first: (loop_id, status)."""
     base = pd.Timestamp("2026-11-01", tz="UTC")
-    return pd.DataFrame([{"loop_id": loop_id, "run_id": f"r{i}", "status": status,
-                          "created_at": base + pd.Timedelta(hours=i)} for i, (loop_id, status) in enumerate(runs)])
+    return pd.DataFrame(
+        [
+            {"loop_id": loop_id, "run_id": f"r{i}", "status": status, "created_at": base + pd.Timedelta(hours=i)}
+            for i, (loop_id, status) in enumerate(runs)
+        ]
+    )
 
 
 def window_runs(*runs: tuple[str, str]) -> pd.DataFrame:
@@ -27,15 +31,19 @@ def window_runs(*runs: tuple[str, str]) -> pd.DataFrame:
 
 
 def test_headline_is_the_seeds_line():
-    assert headline(9, 10, 42, 3) == \
-        "Self-improvement: 9/10 loops succeeded last 7 days, 42 candidates proposed, 3 promoted."
+    assert (
+        headline(9, 10, 42, 3)
+        == "Self-improvement: 9/10 loops succeeded last 7 days, 42 candidates proposed, 3 promoted."
+    )
 
 
 def test_two_failures_in_a_row_warn_with_ids_and_error():
     streaks = failure_streaks(history((A, "SUCCESS"), (A, "FAILURE"), (A, "FAILURE")))
     assert streaks == [FailureStreak(A, ("r2", "r1"))]
-    assert streaks[0].warning("snapshot: ValueError: empty") == \
-        f"WARNING: {A} failed in 2 consecutive runs (r2, r1, last error: snapshot: ValueError: empty)"
+    assert (
+        streaks[0].warning("snapshot: ValueError: empty")
+        == f"WARNING: {A} failed in 2 consecutive runs (r2, r1, last error: snapshot: ValueError: empty)"
+    )
     assert streaks[0].warning() == f"WARNING: {A} failed in 2 consecutive runs (r2, r1)"
 
 
@@ -70,8 +78,16 @@ def test_warns_exactly_when_the_last_two_decisive_runs_failed(statuses):
 def test_compose_digest_lines():
     runs = window_runs((A, "FAILURE"), (A, "SUCCESS"), (B, "SUCCESS"), (B, "FAILURE"), (C, "STARTED"))
     streak = FailureStreak(B, ("rb2", "rb1"))
-    digest = compose_digest(LOOP_SPECS, runs, {A: 5, B: 2, "unknown": 99}, promoted=1, streaks=[streak],
-                            errors={"rb2": "step: KeyError: 'x'"}, since=SINCE, until=UNTIL)
+    digest = compose_digest(
+        LOOP_SPECS,
+        runs,
+        {A: 5, B: 2, "unknown": 99},
+        promoted=1,
+        streaks=[streak],
+        errors={"rb2": "step: KeyError: 'x'"},
+        since=SINCE,
+        until=UNTIL,
+    )
     assert digest.line == "Self-improvement: 1/2 loops succeeded last 7 days, 7 candidates proposed, 1 promoted."
     assert (digest.loops_ran, digest.loops_succeeded, digest.candidates_proposed) == (2, 1, 7)
     not_run = "; ".join(f"{s.letter} {s.loop_id} ({s.cadence_text})" for s in LOOP_SPECS[3:])

@@ -20,9 +20,16 @@ def counts(*rows) -> pd.DataFrame:
 
 
 def test_guard_patterns_are_normalized_and_unique():
-    after = {"table": "hallucination_guard", "key": ["id"],
-             "rows": [{"id": 1, "pattern": "架空の補助金ＡＢＣ"}, {"id": 2, "pattern": "架空の補助金abc"},
-                      {"id": 3, "pattern": "  "}, {"id": 4}]}
+    after = {
+        "table": "hallucination_guard",
+        "key": ["id"],
+        "rows": [
+            {"id": 1, "pattern": "架空の補助金ＡＢＣ"},
+            {"id": 2, "pattern": "架空の補助金abc"},
+            {"id": 3, "pattern": "  "},
+            {"id": 4},
+        ],
+    }
     assert effects.guard_patterns(json.dumps(after)) == ("架空の補助金abc",)
     assert effects.guard_patterns({"files": {"evals/gold.yaml": "x"}}) == ()
 
@@ -64,13 +71,17 @@ def test_effect_windows_cut_the_after_side_at_measurement_time():
 
 
 def test_jst_days_and_cache_day_range():
-    assert effects.jst_day_bounds("2026-11-13") == (dt.datetime(2026, 11, 12, 15, tzinfo=UTC),
-                                                    dt.datetime(2026, 11, 13, 15, tzinfo=UTC))
-    week_start = dt.datetime(2026, 11, 7, 15, tzinfo=UTC)               # Sun 2026-11-08 00:00 JST
+    assert effects.jst_day_bounds("2026-11-13") == (
+        dt.datetime(2026, 11, 12, 15, tzinfo=UTC),
+        dt.datetime(2026, 11, 13, 15, tzinfo=UTC),
+    )
+    week_start = dt.datetime(2026, 11, 7, 15, tzinfo=UTC)  # Sun 2026-11-08 00:00 JST
     assert effects.cache_day_range(week_start, week_start + dt.timedelta(days=7)) == ("2026-11-07", "2026-11-13")
     # A window starting mid-day: its first whole next day is the following one.
-    assert effects.cache_day_range(week_start + dt.timedelta(hours=1),
-                                   week_start + dt.timedelta(days=7))[0] == "2026-11-08"
+    assert (
+        effects.cache_day_range(week_start + dt.timedelta(hours=1), week_start + dt.timedelta(days=7))[0]
+        == "2026-11-08"
+    )
 
 
 def test_cache_effect_share_and_no_traffic():
@@ -82,8 +93,10 @@ def test_cache_effect_share_and_no_traffic():
     assert effects.cache_effect("2026-11-12", requests.iloc[:0], cached) is None
 
 
-@given(st.lists(st.tuples(st.sampled_from(["a", "B", "ｃ", "d e", ""]), st.integers(0, 50)), max_size=12),
-       st.sets(st.sampled_from(["a", "b", "c", "d e"])))
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "B", "ｃ", "d e", ""]), st.integers(0, 50)), max_size=12),
+    st.sets(st.sampled_from(["a", "b", "c", "d e"])),
+)
 def test_cache_share_is_the_weighted_share_of_cached_texts(rows, cached_texts):
     requests = pd.DataFrame(rows, columns=["query_text", "requests"])
     effect = effects.cache_effect("2026-11-12", requests, {query_hash(t) for t in cached_texts})

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autonomath_pipelines.lib.embedding_cache import EmbeddingCache
 from autonomath_pipelines.contract.sqlite import sqlite3
+from autonomath_pipelines.lib.embedding_cache import EmbeddingCache
 
 
 class CountingEncoder:
@@ -21,8 +21,9 @@ class CountingEncoder:
     def __call__(self, texts):
         self.calls += 1
         self.texts.extend(texts)
-        return np.array([[len(t) + 1.0] + [float(ord(c) % 7) for c in (t + " " * self.dim)[: self.dim - 1]]
-                         for t in texts])
+        return np.array(
+            [[len(t) + 1.0] + [float(ord(c) % 7) for c in (t + " " * self.dim)[: self.dim - 1]] for t in texts]
+        )
 
 
 def test_text_is_encoded_once_across_calls_and_instances(tmp_path):
@@ -65,7 +66,7 @@ def test_two_concurrent_writers_both_succeed(tmp_path):
         try:
             cache = EmbeddingCache(path)
             for start in range(0, 400, 50):
-                cache.embed("m", texts[(start + offset) % 400:][:50], CountingEncoder())
+                cache.embed("m", texts[(start + offset) % 400 :][:50], CountingEncoder())
             cache.close()
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
@@ -77,7 +78,6 @@ def test_two_concurrent_writers_both_succeed(tmp_path):
         t.join()
     assert errors == []
     assert EmbeddingCache(path).embed("m", texts, CountingEncoder()).cache_misses == 0
-
 
 
 def _open_fresh_cache_and_embed(path, barrier, results):
@@ -97,9 +97,12 @@ def test_runs_opening_one_fresh_cache_at_once_all_get_it(tmp_path):
     context = multiprocessing.get_context("fork")
     for round_ in range(25):
         barrier, results = context.Barrier(4), context.Queue()
-        processes = [context.Process(target=_open_fresh_cache_and_embed,
-                                     args=(tmp_path / f"fresh-{round_}.sqlite", barrier, results))
-                     for _ in range(4)]
+        processes = [
+            context.Process(
+                target=_open_fresh_cache_and_embed, args=(tmp_path / f"fresh-{round_}.sqlite", barrier, results)
+            )
+            for _ in range(4)
+        ]
         for process in processes:
             process.start()
         errors = [error for error in (results.get(timeout=60) for _ in processes) if error]
@@ -117,7 +120,7 @@ def _filled_cache(path, n=300):
     texts = [f"cached text {i}" for i in range(n)]
     cache = EmbeddingCache(path)
     cache.embed("m", texts, CountingEncoder())
-    cache.close()   # the last connection checkpoints the WAL into the file
+    cache.close()  # the last connection checkpoints the WAL into the file
     return texts
 
 
@@ -127,8 +130,11 @@ def _truncate_to_half(path):
 
 
 def _set_aside_files(path):
-    return sorted(p for p in path.parent.iterdir()
-                  if p.name.startswith(path.name + ".corrupt-") and not p.name.endswith(("-wal", "-shm")))
+    return sorted(
+        p
+        for p in path.parent.iterdir()
+        if p.name.startswith(path.name + ".corrupt-") and not p.name.endswith(("-wal", "-shm"))
+    )
 
 
 def _assert_rebuilt_and_set_aside(path, original_bytes, caplog):
@@ -139,11 +145,11 @@ def _assert_rebuilt_and_set_aside(path, original_bytes, caplog):
     cache.close()
     np.testing.assert_allclose(batch.vectors, _expected(texts), rtol=1e-6)
     [set_aside] = _set_aside_files(path)
-    assert set_aside.read_bytes() == original_bytes          # nothing lost: the evidence is kept
+    assert set_aside.read_bytes() == original_bytes  # nothing lost: the evidence is kept
     assert cache.set_aside_paths == [set_aside]
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING and "corrupt" in r.getMessage()]
     assert str(path) in warning.getMessage() and str(set_aside) in warning.getMessage()
-    again = EmbeddingCache(path).embed("m", texts, encoder)   # the rebuilt cache is a working cache
+    again = EmbeddingCache(path).embed("m", texts, encoder)  # the rebuilt cache is a working cache
     assert again.cache_misses == 0 and len(_set_aside_files(path)) == 1
 
 
@@ -169,9 +175,9 @@ def test_a_garbage_cache_is_set_aside_with_its_wal_and_shm(tmp_path, caplog):
 def test_a_cache_corrupted_between_open_and_use_is_set_aside_and_the_call_retried(tmp_path, caplog):
     path = tmp_path / "c.sqlite"
     texts = _filled_cache(path)
-    cache = EmbeddingCache(path)                      # healthy when opened
+    cache = EmbeddingCache(path)  # healthy when opened
     page_size = cache._conn.execute("PRAGMA page_size").fetchone()[0]
-    with open(path, "r+b") as handle:                 # then every page after the first is overwritten
+    with open(path, "r+b") as handle:  # then every page after the first is overwritten
         handle.seek(page_size)
         handle.write(os.urandom(path.stat().st_size - page_size))
     damaged = path.read_bytes()
@@ -179,7 +185,7 @@ def test_a_cache_corrupted_between_open_and_use_is_set_aside_and_the_call_retrie
     batch = cache.embed("m", texts[:5], encoder)
     cache.close()
     np.testing.assert_allclose(batch.vectors, _expected(texts[:5]), rtol=1e-6)
-    assert encoder.texts == texts[:5]                 # re-encoded into the fresh cache
+    assert encoder.texts == texts[:5]  # re-encoded into the fresh cache
     [set_aside] = _set_aside_files(path)
     assert set_aside.read_bytes() == damaged
     assert any(str(set_aside) in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
@@ -188,7 +194,7 @@ def test_a_cache_corrupted_between_open_and_use_is_set_aside_and_the_call_retrie
 
 def test_an_error_that_is_not_corruption_is_raised_and_nothing_is_moved(tmp_path):
     path = tmp_path / "c.sqlite"
-    path.mkdir()                                      # not a file at all: a setup mistake, not a bad cache
+    path.mkdir()  # not a file at all: a setup mistake, not a bad cache
     with pytest.raises((OSError, sqlite3.Error)):
         EmbeddingCache(path)
     assert path.is_dir() and _set_aside_files(path) == []
@@ -198,8 +204,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 @settings(max_examples=30)
-@given(st.one_of(st.binary(min_size=1, max_size=4096),
-                 st.binary(max_size=600).map(lambda tail: _SQLITE_MAGIC + tail)))
+@given(st.one_of(st.binary(min_size=1, max_size=4096), st.binary(max_size=600).map(lambda tail: _SQLITE_MAGIC + tail)))
 def test_whatever_bytes_the_cache_file_holds_the_cache_works_and_no_bytes_are_lost(content):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "c.sqlite"
@@ -211,7 +216,7 @@ def test_whatever_bytes_the_cache_file_holds_the_cache_works_and_no_bytes_are_lo
         assert len(set_aside) <= 1
         if set_aside:
             assert set_aside[0].read_bytes() == content
-        else:                                         # SQLite took the file as a (possibly empty) database
+        else:  # SQLite took the file as a (possibly empty) database
             assert content.startswith(_SQLITE_MAGIC)
 
 
@@ -238,8 +243,9 @@ def test_runs_opening_one_corrupt_cache_at_once_set_it_aside_once_and_all_get_it
             _filled_cache(path)
             _truncate_to_half(path)
         barrier, results = context.Barrier(4), context.Queue()
-        processes = [context.Process(target=_open_corrupt_cache_and_embed, args=(path, barrier, results, i))
-                     for i in range(4)]
+        processes = [
+            context.Process(target=_open_corrupt_cache_and_embed, args=(path, barrier, results, i)) for i in range(4)
+        ]
         for process in processes:
             process.start()
         outcomes = [results.get(timeout=120) for _ in processes]

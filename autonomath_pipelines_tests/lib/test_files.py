@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.files import atomic_write_text, is_safe_file_name, safe_path
 

@@ -9,16 +9,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.freshness import (
-    DEFAULT_TIER_WEIGHTS, FreshnessWeights, classify_signals, fetched_at_digest, is_conclusive, last_modified_utc,
-    priority, rank_top, reason_text, score_programs, staleness_days,
+    DEFAULT_TIER_WEIGHTS,
+    FreshnessWeights,
+    classify_signals,
+    fetched_at_digest,
+    is_conclusive,
+    last_modified_utc,
+    priority,
+    rank_top,
+    reason_text,
+    score_programs,
+    staleness_days,
 )
 
 AS_OF = "2026-11-21T15:00:00Z"
 
 
 def frame(rows):
-    return pd.DataFrame(rows, columns=["program_id", "source_url", "tier", "source_fetched_at", "signal_status",
-                                       "signal_last_modified"])
+    return pd.DataFrame(
+        rows, columns=["program_id", "source_url", "tier", "source_fetched_at", "signal_status", "signal_last_modified"]
+    )
 
 
 def test_staleness_is_days_to_as_of_clipped_at_zero():
@@ -30,27 +40,49 @@ def test_signal_classes():
     fetched = ["2026-10-01T00:00:00Z"] * 7
     status = pd.Series([200, 200, 200, 304, 404, 410, np.nan])
     modified = [
-        "2026-11-01T00:00:00Z",   # newer than the fetch: changed
-        "2026-09-01T00:00:00Z",   # older: a server ignoring conditional requests
-        None,                     # 200 without Last-Modified: trust the server
-        "2026-11-01T00:00:00Z", None, None, None,
+        "2026-11-01T00:00:00Z",  # newer than the fetch: changed
+        "2026-09-01T00:00:00Z",  # older: a server ignoring conditional requests
+        None,  # 200 without Last-Modified: trust the server
+        "2026-11-01T00:00:00Z",
+        None,
+        None,
+        None,
     ]
     assert classify_signals(status, pd.Series(modified), pd.Series(fetched)).tolist() == [
-        "changed", "unchanged", "changed", "unchanged", "gone", "gone", "no_signal"]
+        "changed",
+        "unchanged",
+        "changed",
+        "unchanged",
+        "gone",
+        "gone",
+        "no_signal",
+    ]
     assert classify_signals(pd.Series([301]), pd.Series([None]), pd.Series(fetched[:1])).tolist() == ["other"]
     assert not is_conclusive(503) and not is_conclusive(429) and is_conclusive(304) and is_conclusive(404)
 
 
 def test_a_raw_http_date_last_modified_is_read_like_contract_text():
     fetched = pd.Series(["2026-10-01T00:00:00Z"] * 3)
-    modified = pd.Series(["Sun, 01 Nov 2026 00:00:00 GMT", "Tue, 01 Sep 2026 00:00:00 GMT", "Sun, 32 Nov 2026 00:00:00 GMT"])
-    assert classify_signals(pd.Series([200, 200, 200]), modified, fetched).tolist() == ["changed", "unchanged", "changed"]
-    assert last_modified_utc(modified).isna().tolist() == [False, False, True]   # impossible: as if absent
+    modified = pd.Series(
+        ["Sun, 01 Nov 2026 00:00:00 GMT", "Tue, 01 Sep 2026 00:00:00 GMT", "Sun, 32 Nov 2026 00:00:00 GMT"]
+    )
+    assert classify_signals(pd.Series([200, 200, 200]), modified, fetched).tolist() == [
+        "changed",
+        "unchanged",
+        "changed",
+    ]
+    assert last_modified_utc(modified).isna().tolist() == [False, False, True]  # impossible: as if absent
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.datetimes(min_value=pd.Timestamp("1995-01-01").to_pydatetime(), max_value=pd.Timestamp("2099-12-31").to_pydatetime()),
-       st.datetimes(min_value=pd.Timestamp("1995-01-01").to_pydatetime(), max_value=pd.Timestamp("2099-12-31").to_pydatetime()))
+@given(
+    st.datetimes(
+        min_value=pd.Timestamp("1995-01-01").to_pydatetime(), max_value=pd.Timestamp("2099-12-31").to_pydatetime()
+    ),
+    st.datetimes(
+        min_value=pd.Timestamp("1995-01-01").to_pydatetime(), max_value=pd.Timestamp("2099-12-31").to_pydatetime()
+    ),
+)
 def test_iso_and_http_date_forms_of_one_instant_classify_alike(modified, fetched):
     modified, fetched = modified.replace(microsecond=0), fetched.replace(microsecond=0)
     iso, http = modified.strftime("%Y-%m-%dT%H:%M:%SZ"), modified.strftime("%a, %d %b %Y %H:%M:%S GMT")
@@ -71,16 +103,19 @@ def test_formula_and_reason_match_the_seed():
 
 
 def test_score_and_rank_a_small_frame():
-    rows = frame([
-        ("P1", "u1", "S", "2026-11-11T15:00:00Z", 304, "2026-01-01T00:00:00Z"),   # 6 + 30 + 0
-        ("P2", "u2", "C", "2026-11-11T15:00:00Z", 200, "2026-11-15T00:00:00Z"),   # 6 + 3 + 10
-        ("P3", "u3", "C", "2026-11-11T15:00:00Z", None, None),                    # 6 + 3 + 0
-        ("P4", "u3", "C", "2026-11-11T15:00:00Z", None, None),                    # same URL: dropped
-        ("P5", "u5", "X", "2026-11-11T15:00:00Z", 404, None),                     # unknown tier: 6 + 0 + 10
-    ])
+    rows = frame(
+        [
+            ("P1", "u1", "S", "2026-11-11T15:00:00Z", 304, "2026-01-01T00:00:00Z"),  # 6 + 30 + 0
+            ("P2", "u2", "C", "2026-11-11T15:00:00Z", 200, "2026-11-15T00:00:00Z"),  # 6 + 3 + 10
+            ("P3", "u3", "C", "2026-11-11T15:00:00Z", None, None),  # 6 + 3 + 0
+            ("P4", "u3", "C", "2026-11-11T15:00:00Z", None, None),  # same URL: dropped
+            ("P5", "u5", "X", "2026-11-11T15:00:00Z", 404, None),  # unknown tier: 6 + 0 + 10
+        ]
+    )
     scored = score_programs(rows, AS_OF)
     assert scored.set_index("program_id")["priority"].to_dict() == pytest.approx(
-        {"P1": 36.0, "P2": 19.0, "P3": 9.0, "P4": 9.0, "P5": 16.0})
+        {"P1": 36.0, "P2": 19.0, "P3": 9.0, "P4": 9.0, "P5": 16.0}
+    )
     top = rank_top(scored, 10)
     assert top["program_id"].tolist() == ["P1", "P2", "P5", "P3"]
     assert top["rank"].tolist() == [1, 2, 3, 4]

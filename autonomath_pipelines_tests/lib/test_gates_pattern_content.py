@@ -4,7 +4,8 @@ import unicodedata
 
 import pandas as pd
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autonomath_pipelines.lib import gates
 from autonomath_pipelines.lib.textnorm import normalize_query
@@ -22,9 +23,14 @@ def test_real_patterns_pass(pattern):
 
 
 def test_loop_a_blocks_contentless_candidates():
-    frame = pd.DataFrame({"pattern": ["ものづくり補助金", "*", ")", "and", '"" ""'],
-                          "status": ["pending_review"] * 5, "nearest_existing_similarity": [0.0] * 5,
-                          "near_threshold": [0.85] * 5})
+    frame = pd.DataFrame(
+        {
+            "pattern": ["ものづくり補助金", "*", ")", "and", '"" ""'],
+            "status": ["pending_review"] * 5,
+            "nearest_existing_similarity": [0.0] * 5,
+            "near_threshold": [0.85] * 5,
+        }
+    )
     results = {g.name: g.evaluate(frame) for g in loop_a.CANDIDATE_GATES}
     gate = results["patterns_carry_content"]
     assert not gate.passed

@@ -10,8 +10,14 @@ from autonomath_pipelines.lib.jsonld import build_jsonld, dumps_jsonld, jsonld_p
 
 
 def valid(**overrides) -> dict:
-    document = build_jsonld(name="IT導入補助金2026", provider="経済産業省", area="東京都", category="IT導入",
-                            rating_value=4.25, rating_count=4)
+    document = build_jsonld(
+        name="IT導入補助金2026",
+        provider="経済産業省",
+        area="東京都",
+        category="IT導入",
+        rating_value=4.25,
+        rating_count=4,
+    )
     document["aggregateRating"].update(overrides)
     return document
 
@@ -32,23 +38,26 @@ def test_serialized_text_is_safe_inside_a_script_tag():
     assert json.loads(text)["name"] == "x</script><script>alert(1)"
 
 
-@pytest.mark.parametrize("mutate, problem", [
-    (lambda d: d.pop("@context"), "@context"),
-    (lambda d: d.update({"@context": "https://example.org"}), "@context"),
-    (lambda d: d.pop("@type"), "@type"),
-    (lambda d: d.update({"@type": "Person"}), "@type"),
-    (lambda d: d.update({"name": "  "}), "name"),
-    (lambda d: d.pop("aggregateRating"), "aggregateRating"),
-    (lambda d: d["aggregateRating"].update({"@type": "Rating"}), "AggregateRating"),
-    (lambda d: d["aggregateRating"].pop("ratingCount"), "ratingCount"),
-    (lambda d: d["aggregateRating"].update({"ratingCount": 0}), "ratingCount"),
-    (lambda d: d["aggregateRating"].update({"ratingCount": 2.5}), "ratingCount"),
-    (lambda d: d["aggregateRating"].update({"reviewCount": True}), "reviewCount"),
-    (lambda d: d["aggregateRating"].update({"ratingValue": "good"}), "ratingValue"),
-    (lambda d: d["aggregateRating"].update({"ratingValue": float("nan")}), "ratingValue"),
-    (lambda d: d["aggregateRating"].update({"worstRating": 5, "bestRating": 1}), "worstRating"),
-    (lambda d: d["aggregateRating"].update({"itemReviewed": {"@type": "Service"}}), "itemReviewed"),
-])
+@pytest.mark.parametrize(
+    "mutate, problem",
+    [
+        (lambda d: d.pop("@context"), "@context"),
+        (lambda d: d.update({"@context": "https://example.org"}), "@context"),
+        (lambda d: d.pop("@type"), "@type"),
+        (lambda d: d.update({"@type": "Person"}), "@type"),
+        (lambda d: d.update({"name": "  "}), "name"),
+        (lambda d: d.pop("aggregateRating"), "aggregateRating"),
+        (lambda d: d["aggregateRating"].update({"@type": "Rating"}), "AggregateRating"),
+        (lambda d: d["aggregateRating"].pop("ratingCount"), "ratingCount"),
+        (lambda d: d["aggregateRating"].update({"ratingCount": 0}), "ratingCount"),
+        (lambda d: d["aggregateRating"].update({"ratingCount": 2.5}), "ratingCount"),
+        (lambda d: d["aggregateRating"].update({"reviewCount": True}), "reviewCount"),
+        (lambda d: d["aggregateRating"].update({"ratingValue": "good"}), "ratingValue"),
+        (lambda d: d["aggregateRating"].update({"ratingValue": float("nan")}), "ratingValue"),
+        (lambda d: d["aggregateRating"].update({"worstRating": 5, "bestRating": 1}), "worstRating"),
+        (lambda d: d["aggregateRating"].update({"itemReviewed": {"@type": "Service"}}), "itemReviewed"),
+    ],
+)
 def test_validator_names_each_missing_or_wrong_property(mutate, problem):
     document = valid()
     mutate(document)
@@ -83,13 +92,20 @@ def test_validator_rejects_rating_value_exactly_when_out_of_range(value, worst, 
 
 
 @settings(max_examples=200, deadline=None)
-@given(name=st.text(min_size=1, max_size=40).filter(lambda s: s.strip() != ""),
-       rating=st.floats(min_value=1, max_value=5, allow_nan=False), count=st.integers(1, 10_000),
-       provider=st.one_of(st.none(), st.text(max_size=20)), area=st.one_of(st.none(), st.text(max_size=10)),
-       item_type=st.sampled_from(["GovernmentService", "Service", "Product"]))
+@given(
+    name=st.text(min_size=1, max_size=40).filter(lambda s: s.strip() != ""),
+    rating=st.floats(min_value=1, max_value=5, allow_nan=False),
+    count=st.integers(1, 10_000),
+    provider=st.one_of(st.none(), st.text(max_size=20)),
+    area=st.one_of(st.none(), st.text(max_size=10)),
+    item_type=st.sampled_from(["GovernmentService", "Service", "Product"]),
+)
 def test_builder_output_always_validates_for_valid_inputs(name, rating, count, provider, area, item_type):
-    text = dumps_jsonld(build_jsonld(name=name, rating_value=rating, rating_count=count, provider=provider,
-                                     area=area, item_type=item_type))
+    text = dumps_jsonld(
+        build_jsonld(
+            name=name, rating_value=rating, rating_count=count, provider=provider, area=area, item_type=item_type
+        )
+    )
     assert jsonld_problems(text) == []
     assert "</" not in text
     assert json.loads(text)["name"] == name

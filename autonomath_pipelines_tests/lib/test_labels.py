@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.labels import char_ngrams, cluster_labels
 
@@ -28,7 +29,7 @@ def test_char_ngrams_need_no_tokenizer():
 def test_labels_name_what_is_distinctive_per_cluster():
     labels = cluster_labels(CLUSTERS)
     assert set(labels) == set(CLUSTERS)
-    assert pieces(labels[0])[0] == "it導入補助金"          # merged from overlapping n-grams
+    assert pieces(labels[0])[0] == "it導入補助金"  # merged from overlapping n-grams
     assert "創業" in labels[1] and "導入" not in labels[1]
     assert "ものづくり" in labels[2]
     assert "subsidy" in labels[3] and "deadline" in labels[3]
@@ -53,7 +54,7 @@ def test_weights_steer_the_label():
 
 def test_single_cluster_single_text_and_fallbacks():
     assert cluster_labels({7: ["キャリアアップ助成金"]}) == {7: "キャリアアップ助成金"}
-    assert cluster_labels({0: ["???", "!!"]}) == {0: "???"}                    # no n-gram: first text
+    assert cluster_labels({0: ["???", "!!"]}) == {0: "???"}  # no n-gram: first text
     assert cluster_labels({3: ["", "   "]}) == {3: "cluster 3"}
     long_symbols = "-" * 80
     assert cluster_labels({1: [long_symbols]})[1] == "-" * 29 + "…"
@@ -75,8 +76,10 @@ _text = st.text(alphabet=st.sampled_from(list("補助金創業東京都申請期
 
 
 @settings(max_examples=80, deadline=None)
-@given(clusters=st.dictionaries(st.integers(-5, 50), st.lists(_text, min_size=1, max_size=6), min_size=1, max_size=6),
-       top_n=st.integers(1, 4))
+@given(
+    clusters=st.dictionaries(st.integers(-5, 50), st.lists(_text, min_size=1, max_size=6), min_size=1, max_size=6),
+    top_n=st.integers(1, 4),
+)
 def test_labels_are_never_empty_and_deterministic(clusters, top_n):
     a = cluster_labels(clusters, top_n=top_n)
     assert set(a) == set(clusters)

@@ -1,6 +1,7 @@
 """Cluster labels on word boundaries (SudachiPy + sudachidict_core), c-TF-IDF over content words."""
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.labels import cluster_labels, content_terms, cuts_a_word, word_spans
 from autonomath_pipelines.lib.textnorm import normalize_query
@@ -17,12 +18,19 @@ def pieces(label: str) -> list[str]:
 
 
 def test_terms_are_runs_of_whole_content_words():
-    assert content_terms("アラームを表示して") == ["アラーム", "表示"]          # particles and する are not words here
+    assert content_terms("アラームを表示して") == ["アラーム", "表示"]  # particles and する are not words here
     assert "ムを表示" not in content_terms("アラームを表示して")
-    assert set(content_terms("ＩＴ導入補助金 申請期限")) == {"it", "導入", "補助金", "it導入", "導入補助金",
-                                                      "it導入補助金", "申請期限"}
+    assert set(content_terms("ＩＴ導入補助金 申請期限")) == {
+        "it",
+        "導入",
+        "補助金",
+        "it導入",
+        "導入補助金",
+        "it導入補助金",
+        "申請期限",
+    }
     # English: whitespace-separated words, stop words dropped, one space allowed inside a term.
-    assert content_terms("please cancel all the alarms") == ["cancel", "alarms"]      # please/all/the: stop words
+    assert content_terms("please cancel all the alarms") == ["cancel", "alarms"]  # please/all/the: stop words
     assert content_terms("subsidy deadline") == ["subsidy", "subsidy deadline", "deadline"]
     assert content_terms("소상공인 지원금 신청") == ["소상공인", "지원금", "신청"]
     assert content_terms("") == [] and content_terms("。、！？") == []
@@ -33,7 +41,11 @@ def test_word_spans_and_the_cut_test():
     assert [(s, e) for s, e, _ in spans] == [(0, 4), (4, 5), (5, 7), (7, 8), (8, 9)]
     assert [c for _, _, c in spans] == [True, False, True, False, False]
     texts = ["アラームを表示して"]
-    assert cuts_a_word("ムを表示", texts) and cuts_a_word("アラ", texts) and cuts_a_word("表示し", ["表示しました"]) is False
+    assert (
+        cuts_a_word("ムを表示", texts)
+        and cuts_a_word("アラ", texts)
+        and cuts_a_word("表示し", ["表示しました"]) is False
+    )
     assert not cuts_a_word("アラーム", texts) and not cuts_a_word("アラームを表示", texts)
     assert cuts_a_word("larm", ["cancel alarm"]) and not cuts_a_word("cancel alarm", ["cancel alarm"])
 
@@ -49,8 +61,10 @@ def test_labels_never_cut_words_where_the_character_ngram_labels_do():
 
 
 def test_merged_pieces_stay_on_word_boundaries():
-    clusters = {0: ["it導入補助金 申請期限", "it導入補助金の締め切り", "it導入補助金 いつまで"],
-                1: ["ものづくり補助金 対象経費", "ものづくり補助金 経費"]}
+    clusters = {
+        0: ["it導入補助金 申請期限", "it導入補助金の締め切り", "it導入補助金 いつまで"],
+        1: ["ものづくり補助金 対象経費", "ものづくり補助金 経費"],
+    }
     labels = cluster_labels(clusters)
     assert pieces(labels[0])[0] == "it導入補助金"
     assert "ものづくり補助金" in pieces(labels[1]) or "ものづくり" in pieces(labels[1])
@@ -68,8 +82,31 @@ def test_long_fallback_is_cut_after_a_whole_word():
     assert _fallback(["。。。"], 3) == "。。。" and _fallback(["", " "], 3) == "cluster 3"
 
 
-WORDS = ["アラーム", "天気", "補助金", "申請", "期限", "東京都", "創業", "助成金", "表示", "削除", "予約", "会議",
-         "カレンダー", "音楽", "subsidy", "deadline", "alarm", "music", "it", "2026", "明日", "来週", "経費"]
+WORDS = [
+    "アラーム",
+    "天気",
+    "補助金",
+    "申請",
+    "期限",
+    "東京都",
+    "創業",
+    "助成金",
+    "表示",
+    "削除",
+    "予約",
+    "会議",
+    "カレンダー",
+    "音楽",
+    "subsidy",
+    "deadline",
+    "alarm",
+    "music",
+    "it",
+    "2026",
+    "明日",
+    "来週",
+    "経費",
+]
 GLUE = ["", "を", "の", "に", "は", "で", " ", "して", "を教えて", "、", "？"]
 
 
@@ -80,14 +117,15 @@ def request(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(clusters=st.dictionaries(st.integers(0, 20), st.lists(request(), min_size=1, max_size=6), min_size=1,
-                                max_size=5),
-       top_n=st.integers(1, 4))
+@given(
+    clusters=st.dictionaries(st.integers(0, 20), st.lists(request(), min_size=1, max_size=6), min_size=1, max_size=5),
+    top_n=st.integers(1, 4),
+)
 def test_no_label_piece_starts_or_ends_inside_a_word(clusters, top_n):
     labels = cluster_labels(clusters, top_n=top_n)
     assert set(labels) == set(clusters)
     for c, label in labels.items():
-        if label.endswith("…"):          # the truncated fallback of a long medoid (never a c-TF-IDF piece)
+        if label.endswith("…"):  # the truncated fallback of a long medoid (never a c-TF-IDF piece)
             continue
         for piece in pieces(label):
             assert not cuts_a_word(piece, clusters[c]), (piece, clusters[c])

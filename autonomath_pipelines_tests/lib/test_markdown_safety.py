@@ -7,11 +7,17 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from autonomath_pipelines.lib.markdown_safety import (
-    describe_markup, escape_inline, injected_markup, markup_counts, split_front_matter,
+    describe_markup,
+    escape_inline,
+    injected_markup,
+    markup_counts,
+    split_front_matter,
 )
 
-HOSTILE = ("![t](http://evil.example/t.png) [x](http://a.example) <http://b.example> <img src=x> "
-           "<b>太字</b> &amp; [ref]: http://c.example a|b *強調* `code` \\")
+HOSTILE = (
+    "![t](http://evil.example/t.png) [x](http://a.example) <http://b.example> <img src=x> "
+    "<b>太字</b> &amp; [ref]: http://c.example a|b *強調* `code` \\"
+)
 
 
 def rendered_text(markdown: str) -> str:
@@ -33,7 +39,7 @@ def test_every_ascii_punctuation_character_is_escaped():
 
 
 def test_a_hostile_name_renders_as_its_own_text_without_markup():
-    assert markup_counts(HOSTILE) != Counter()          # the renderer does see markup in the raw text
+    assert markup_counts(HOSTILE) != Counter()  # the renderer does see markup in the raw text
     assert markup_counts(escape_inline(HOSTILE)) == Counter()
     assert rendered_text(escape_inline(HOSTILE)) == HOSTILE
 
@@ -52,8 +58,10 @@ def test_any_text_escapes_to_exactly_its_own_literal_text(text):
 
 
 def test_counts_each_kind_and_skips_front_matter():
-    page = ('---\ntitle: "![t](http://evil.example/t.png)"\n---\n\n'
-            "![i](http://a/i.png) [l](http://a/) <http://a/> x <span>y</span>\n\n<div>\nz\n</div>\n")
+    page = (
+        '---\ntitle: "![t](http://evil.example/t.png)"\n---\n\n'
+        "![i](http://a/i.png) [l](http://a/) <http://a/> x <span>y</span>\n\n<div>\nz\n</div>\n"
+    )
     assert markup_counts(page) == Counter(image=1, link=1, autolink=1, html_inline=2, html_block=1)
     assert split_front_matter(page)[0] == 'title: "![t](http://evil.example/t.png)"'
     assert split_front_matter("no front matter") == (None, "no front matter")

@@ -15,7 +15,9 @@ def test_valid_payload_has_no_problems():
 
 
 def test_payload_serialization_is_stable():
-    assert dumps_payload(search_payload("q", [RESULT])) == dumps_payload(json.loads(dumps_payload(search_payload("q", [RESULT]))))
+    assert dumps_payload(search_payload("q", [RESULT])) == dumps_payload(
+        json.loads(dumps_payload(search_payload("q", [RESULT])))
+    )
 
 
 def test_payload_problems_name_what_is_wrong():
@@ -28,14 +30,24 @@ def test_payload_problems_name_what_is_wrong():
 
 
 def frame(texts, ttl="2999-01-01T00:00:00Z"):
-    return pd.DataFrame({"query_text": texts, "query_hash": [query_hash(t) for t in texts],
-                         "payload_json": [dumps_payload(search_payload(t, [])) for t in texts], "ttl_until": ttl})
+    return pd.DataFrame(
+        {
+            "query_text": texts,
+            "query_hash": [query_hash(t) for t in texts],
+            "payload_json": [dumps_payload(search_payload(t, [])) for t in texts],
+            "ttl_until": ttl,
+        }
+    )
 
 
 def test_gates_pass_on_sound_rows():
     rows = frame(["a", "b"])
-    for gate in (gates.row_cap(2), gates.payloads_valid(), gates.ttl_in_future(lambda: "2026-01-01T00:00:00Z"),
-                 gates.cache_keys_sound()):
+    for gate in (
+        gates.row_cap(2),
+        gates.payloads_valid(),
+        gates.ttl_in_future(lambda: "2026-01-01T00:00:00Z"),
+        gates.cache_keys_sound(),
+    ):
         assert gate.evaluate(rows).passed, gate.name
 
 
@@ -59,5 +71,12 @@ def test_empty_query_and_wrong_key_are_caught():
 
 def test_gates_pass_on_empty_frame():
     rows = frame([])
-    assert all(g.evaluate(rows).passed for g in (gates.row_cap(0), gates.payloads_valid(), gates.cache_keys_sound(),
-                                                  gates.ttl_in_future(lambda: "2026")))
+    assert all(
+        g.evaluate(rows).passed
+        for g in (
+            gates.row_cap(0),
+            gates.payloads_valid(),
+            gates.cache_keys_sound(),
+            gates.ttl_in_future(lambda: "2026"),
+        )
+    )

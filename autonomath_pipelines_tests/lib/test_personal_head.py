@@ -6,7 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.personal_head import (
-    baseline_cache, customer_heads, global_head, replay_hit_rate,
+    baseline_cache,
+    customer_heads,
+    global_head,
+    replay_hit_rate,
 )
 from autonomath_pipelines.lib.textnorm import normalize_query, query_hash
 
@@ -16,11 +19,16 @@ def frame(rows):
 
 
 def test_top_k_per_customer_with_normalized_counts_and_text_ties():
-    rows = ([("c1", "ＩＴ導入補助金")] * 3 + [("c1", "it導入補助金 ")] * 2
-            + [("c1", "b")] * 2 + [("c1", "a")] * 2
-            + [("c1", "z")] + [("c2", "x")] * 4)
+    rows = (
+        [("c1", "ＩＴ導入補助金")] * 3
+        + [("c1", "it導入補助金 ")] * 2
+        + [("c1", "b")] * 2
+        + [("c1", "a")] * 2
+        + [("c1", "z")]
+        + [("c2", "x")] * 4
+    )
     heads = customer_heads(frame(rows), k=3, min_requests=5)
-    assert list(heads["customer_id"]) == ["c1"] * 3            # c2 has only 4 requests
+    assert list(heads["customer_id"]) == ["c1"] * 3  # c2 has only 4 requests
     assert list(heads["query_text"]) == ["it導入補助金", "a", "b"]
     assert list(heads["requests"]) == [5, 2, 2] and list(heads["rank"]) == [1, 2, 3]
     assert set(heads["customer_requests"]) == {10}
@@ -38,7 +46,7 @@ def test_replay_scores_personal_and_global_caches():
     cached = {"c1": ["a", "b"], "c2": ["x"]}
     following = frame([("c1", "A"), ("c1", "b"), ("c1", "q"), ("c1", "q"), ("c2", "x"), ("c3", "a")])
     score = replay_hit_rate(cached, following)
-    assert score.per_customer == {"c1": 0.5, "c2": 1.0}   # c3 is not scored
+    assert score.per_customer == {"c1": 0.5, "c2": 1.0}  # c3 is not scored
     assert score.hits == 3 and score.requests == 5 and score.micro == pytest.approx(0.6)
     assert score.macro == pytest.approx(0.75)
     base = replay_hit_rate(baseline_cache(["c1", "c2"], ["q"]), following)
@@ -53,8 +61,10 @@ def test_global_head_ranks_by_count_then_text():
 
 
 requests_strategy = st.lists(
-    st.tuples(st.sampled_from(["c1", "c2", "c3", "c4"]),
-              st.sampled_from(["a", "A", "b", "ｂ", "c", "d e", "d  e", "f", "g", "h", " ", "補助金"])),
+    st.tuples(
+        st.sampled_from(["c1", "c2", "c3", "c4"]),
+        st.sampled_from(["a", "A", "b", "ｂ", "c", "d e", "d  e", "f", "g", "h", " ", "補助金"]),
+    ),
     max_size=120,
 )
 

@@ -21,8 +21,8 @@ def background(n_sessions: int, themes=(10, 11, 12, 13), seed=0) -> list[tuple[s
 
 def test_a_rephrasing_shared_by_many_sessions_is_linked_and_chance_overlap_is_not():
     rows = background(400)
-    rows += [(f"r{i}", 1) for i in range(20)] + [(f"r{i}", 2) for i in range(12)]      # 12 sessions ask 1 then 2
-    rows += [(f"x{i}", 3) for i in range(30)] + [(f"x{i}", 10) for i in range(2)]      # 2 shared of 30 × ~100
+    rows += [(f"r{i}", 1) for i in range(20)] + [(f"r{i}", 2) for i in range(12)]  # 12 sessions ask 1 then 2
+    rows += [(f"x{i}", 3) for i in range(30)] + [(f"x{i}", 10) for i in range(2)]  # 2 shared of 30 × ~100
     links = session_links(*sessions_asking(rows))
     assert list(links.columns) == LINK_COLUMNS
     assert links[["theme_a", "theme_b", "shared_sessions"]].values.tolist() == [[1, 2, 12]]
@@ -34,7 +34,8 @@ def test_sessions_are_counted_once_however_often_they_retry():
     rows = [("s1", 1)] * 50 + [("s1", 2)] * 50 + background(200)
     assert session_links(*sessions_asking(rows), min_shared_sessions=2).empty
     assert session_links(*sessions_asking(rows), min_shared_sessions=1, max_p_value=1.0)[
-        "shared_sessions"].tolist() == [1]
+        "shared_sessions"
+    ].tolist() == [1]
 
 
 def test_rows_without_a_session_or_a_theme_are_left_out():
@@ -45,9 +46,14 @@ def test_rows_without_a_session_or_a_theme_are_left_out():
     assert session_links([], []).empty and session_links([None, None], [1, 2]).empty
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"min_shared_sessions": 0}, "min_shared_sessions"), ({"max_p_value": 0.0}, "max_p_value"),
-    ({"max_p_value": 1.5}, "max_p_value")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"min_shared_sessions": 0}, "min_shared_sessions"),
+        ({"max_p_value": 0.0}, "max_p_value"),
+        ({"max_p_value": 1.5}, "max_p_value"),
+    ],
+)
 def test_bad_thresholds_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         session_links(["s"], [1], **kwargs)
@@ -65,8 +71,9 @@ def test_links_do_not_depend_on_row_order_and_are_well_formed(rows, rnd):
     links = session_links(session_ids, themes, min_shared_sessions=1, max_p_value=1.0)
     order = list(range(len(rows)))
     rnd.shuffle(order)
-    shuffled = session_links([session_ids[i] for i in order], [themes[i] for i in order],
-                             min_shared_sessions=1, max_p_value=1.0)
+    shuffled = session_links(
+        [session_ids[i] for i in order], [themes[i] for i in order], min_shared_sessions=1, max_p_value=1.0
+    )
     pd.testing.assert_frame_equal(links, shuffled)
     asked = pd.DataFrame({"s": session_ids, "t": themes}).query("t >= 0").drop_duplicates()
     per_theme = asked.groupby("t")["s"].nunique()
@@ -77,6 +84,7 @@ def test_links_do_not_depend_on_row_order_and_are_well_formed(rows, rnd):
 
 
 # ------------------------------------------------------------------------------------ select_themes
+
 
 def unit(*rows):
     m = np.array(rows, dtype=float)
@@ -89,11 +97,22 @@ def links_of(*pairs):
 
 def decide(links=(), existing=(("guarded ask", (1, 0, 0, 0)),), max_candidates=10, themes=None):
     # Theme 0 is near the guard; 1, 2, 3 point elsewhere, each far from the others.
-    themes = themes or [(0, "guarded ask", (1, 0.05, 0, 0)), (1, "one", (0, 1, 0, 0)), (2, "two", (0, 0, 1, 0)),
-                        (3, "three", (0, 0, 0, 1))]
-    return select_themes([t for t, _, _ in themes], [x for _, x, _ in themes], unit(*[v for _, _, v in themes]),
-                         [p for p, _ in existing], unit(*[v for _, v in existing]) if existing else np.zeros((0, 4)),
-                         links_of(*links), near_similarity=0.85, max_candidates=max_candidates)
+    themes = themes or [
+        (0, "guarded ask", (1, 0.05, 0, 0)),
+        (1, "one", (0, 1, 0, 0)),
+        (2, "two", (0, 0, 1, 0)),
+        (3, "three", (0, 0, 0, 1)),
+    ]
+    return select_themes(
+        [t for t, _, _ in themes],
+        [x for _, x, _ in themes],
+        unit(*[v for _, _, v in themes]),
+        [p for p, _ in existing],
+        unit(*[v for _, v in existing]) if existing else np.zeros((0, 4)),
+        links_of(*links),
+        near_similarity=0.85,
+        max_candidates=max_candidates,
+    )
 
 
 def test_without_links_only_the_theme_near_a_guard_is_dropped():
@@ -115,7 +134,7 @@ def test_a_rephrasing_of_a_better_proposal_is_folded_into_it():
 
 
 def test_rephrasing_is_transitive():
-    decisions = decide(links=[(0, 1), (1, 3)])        # 3 rephrases 1, which rephrases the guarded 0
+    decisions = decide(links=[(0, 1), (1, 3)])  # 3 rephrases 1, which rephrases the guarded 0
     assert [d.decision for d in decisions] == ["covered", "covered", "proposed", "covered"]
 
 
@@ -133,5 +152,9 @@ def test_the_cap_counts_proposals_only():
 
 def test_no_themes():
     assert decide(themes=[(0, "x", (1, 0, 0, 0))])[0].decision == "covered"
-    assert select_themes([], [], np.zeros((0, 0)), [], np.zeros((0, 0)), links_of(), near_similarity=0.85,
-                         max_candidates=5) == []
+    assert (
+        select_themes(
+            [], [], np.zeros((0, 0)), [], np.zeros((0, 0)), links_of(), near_similarity=0.85, max_candidates=5
+        )
+        == []
+    )

@@ -8,13 +8,25 @@ from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.gold import GoldItem, parse_gold
 from autonomath_pipelines.lib.review_rules import (
-    ACTIONS, STATUSES, TRANSITIONS, GoldAppendError, IllegalTransition, ReviewError, append_gold_items, next_gold_ids,
-    next_status, stub_completion_problems,
+    ACTIONS,
+    STATUSES,
+    TRANSITIONS,
+    GoldAppendError,
+    IllegalTransition,
+    ReviewError,
+    append_gold_items,
+    next_gold_ids,
+    next_status,
+    stub_completion_problems,
 )
 from autonomath_pipelines.lib.textnorm import normalize_query
 
-EXPECTED = {("approve", "pending_review"): "approved", ("reject", "pending_review"): "rejected",
-            ("promote", "approved"): "promoted", ("rollback", "promoted"): "rolled_back"}
+EXPECTED = {
+    ("approve", "pending_review"): "approved",
+    ("reject", "pending_review"): "rejected",
+    ("promote", "approved"): "promoted",
+    ("rollback", "promoted"): "rolled_back",
+}
 
 
 @pytest.mark.parametrize("action", ACTIONS)
@@ -91,9 +103,12 @@ def test_append_to_a_missing_file_creates_one():
 
 
 queries = st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=5).filter(
-    lambda qs: all(normalize_query(q) for q in qs)
-    and len({normalize_query(q) for q in qs}) == len(qs)
-    and normalize_query("IT導入補助金") not in {normalize_query(q) for q in qs})
+    lambda qs: (
+        all(normalize_query(q) for q in qs)
+        and len({normalize_query(q) for q in qs}) == len(qs)
+        and normalize_query("IT導入補助金") not in {normalize_query(q) for q in qs}
+    )
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -105,13 +120,13 @@ def test_append_never_changes_existing_content_whatever_the_text(new_queries):
     assert parse_gold(text).items == parse_gold(GOLD).items + tuple(items)
 
 
-STUB = '''import pytest
+STUB = """import pytest
 pytestmark = pytest.mark.xfail(strict=True, reason="complete me")
 
 
 def test_x(value):
     raise NotImplementedError("write the property")
-'''
+"""
 
 
 def test_a_fresh_stub_is_not_complete_and_says_why():

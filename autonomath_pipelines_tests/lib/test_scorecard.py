@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 
 from autonomath_pipelines.catalog import LOOP_SPECS, loop_spec
 from autonomath_pipelines.lib.scorecard import (
-    SCORECARD_COLUMNS, acceptance_rate, review_summary, scorecard, scorecard_metrics, standing_promotions,
+    SCORECARD_COLUMNS,
+    acceptance_rate,
+    review_summary,
+    scorecard,
+    scorecard_metrics,
+    standing_promotions,
 )
 
 SINCE, UNTIL = "2026-11-07T15:00:00Z", "2026-11-14T15:00:00Z"
@@ -19,25 +24,38 @@ A, E, J = (loop_spec(x).loop_id for x in "AEJ")
 
 def audit(*rows) -> pd.DataFrame:
     """Rows: (ts, action, loop_id, candidate_id, proposed_at, promotion_id)."""
-    return pd.DataFrame([{"audit_id": i + 1, "ts": ts, "actor": "op", "action": action, "loop_id": loop_id,
-                          "candidate_id": cid, "proposed_at": proposed, "promotion_id": pid, "detail_json": "{}"}
-                         for i, (ts, action, loop_id, cid, proposed, pid) in enumerate(rows)])
+    return pd.DataFrame(
+        [
+            {
+                "audit_id": i + 1,
+                "ts": ts,
+                "actor": "op",
+                "action": action,
+                "loop_id": loop_id,
+                "candidate_id": cid,
+                "proposed_at": proposed,
+                "promotion_id": pid,
+                "detail_json": "{}",
+            }
+            for i, (ts, action, loop_id, cid, proposed, pid) in enumerate(rows)
+        ]
+    )
 
 
 AUDIT = audit(
-    ("2026-11-01T00:00:00Z", "approve", A, "A:0", "2026-10-30T00:00:00Z", None),     # before the week
-    ("2026-11-08T00:00:00Z", "approve", A, "A:1", "2026-11-07T00:00:00Z", None),     # 24 h
-    ("2026-11-08T06:00:00Z", "approve", A, "A:2", "2026-11-07T00:00:00Z", None),     # 30 h
-    ("2026-11-09T00:00:00Z", "reject", A, "A:3", "2026-11-08T12:00:00Z", None),      # 12 h
-    ("2026-11-09T01:00:00Z", "approve", A, "A:1", "2026-11-07T00:00:00Z", None),     # repeated: counts once
+    ("2026-11-01T00:00:00Z", "approve", A, "A:0", "2026-10-30T00:00:00Z", None),  # before the week
+    ("2026-11-08T00:00:00Z", "approve", A, "A:1", "2026-11-07T00:00:00Z", None),  # 24 h
+    ("2026-11-08T06:00:00Z", "approve", A, "A:2", "2026-11-07T00:00:00Z", None),  # 30 h
+    ("2026-11-09T00:00:00Z", "reject", A, "A:3", "2026-11-08T12:00:00Z", None),  # 12 h
+    ("2026-11-09T01:00:00Z", "approve", A, "A:1", "2026-11-07T00:00:00Z", None),  # repeated: counts once
     ("2026-11-10T00:00:00Z", "promote", A, "A:1", "2026-11-07T00:00:00Z", 7),
     ("2026-11-10T00:00:00Z", "promote", A, "A:2", "2026-11-07T00:00:00Z", 7),
-    ("2026-11-11T00:00:00Z", "rollback", A, None, None, 7),                           # bare: both of 7
-    ("2026-11-12T00:00:00Z", "promote", A, "A:2", "2026-11-07T00:00:00Z", 8),        # promoted again
-    ("2026-11-09T00:00:00Z", "reject", "E", "E:5", None, None),                       # letter, no proposed_at
+    ("2026-11-11T00:00:00Z", "rollback", A, None, None, 7),  # bare: both of 7
+    ("2026-11-12T00:00:00Z", "promote", A, "A:2", "2026-11-07T00:00:00Z", 8),  # promoted again
+    ("2026-11-09T00:00:00Z", "reject", "E", "E:5", None, None),  # letter, no proposed_at
     ("2026-11-13T00:00:00Z", "promote", J, "J:2026-10/x", "2026-11-01T00:00:00Z", 9),
-    ("2026-11-13T00:00:00Z", "rollback", J, "J:2026-10/x", None, 9),                  # same second, later row
-    ("2026-11-20T00:00:00Z", "approve", A, "A:9", "2026-11-19T00:00:00Z", None),     # after the week
+    ("2026-11-13T00:00:00Z", "rollback", J, "J:2026-10/x", None, 9),  # same second, later row
+    ("2026-11-20T00:00:00Z", "approve", A, "A:9", "2026-11-19T00:00:00Z", None),  # after the week
 )
 
 
@@ -48,9 +66,11 @@ def test_standing_promotions_drop_rolled_back_and_keep_repromoted():
 
 
 def test_a_rollback_after_the_window_still_withdraws_the_promotion():
-    later = audit(("2026-11-10T00:00:00Z", "promote", A, "A:1", None, 1),
-                  ("2026-11-10T00:00:00Z", "promote", A, "A:2", None, 1),
-                  ("2026-11-20T00:00:00Z", "rollback", A, "A:2", None, 1))
+    later = audit(
+        ("2026-11-10T00:00:00Z", "promote", A, "A:1", None, 1),
+        ("2026-11-10T00:00:00Z", "promote", A, "A:2", None, 1),
+        ("2026-11-20T00:00:00Z", "rollback", A, "A:2", None, 1),
+    )
     assert standing_promotions(later, SINCE, UNTIL)["candidate_id"].tolist() == ["A:1"]
 
 
@@ -59,21 +79,23 @@ def test_review_summary_counts_rates_and_delays():
     a = summary.loc[A]
     assert (a["approved"], a["rejected"], a["promoted"], a["rolled_back"]) == (2, 1, 2, 2)
     assert a["acceptance_rate"] == pytest.approx(2 / 3)
-    assert a["median_review_delay_h"] == pytest.approx(24.0)      # median of 24, 30, 12
-    e = summary.loc[E]                                              # 'E' in the log is loop E
+    assert a["median_review_delay_h"] == pytest.approx(24.0)  # median of 24, 30, 12
+    e = summary.loc[E]  # 'E' in the log is loop E
     assert (e["rejected"], e["acceptance_rate"]) == (1, 0.0)
     assert math.isnan(e["median_review_delay_h"])
     assert summary.loc[J, "promoted"] == 1 and summary.loc[J, "rolled_back"] == 1
     assert math.isnan(summary.loc[J, "acceptance_rate"])
 
 
-RUNS = pd.DataFrame([
-    {"loop_id": A, "status": "SUCCESS", "cost_seconds": 60.0, "cost_source": "cpu"},
-    {"loop_id": A, "status": "FAILURE", "cost_seconds": 30.0, "cost_source": "step_time"},
-    {"loop_id": A, "status": "SUCCESS", "cost_seconds": 90.0, "cost_source": "cpu"},
-    {"loop_id": A, "status": "STARTED", "cost_seconds": None, "cost_source": None},
-    {"loop_id": E, "status": "FAILURE", "cost_seconds": None, "cost_source": None},
-])
+RUNS = pd.DataFrame(
+    [
+        {"loop_id": A, "status": "SUCCESS", "cost_seconds": 60.0, "cost_source": "cpu"},
+        {"loop_id": A, "status": "FAILURE", "cost_seconds": 30.0, "cost_source": "step_time"},
+        {"loop_id": A, "status": "SUCCESS", "cost_seconds": 90.0, "cost_source": "cpu"},
+        {"loop_id": A, "status": "STARTED", "cost_seconds": None, "cost_source": None},
+        {"loop_id": E, "status": "FAILURE", "cost_seconds": None, "cost_source": None},
+    ]
+)
 
 
 def test_scorecard_has_every_loop_and_the_numbers():
@@ -116,8 +138,10 @@ def test_empty_inputs_give_zeros():
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 20), st.sampled_from(["approve", "reject"])), max_size=25))
 def test_acceptance_rate_is_approved_share_of_distinct_decisions(decisions):
-    rows = [(f"2026-11-{8 + i % 5:02d}T00:00:00Z", action, A, f"A:{cid}-{action}", None, None)
-            for i, (cid, action) in enumerate(decisions)]
+    rows = [
+        (f"2026-11-{8 + i % 5:02d}T00:00:00Z", action, A, f"A:{cid}-{action}", None, None)
+        for i, (cid, action) in enumerate(decisions)
+    ]
     summary = review_summary(audit(*rows), SINCE, UNTIL)
     approved = len({cid for cid, action in decisions if action == "approve"})
     rejected = len({cid for cid, action in decisions if action == "reject"})

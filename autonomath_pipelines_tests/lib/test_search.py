@@ -6,15 +6,24 @@ import unicodedata
 
 import jaconv
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from autonomath_pipelines.lib.search import (
-    ProgramSearcher, compact, fold, fts_phrase, like_pattern, place_forms, query_terms, rank_score, bigrams,
-    source_fingerprint, term_coverage,
-)
 from autonomath_pipelines.contract.schema import create_all
 from autonomath_pipelines.contract.sqlite import sqlite3
-from autonomath_pipelines_tests.conftest import PROGRAMS, PREFECTURES
+from autonomath_pipelines.lib.search import (
+    ProgramSearcher,
+    compact,
+    fold,
+    fts_phrase,
+    like_pattern,
+    place_forms,
+    query_terms,
+    rank_score,
+    source_fingerprint,
+    term_coverage,
+)
+from autonomath_pipelines_tests.conftest import PREFECTURES, PROGRAMS
 
 # Names as the service's index holds them: raw, with the forms real program names carry.
 RAW_PROGRAMS = [
@@ -24,7 +33,15 @@ RAW_PROGRAMS = [
     ("R04", "㈱向け事業承継〜後継者育成支援", "事業承継を支援", "中小企業庁", "national", None, None),
     ("R05", "省エネ設備導入補助金①一般枠", "省エネ設備の導入を補助", "環境省", "national", None, None),
     ("R06", "東京都創業助成金", "都内で創業する方の経費を助成します。", "東京都産業労働局", "prefectural", "13", None),
-    ("R07", "ものづくり・商業・サービス生産性向上促進補助金", "設備投資を支援します。", "中小企業庁", "national", None, None),
+    (
+        "R07",
+        "ものづくり・商業・サービス生産性向上促進補助金",
+        "設備投資を支援します。",
+        "中小企業庁",
+        "national",
+        None,
+        None,
+    ),
     ("R08", "東京都海外展開支援事業", "海外展開を支援", "東京都産業労働局", "prefectural", "13", None),
     ("R09", "亀岡市海外展開補助金", "海外展開を補助", "亀岡市産業観光部", "municipal", "26", "亀岡市"),
 ]
@@ -36,10 +53,14 @@ def make_raw_db(path):
     create_all(conn)
     conn.executemany("INSERT INTO prefectures VALUES (?, ?, ?, ?)", [*PREFECTURES, ("26", "京都府", "Kyoto", "近畿")])
     ts = "2026-01-01T00:00:00Z"
-    conn.executemany("INSERT INTO programs VALUES (?, ?, ?, ?, ?, ?, ?, 'その他', 1000000, 'A', ?, ?, ?)",
-                     [(*p, f"https://example.go.jp/{p[0]}", ts, ts) for p in RAW_PROGRAMS])
-    conn.executemany("INSERT INTO am_alias (entity_id, surface, lang, source, created_at) VALUES (?, ?, 'ja', 'test', ?)",
-                     [(pid, surface, ts) for pid, surface in ALIASES])
+    conn.executemany(
+        "INSERT INTO programs VALUES (?, ?, ?, ?, ?, ?, ?, 'その他', 1000000, 'A', ?, ?, ?)",
+        [(*p, f"https://example.go.jp/{p[0]}", ts, ts) for p in RAW_PROGRAMS],
+    )
+    conn.executemany(
+        "INSERT INTO am_alias (entity_id, surface, lang, source, created_at) VALUES (?, ?, 'ja', 'test', ?)",
+        [(pid, surface, ts) for pid, surface in ALIASES],
+    )
     conn.commit()
     return conn
 
@@ -76,11 +97,21 @@ def top(searcher, query):
 
 # --------------------------------------------------------------------------------- normalization
 
-@pytest.mark.parametrize("raw_text, folded", [
-    ("ＤＸ推進", "dx推進"), ("ｻｰﾋﾞｽ", "サービス"), ("ものづくり", "モノヅクリ"), ("令和８年度～空き家", "令和8年度 空キ家"),
-    ("事業承継〜後継者", "事業承継 後継者"), ("㈱向け", "株 向ケ"), ("補助金①一般枠", "補助金1一般枠"),
-    ("ものづくり・商業", "モノヅクリ 商業"), ("ＩＴ\u3000導入", "it 導入"),
-])
+
+@pytest.mark.parametrize(
+    "raw_text, folded",
+    [
+        ("ＤＸ推進", "dx推進"),
+        ("ｻｰﾋﾞｽ", "サービス"),
+        ("ものづくり", "モノヅクリ"),
+        ("令和８年度～空き家", "令和8年度 空キ家"),
+        ("事業承継〜後継者", "事業承継 後継者"),
+        ("㈱向け", "株 向ケ"),
+        ("補助金①一般枠", "補助金1一般枠"),
+        ("ものづくり・商業", "モノヅクリ 商業"),
+        ("ＩＴ\u3000導入", "it 導入"),
+    ],
+)
 def test_fold_handles_the_forms_real_names_carry(raw_text, folded):
     assert fold(raw_text) == folded
 
@@ -95,9 +126,14 @@ def test_fold_is_idempotent_and_has_no_break_characters(text):
 @pytest.mark.parametrize("pid, name", [(p[0], p[1]) for p in RAW_PROGRAMS])
 def test_exact_names_in_every_width_and_kana_variant_find_the_program_first(raw, pid, name):
     variants = {
-        name, unicodedata.normalize("NFKC", name), jaconv.z2h(name, kana=True, ascii=True, digit=True),
-        jaconv.h2z(name, kana=True, ascii=True, digit=True), jaconv.kata2hira(name), name.replace("～", "〜"),
-        name.replace("〜", "～"), " ".join(name),
+        name,
+        unicodedata.normalize("NFKC", name),
+        jaconv.z2h(name, kana=True, ascii=True, digit=True),
+        jaconv.h2z(name, kana=True, ascii=True, digit=True),
+        jaconv.kata2hira(name),
+        name.replace("～", "〜"),
+        name.replace("〜", "～"),
+        " ".join(name),
     }
     for variant in variants:
         assert top(raw, variant) == pid, variant
@@ -139,6 +175,7 @@ def test_partial_coverage_and_precision_scores():
 
 # --------------------------------------------------------------------------------- user text
 
+
 def test_search_old_fixture_programs(searcher):
     assert top(searcher, "ものづくり") == "P001"
     assert top(searcher, "ＩＴ導入") == "P002"
@@ -152,14 +189,33 @@ def test_results_are_ranked_best_first(searcher):
     assert scores == sorted(scores, reverse=True) and len(scores) >= 2
 
 
-@pytest.mark.parametrize("query", ['"', '""', "AND", "OR NOT", "NEAR(a b)", "*", "name:補助金", "補助金*",
-                                   "(", ")", "^abc", "100%", "a_b", "\\", "'; DROP TABLE programs; --", "\x00"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        '""',
+        "AND",
+        "OR NOT",
+        "NEAR(a b)",
+        "*",
+        "name:補助金",
+        "補助金*",
+        "(",
+        ")",
+        "^abc",
+        "100%",
+        "a_b",
+        "\\",
+        "'; DROP TABLE programs; --",
+        "\x00",
+    ],
+)
 def test_fts5_syntax_in_user_text_never_raises(searcher, query):
     assert set(ids(searcher.search(query))) <= {p[0] for p in PROGRAMS}
 
 
 def test_fts5_operators_are_searched_as_words(searcher):
-    assert top(searcher, 'quoted AND NEAR') == "P006"
+    assert top(searcher, "quoted AND NEAR") == "P006"
     assert top(searcher, "program_*") == "P006"
 
 
@@ -195,6 +251,7 @@ def test_search_never_raises_on_fts5_operator_soup(searcher, parts):
 
 # --------------------------------------------------------------------------------- shadow index
 
+
 def test_index_file_is_reused_until_the_service_tables_change(tmp_path):
     conn = make_raw_db(tmp_path / "svc.db")
     folder = tmp_path / "index"
@@ -203,8 +260,10 @@ def test_index_file_is_reused_until_the_service_tables_change(tmp_path):
     with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as again:
         assert not again.index_info.rebuilt
     before = source_fingerprint(conn)
-    conn.execute("INSERT INTO am_alias (entity_id, surface, lang, source, created_at) "
-                 "VALUES ('R05', '省エネ補助', 'ja', 'test', '2026-01-02T00:00:00Z')")
+    conn.execute(
+        "INSERT INTO am_alias (entity_id, surface, lang, source, created_at) "
+        "VALUES ('R05', '省エネ補助', 'ja', 'test', '2026-01-02T00:00:00Z')"
+    )
     conn.commit()
     assert source_fingerprint(conn) != before
     with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as rebuilt:
@@ -240,8 +299,10 @@ def test_the_service_database_is_never_written(tmp_path):
 
 def test_rows_that_do_not_decode_are_left_out_and_counted_on_every_use(tmp_path):
     conn = make_raw_db(tmp_path / "svc.db")
-    conn.execute("INSERT INTO programs VALUES ('R99', CAST(X'fffe41' AS TEXT), 's', 'a', 'national', NULL, NULL, "
-                 "'x', 1, 'A', 'u', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')")
+    conn.execute(
+        "INSERT INTO programs VALUES ('R99', CAST(X'fffe41' AS TEXT), 's', 'a', 'national', NULL, NULL, "
+        "'x', 1, 'A', 'u', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+    )
     conn.commit()
     for _ in range(2):  # built, then reused from the file
         with ProgramSearcher.over(conn, index_dir=tmp_path / "index", source_name="svc") as searcher:
@@ -271,8 +332,10 @@ def test_stdlib_sqlite_3_40_1_has_the_trigram_bug_we_avoid():
 def test_a_shared_alias_goes_to_the_program_the_service_answers_most(tmp_path):
     conn = make_raw_db(tmp_path / "svc.db")
     # 「事業承継補助金」: an alias of two programs, as real short names are.
-    conn.executemany("INSERT INTO am_alias (entity_id, surface, lang, source, created_at) VALUES (?, ?, 'ja', 't', ?)",
-                     [("R04", "事業承継補助金", "2026-01-01T00:00:00Z"), ("R06", "事業承継補助金", "2026-01-01T00:00:00Z")])
+    conn.executemany(
+        "INSERT INTO am_alias (entity_id, surface, lang, source, created_at) VALUES (?, ?, 'ja', 't', ?)",
+        [("R04", "事業承継補助金", "2026-01-01T00:00:00Z"), ("R06", "事業承継補助金", "2026-01-01T00:00:00Z")],
+    )
     conn.commit()
     for popular in ("R04", "R06"):
         with ProgramSearcher.over(conn, popularity={popular: 40, "R01": 3}) as searcher:
@@ -285,8 +348,10 @@ def test_a_shared_alias_goes_to_the_program_the_service_answers_most(tmp_path):
 
 def test_the_program_named_so_beats_one_aliased_so(tmp_path):
     conn = make_raw_db(tmp_path / "svc.db")
-    conn.execute("INSERT INTO am_alias (entity_id, surface, lang, source, created_at) "
-                 "VALUES ('R08', '東京都創業助成金', 'ja', 't', '2026-01-01T00:00:00Z')")
+    conn.execute(
+        "INSERT INTO am_alias (entity_id, surface, lang, source, created_at) "
+        "VALUES ('R08', '東京都創業助成金', 'ja', 't', '2026-01-01T00:00:00Z')"
+    )
     conn.commit()
     with ProgramSearcher.over(conn) as searcher:
         assert top(searcher, "東京都創業助成金 申請方法") == "R06"

@@ -3,12 +3,20 @@
 import json
 
 import pandas as pd
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.payload import dumps_payload, search_payload
 from autonomath_pipelines.lib.service_agreement import (
-    CACHE, WITHHELD_SERVICE_EMPTY, WITHHELD_TOP1_DISAGREES, agreement_summary, answered_not_empty, decide,
-    service_answers, top1_agreement_floor, with_service_answers,
+    CACHE,
+    WITHHELD_SERVICE_EMPTY,
+    WITHHELD_TOP1_DISAGREES,
+    agreement_summary,
+    answered_not_empty,
+    decide,
+    service_answers,
+    top1_agreement_floor,
+    with_service_answers,
 )
 
 
@@ -17,16 +25,35 @@ def log(*rows):
 
 
 def payload(*pids):
-    return dumps_payload(search_payload("q", [{"program_id": p, "name": p, "agency": "a", "level": "national",
-                                                "prefecture_code": None, "score": 1.0} for p in pids]))
+    return dumps_payload(
+        search_payload(
+            "q",
+            [
+                {"program_id": p, "name": p, "agency": "a", "level": "national", "prefecture_code": None, "score": 1.0}
+                for p in pids
+            ],
+        )
+    )
 
 
 def test_service_answers_take_the_modal_top1_of_answered_requests():
-    answers = service_answers(log(("ＩＴ導入", 3, "P1", 0.9), ("it導入", 2, "P1", 0.8), ("IT導入", 1, "P2", 0.3),
-                                  ("IT導入", 0, None, 0.0), ("無い制度", 0, None, 0.0), ("無い制度", 4, "P9", 0.2)))
+    answers = service_answers(
+        log(
+            ("ＩＴ導入", 3, "P1", 0.9),
+            ("it導入", 2, "P1", 0.8),
+            ("IT導入", 1, "P2", 0.3),
+            ("IT導入", 0, None, 0.0),
+            ("無い制度", 0, None, 0.0),
+            ("無い制度", 4, "P9", 0.2),
+        )
+    )
     it = answers.loc["it導入"]
     assert it.service_requests == 4 and bool(it.service_answered)
-    assert it.service_top1 == "P1" and abs(it.service_top1_share - 2 / 3) < 1e-9 and abs(it.service_confidence - 0.85) < 1e-9
+    assert (
+        it.service_top1 == "P1"
+        and abs(it.service_top1_share - 2 / 3) < 1e-9
+        and abs(it.service_confidence - 0.85) < 1e-9
+    )
     # Half the requests answered is not "answered": the service mostly declines.
     missing = answers.loc["無い制度"]
     assert not missing.service_answered and missing.service_top1 is None
@@ -45,16 +72,22 @@ def frame(rows):
 
 
 def test_decisions_follow_the_service():
-    decided = frame([
-        ("agree", ["P1", "P2"], [("agree", 2, "P1", 0.9)]),
-        ("disagree", ["P2", "P1"], [("disagree", 2, "P1", 0.9)]),
-        ("declined", ["P3"], [("declined", 0, None, 0.0)]),
-        ("split", ["P4"], [("split", 1, "P5", 0.9), ("split", 1, "P6", 0.9)]),
-        ("unseen", ["P7"], []),
-    ]).set_index("query_text")
+    decided = frame(
+        [
+            ("agree", ["P1", "P2"], [("agree", 2, "P1", 0.9)]),
+            ("disagree", ["P2", "P1"], [("disagree", 2, "P1", 0.9)]),
+            ("declined", ["P3"], [("declined", 0, None, 0.0)]),
+            ("split", ["P4"], [("split", 1, "P5", 0.9), ("split", 1, "P6", 0.9)]),
+            ("unseen", ["P7"], []),
+        ]
+    ).set_index("query_text")
     assert decided["cache_decision"].to_dict() == {
-        "agree": CACHE, "disagree": WITHHELD_TOP1_DISAGREES, "declined": WITHHELD_SERVICE_EMPTY,
-        "split": CACHE, "unseen": CACHE}
+        "agree": CACHE,
+        "disagree": WITHHELD_TOP1_DISAGREES,
+        "declined": WITHHELD_SERVICE_EMPTY,
+        "split": CACHE,
+        "unseen": CACHE,
+    }
     assert decided.loc["agree", "top1_agrees"] is True and decided.loc["split", "top1_agrees"] is None
 
 
@@ -80,9 +113,15 @@ def test_an_empty_head_passes_and_summarises_to_zero():
     assert agreement_summary(decided)["top1_agreement"] is None
 
 
-@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 3), st.sampled_from(["P1", "P2", None]),
-                          st.floats(0, 1)), max_size=30),
-       st.lists(st.sampled_from(["P1", "P2", "P3"]), max_size=2))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]), st.integers(0, 3), st.sampled_from(["P1", "P2", None]), st.floats(0, 1)
+        ),
+        max_size=30,
+    ),
+    st.lists(st.sampled_from(["P1", "P2", "P3"]), max_size=2),
+)
 def test_every_row_gets_exactly_one_known_decision(entries, cached):
     rows = [(q, cached, [e for e in entries if e[0] == q]) for q in ("a", "b", "c")]
     decided = frame(rows)

@@ -35,7 +35,7 @@ def test_homogeneous_programs_pool_fully():
     rng = np.random.default_rng(1)
     groups = {f"P{i}": list(3.0 + rng.normal(0, 5, 30)) for i in range(10)}
     fit = fit_of(groups)
-    assert fit.tau2 < 1.0                           # no real between-program spread
+    assert fit.tau2 < 1.0  # no real between-program spread
     assert fit.programs["weight"].max() < 0.3
     assert fit.mu == pytest.approx(3.0, abs=1.0)
 
@@ -79,7 +79,7 @@ def test_single_error_in_total():
 
 def test_one_error_per_program_pools_conservatively():
     fit = fit_of({"A": [0.0], "B": [10.0], "C": [20.0]})
-    assert fit.sigma2 == pytest.approx(100.0)       # all errors' variance stands in for σ²
+    assert fit.sigma2 == pytest.approx(100.0)  # all errors' variance stands in for σ²
     assert fit.tau2 == 0.0
     assert fit.programs["bias_days"].tolist() == pytest.approx([10.0, 10.0, 10.0])
 
@@ -106,8 +106,14 @@ def test_holdout_score_prefers_shrinkage_on_a_planted_world():
     for i, b in enumerate(rng.normal(5, 7, 80)):
         for r in range(int(rng.integers(2, 6))):
             for _ in range(2):
-                rows.append({"program_id": f"P{i}", "round_id": f"P{i}-{r}", "opens_at": f"2026-{r + 1:02d}-01",
-                             "error_days": round(b + rng.normal(0, 10))})
+                rows.append(
+                    {
+                        "program_id": f"P{i}",
+                        "round_id": f"P{i}-{r}",
+                        "opens_at": f"2026-{r + 1:02d}-01",
+                        "error_days": round(b + rng.normal(0, 10)),
+                    }
+                )
     score = holdout_score(pd.DataFrame(rows))
     assert score.held_out > 0 and score.programs == 80
     assert score.ratio_vs_raw < 0.95
@@ -136,8 +142,9 @@ def test_weights_in_unit_interval_and_monotone_in_n(tau2, sigma2, ns):
 
 
 errors = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, allow_infinity=False)
-groups = st.dictionaries(st.sampled_from([f"P{i}" for i in range(12)]), st.lists(errors, min_size=1, max_size=8),
-                         min_size=1, max_size=12)
+groups = st.dictionaries(
+    st.sampled_from([f"P{i}" for i in range(12)]), st.lists(errors, min_size=1, max_size=8), min_size=1, max_size=12
+)
 
 
 @settings(max_examples=100, deadline=None)

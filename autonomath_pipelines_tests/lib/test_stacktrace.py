@@ -9,16 +9,16 @@ from hypothesis import strategies as st_
 from autonomath_pipelines.lib import stacktrace as st
 from autonomath_pipelines.lib.files import is_safe_file_name
 
-SIMPLE = '''Traceback (most recent call last):
+SIMPLE = """Traceback (most recent call last):
   File "/srv/app/api/routes.py", line {a}, in search_endpoint
     results = search_service.search(q)
   File "/srv/app/scoring.py", line {b}, in region_boost
     if hit["prefecture_code"] == region.code:
        ^^^^^^^^^^^^^^^^^^^^^^
 KeyError: 'prefecture_code'
-'''
+"""
 
-CHAINED = '''Traceback (most recent call last):
+CHAINED = """Traceback (most recent call last):
   File "/srv/app/db.py", line 102, in write
     cur = conn.execute(sql, params)
 sqlite3.OperationalError: database is locked
@@ -31,28 +31,33 @@ Traceback (most recent call last):
   File "/srv/app/feedback.py", line 51, in submit
     raise StorageError("could not write feedback") from exc
 app.errors.StorageError: could not write feedback
-'''
+"""
 
-RECURSION = '''Traceback (most recent call last):
+RECURSION = (
+    """Traceback (most recent call last):
   File "/srv/app/api/routes.py", line 231, in resolve_alias
     return alias.resolve(surface)
   File "/srv/app/alias.py", line 41, in resolve
     return _follow(graph, graph[surface], 0)
-''' + '''  File "/srv/app/alias.py", line 88, in _follow
+"""
+    + """  File "/srv/app/alias.py", line 88, in _follow
     return _follow(graph, graph[node], depth + 1)
-''' * 3 + '''  [Previous line repeated {n} more times]
+"""
+    * 3
+    + """  [Previous line repeated {n} more times]
   File "/srv/app/alias.py", line 84, in _follow
     if node.entity_id is None and node.target in graph:
 RecursionError: maximum recursion depth exceeded
-'''
+"""
+)
 
-FROZEN = '''Traceback (most recent call last):
+FROZEN = """Traceback (most recent call last):
   File "/srv/app/rank_ml.py", line 22, in load_model
     from sentence_transformers import SentenceTransformer
   File "<frozen importlib._bootstrap>", line 1176, in _find_and_load
   File "<string>", line 1, in <module>
 ModuleNotFoundError: No module named 'sentencepiece'
-'''
+"""
 
 
 def test_simple_trace():
@@ -79,10 +84,12 @@ def test_chained_exception_groups_by_root_cause():
     assert trace.segments[0].exc_type == "sqlite3.OperationalError"
     assert trace.exc_type == "app.errors.StorageError"
     fp = st.fingerprint(trace)
-    assert fp.exc_type == "sqlite3.OperationalError"           # issue 13: like Sentry, the root cause
+    assert fp.exc_type == "sqlite3.OperationalError"  # issue 13: like Sentry, the root cause
     assert fp.frames == ("db.py:write",)
-    context = CHAINED.replace("The above exception was the direct cause of the following exception:",
-                              "During handling of the above exception, another exception occurred:")
+    context = CHAINED.replace(
+        "The above exception was the direct cause of the following exception:",
+        "During handling of the above exception, another exception occurred:",
+    )
     assert st.parse_traceback(context).segments[1].link == "context"
 
 
@@ -96,7 +103,7 @@ def test_recursion_collapsed():
 
 def test_frames_without_source_and_frozen_modules():
     fp = st.fingerprint(FROZEN)
-    assert fp.frames == ("rank_ml.py:load_model",)             # frozen / <string> frames are never in-app
+    assert fp.frames == ("rank_ml.py:load_model",)  # frozen / <string> frames are never in-app
     assert fp.exc_type == "ModuleNotFoundError"
 
 
@@ -116,7 +123,7 @@ def test_truncated_and_headless():
     trace = st.parse_traceback(headless)
     assert trace.headless and trace.complete
     assert st.fingerprint(trace) == st.fingerprint(SIMPLE.format(a=3, b=4))
-    dangling = CHAINED.split("Traceback (most recent call last):\n  File \"/srv/app/api")[0]
+    dangling = CHAINED.split('Traceback (most recent call last):\n  File "/srv/app/api')[0]
     assert st.parse_traceback(dangling).truncated
 
 
@@ -136,12 +143,23 @@ def test_parser_never_raises(text):
         assert is_safe_file_name(f"test_{fp.name}.py")
 
 
-_pieces = st_.sampled_from([
-    "Traceback (most recent call last):", '  File "x.py", line 3, in f', '  File "<frozen a>", in g',
-    "    source()", "    ^^^^", "  [Previous line repeated 99999999999999 more times]", "ValueError: boom", "KeyError",
-    "During handling of the above exception, another exception occurred:",
-    "The above exception was the direct cause of the following exception:", "...[truncated]", "", "garbage ::: \x00",
-])
+_pieces = st_.sampled_from(
+    [
+        "Traceback (most recent call last):",
+        '  File "x.py", line 3, in f',
+        '  File "<frozen a>", in g',
+        "    source()",
+        "    ^^^^",
+        "  [Previous line repeated 99999999999999 more times]",
+        "ValueError: boom",
+        "KeyError",
+        "During handling of the above exception, another exception occurred:",
+        "The above exception was the direct cause of the following exception:",
+        "...[truncated]",
+        "",
+        "garbage ::: \x00",
+    ]
+)
 
 
 @given(st_.lists(_pieces, max_size=30))
@@ -161,7 +179,7 @@ def test_non_string_inputs():
 
 # ---------------------------------------------------------------- issue 13: what services really log
 
-PY313 = '''Traceback (most recent call last):
+PY313 = """Traceback (most recent call last):
   File "/srv/app/api/routes.py", line 142, in search_endpoint
     results = search_service.search(q)
               ~~~~~~~~~~~~~~~~~~~~~^^^
@@ -169,9 +187,9 @@ PY313 = '''Traceback (most recent call last):
     if hit["prefecture_code"] == region.code:
        ~~~^^^^^^^^^^^^^^^^^^^
 KeyError: 'prefecture_code'
-'''
+"""
 
-GROUP = '''  + Exception Group Traceback (most recent call last):
+GROUP = """  + Exception Group Traceback (most recent call last):
   |   File "/srv/app/jobs.py", line 10, in <module>
   |     run()
   |   File "/srv/app/jobs.py", line 7, in run
@@ -185,9 +203,9 @@ GROUP = '''  + Exception Group Traceback (most recent call last):
     +---------------- 2 ----------------
     | TypeError: 2
     +------------------------------------
-'''
+"""
 
-IPYTHON8 = '''\x1b[0;31m---------------------------------------------------------------------------\x1b[0m
+IPYTHON8 = """\x1b[0;31m---------------------------------------------------------------------------\x1b[0m
 \x1b[0;31mZeroDivisionError\x1b[0m                         Traceback (most recent call last)
 Cell \x1b[0;32mIn[3], line 1\x1b[0m
 \x1b[0;32m----> 1\x1b[0m f(\x1b[38;5;241m0\x1b[39m)
@@ -201,9 +219,9 @@ File /srv/app/calc.py:12, in div(a, b)
 ---> 12     return a / b
 
 \x1b[0;31mZeroDivisionError\x1b[0m: division by zero
-'''
+"""
 
-IPYTHON7 = '''---------------------------------------------------------------------------
+IPYTHON7 = """---------------------------------------------------------------------------
 ZeroDivisionError                         Traceback (most recent call last)
 <ipython-input-2-9f8e7a6b5c4d> in <module>
 ----> 1 f(0)
@@ -213,7 +231,7 @@ ZeroDivisionError                         Traceback (most recent call last)
 ---> 12     return a / b
 
 ZeroDivisionError: division by zero
-'''
+"""
 
 
 def test_python_313_markers_parse_like_311():
@@ -240,8 +258,9 @@ def test_ipython_frames_cells_arrows_and_colours():
 
 
 def test_log_prefix_on_every_line_and_json_escaped():
-    prefixed = "\n".join(f"2026-05-01 12:00:0{i},1{i}3 ERROR [api] {line}"
-                         for i, line in enumerate(SIMPLE.format(a=1, b=2).splitlines()))
+    prefixed = "\n".join(
+        f"2026-05-01 12:00:0{i},1{i}3 ERROR [api] {line}" for i, line in enumerate(SIMPLE.format(a=1, b=2).splitlines())
+    )
     assert st.fingerprint(prefixed) == st.fingerprint(SIMPLE.format(a=1, b=2))
     record = json.dumps({"ts": "2026-05-01T12:00:00Z", "level": "error", "exc_info": SIMPLE.format(a=1, b=2)})
     assert st.fingerprint(record) == st.fingerprint(SIMPLE.format(a=1, b=2))
@@ -250,30 +269,34 @@ def test_log_prefix_on_every_line_and_json_escaped():
 
 
 def test_in_app_prefixes_and_message_fallback():
-    library_only = '''Traceback (most recent call last):
+    library_only = """Traceback (most recent call last):
   File "/usr/lib/python3.12/json/decoder.py", line 355, in raw_decode
     raise JSONDecodeError("Expecting value", s, err.value) from None
 json.decoder.JSONDecodeError: Expecting value: line 1 column 17 (char 16)
-'''
+"""
     fp = st.fingerprint(library_only)
     assert fp.frames == () and fp.message == "Expecting value: line <n> column <n> (char <n>)"
     assert fp == st.fingerprint(library_only.replace("17 (char 16)", "3 (char 2)"))
     assert st.fingerprint(SIMPLE.format(a=1, b=2), in_app_prefixes=["/srv/app/api"]).frames == (
-        "routes.py:search_endpoint",)
+        "routes.py:search_endpoint",
+    )
     assert not st.in_app("/srv/app/.venv/lib/python3.11/site-packages/httpx/_client.py")
     assert not st.in_app("<frozen importlib._bootstrap>") and st.in_app("/srv/app/x.py")
 
 
 def test_normalize_message_strips_what_varies():
-    a = st.normalize_message("user 3f2b8c1e-1d2a-4b3c-9d8e-7f6a5b4c3d2e not found at 0x7f3a2b in '/srv/data/a.csv' row 12")
+    a = st.normalize_message(
+        "user 3f2b8c1e-1d2a-4b3c-9d8e-7f6a5b4c3d2e not found at 0x7f3a2b in '/srv/data/a.csv' row 12"
+    )
     b = st.normalize_message("user 00000000-1111-2222-3333-444444444444 not found at 0xdeadbeef in '/x/y/z.csv' row 9")
     assert a == b == "user <uuid> not found at <hex> in <v> row <n>"
     assert st.normalize_message("open /var/log/app/x.log failed") == "open <path> failed"
 
 
 _TRACES = st_.sampled_from([SIMPLE.format(a=1, b=2), CHAINED, RECURSION.format(n=5), FROZEN, PY313, GROUP, IPYTHON8])
-_PREFIX = st_.from_regex(r"\A(20\d\d-[01]\d-[0-3]\d [0-2]\d:[0-5]\d:[0-5]\d,\d{3} (ERROR|WARNING) \[[a-z]{1,8}\] )\Z",
-                         fullmatch=True)
+_PREFIX = st_.from_regex(
+    r"\A(20\d\d-[01]\d-[0-3]\d [0-2]\d:[0-5]\d:[0-5]\d,\d{3} (ERROR|WARNING) \[[a-z]{1,8}\] )\Z", fullmatch=True
+)
 
 
 @given(_TRACES, _PREFIX)
@@ -295,6 +318,6 @@ def test_property_truncation_keeps_what_remains(text, keep_lines, cut_chars):
     trace = st.parse_traceback(cut)
     full = st.all_frames(st.parse_traceback(text))
     kept = st.all_frames(trace)
-    assert full[:len(kept)] == kept or full[:len(kept) - 1] == kept[:-1]   # the last frame may be cut mid-line
+    assert full[: len(kept)] == kept or full[: len(kept) - 1] == kept[:-1]  # the last frame may be cut mid-line
     fp = st.fingerprint(trace)
     assert fp is None or re.fullmatch(r"[a-z0-9_]+", fp.name)

@@ -1,4 +1,5 @@
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.textnorm import normalize_query, query_hash, tokens
 

@@ -7,8 +7,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.triggers import (
-    THRESHOLD_VAR, WINDOW_HOURS_VAR, BurstSettings, BurstState, Report, burst_decision, burst_settings,
-    month_start, months_to_request, parse_id_cursor, parse_utc, reports_from_rows,
+    THRESHOLD_VAR,
+    WINDOW_HOURS_VAR,
+    BurstSettings,
+    BurstState,
+    Report,
+    burst_decision,
+    burst_settings,
+    month_start,
+    months_to_request,
+    parse_id_cursor,
+    parse_utc,
+    reports_from_rows,
 )
 
 UTC = dt.timezone.utc
@@ -25,6 +35,7 @@ def reports(first_id: int, *hours_ago: float) -> list[Report]:
 
 
 # ------------------------------------------------------------------------------------------ parsing
+
 
 def test_parse_utc_reads_the_database_format_offsets_and_naive_text():
     assert parse_utc("2026-11-20T15:00:00Z") == dt.datetime(2026, 11, 20, 15, tzinfo=UTC)
@@ -48,6 +59,7 @@ def test_rows_with_unreadable_timestamps_are_seen_but_never_counted():
 
 # ------------------------------------------------------------------------------------------ settings
 
+
 def test_settings_default_then_environment_then_explicit():
     assert burst_settings({}) == BurstSettings(20, 24.0)
     env = {THRESHOLD_VAR: " 7 ", WINDOW_HOURS_VAR: "1.5"}
@@ -56,11 +68,20 @@ def test_settings_default_then_environment_then_explicit():
     assert burst_settings({THRESHOLD_VAR: ""}) == BurstSettings(20, 24.0)
 
 
-@pytest.mark.parametrize("name, value", [
-    (THRESHOLD_VAR, "abc"), (THRESHOLD_VAR, "0"), (THRESHOLD_VAR, "-3"), (THRESHOLD_VAR, "2.5"),
-    (WINDOW_HOURS_VAR, "soon"), (WINDOW_HOURS_VAR, "0"), (WINDOW_HOURS_VAR, "-1"), (WINDOW_HOURS_VAR, "nan"),
-    (WINDOW_HOURS_VAR, "inf"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        (THRESHOLD_VAR, "abc"),
+        (THRESHOLD_VAR, "0"),
+        (THRESHOLD_VAR, "-3"),
+        (THRESHOLD_VAR, "2.5"),
+        (WINDOW_HOURS_VAR, "soon"),
+        (WINDOW_HOURS_VAR, "0"),
+        (WINDOW_HOURS_VAR, "-1"),
+        (WINDOW_HOURS_VAR, "nan"),
+        (WINDOW_HOURS_VAR, "inf"),
+    ],
+)
 def test_a_malformed_variable_is_named(name, value):
     with pytest.raises(ValueError, match=f"{name}='{value}' is invalid"):
         burst_settings({name: value})
@@ -74,6 +95,7 @@ def test_explicit_settings_are_validated_too():
 
 
 # ------------------------------------------------------------------------------------------ bursts
+
 
 def test_threshold_minus_one_does_not_fire_threshold_fires_once():
     rules = BurstSettings(threshold=5, window_hours=24)
@@ -159,8 +181,13 @@ def test_decisions_match_a_model_over_the_whole_history(ticks, threshold, window
     for i, (now, batch) in enumerate(ticks):
         history += [(i, r) for r in batch]
         decision = burst_decision(batch, BurstState.from_cursor(cursor), now, rules)
-        counting = [r for tick, r in history if tick > last_fire_tick and r.ts >= now - rules.window
-                    and (last_fire_time is None or r.ts > last_fire_time)]
+        counting = [
+            r
+            for tick, r in history
+            if tick > last_fire_tick
+            and r.ts >= now - rules.window
+            and (last_fire_time is None or r.ts > last_fire_time)
+        ]
         assert decision.counted == len(counting)
         assert decision.fire == (len(counting) >= threshold)
         assert decision.state.last_id == max([0, *(r.id for _, r in history)])
@@ -171,6 +198,7 @@ def test_decisions_match_a_model_over_the_whole_history(ticks, threshold, window
 
 
 # ------------------------------------------------------------------------------------------ months
+
 
 def test_a_month_is_complete_once_data_reaches_its_end_in_tokyo():
     # October ends at 2026-11-01 00:00 JST = 2026-10-31 15:00 UTC.
@@ -199,7 +227,9 @@ def test_rows_stamped_in_the_future_complete_nothing_and_no_month_precedes_the_f
     assert months_to_request(parse_utc("2099-01-01T00:00:00Z"), None, NOW, FIRST, 3) == [dt.date(2026, 10, 1)]
     assert months_to_request(parse_utc("2025-01-20T00:00:00Z"), None, NOW, FIRST, 3) == []
     assert months_to_request(parse_utc("2025-03-02T00:00:00Z"), dt.date(2024, 6, 1), NOW, FIRST, 5) == [
-        dt.date(2025, 1, 1), dt.date(2025, 2, 1)]
+        dt.date(2025, 1, 1),
+        dt.date(2025, 2, 1),
+    ]
 
 
 @settings(max_examples=200, deadline=None)

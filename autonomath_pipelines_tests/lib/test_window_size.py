@@ -16,13 +16,13 @@ def test_empty_fails_even_without_history():
 
 
 def test_too_little_history_judges_only_emptiness():
-    assert smallest_normal([5000, 0, 5200]) is None                 # empty windows say nothing about the level
+    assert smallest_normal([5000, 0, 5200]) is None  # empty windows say nothing about the level
     assert window_size_verdict(1, [5000, 5200], "query_log").passed
 
 
 def test_the_bound_follows_the_loops_own_spread():
     steady = [10_000, 10_100, 9_900, 10_050, 9_950]
-    swinging = [10_000, 3_000, 12_000, 2_500, 11_000, 9_000, 2_800]   # weekdays and weekends
+    swinging = [10_000, 3_000, 12_000, 2_500, 11_000, 9_000, 2_800]  # weekdays and weekends
     assert not window_size_verdict(3_000, steady, "query_log").passed
     assert window_size_verdict(3_000, swinging, "query_log").passed
     failed = window_size_verdict(100, steady, "query_log")
@@ -39,7 +39,7 @@ def test_a_window_at_least_the_median_always_passes_and_the_floor_scales(rows, p
         assert 0 < floor < positive[len(positive) // 2] + 1
         assert window_size_verdict(max(rows, positive[-1]), previous, "t").passed
         scaled = smallest_normal([c * 10 for c in previous])
-        assert scaled == pytest.approx(floor * 10, rel=1e-9)          # no fixed count: the level sets it
+        assert scaled == pytest.approx(floor * 10, rel=1e-9)  # no fixed count: the level sets it
         assert window_size_verdict(rows, previous, "t").passed == (rows >= floor)
 
 

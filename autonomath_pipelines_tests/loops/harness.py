@@ -6,9 +6,9 @@ from pathlib import Path
 import dagster as dg
 
 from autonomath_pipelines import resources
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.loops.common import LoopDefinition, source_specs
 from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
-from autonomath_pipelines.contract.sqlite import sqlite3
 
 
 def sha256(path: Path) -> str:
@@ -36,29 +36,49 @@ def loop_resources(db_path, storage: Path, *, execute: bool, loop_id: str, embed
     return resources.loop_resources(
         AutonomathDatabase(path=str(db_path)),
         LoopSettings(execute_loops=[loop_id] if execute else [], reports_dir=str(storage / "reports")),
-        storage_dir=str(storage / "parquet"), search_index_dir=str(storage / "search_index"),
-        embeddings=EmbeddingModel(cache_path=str(embedding_cache or storage / "embedding_cache.sqlite")))
+        storage_dir=str(storage / "parquet"),
+        search_index_dir=str(storage / "search_index"),
+        embeddings=EmbeddingModel(cache_path=str(embedding_cache or storage / "embedding_cache.sqlite")),
+    )
 
 
-def run_loops_at(*, db_path, reports_dir, storage_dir, execute: bool = False, only=None, embedding_cache=None,
-                 **kwargs):
+def run_loops_at(
+    *, db_path, reports_dir, storage_dir, execute: bool = False, only=None, embedding_cache=None, **kwargs
+):
     """``orchestrator.run_loops`` as ``autonomath-loops run [--only …] [--execute]`` calls it, over a test world."""
     from autonomath_pipelines.loops import LOOP_DEFINITIONS
     from autonomath_pipelines.orchestrator import run_loops, run_settings
 
-    settings = run_settings(only, execute=execute, reports_dir=str(reports_dir), loops=kwargs.get("loops", LOOP_DEFINITIONS))
-    return run_loops(AutonomathDatabase(path=str(db_path)), settings, only=only, storage_dir=str(storage_dir),
-                     embeddings=EmbeddingModel(cache_path=str(embedding_cache)) if embedding_cache else None, **kwargs)
+    settings = run_settings(
+        only, execute=execute, reports_dir=str(reports_dir), loops=kwargs.get("loops", LOOP_DEFINITIONS)
+    )
+    return run_loops(
+        AutonomathDatabase(path=str(db_path)),
+        settings,
+        only=only,
+        storage_dir=str(storage_dir),
+        embeddings=EmbeddingModel(cache_path=str(embedding_cache)) if embedding_cache else None,
+        **kwargs,
+    )
 
 
-def run_loop(loop: LoopDefinition, db_path, storage: Path, partition: str, *, execute: bool = False,
-             run_config: dict | None = None, embedding_cache: Path | None = None) -> dg.ExecuteInProcessResult:
+def run_loop(
+    loop: LoopDefinition,
+    db_path,
+    storage: Path,
+    partition: str,
+    *,
+    execute: bool = False,
+    run_config: dict | None = None,
+    embedding_cache: Path | None = None,
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*source_specs(), *loop.assets],
         selection=loop.assets,
         partition_key=partition,
-        resources=loop_resources(db_path, storage, execute=execute, loop_id=loop.spec.loop_id,
-                                 embedding_cache=embedding_cache),
+        resources=loop_resources(
+            db_path, storage, execute=execute, loop_id=loop.spec.loop_id, embedding_cache=embedding_cache
+        ),
         run_config=run_config,
         raise_on_error=False,
     )

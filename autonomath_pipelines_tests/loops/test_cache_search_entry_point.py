@@ -22,8 +22,17 @@ CALLS: list[str] = []
 def service_search(query: str) -> dict:
     """A stand-in for the service's search: answers from ``SERVICE`` (its own logged answers)."""
     CALLS.append(query)
-    results = [{"program_id": pid, "name": f"program {pid}", "agency": "テスト庁", "level": "national",
-                "prefecture_code": None, "score": 1.0} for pid in SERVICE.get(normalize_query(query), [])]
+    results = [
+        {
+            "program_id": pid,
+            "name": f"program {pid}",
+            "agency": "テスト庁",
+            "level": "national",
+            "prefecture_code": None,
+            "score": 1.0,
+        }
+        for pid in SERVICE.get(normalize_query(query), [])
+    ]
     return search_payload(normalize_query(query), results)
 
 
@@ -38,7 +47,8 @@ def not_a_payload(query: str) -> list:
 def logged_answers(db_path) -> dict[str, list[str]]:
     """The service's most frequent top-1 per normalized query, from query_log."""
     frame = AutonomathDatabase(path=str(db_path)).read_frame(
-        "SELECT query_text, top1_program_id FROM query_log WHERE result_count > 0 AND top1_program_id IS NOT NULL")
+        "SELECT query_text, top1_program_id FROM query_log WHERE result_count > 0 AND top1_program_id IS NOT NULL"
+    )
     frame["query_text"] = frame["query_text"].map(normalize_query)
     modal = frame.groupby("query_text")["top1_program_id"].agg(lambda s: s.value_counts().sort_index().idxmax())
     return {text: [pid] for text, pid in modal.items()}
@@ -90,12 +100,15 @@ def test_a_wrong_top1_search_fails_the_agreement_floor(small_world, tmp_path, mo
     assert metadata(result, "cache_warming_candidates")["top1_agreement"] == 0.0
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("no_colon_here", "not of the form package.module:function"),
-    ("autonomath_missing_module:f", "cannot import 'autonomath_missing_module'"),
-    (f"{HERE}:nothing_here", "has no attribute 'nothing_here'"),
-    (f"{HERE}:SERVICE", "is not callable"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("no_colon_here", "not of the form package.module:function"),
+        ("autonomath_missing_module:f", "cannot import 'autonomath_missing_module'"),
+        (f"{HERE}:nothing_here", "has no attribute 'nothing_here'"),
+        (f"{HERE}:SERVICE", "is not callable"),
+    ],
+)
 def test_an_unusable_entry_point_is_named(spec, message):
     with pytest.raises(SearchEntryPointError, match=message):
         load_entry_point(spec)

@@ -5,11 +5,11 @@ import json
 import pandas as pd
 import pytest
 
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.demo import hallucination_family_of, load_truth
 from autonomath_pipelines.lib.textnorm import normalize_query
 from autonomath_pipelines.loops.loop_a_hallucination_guard import LOOP
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_FULL_WEEK
 from autonomath_pipelines_tests.loops.harness import check_outcomes, materialized, metadata, run_loop, sha256
 
@@ -60,7 +60,9 @@ def test_rerun_is_idempotent_and_keeps_review_decisions(small_world, tmp_path, e
     assert run(small_world, tmp_path, embedding_cache, execute=True).success
     first = candidates_in_db(small_world)
     conn = sqlite3.connect(str(small_world))
-    conn.execute("UPDATE hallucination_guard_candidates SET status = 'rejected' WHERE pattern = ?", (first["pattern"][0],))
+    conn.execute(
+        "UPDATE hallucination_guard_candidates SET status = 'rejected' WHERE pattern = ?", (first["pattern"][0],)
+    )
     conn.commit()
     conn.close()
     assert run(small_world, tmp_path, embedding_cache, execute=True).success
@@ -89,12 +91,18 @@ def test_an_empty_window_fails_its_check_and_publishes_nothing(small_world, tmp_
 
 
 def test_a_cap_above_the_hard_limit_is_refused_before_anything_is_written(small_world, tmp_path, embedding_cache):
-    from autonomath_pipelines.orchestrator import root_cause
     import dagster as dg
 
+    from autonomath_pipelines.orchestrator import root_cause
+
     before = sha256(small_world)
-    result = run(small_world, tmp_path, embedding_cache, execute=True,
-                 run_config={"ops": {"hallucination_guard_candidates": {"config": {"max_candidates": 60}}}})
+    result = run(
+        small_world,
+        tmp_path,
+        embedding_cache,
+        execute=True,
+        run_config={"ops": {"hallucination_guard_candidates": {"config": {"max_candidates": 60}}}},
+    )
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     assert "max_candidates 60 exceeds the per-run cap of 50" in root_cause(failure.step_failure_data.error)
@@ -104,15 +112,19 @@ def test_a_cap_above_the_hard_limit_is_refused_before_anything_is_written(small_
 
 @pytest.mark.parametrize("lookback", [14])
 def test_lookback_is_configurable(small_world, tmp_path, embedding_cache, lookback):
-    result = run(small_world, tmp_path, embedding_cache, run_config={
-        "ops": {"hallucination_guard_snapshot": {"config": {"lookback_days": lookback}}}})
+    result = run(
+        small_world,
+        tmp_path,
+        embedding_cache,
+        run_config={"ops": {"hallucination_guard_snapshot": {"config": {"lookback_days": lookback}}}},
+    )
     assert result.success
     window = metadata(result, "hallucination_guard_snapshot")
     assert (window["window_start_utc"], window["window_end_utc"]) == ("2026-10-31T15:00:00Z", "2026-11-14T15:00:00Z")
 
 
-REPHRASED = "仮想空間 出店 助成金 全額 特別枠"     # a customer's rephrasing of a guarded ask
-UNRELATED = "宇宙エレベーター 建設 補助金 個人"   # a new ask, asked on its own
+REPHRASED = "仮想空間 出店 助成金 全額 特別枠"  # a customer's rephrasing of a guarded ask
+UNRELATED = "宇宙エレベーター 建設 補助金 個人"  # a new ask, asked on its own
 
 
 def add_sessions(db, guarded: str) -> None:
@@ -121,18 +133,25 @@ def add_sessions(db, guarded: str) -> None:
     rows = []
     for i in range(15):
         ts = f"2026-11-{9 + i % 5:02d}T0{i % 10}:1{i % 6}:00Z"
-        rows += [(ts, "am_test", f"s_rephrase_{i}", guarded), (ts.replace(":00Z", ":40Z"), "am_test", f"s_rephrase_{i}", REPHRASED),
-                 (ts, "am_test", f"s_alone_{i}", UNRELATED)]
+        rows += [
+            (ts, "am_test", f"s_rephrase_{i}", guarded),
+            (ts.replace(":00Z", ":40Z"), "am_test", f"s_rephrase_{i}", REPHRASED),
+            (ts, "am_test", f"s_alone_{i}", UNRELATED),
+        ]
     conn = sqlite3.connect(str(db))
     with conn:
-        conn.executemany("INSERT INTO query_log (ts, api_key, session_id, query_text, confidence, result_count, "
-                         "latency_ms, tier) VALUES (?, ?, ?, ?, 0.2, 0, 12.0, 'free')", rows)
+        conn.executemany(
+            "INSERT INTO query_log (ts, api_key, session_id, query_text, confidence, result_count, "
+            "latency_ms, tier) VALUES (?, ?, ?, ?, 0.2, 0, 12.0, 'free')",
+            rows,
+        )
     conn.close()
 
 
 def test_a_rephrasing_of_a_guarded_ask_is_not_proposed(small_world, tmp_path, embedding_cache):
     [guarded] = AutonomathDatabase(path=str(small_world)).read_frame(
-        "SELECT pattern FROM hallucination_guard ORDER BY id LIMIT 1")["pattern"]
+        "SELECT pattern FROM hallucination_guard ORDER BY id LIMIT 1"
+    )["pattern"]
     add_sessions(small_world, guarded)
     result = run(small_world, tmp_path / "linked", embedding_cache)
     assert result.success
@@ -141,7 +160,11 @@ def test_a_rephrasing_of_a_guarded_ask_is_not_proposed(small_world, tmp_path, em
     assert metadata(result, "hallucination_guard_candidates")["clusters_covered_by_sessions"] >= 1
 
     # It is the sessions that tell: with links switched off the rephrasing is proposed as new.
-    unlinked = run(small_world, tmp_path / "unlinked", embedding_cache, run_config={
-        "ops": {"hallucination_guard_candidates": {"config": {"max_reformulation_p": 1e-300}}}})
+    unlinked = run(
+        small_world,
+        tmp_path / "unlinked",
+        embedding_cache,
+        run_config={"ops": {"hallucination_guard_candidates": {"config": {"max_reformulation_p": 1e-300}}}},
+    )
     assert normalize_query(REPHRASED) in set(unlinked.output_for_node("hallucination_guard_candidates")["pattern"])
     assert metadata(unlinked, "hallucination_guard_candidates")["reformulation_links"] == 0

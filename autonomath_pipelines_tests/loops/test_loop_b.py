@@ -31,7 +31,8 @@ def run(db, tmp_path, partition=OCTOBER, **kwargs):
 
 def pages_in_db(db) -> pd.DataFrame:
     return AutonomathDatabase(path=str(db)).read_frame(
-        "SELECT * FROM seo_testimonial_candidates ORDER BY partition_key, program_id, prefecture_code")
+        "SELECT * FROM seo_testimonial_candidates ORDER BY partition_key, program_id, prefecture_code"
+    )
 
 
 def expected_groups(db, month: str, k: int = K) -> pd.DataFrame:
@@ -39,9 +40,16 @@ def expected_groups(db, month: str, k: int = K) -> pd.DataFrame:
     events = AutonomathDatabase(path=str(db)).read_frame("SELECT * FROM customer_success_events")
     jst = pd.to_datetime(events["ts"], utc=True).dt.tz_convert("Asia/Tokyo")
     events = events[(jst.dt.strftime("%Y-%m") == month) & (events["consent_flag"] == 1)]
-    groups = events.groupby(["program_id", "prefecture_code"]).agg(
-        group_size=("id", "size"), adopted=("outcome", lambda o: int((o == "adopted").sum())),
-        rating_count=("rating", "count"), rating_mean=("rating", "mean")).reset_index()
+    groups = (
+        events.groupby(["program_id", "prefecture_code"])
+        .agg(
+            group_size=("id", "size"),
+            adopted=("outcome", lambda o: int((o == "adopted").sum())),
+            rating_count=("rating", "count"),
+            rating_mean=("rating", "mean"),
+        )
+        .reset_index()
+    )
     return groups[(groups["group_size"] >= k) & (groups["rating_count"] >= k)].reset_index(drop=True)
 
 
@@ -63,10 +71,14 @@ def test_dry_run_writes_nothing_and_proposes_exactly_the_groups_of_k(small_world
     candidates = result.output_for_node("testimonial_seo_candidates")
     expected = expected_groups(small_world, "2026-10")
     assert keys_of(candidates) == keys_of(expected) and len(candidates) >= 3
-    truth = {(g["program_id"], g["prefecture_code"]): g["consented"]
-             for g in load_truth(small_world)["success_groups"] if g["month"] == "2026-10"}
-    assert {key: truth[key] for key in keys_of(candidates)} == dict(zip(
-        zip(candidates["program_id"], candidates["prefecture_code"]), candidates["group_size"]))
+    truth = {
+        (g["program_id"], g["prefecture_code"]): g["consented"]
+        for g in load_truth(small_world)["success_groups"]
+        if g["month"] == "2026-10"
+    }
+    assert {key: truth[key] for key in keys_of(candidates)} == dict(
+        zip(zip(candidates["program_id"], candidates["prefecture_code"]), candidates["group_size"])
+    )
     assert check_outcomes(result) and all(check_outcomes(result).values())
     snapshot = metadata(result, "testimonial_seo_snapshot")
     assert snapshot["non_consented_events"] > 0 and snapshot["groups_suppressed_below_k"] > 0
@@ -102,7 +114,8 @@ def test_no_customer_identifier_or_comment_reaches_the_output(small_world, tmp_p
     assert run(small_world, tmp_path, execute=True).success
     rows = pages_in_db(small_world)
     events = AutonomathDatabase(path=str(small_world)).read_frame(
-        "SELECT api_key, comment FROM customer_success_events")
+        "SELECT api_key, comment FROM customer_success_events"
+    )
     keys = set(events["api_key"])
     comments = {c for c in events["comment"].dropna() if len(c) >= 8}
     assert len(rows) and keys and comments
@@ -116,8 +129,10 @@ def test_rerun_is_idempotent_and_keeps_review_decisions(small_world, tmp_path):
     assert run(small_world, tmp_path, execute=True).success
     first = pages_in_db(small_world)
     conn = sqlite3.connect(str(small_world))
-    conn.execute("UPDATE seo_testimonial_candidates SET status = 'approved' WHERE candidate_id = ?",
-                 (int(first["candidate_id"][0]),))
+    conn.execute(
+        "UPDATE seo_testimonial_candidates SET status = 'approved' WHERE candidate_id = ?",
+        (int(first["candidate_id"][0]),),
+    )
     conn.commit()
     conn.close()
     second_run = run(small_world, tmp_path, execute=True)
@@ -140,8 +155,10 @@ def plant_september(db) -> None:
     october["api_key"] = october["api_key"] + "_sep"
     columns = [c for c in october.columns if c != "id"]
     conn = sqlite3.connect(str(db))
-    conn.executemany(f"INSERT INTO customer_success_events ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                     october[columns].astype(object).where(october[columns].notna(), None).itertuples(index=False, name=None))
+    conn.executemany(
+        f"INSERT INTO customer_success_events ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        october[columns].astype(object).where(october[columns].notna(), None).itertuples(index=False, name=None),
+    )
     conn.commit()
     conn.close()
 
@@ -157,8 +174,10 @@ def test_two_month_backfill(small_world, tmp_path):
         assert len(month_rows) >= 3
         assert keys_of(month_rows) == keys_of(expected_groups(small_world, month))
         assert all(front_matter(m)["period"] == f"{month[:4]}年{int(month[5:])}月" for m in month_rows["markdown"])
-        assert all(front_matter(m)["date"] == ("2026-09-30" if month == "2026-09" else "2026-10-31")
-                   for m in month_rows["markdown"])
+        assert all(
+            front_matter(m)["date"] == ("2026-09-30" if month == "2026-09" else "2026-10-31")
+            for m in month_rows["markdown"]
+        )
 
 
 def test_empty_month_is_a_success_with_zero_pages(small_world, tmp_path):
@@ -169,14 +188,19 @@ def test_empty_month_is_a_success_with_zero_pages(small_world, tmp_path):
 
 
 def test_k_is_configurable_and_k_below_two_is_refused(small_world, tmp_path):
-    bigger = run(small_world, tmp_path, run_config={
-        "ops": {"testimonial_seo_snapshot": {"config": {"min_group_size": 5}}}})
+    bigger = run(
+        small_world, tmp_path, run_config={"ops": {"testimonial_seo_snapshot": {"config": {"min_group_size": 5}}}}
+    )
     assert bigger.success
     pages = bigger.output_for_node("testimonial_seo_candidates")
     assert keys_of(pages) == keys_of(expected_groups(small_world, "2026-10", k=5)) and pages["group_size"].min() >= 5
     before = sha256(small_world)
-    refused = run(small_world, tmp_path, execute=True, run_config={
-        "ops": {"testimonial_seo_snapshot": {"config": {"min_group_size": 1}}}})
+    refused = run(
+        small_world,
+        tmp_path,
+        execute=True,
+        run_config={"ops": {"testimonial_seo_snapshot": {"config": {"min_group_size": 1}}}},
+    )
     assert not refused.success
     assert "seo_testimonial_candidates_published" not in materialized(refused)
     assert sha256(small_world) == before
@@ -184,15 +208,21 @@ def test_k_is_configurable_and_k_below_two_is_refused(small_world, tmp_path):
 
 # ------------------------------------------------------------------------------- SQL aggregation
 
+
 def world_db(events: list[tuple]) -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:")
     create_all(conn)
     conn.executemany("INSERT INTO prefectures VALUES (?, ?, ?, ?)", PREFECTURES)
     ts = "2026-01-01T00:00:00Z"
-    conn.executemany("INSERT INTO programs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1000000, 'A', ?, ?, ?)",
-                     [(*p, f"https://example.go.jp/{p[0]}", ts, ts) for p in PROGRAMS[:3]])
-    conn.executemany("INSERT INTO customer_success_events (ts, api_key, program_id, prefecture_code, outcome, "
-                     "amount_jpy, rating, comment, consent_flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", events)
+    conn.executemany(
+        "INSERT INTO programs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1000000, 'A', ?, ?, ?)",
+        [(*p, f"https://example.go.jp/{p[0]}", ts, ts) for p in PROGRAMS[:3]],
+    )
+    conn.executemany(
+        "INSERT INTO customer_success_events (ts, api_key, program_id, prefecture_code, outcome, "
+        "amount_jpy, rating, comment, consent_flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        events,
+    )
     return conn
 
 
@@ -214,14 +244,27 @@ event = st.tuples(
 def test_aggregation_never_produces_a_group_below_k_nor_counts_non_consented(events, k):
     conn = world_db(events)
     groups = consented_groups(conn, "2026-09-30T15:00:00Z", "2026-10-31T15:00:00Z", k)
-    frame = pd.DataFrame(events, columns=["ts", "api_key", "program_id", "prefecture_code", "outcome", "amount_jpy",
-                                          "rating", "comment", "consent_flag"])
+    frame = pd.DataFrame(
+        events,
+        columns=[
+            "ts",
+            "api_key",
+            "program_id",
+            "prefecture_code",
+            "outcome",
+            "amount_jpy",
+            "rating",
+            "comment",
+            "consent_flag",
+        ],
+    )
     window = frame[(frame["ts"] < "2026-10-31T15:00:00Z") & (frame["consent_flag"] == 1)]
     sizes = window.groupby(["program_id", "prefecture_code"]).size().to_dict()
     ratings = window.groupby(["program_id", "prefecture_code"])["rating"].count().to_dict()
     assert (groups["group_size"] >= k).all() and (groups["rating_count"] >= k).all()
     assert sorted(zip(groups["program_id"], groups["prefecture_code"])) == sorted(
-        key for key, n in sizes.items() if n >= k and ratings[key] >= k)
+        key for key, n in sizes.items() if n >= k and ratings[key] >= k
+    )
     for row in groups.itertuples():
         assert row.group_size == sizes[(row.program_id, row.prefecture_code)]
         assert row.adopted_amount_total_jpy is None or row.amount_count >= k
@@ -237,7 +280,10 @@ def test_aggregation_refuses_k_below_two():
 def test_loop_is_shaped_like_the_others():
     assert LOOP.spec.group_name == "loop_b_testimonial_seo"
     assert {k.to_user_string() for a in LOOP.assets for k in a.keys} == {
-        "testimonial_seo_snapshot", "testimonial_seo_candidates", "seo_testimonial_candidates_published"}
+        "testimonial_seo_snapshot",
+        "testimonial_seo_candidates",
+        "seo_testimonial_candidates_published",
+    }
     assert LOOP.schedule.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
@@ -252,13 +298,18 @@ def plant_hostile_programs(db) -> str:
     conn = sqlite3.connect(str(db))
     conn.execute("UPDATE programs SET name = ? WHERE program_id = ?", (HOSTILE_NAME, first))
     for program_id in UNPROMOTABLE_IDS:
-        conn.execute("INSERT INTO programs SELECT ?, name, summary, agency, level, prefecture_code, municipality, "
-                     "category, max_amount_jpy, tier, source_url, source_fetched_at, updated_at "
-                     "FROM programs WHERE program_id = ?", (program_id, second))
-        conn.execute("INSERT INTO customer_success_events (ts, api_key, program_id, prefecture_code, outcome, "
-                     "amount_jpy, rating, comment, consent_flag) SELECT ts, api_key, ?, prefecture_code, outcome, "
-                     "amount_jpy, rating, comment, consent_flag FROM customer_success_events WHERE program_id = ?",
-                     (program_id, second))
+        conn.execute(
+            "INSERT INTO programs SELECT ?, name, summary, agency, level, prefecture_code, municipality, "
+            "category, max_amount_jpy, tier, source_url, source_fetched_at, updated_at "
+            "FROM programs WHERE program_id = ?",
+            (program_id, second),
+        )
+        conn.execute(
+            "INSERT INTO customer_success_events (ts, api_key, program_id, prefecture_code, outcome, "
+            "amount_jpy, rating, comment, consent_flag) SELECT ts, api_key, ?, prefecture_code, outcome, "
+            "amount_jpy, rating, comment, consent_flag FROM customer_success_events WHERE program_id = ?",
+            (program_id, second),
+        )
     conn.commit()
     conn.close()
     return first

@@ -4,16 +4,19 @@ import json
 
 import pandas as pd
 
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.demo import load_truth
 from autonomath_pipelines.lib.personal_head import (
-    baseline_cache, customer_heads, global_head, replay_hit_rate,
+    baseline_cache,
+    customer_heads,
+    global_head,
+    replay_hit_rate,
 )
 from autonomath_pipelines.lib.search import ProgramSearcher
-from autonomath_pipelines.loops.cache_payloads import service_popularity
 from autonomath_pipelines.lib.textnorm import query_hash
+from autonomath_pipelines.loops.cache_payloads import service_popularity
 from autonomath_pipelines.loops.loop_c_personalized_cache import LOOP, MAX_ROWS_PER_CUSTOMER, PAID_REQUESTS_SQL
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.loops.harness import check_outcomes, materialized, metadata, run_loop, sha256
 
 # The last complete week of the small world (Sun 2026-11-15 .. Sat 2026-11-21 JST).
@@ -30,13 +33,16 @@ def run_loop_c(db_path, storage, *, execute=False, partition=LAST_WEEK, run_conf
 
 def cache_rows(db_path) -> pd.DataFrame:
     return AutonomathDatabase(path=str(db_path)).read_frame(
-        "SELECT * FROM personalized_cache ORDER BY customer_id, query_hash")
+        "SELECT * FROM personalized_cache ORDER BY customer_id, query_hash"
+    )
 
 
 def paid_active_customers(db_path) -> set[str]:
     conn = sqlite3.connect(str(db_path))
-    found = {c for (c,) in conn.execute(
-        "SELECT DISTINCT customer_id FROM api_keys WHERE tier = 'paid' AND revoked_at IS NULL")}
+    found = {
+        c
+        for (c,) in conn.execute("SELECT DISTINCT customer_id FROM api_keys WHERE tier = 'paid' AND revoked_at IS NULL")
+    }
     conn.close()
     return found
 
@@ -98,8 +104,19 @@ def test_rerunning_a_partition_changes_nothing(small_world, tmp_path):
 def test_other_customers_rows_are_never_deleted(small_world, tmp_path):
     conn = sqlite3.connect(str(small_world))
     # An expired row of a customer not in this run, and an expired row of a customer in it.
-    foreign = ("cus_not_in_this_run", query_hash("foreign"), "foreign", "{}", "2020-01-01T00:00:00Z",
-               "2020-01-08T00:00:00Z", "{}", "loop_c_personalized_cache", "old", "2019-12-29", "v0")
+    foreign = (
+        "cus_not_in_this_run",
+        query_hash("foreign"),
+        "foreign",
+        "{}",
+        "2020-01-01T00:00:00Z",
+        "2020-01-08T00:00:00Z",
+        "{}",
+        "loop_c_personalized_cache",
+        "old",
+        "2019-12-29",
+        "v0",
+    )
     conn.execute("INSERT INTO personalized_cache VALUES (?,?,?,?,?,?,?,?,?,?,?)", foreign)
     conn.commit()
     conn.close()
@@ -110,22 +127,37 @@ def test_other_customers_rows_are_never_deleted(small_world, tmp_path):
     assert "cus_not_in_this_run" in set(rows["customer_id"])
 
     conn = sqlite3.connect(str(small_world))
-    mine = (written[0], query_hash("stale"), "stale", "{}", "2020-01-01T00:00:00Z", "2020-01-08T00:00:00Z", "{}",
-            "loop_c_personalized_cache", "old", "2019-12-29", "v0")
+    mine = (
+        written[0],
+        query_hash("stale"),
+        "stale",
+        "{}",
+        "2020-01-01T00:00:00Z",
+        "2020-01-08T00:00:00Z",
+        "{}",
+        "loop_c_personalized_cache",
+        "old",
+        "2019-12-29",
+        "v0",
+    )
     conn.execute("INSERT INTO personalized_cache VALUES (?,?,?,?,?,?,?,?,?,?,?)", mine)
     conn.commit()
     conn.close()
     assert run_loop_c(small_world, tmp_path, execute=True).success
     rows = cache_rows(small_world)
     texts = set(zip(rows["customer_id"], rows["query_text"]))
-    assert ("cus_not_in_this_run", "foreign") in texts      # another customer's expired row survives
-    assert (written[0], "stale") not in texts                # this run's customer's expired row is removed
+    assert ("cus_not_in_this_run", "foreign") in texts  # another customer's expired row survives
+    assert (written[0], "stale") not in texts  # this run's customer's expired row is removed
 
 
 def test_a_failing_blocking_gate_stops_the_publish(small_world, tmp_path):
     before = sha256(small_world)
-    result = run_loop_c(small_world, tmp_path, execute=True,
-                        run_config={"ops": {"personalized_cache_candidates": {"config": {"ttl_days": -1.0}}}})
+    result = run_loop_c(
+        small_world,
+        tmp_path,
+        execute=True,
+        run_config={"ops": {"personalized_cache_candidates": {"config": {"ttl_days": -1.0}}}},
+    )
     assert not result.success
     outcomes = check_outcomes(result)
     assert outcomes["ttl_in_future"] is False and outcomes["only_paid_active_customers"] is True

@@ -9,14 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.demo import load_truth
-from autonomath_pipelines.loops.common import source_specs
 from autonomath_pipelines.lib.calibration import COEF_KEYS, candidate_gates
+from autonomath_pipelines.loops.common import source_specs
 from autonomath_pipelines.loops.loop_d_forecast_accuracy import LOOP
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.loops.harness import (
-    check_outcomes, loop_resources, materialized, metadata, run_loop, sha256,
+    check_outcomes,
+    loop_resources,
+    materialized,
+    metadata,
+    run_loop,
+    sha256,
 )
 
 #: The last complete month of the small world (logs end 2026-11-21 JST).
@@ -25,13 +30,16 @@ LAST_MONTH = "2026-10-01"
 
 def calibration_in_db(db) -> pd.DataFrame:
     return AutonomathDatabase(path=str(db)).read_frame(
-        "SELECT * FROM forecast_calibration ORDER BY partition_key, program_id")
+        "SELECT * FROM forecast_calibration ORDER BY partition_key, program_id"
+    )
 
 
 def resolved_programs(db, end_utc: str) -> set[str]:
     frame = AutonomathDatabase(path=str(db)).read_frame(
         "SELECT DISTINCT p.program_id FROM forecast_predictions p JOIN am_application_round r USING (round_id) "
-        "WHERE r.status = 'resolved' AND r.resolved_at < ?", (end_utc,))
+        "WHERE r.status = 'resolved' AND r.resolved_at < ?",
+        (end_utc,),
+    )
     return set(frame["program_id"])
 
 
@@ -70,8 +78,9 @@ def assert_recovers_planted_biases(small_world, result):
     observed = pd.DataFrame(truth["forecast_observed"]).T.reindex(candidates.index)
     same = observed["n"] == candidates["n"]
     assert same.sum() > len(candidates) / 2
-    assert np.allclose(candidates.loc[same, "mean_error_days"], observed.loc[same, "mean_error_days"].astype(float),
-                       atol=1e-3)
+    assert np.allclose(
+        candidates.loc[same, "mean_error_days"], observed.loc[same, "mean_error_days"].astype(float), atol=1e-3
+    )
     # Held-out later rounds: calibrated forecasts beat raw ones and unpooled means.
     stats = metadata(result, "forecast_accuracy_candidates")
     assert stats["holdout_ratio_vs_raw"] < 0.9
@@ -81,8 +90,10 @@ def assert_recovers_planted_biases(small_world, result):
 def source_rows(db) -> tuple[list, list]:
     conn = sqlite3.connect(str(db))
     try:
-        return (conn.execute("SELECT * FROM forecast_predictions ORDER BY prediction_id").fetchall(),
-                conn.execute("SELECT * FROM am_application_round ORDER BY round_id").fetchall())
+        return (
+            conn.execute("SELECT * FROM forecast_predictions ORDER BY prediction_id").fetchall(),
+            conn.execute("SELECT * FROM am_application_round ORDER BY round_id").fetchall(),
+        )
     finally:
         conn.close()
 
@@ -123,16 +134,20 @@ def test_two_month_backfill_one_after_another_and_as_one_run(small_world, tmp_pa
         assert run_loop(LOOP, small_world, tmp_path / "seq", month, execute=True).success
     rows = calibration_in_db(small_world)
     by_month = {k: set(g["program_id"]) for k, g in rows.groupby("partition_key")}
-    assert by_month == {"2026-09-01": resolved_programs(small_world, "2026-09-30T15:00:00Z"),
-                        "2026-10-01": resolved_programs(small_world, "2026-10-31T15:00:00Z")}
+    assert by_month == {
+        "2026-09-01": resolved_programs(small_world, "2026-09-30T15:00:00Z"),
+        "2026-10-01": resolved_programs(small_world, "2026-10-31T15:00:00Z"),
+    }
     assert by_month["2026-09-01"] < by_month["2026-10-01"]
 
     # The same range as one run (single-run backfill policy).
     result = dg.materialize(
-        [*source_specs(), *LOOP.assets], selection=LOOP.assets,
+        [*source_specs(), *LOOP.assets],
+        selection=LOOP.assets,
         tags={"dagster/asset_partition_range_start": "2026-09-01", "dagster/asset_partition_range_end": "2026-10-01"},
         resources=loop_resources(ranged_world, tmp_path / "range", execute=True, loop_id=LOOP.spec.loop_id),
-        raise_on_error=False)
+        raise_on_error=False,
+    )
     assert result.success and all(check_outcomes(result).values())
     ranged = calibration_in_db(ranged_world)
     # Each partition of the range was computed with its own window end: the same coefficients.
@@ -155,14 +170,34 @@ def test_no_resolved_forecasts_is_empty_not_an_error(small_world, tmp_path):
 
 
 def test_gates_reject_bad_coefficients():
-    good = {"bias_days": 1.0, "weight": 0.5, "n": 3, "mean_error_days": 2.0, "pooled_mean": 0.0, "tau2": 1.0, "sigma2": 1.0}
-    frame = pd.DataFrame({
-        "partition_key": ["2026-10-01"] * 3, "program_id": ["A", "B", "B"], "status": ["pending_review"] * 3,
-        "coef_json": [json.dumps(good), json.dumps({**good, "weight": 1.5}), json.dumps({**good, "tau2": float("nan")})],
-    })
+    good = {
+        "bias_days": 1.0,
+        "weight": 0.5,
+        "n": 3,
+        "mean_error_days": 2.0,
+        "pooled_mean": 0.0,
+        "tau2": 1.0,
+        "sigma2": 1.0,
+    }
+    frame = pd.DataFrame(
+        {
+            "partition_key": ["2026-10-01"] * 3,
+            "program_id": ["A", "B", "B"],
+            "status": ["pending_review"] * 3,
+            "coef_json": [
+                json.dumps(good),
+                json.dumps({**good, "weight": 1.5}),
+                json.dumps({**good, "tau2": float("nan")}),
+            ],
+        }
+    )
     outcomes = {g.name: g.evaluate(frame).passed for g in candidate_gates({"2026-10-01": {"A", "B", "C"}})}
-    assert outcomes == {"coefficients_finite": False, "weights_in_unit_interval": False,
-                        "one_row_per_program": False, "all_pending_review": True}
+    assert outcomes == {
+        "coefficients_finite": False,
+        "weights_in_unit_interval": False,
+        "one_row_per_program": False,
+        "all_pending_review": True,
+    }
 
 
 def test_a_failing_gate_blocks_publishing(small_world, tmp_path, monkeypatch):

@@ -4,12 +4,12 @@ import json
 
 import pandas as pd
 
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.demo import load_truth
 from autonomath_pipelines.lib.langdetect import LANGS
 from autonomath_pipelines.lib.textnorm import normalize_query
 from autonomath_pipelines.loops.loop_e_alias_expansion import LOOP
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_FULL_WEEK
 from autonomath_pipelines_tests.loops.harness import check_outcomes, metadata, run_loop, sha256
 
@@ -58,7 +58,9 @@ def test_execute_writes_and_rerun_is_idempotent(small_world, tmp_path, embedding
     assert set(first["status"]) == {"pending_review"} and set(first["source"]) == {"loop_e:low_confidence_queries"}
     assert {"requests", "sessions", "similarity_to_entity", "raw_forms"} <= set(json.loads(first["evidence_json"][0]))
     conn = sqlite3.connect(str(small_world))
-    conn.execute("UPDATE alias_candidates SET status = 'approved' WHERE candidate_id = ?", (int(first["candidate_id"][0]),))
+    conn.execute(
+        "UPDATE alias_candidates SET status = 'approved' WHERE candidate_id = ?", (int(first["candidate_id"][0]),)
+    )
     conn.commit()
     conn.close()
     assert run(small_world, tmp_path, embedding_cache, execute=True).success
@@ -76,8 +78,10 @@ def test_rerun_of_an_unchanged_partition_embeds_nothing(small_world, tmp_path, e
 
 def test_unknown_entities_are_dropped(small_world, tmp_path, embedding_cache):
     conn = sqlite3.connect(str(small_world))
-    conn.execute("UPDATE query_log SET top1_program_id = 'P_GONE' WHERE id IN (SELECT id FROM query_log "
-                 "WHERE confidence < 0.5 AND result_count = 1 AND ts >= '2026-11-08' ORDER BY id LIMIT 50)")
+    conn.execute(
+        "UPDATE query_log SET top1_program_id = 'P_GONE' WHERE id IN (SELECT id FROM query_log "
+        "WHERE confidence < 0.5 AND result_count = 1 AND ts >= '2026-11-08' ORDER BY id LIMIT 50)"
+    )
     conn.commit()
     conn.close()
     result = run(small_world, tmp_path, embedding_cache)

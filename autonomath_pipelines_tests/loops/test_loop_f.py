@@ -2,11 +2,11 @@
 
 import pandas as pd
 
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.demo import load_truth
 from autonomath_pipelines.lib.channel_roi import EMPTY, UNATTRIBUTED, UNKNOWN
 from autonomath_pipelines.loops.loop_f_channel_roi import LOOP
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_FULL_WEEK
 from autonomath_pipelines_tests.loops.harness import check_outcomes, metadata, run_loop, sha256
 
@@ -22,10 +22,14 @@ def rows_in_db(db) -> pd.DataFrame:
 def pandas_reference(db, start: str, end: str) -> pd.DataFrame:
     """Channel ROI recomputed from the raw tables with pandas only (no SQL aggregation)."""
     conn = sqlite3.connect(str(db))
-    subs = pd.DataFrame(conn.execute("SELECT subscriber_id, utm_source, signed_up_at, plan FROM subscribers").fetchall(),
-                        columns=["subscriber_id", "utm_source", "signed_up_at", "plan"])
-    bill = pd.DataFrame(conn.execute("SELECT ts, subscriber_id, event_type, amount_jpy FROM billing_events").fetchall(),
-                        columns=["ts", "subscriber_id", "event_type", "amount_jpy"])
+    subs = pd.DataFrame(
+        conn.execute("SELECT subscriber_id, utm_source, signed_up_at, plan FROM subscribers").fetchall(),
+        columns=["subscriber_id", "utm_source", "signed_up_at", "plan"],
+    )
+    bill = pd.DataFrame(
+        conn.execute("SELECT ts, subscriber_id, event_type, amount_jpy FROM billing_events").fetchall(),
+        columns=["ts", "subscriber_id", "event_type", "amount_jpy"],
+    )
     conn.close()
 
     def name(utm):
@@ -59,8 +63,12 @@ def test_dry_run_writes_nothing_and_matches_an_independent_pandas_computation(sm
     active = candidates[(candidates[TABLE_COLUMNS[1:]] != 0).any(axis=1)]
     assert key(active) == key(reference)
     assert candidates["channel"].is_unique
-    assert check_outcomes(result) == {"revenue_reconciles": True, "one_row_per_channel": True, "no_negative_counts": True,
-                                      "window_not_abnormally_small": True}
+    assert check_outcomes(result) == {
+        "revenue_reconciles": True,
+        "one_row_per_channel": True,
+        "no_negative_counts": True,
+        "window_not_abnormally_small": True,
+    }
     snap = metadata(result, "channel_roi_snapshot")
     assert (snap["window_start_utc"], snap["window_end_utc"]) == WINDOW
     meta = metadata(result, "channel_roi_candidates")
@@ -132,5 +140,7 @@ def test_reconciliation_gate_blocks_publish_when_billing_changes_underneath(smal
     before = sha256(small_world)
     result = run_loop(LOOP, small_world, tmp_path, LAST_FULL_WEEK, execute=True)
     assert check_outcomes(result)["revenue_reconciles"] is False
-    assert "channel_roi_published" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "channel_roi_published" not in {
+        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+    }
     assert sha256(small_world) == before

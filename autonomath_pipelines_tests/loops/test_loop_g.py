@@ -19,11 +19,18 @@ MONTH = "2026-10-01"
 
 def run(db, tmp_path, partition=MONTH, *, execute=False):
     resources = loop_resources(db, tmp_path / "storage", execute=execute, loop_id=LOOP.spec.loop_id)
-    resources["loop_settings"] = LoopSettings(execute_loops=[LOOP.spec.loop_id] if execute else [],
-                                              reports_dir=str(tmp_path / "storage" / "reports"),
-                                              repo_root=str(tmp_path / "repo"))
-    return dg.materialize([*source_specs(), *LOOP.assets], selection=LOOP.assets, partition_key=partition,
-                          resources=resources, raise_on_error=False)
+    resources["loop_settings"] = LoopSettings(
+        execute_loops=[LOOP.spec.loop_id] if execute else [],
+        reports_dir=str(tmp_path / "storage" / "reports"),
+        repo_root=str(tmp_path / "repo"),
+    )
+    return dg.materialize(
+        [*source_specs(), *LOOP.assets],
+        selection=LOOP.assets,
+        partition_key=partition,
+        resources=resources,
+        raise_on_error=False,
+    )
 
 
 def stub_files(tmp_path) -> dict[str, str]:
@@ -63,7 +70,7 @@ def test_in_app_prefixes_choose_the_frames_that_key_a_group(small_world):
     nothing_in_app = assign_fingerprints(errors, in_app_prefixes=("/nowhere/",))
     default = assign_fingerprints(errors)
     keys = set(nothing_in_app["fingerprint"].dropna())
-    assert keys and all("|msg:" in k for k in keys)               # fallback: type + normalized message
+    assert keys and all("|msg:" in k for k in keys)  # fallback: type + normalized message
     assert not any("|msg:" in k for k in default["fingerprint"].dropna())
 
 
@@ -84,14 +91,19 @@ def test_backfill_execute_writes_collectable_stubs_idempotently(small_world, tmp
     assert all(f"# autonomath-partition: {MONTH}" in t for t in files.values())
     some = next(t for t in files.values() if "@example(value=" in t)
     assert "pytest.mark.xfail(strict=True" in some and "occurrences:" in some
-    folder = tmp_path / "copy"              # run the stubs outside the repo (hypothesis writes a cache)
+    folder = tmp_path / "copy"  # run the stubs outside the repo (hypothesis writes a cache)
     folder.mkdir()
-    ran = sorted(files)[:6]                  # the gate already collected all; run a few end to end
+    ran = sorted(files)[:6]  # the gate already collected all; run a few end to end
     for name in ran:
         (folder / name).write_text(files[name], encoding="utf-8")
     (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "pytest.ini",
-                           "--rootdir", ".", *ran], cwd=folder, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "pytest.ini", "--rootdir", ".", *ran],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # Every stub is collected and xfails: none can pass before an operator completes it.
     assert f"{len(ran)} xfailed" in proc.stdout, proc.stdout[-2000:]
 
@@ -106,7 +118,7 @@ def test_dry_run_writes_nothing_and_covered_mode_is_not_proposed_again(small_wor
     assert first.success
     assert sha256(small_world) == before
     assert stub_files(tmp_path) == {}
-    assert all(check_outcomes(first).values()) and len(check_outcomes(first)) == 5   # 4 gates + window
+    assert all(check_outcomes(first).values()) and len(check_outcomes(first)) == 5  # 4 gates + window
     assert metadata(first, "property_stubs_published")["dry_run"] is True
     groups = first.output_for_node("invariant_expansion_groups")
     assert (groups["kind"] == "exception").sum() >= 10 and (groups["kind"] == "wrong_answer").any()
@@ -122,7 +134,7 @@ def test_dry_run_writes_nothing_and_covered_mode_is_not_proposed_again(small_wor
     assert second.success
     remaining = set(second.output_for_node("invariant_expansion_candidates")["mode"])
     assert covered_by_name not in remaining and covered_by_marker not in remaining
-    assert set(modes) - {covered_by_name, covered_by_marker} <= remaining   # the cap lets others in
+    assert set(modes) - {covered_by_name, covered_by_marker} <= remaining  # the cap lets others in
     assert metadata(second, "invariant_expansion_candidates")["groups_already_covered"] == 2
 
 
@@ -137,6 +149,6 @@ def test_a_rerun_never_overwrites_a_stub_the_operator_is_completing(small_world,
     again = run(small_world, tmp_path, execute=True)
     assert again.success
     after = stub_files(tmp_path)
-    assert after[edited_name] == completed                   # the operator's work survives the re-run
+    assert after[edited_name] == completed  # the operator's work survives the re-run
     assert after[untouched_name] == written[untouched_name]  # the loop's own files are rewritten
     assert metadata(again, "property_stubs_published")["stubs_kept_operator_edits"] == 1

@@ -5,6 +5,7 @@ import json
 import dagster as dg
 import pandas as pd
 
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.lib.search import ProgramSearcher
 from autonomath_pipelines.lib.service_agreement import CACHE
 from autonomath_pipelines.lib.textnorm import normalize_query, query_hash
@@ -12,7 +13,6 @@ from autonomath_pipelines.loops.cache_payloads import service_popularity
 from autonomath_pipelines.loops.loop_h_cache_warming import LOOP, MAX_CACHE_ROWS
 from autonomath_pipelines.orchestrator import root_cause
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import LAST_DAY
 from autonomath_pipelines_tests.loops.harness import check_outcomes, materialized, metadata, run_loop, sha256
 
@@ -31,7 +31,9 @@ def query_cache_rows(db_path) -> pd.DataFrame:
 def expected_head(db_path) -> list[str]:
     """The day's top-200 normalized queries, computed independently of the loop's code path."""
     conn = sqlite3.connect(str(db_path))
-    texts = [t for (t,) in conn.execute("SELECT query_text FROM query_log WHERE ts >= ? AND ts < ?", (DAY_START, DAY_END))]
+    texts = [
+        t for (t,) in conn.execute("SELECT query_text FROM query_log WHERE ts >= ? AND ts < ?", (DAY_START, DAY_END))
+    ]
     conn.close()
     counts: dict[str, int] = {}
     for text in texts:
@@ -58,8 +60,9 @@ def service_answers_of_the_day(db_path) -> dict[str, tuple[float, str | None, fl
     """Per normalized query: share of requests the service answered, its most frequent top-1 and that
     top-1's share of the answered requests — read straight from query_log, not through the loop's code."""
     conn = sqlite3.connect(str(db_path))
-    rows = conn.execute("SELECT query_text, result_count, top1_program_id FROM query_log WHERE ts >= ? AND ts < ?",
-                        (DAY_START, DAY_END)).fetchall()
+    rows = conn.execute(
+        "SELECT query_text, result_count, top1_program_id FROM query_log WHERE ts >= ? AND ts < ?", (DAY_START, DAY_END)
+    ).fetchall()
     conn.close()
     per: dict[str, list] = {}
     for text, count, top1 in rows:
@@ -145,8 +148,12 @@ def test_rerunning_a_partition_changes_nothing(small_world, tmp_path):
 def test_a_failing_blocking_gate_stops_the_publish(small_world, tmp_path):
     before = sha256(small_world)
     # A negative TTL makes every row expired: the ttl_in_future gate must block publishing.
-    result = run_loop_h(small_world, tmp_path, execute=True,
-                        run_config={"ops": {"cache_warming_candidates": {"config": {"ttl_hours": -1.0}}}})
+    result = run_loop_h(
+        small_world,
+        tmp_path,
+        execute=True,
+        run_config={"ops": {"cache_warming_candidates": {"config": {"ttl_hours": -1.0}}}},
+    )
     assert not result.success
     evaluations = check_outcomes(result)
     assert evaluations["ttl_in_future"] is False and evaluations["payloads_valid"] is True

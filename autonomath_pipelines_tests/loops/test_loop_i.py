@@ -6,10 +6,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.demo import load_truth
 from autonomath_pipelines.loops.loop_i_doc_freshness import LOOP, MAX_QUEUE_ROWS
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.loops.harness import check_outcomes, materialized, metadata, run_loop, sha256
 
 #: The week whose end (2026-11-22 00:00 JST) lies after the small world's last scan.
@@ -27,7 +27,9 @@ def run(db, tmp_path, partition=WEEK, **kwargs):
 
 
 def queue_in_db(db) -> pd.DataFrame:
-    return AutonomathDatabase(path=str(db)).read_frame("SELECT * FROM source_refetch_queue ORDER BY priority DESC, program_id")
+    return AutonomathDatabase(path=str(db)).read_frame(
+        "SELECT * FROM source_refetch_queue ORDER BY priority DESC, program_id"
+    )
 
 
 def programs_rows(db) -> list[tuple]:
@@ -42,7 +44,9 @@ def independent_ranking(db, as_of: pd.Timestamp, top_n: int = 500) -> pd.DataFra
     """The formula recomputed with plain pandas from the raw tables (no SQL window, no lib code)."""
     database = AutonomathDatabase(path=str(db))
     programs = database.read_frame("SELECT program_id, source_url, tier, source_fetched_at FROM programs")
-    signals = database.read_frame("SELECT id, observed_at, source_url, http_status, last_modified FROM source_change_signals")
+    signals = database.read_frame(
+        "SELECT id, observed_at, source_url, http_status, last_modified FROM source_change_signals"
+    )
     signals = signals[(pd.to_datetime(signals["observed_at"], utc=True) < as_of) & (signals["http_status"] < 500)]
     latest = signals.sort_values(["observed_at", "id"]).groupby("source_url").tail(1)
     frame = programs.merge(latest, on="source_url", how="left")
@@ -82,8 +86,9 @@ def test_execute_writes_the_queue_and_never_touches_programs(small_world, tmp_pa
     assert set(rows["run_id"]) == {result.run_id} and rows["reason"].str.contains(" > ").all()
     evidence = json.loads(rows["evidence_json"].iloc[0])
     assert {"staleness", "tier", "change"} == set(evidence["terms"])
-    assert evidence["terms"]["staleness"] + evidence["terms"]["tier"] + evidence["terms"]["change"] == \
-        approx(rows["priority"].iloc[0])
+    assert evidence["terms"]["staleness"] + evidence["terms"]["tier"] + evidence["terms"]["change"] == approx(
+        rows["priority"].iloc[0]
+    )
     assert all(check_outcomes(result).values())
 
 
@@ -131,8 +136,12 @@ def test_planted_changes_rank_above_unchanged_pages_of_the_same_tier_and_stalene
     compared = 0
     for pid in scanned_changed:
         row = ranking.loc[ranking["program_id"] == pid].iloc[0]
-        peers = ranking[(ranking["tier"] == row["tier"]) & ~ranking["changed"] & (ranking["http_status"] != 404)
-                        & (ranking["stale"].round(0) <= round(row["stale"]))]
+        peers = ranking[
+            (ranking["tier"] == row["tier"])
+            & ~ranking["changed"]
+            & (ranking["http_status"] != 404)
+            & (ranking["stale"].round(0) <= round(row["stale"]))
+        ]
         for peer in peers["program_id"]:
             assert peer not in rank or rank[peer] > rank[pid], (pid, peer)
             compared += 1
@@ -163,8 +172,12 @@ def test_a_tampered_source_fetched_at_fails_the_blocking_gate(small_world, tmp_p
 
 def test_top_n_above_the_cap_is_refused(small_world, tmp_path):
     before = sha256(small_world)
-    result = run(small_world, tmp_path, execute=True,
-                 run_config={"ops": {"doc_freshness_candidates": {"config": {"top_n": 501}}}})
+    result = run(
+        small_world,
+        tmp_path,
+        execute=True,
+        run_config={"ops": {"doc_freshness_candidates": {"config": {"top_n": 501}}}},
+    )
     assert not result.success
     assert "source_refetch_queue_published" not in materialized(result)
     assert sha256(small_world) == before
@@ -174,7 +187,9 @@ def test_top_n_above_the_cap_is_refused(small_world, tmp_path):
 
 def test_loop_shape_matches_the_catalog():
     assert {key.to_user_string() for key in (LOOP.candidates, LOOP.published)} == {
-        "doc_freshness_candidates", "source_refetch_queue_published"}
+        "doc_freshness_candidates",
+        "source_refetch_queue_published",
+    }
     assert {a.group_names_by_key[k] for a in LOOP.assets for k in a.keys} == {"loop_i_doc_freshness"}
     assert LOOP.schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert (LOOP.spec.cadence, LOOP.spec.day, LOOP.spec.at) == ("weekly", "Tue", "02:00")
@@ -186,11 +201,14 @@ def test_a_raw_http_date_last_modified_is_evidence(small_world, tmp_path):
     conn = sqlite3.connect(str(small_world))
     [(url_old, fetched_old), (url_new, fetched_new)] = conn.execute(
         "SELECT source_url, source_fetched_at FROM programs WHERE source_fetched_at < '2026-11-01' "
-        "ORDER BY program_id LIMIT 2").fetchall()
+        "ORDER BY program_id LIMIT 2"
+    ).fetchall()
     with conn:
-        conn.executemany("INSERT INTO source_change_signals (observed_at, source_url, http_status, last_modified) "
-                         "VALUES ('2026-11-20T18:00:00Z', ?, 200, ?)",
-                         [(url_old, "Thu, 01 Jan 2015 00:00:00 GMT"), (url_new, "Fri, 20 Nov 2026 09:00:00 GMT")])
+        conn.executemany(
+            "INSERT INTO source_change_signals (observed_at, source_url, http_status, last_modified) "
+            "VALUES ('2026-11-20T18:00:00Z', ?, 200, ?)",
+            [(url_old, "Thu, 01 Jan 2015 00:00:00 GMT"), (url_new, "Fri, 20 Nov 2026 09:00:00 GMT")],
+        )
     conn.close()
     result = run(small_world, tmp_path)
     assert result.success

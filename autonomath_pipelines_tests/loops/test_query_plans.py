@@ -15,21 +15,29 @@ import shutil
 import pytest
 
 from autonomath_pipelines.catalog import loop_spec
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.lib.query_plans import correlated_rescans
 from autonomath_pipelines.loops import LOOP_DEFINITIONS
 from autonomath_pipelines.loops.common import last_complete_partition_key
 from autonomath_pipelines.loops.loop_a_hallucination_guard import QUERY_RULES, suspect_queries_sql
 from autonomath_pipelines.resources.db import AutonomathDatabase
-from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines_tests.conftest import AS_OF
 from autonomath_pipelines_tests.loops.harness import run_loop
 
 #: Tables a loop reads by time window: the service's logs, which grow without bound.
-LOG_TABLES = ("query_log", "customer_feedback", "error_log", "billing_events", "customer_success_events",
-              "source_change_signals")
+LOG_TABLES = (
+    "query_log",
+    "customer_feedback",
+    "error_log",
+    "billing_events",
+    "customer_success_events",
+    "source_change_signals",
+)
 STATISTICS = ("analyze", "stat1_only", "none")
 #: The world's logs end at AS_OF 00:00 JST; each loop's default partition as of then.
-AS_OF_UTC = dt.datetime.combine(AS_OF, dt.time(0), tzinfo=dt.timezone(dt.timedelta(hours=9))).astimezone(dt.timezone.utc)
+AS_OF_UTC = dt.datetime.combine(AS_OF, dt.time(0), tzinfo=dt.timezone(dt.timedelta(hours=9))).astimezone(
+    dt.timezone.utc
+)
 
 #: Loop A's snapshot as it was before issue 19: on a world with sqlite_stat1 only, SQLite runs it as
 #: `SCAN asked` × `SEARCH query_log` (the window re-searched per distinct text).
@@ -42,7 +50,8 @@ LOOP_A_SNAPSHOT_BEFORE = (
     f"  WHERE ts >= :start AND ts < :end AND {_GOOD} AND query_text IN (SELECT query_text FROM suspect) "
     "  GROUP BY query_text) "
     "SELECT 'query_log' AS source, id, ts, session_id, query_text AS text, result_count, confidence, "
-    "NULL AS comment, asked.text_requests FROM suspect JOIN asked USING (query_text) ORDER BY id")
+    "NULL AS comment, asked.text_requests FROM suspect JOIN asked USING (query_text) ORDER BY id"
+)
 LOOP_A_PARAMS = {"start": "2026-11-07T15:00:00Z", "end": "2026-11-14T15:00:00Z", "low": 0.5, "single": 1}
 
 
@@ -84,9 +93,13 @@ def loop_statements(small_world_pristine, tmp_path_factory, monkeypatch_module):
         current.clear()
         key = last_complete_partition_key(loop.spec, AS_OF_UTC)
         run_loop(loop, world, folder / loop.spec.letter, key, embedding_cache=folder / "embeddings.sqlite")
-        sent[loop.spec.loop_id] = list(dict.fromkeys(
-            s for s in current if s.lstrip().upper().startswith(("SELECT", "WITH"))
-            and any(t in s for t in LOG_TABLES)))
+        sent[loop.spec.loop_id] = list(
+            dict.fromkeys(
+                s
+                for s in current
+                if s.lstrip().upper().startswith(("SELECT", "WITH")) and any(t in s for t in LOG_TABLES)
+            )
+        )
     return sent
 
 
@@ -107,7 +120,8 @@ def _plan(db, sql, params=()):
 def test_every_loop_sends_window_reads_that_the_check_sees(loop_statements):
     readers = {loop.spec.loop_id for loop in LOOP_DEFINITIONS if set(loop.spec.reads) & set(LOG_TABLES)}
     assert readers and all(loop_statements[loop_id] for loop_id in readers), {
-        loop_id: len(statements) for loop_id, statements in loop_statements.items()}
+        loop_id: len(statements) for loop_id, statements in loop_statements.items()
+    }
 
 
 @pytest.mark.parametrize("statistics", STATISTICS)

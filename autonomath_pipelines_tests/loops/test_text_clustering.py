@@ -3,7 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.clustering import ClusterParams, dbscan_cosine
 from autonomath_pipelines.loops.text_clustering import cluster_frame, clustering_metadata, with_vectors
@@ -23,9 +24,13 @@ def test_clusters_and_noise_are_reported():
     clustered = cluster_frame(frame, ClusterParams(eps=0.05, min_samples=3))
     assert clustered.cluster.tolist() == [0, 0, -1]
     assert clustering_metadata(clustered) == pytest.approx(
-        {"clusters": 1, "noise_texts_share": 1 / 3, "noise_weight_share": 1 / 7})
+        {"clusters": 1, "noise_texts_share": 1 / 3, "noise_weight_share": 1 / 7}
+    )
 
 
 def test_empty_frame_metadata():
     assert clustering_metadata(pd.DataFrame(columns=["cluster", "weight"])) == {
-        "clusters": 0, "noise_texts_share": 0.0, "noise_weight_share": 0.0}
+        "clusters": 0,
+        "noise_texts_share": 0.0,
+        "noise_weight_share": 0.0,
+    }

@@ -6,17 +6,20 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from autonomath_pipelines.contract.schema import create_all
+from autonomath_pipelines.contract.sqlite import sqlite3
+from autonomath_pipelines.contract.timestamps import utc_now
 from autonomath_pipelines.definitions import defs
 from autonomath_pipelines.lib.triggers import THRESHOLD_VAR, WINDOW_HOURS_VAR, BurstState
 from autonomath_pipelines.loops import LOOP_DEFINITIONS
 from autonomath_pipelines.loops.common import in_progress_partition_key, partitions_for
-from autonomath_pipelines.contract.timestamps import utc_now
 from autonomath_pipelines.operations.sensors import (
-    build_month_complete_sensor, build_sensors, build_source_change_signals_sensor, build_wrong_answer_burst_sensor,
+    build_month_complete_sensor,
+    build_sensors,
+    build_source_change_signals_sensor,
+    build_wrong_answer_burst_sensor,
 )
 from autonomath_pipelines.resources import AutonomathDatabase
-from autonomath_pipelines.contract.schema import create_all
-from autonomath_pipelines.contract.sqlite import sqlite3
 
 BY_ID = {loop.spec.loop_id: loop for loop in LOOP_DEFINITIONS}
 LOOP_A, LOOP_I = BY_ID["loop_a_hallucination_guard"], BY_ID["loop_i_doc_freshness"]
@@ -47,25 +50,36 @@ def insert(db: Path, sql: str, rows) -> None:
 
 
 def add_signals(db: Path, *observed_at: str) -> None:
-    insert(db, "INSERT INTO source_change_signals (observed_at, source_url, http_status) VALUES (?, ?, 200)",
-           [(ts, f"https://example.go.jp/{i}") for i, ts in enumerate(observed_at)])
+    insert(
+        db,
+        "INSERT INTO source_change_signals (observed_at, source_url, http_status) VALUES (?, ?, 200)",
+        [(ts, f"https://example.go.jp/{i}") for i, ts in enumerate(observed_at)],
+    )
 
 
 def add_feedback(db: Path, *ts: str, wrong: int = 1) -> None:
-    insert(db, "INSERT INTO customer_feedback (ts, api_key, query_text, wrong_answer) VALUES (?, 'k', 'q', ?)",
-           [(t, wrong) for t in ts])
+    insert(
+        db,
+        "INSERT INTO customer_feedback (ts, api_key, query_text, wrong_answer) VALUES (?, 'k', 'q', ?)",
+        [(t, wrong) for t in ts],
+    )
 
 
 def add_queries(db: Path, *ts: str) -> None:
-    insert(db, "INSERT INTO query_log (ts, api_key, session_id, query_text, confidence, result_count, latency_ms, tier) "
-               "VALUES (?, 'k', 's', 'q', 0.9, 1, 5.0, 'free')", [(t,) for t in ts])
+    insert(
+        db,
+        "INSERT INTO query_log (ts, api_key, session_id, query_text, confidence, result_count, latency_ms, tier) "
+        "VALUES (?, 'k', 's', 'q', 0.9, 1, 5.0, 'free')",
+        [(t,) for t in ts],
+    )
 
 
 def tick(sensor: dg.SensorDefinition, db: Path, cursor: str | None = None):
     """One evaluation as the daemon runs it: a fresh context, only the saved cursor carries over, and
     the repository resolves (so validates) each requested partition."""
-    context = dg.build_sensor_context(cursor=cursor, definitions=defs,
-                                      resources={"autonomath_db": AutonomathDatabase(path=str(db))})
+    context = dg.build_sensor_context(
+        cursor=cursor, definitions=defs, resources={"autonomath_db": AutonomathDatabase(path=str(db))}
+    )
     return sensor.evaluate_tick(context)
 
 
@@ -79,6 +93,7 @@ def hours_before(hours: float) -> str:
 
 # ----------------------------------------------------------------------------------------- shape
 
+
 def test_build_sensors_ships_three_stopped_described_sensors_on_the_right_jobs():
     sensors = {s.name: s for s in build_sensors()}
     assert set(sensors) == {"source_change_signals_sensor", "wrong_answer_burst_sensor", "month_complete_sensor"}
@@ -89,16 +104,26 @@ def test_build_sensors_ships_three_stopped_described_sensors_on_the_right_jobs()
     assert [t.job_name for t in sensors["source_change_signals_sensor"].targets] == [LOOP_I.spec.job_name]
     assert [t.job_name for t in sensors["wrong_answer_burst_sensor"].targets] == [LOOP_A.spec.job_name]
     assert sorted(t.job_name for t in sensors["month_complete_sensor"].targets) == [
-        f"{loop_id}_job" for loop_id in ("loop_b_testimonial_seo", "loop_d_forecast_accuracy",
-                                         "loop_g_invariant_expansion", "loop_j_gold_expansion")]
+        f"{loop_id}_job"
+        for loop_id in (
+            "loop_b_testimonial_seo",
+            "loop_d_forecast_accuracy",
+            "loop_g_invariant_expansion",
+            "loop_j_gold_expansion",
+        )
+    ]
     assert build_sensors([BY_ID["loop_h_cache_warming"]]) == []
 
 
 def test_the_project_definitions_carry_the_sensors_stopped():
     dg.Definitions.validate_loadable(defs)
     sensors = {s.name: s for s in defs.sensors}
-    assert {"source_change_signals_sensor", "wrong_answer_burst_sensor", "month_complete_sensor",
-            "loop_failure_sensor"} <= set(sensors)
+    assert {
+        "source_change_signals_sensor",
+        "wrong_answer_burst_sensor",
+        "month_complete_sensor",
+        "loop_failure_sensor",
+    } <= set(sensors)
     assert all(s.default_status == dg.DefaultSensorStatus.STOPPED for s in sensors.values())
 
 
@@ -108,6 +133,7 @@ def test_a_sensor_on_the_week_in_progress_needs_a_loop_that_has_one():
 
 
 # ------------------------------------------------------------------------------ source change signals
+
 
 def test_signals_first_tick_starts_at_the_newest_row_without_replaying_history(db):
     sensor = build_source_change_signals_sensor(LOOP_I, clock=fixed(NOW))
@@ -144,14 +170,17 @@ def test_signals_request_the_week_in_progress_at_the_real_clock(db):
     assert window.start <= utc_now() < window.end
 
 
-@pytest.mark.parametrize("build, table", [
-    (lambda: build_source_change_signals_sensor(LOOP_I), "source_change_signals"),
-    (lambda: build_wrong_answer_burst_sensor(LOOP_A), "customer_feedback"),
-    (lambda: build_month_complete_sensor(LOOP_DEFINITIONS), "query_log"),
-])
+@pytest.mark.parametrize(
+    "build, table",
+    [
+        (lambda: build_source_change_signals_sensor(LOOP_I), "source_change_signals"),
+        (lambda: build_wrong_answer_burst_sensor(LOOP_A), "customer_feedback"),
+        (lambda: build_month_complete_sensor(LOOP_DEFINITIONS), "query_log"),
+    ],
+)
 def test_missing_table_or_database_is_a_skip_naming_it(tmp_path, build, table):
     empty = tmp_path / "empty.db"
-    with sqlite3.connect(str(empty)) as conn:    # a database without the table (a 0-byte file is refused)
+    with sqlite3.connect(str(empty)) as conn:  # a database without the table (a 0-byte file is refused)
         conn.execute("CREATE TABLE t (a)")
     result = tick(build(), empty, None)
     assert result.run_requests == [] and f"missing table {table}" in result.skip_message
@@ -170,13 +199,14 @@ def test_a_malformed_cursor_is_a_skip_not_an_error(db):
 
 # --------------------------------------------------------------------------------- wrong-answer burst
 
+
 def test_burst_fires_at_the_threshold_once_and_again_only_after_threshold_new_reports(db):
     sensor = build_wrong_answer_burst_sensor(LOOP_A, threshold=3, window_hours=24, clock=fixed(NOW))
     add_feedback(db, hours_before(100))
     cursor = tick(sensor, db).cursor
     assert BurstState.from_cursor(cursor).last_id == 1
     add_feedback(db, hours_before(3), hours_before(2))
-    add_feedback(db, hours_before(1), hours_before(1), wrong=0)   # not wrong answers: never counted
+    add_feedback(db, hours_before(1), hours_before(1), wrong=0)  # not wrong answers: never counted
     below = tick(sensor, db, cursor)
     assert below.run_requests == [] and below.skip_message.startswith("2 of 3 wrong-answer reports")
     add_feedback(db, hours_before(1))
@@ -189,8 +219,9 @@ def test_burst_fires_at_the_threshold_once_and_again_only_after_threshold_new_re
     add_feedback(db, hours_before(0.5))
     quiet = tick(sensor, db, burst.cursor)
     assert quiet.run_requests == [] and quiet.skip_message.startswith("0 of 3")
-    later = build_wrong_answer_burst_sensor(LOOP_A, threshold=3, window_hours=24,
-                                            clock=fixed(NOW + dt.timedelta(hours=2)))
+    later = build_wrong_answer_burst_sensor(
+        LOOP_A, threshold=3, window_hours=24, clock=fixed(NOW + dt.timedelta(hours=2))
+    )
     add_feedback(db, iso(NOW + dt.timedelta(minutes=10)), iso(NOW + dt.timedelta(minutes=20)))
     two = tick(later, db, quiet.cursor)
     assert two.run_requests == []
@@ -202,7 +233,7 @@ def test_burst_fires_at_the_threshold_once_and_again_only_after_threshold_new_re
 def test_burst_counts_only_reports_stamped_within_the_window(db):
     sensor = build_wrong_answer_burst_sensor(LOOP_A, threshold=2, window_hours=6, clock=fixed(NOW))
     cursor = tick(sensor, db).cursor
-    add_feedback(db, hours_before(7), hours_before(30), hours_before(5))   # late arrivals, out of ts order
+    add_feedback(db, hours_before(7), hours_before(30), hours_before(5))  # late arrivals, out of ts order
     result = tick(sensor, db, cursor)
     assert result.run_requests == [] and result.skip_message.startswith("1 of 2 wrong-answer reports in the last 6 h")
 
@@ -226,7 +257,7 @@ def test_a_misconfigured_variable_is_a_skip_naming_it(db, monkeypatch, name, val
     add_feedback(db, *[hours_before(1)] * 30)
     result = tick(build_wrong_answer_burst_sensor(LOOP_A, clock=fixed(NOW)), db, cursor)
     assert result.run_requests == [] and f"{name}='{value}' is invalid" in result.skip_message
-    assert result.cursor == cursor   # nothing was processed
+    assert result.cursor == cursor  # nothing was processed
 
 
 # ------------------------------------------------------------------------------------ complete months
@@ -236,13 +267,14 @@ MONTHLY = ["loop_b_testimonial_seo", "loop_d_forecast_accuracy", "loop_g_invaria
 
 def test_month_sensor_requests_each_monthly_loop_for_the_latest_complete_month(db):
     sensor = build_month_complete_sensor(LOOP_DEFINITIONS, clock=fixed(NOW))
-    add_queries(db, "2026-09-10T00:00:00Z", "2026-10-31T14:59:59Z")   # 23:59:59 JST on 31 October
+    add_queries(db, "2026-09-10T00:00:00Z", "2026-10-31T14:59:59Z")  # 23:59:59 JST on 31 October
     early = tick(sensor, db)
     assert {r.partition_key for r in early.run_requests} == {"2026-09-01"} and early.cursor == "2026-09-01"
-    add_queries(db, "2026-10-31T15:00:00Z")                           # midnight JST: October is over
+    add_queries(db, "2026-10-31T15:00:00Z")  # midnight JST: October is over
     result = tick(sensor, db, early.cursor)
     assert sorted((r.job_name, r.partition_key, r.run_key) for r in result.run_requests) == [
-        (f"{loop_id}_job", "2026-10-01", f"{loop_id}:2026-10-01") for loop_id in MONTHLY]
+        (f"{loop_id}_job", "2026-10-01", f"{loop_id}:2026-10-01") for loop_id in MONTHLY
+    ]
     assert result.cursor == "2026-10-01"
     again = tick(sensor, db, result.cursor)
     assert again.run_requests == [] and "no newly complete month" in again.skip_message

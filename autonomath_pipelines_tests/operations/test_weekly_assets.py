@@ -4,14 +4,16 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines.loops import LOOP_DEFINITIONS
 from autonomath_pipelines.operations.digest import (
-    self_improvement_digest, self_improvement_weekly_job, self_improvement_weekly_schedule,
+    self_improvement_digest,
+    self_improvement_weekly_job,
+    self_improvement_weekly_schedule,
 )
 from autonomath_pipelines.operations.failures import loop_failure_sensor
 from autonomath_pipelines.operations.scorecard import loop_scorecard
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
+from autonomath_pipelines.resources.io_manager import PartitionedParquetIOManager
 from autonomath_pipelines_tests.operations.history_world import make_db
 
 #: Sunday 2026-11-08 .. Saturday 2026-11-14 JST = [2026-11-07T15:00Z, 2026-11-14T15:00Z).
@@ -25,8 +27,12 @@ def week_db(tmp_path):
     guard_after = [("2026-11-10T03:00:00Z", "架空の補助金　申請"), ("2026-11-11T03:00:00Z", "架空の補助金 申請")]
     unrelated = [("2026-11-04T03:00:00Z", "東京都創業助成金")] * 3
     # JST 2026-11-13, the day after cache day 2026-11-12: 3 of 4 requests are cached.
-    next_day = [("2026-11-12T16:00:00Z", "補助金 東京"), ("2026-11-13T01:00:00Z", "補助金　東京"),
-                ("2026-11-13T02:00:00Z", "ＩＴ導入補助金"), ("2026-11-13T14:59:59Z", "創業")]
+    next_day = [
+        ("2026-11-12T16:00:00Z", "補助金 東京"),
+        ("2026-11-13T01:00:00Z", "補助金　東京"),
+        ("2026-11-13T02:00:00Z", "ＩＴ導入補助金"),
+        ("2026-11-13T14:59:59Z", "創業"),
+    ]
     return make_db(
         tmp_path / "autonomath.db",
         audit=[
@@ -37,23 +43,36 @@ def week_db(tmp_path):
             ("2026-11-11T00:00:00Z", "promote", E, "E:3", "2026-11-09T00:00:00Z", 2),
             ("2026-11-12T00:00:00Z", "rollback", E, "E:3", None, 2),
         ],
-        promotions=[(1, "2026-11-10T00:00:00Z", A, "applied", ["架空の補助金"]),
-                    (2, "2026-11-11T00:00:00Z", E, "rolled_back", ["x"])],
+        promotions=[
+            (1, "2026-11-10T00:00:00Z", A, "applied", ["架空の補助金"]),
+            (2, "2026-11-11T00:00:00Z", E, "rolled_back", ["x"]),
+        ],
         queries=guard_before + guard_after + unrelated + next_day,
-        feedback=[("2026-11-05T04:00:00Z", "架空の補助金 申請", 1), ("2026-11-06T04:00:00Z", "架空の補助金", 1),
-                  ("2026-11-11T04:00:00Z", "架空の補助金 申請", 0)],
-        cache=[("2026-11-12", "補助金 東京"), ("2026-11-12", "IT導入補助金"),
-               ("2026-11-14", "創業")],               # its next day is outside the week
+        feedback=[
+            ("2026-11-05T04:00:00Z", "架空の補助金 申請", 1),
+            ("2026-11-06T04:00:00Z", "架空の補助金", 1),
+            ("2026-11-11T04:00:00Z", "架空の補助金 申請", 0),
+        ],
+        cache=[
+            ("2026-11-12", "補助金 東京"),
+            ("2026-11-12", "IT導入補助金"),
+            ("2026-11-14", "創業"),
+        ],  # its next day is outside the week
     )
 
 
 def materialize(asset, db, tmp_path) -> dg.ExecuteInProcessResult:
     with dg.instance_for_test() as instance:
-        return dg.materialize([asset], instance=instance, partition_key=WEEK, resources={
-            "autonomath_db": AutonomathDatabase(path=str(db)),
-            "loop_settings": LoopSettings(reports_dir=str(tmp_path / "reports")),
-            "io_manager": PartitionedParquetIOManager(base_dir=str(tmp_path / "parquet")),
-        })
+        return dg.materialize(
+            [asset],
+            instance=instance,
+            partition_key=WEEK,
+            resources={
+                "autonomath_db": AutonomathDatabase(path=str(db)),
+                "loop_settings": LoopSettings(reports_dir=str(tmp_path / "reports")),
+                "io_manager": PartitionedParquetIOManager(base_dir=str(tmp_path / "parquet")),
+            },
+        )
 
 
 def metadata_of(result: dg.ExecuteInProcessResult) -> dict:
@@ -70,7 +89,7 @@ def test_scorecard_asset_frame_metadata_and_effects(week_db, tmp_path):
     assert metadata["dagster/row_count"] == 10
     assert (metadata["A_approved"], metadata["A_rejected"], metadata["A_promoted"]) == (1, 1, 1)
     assert metadata["A_acceptance_rate"] == pytest.approx(0.5)
-    assert metadata["A_median_review_delay_h"] == pytest.approx(30.0)       # 24 h and 36 h
+    assert metadata["A_median_review_delay_h"] == pytest.approx(30.0)  # 24 h and 36 h
     assert (metadata["E_promoted"], metadata["E_rolled_back"]) == (1, 1)
     assert "B_acceptance_rate" not in metadata and "A_cost_share_of_ceiling" not in metadata
     # Guard effect of promotion 1: 2 wrong of 4 matching queries before, 0 of 2 after.
@@ -86,8 +105,11 @@ def test_scorecard_asset_frame_metadata_and_effects(week_db, tmp_path):
 
 
 def test_scorecard_asset_says_na_without_data_after_a_promotion(tmp_path):
-    db = make_db(tmp_path / "late.db", promotions=[(1, "2026-11-14T14:00:00Z", A, "applied", ["架空の補助金"])],
-                 queries=[("2026-11-10T00:00:00Z", "架空の補助金")])
+    db = make_db(
+        tmp_path / "late.db",
+        promotions=[(1, "2026-11-14T14:00:00Z", A, "applied", ["架空の補助金"])],
+        queries=[("2026-11-10T00:00:00Z", "架空の補助金")],
+    )
     metadata = metadata_of(materialize(loop_scorecard, db, tmp_path))
     assert metadata["A_guard_promotions"] == 1 and metadata["A_guard_promotions_measured"] == 0
     assert "A_guard_rate_after" not in metadata and "H_cache_next_day_share" not in metadata
@@ -108,15 +130,20 @@ def test_digest_asset_writes_the_week_and_reports_numbers(week_db, tmp_path):
 
 
 def test_weekly_job_schedule_and_failure_sensor_ship_stopped():
-    defs = dg.Definitions(assets=[self_improvement_digest, loop_scorecard], jobs=[self_improvement_weekly_job],
-                          schedules=[self_improvement_weekly_schedule],
-                          resources={"autonomath_db": AutonomathDatabase(), "loop_settings": LoopSettings()})
+    defs = dg.Definitions(
+        assets=[self_improvement_digest, loop_scorecard],
+        jobs=[self_improvement_weekly_job],
+        schedules=[self_improvement_weekly_schedule],
+        resources={"autonomath_db": AutonomathDatabase(), "loop_settings": LoopSettings()},
+    )
     schedule = defs.resolve_schedule_def(self_improvement_weekly_schedule.name)
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 8 * * 1", "Asia/Tokyo")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     job = defs.resolve_job_def(self_improvement_weekly_job.name)
-    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"self_improvement_digest",
-                                                                                   "loop_scorecard"}
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
+        "self_improvement_digest",
+        "loop_scorecard",
+    }
     assert loop_failure_sensor.default_status == dg.DefaultSensorStatus.STOPPED
     assert loop_failure_sensor.required_resource_keys == {"loop_settings"}
     assert {self_improvement_digest.group_names_by_key[k] for k in self_improvement_digest.keys} == {"operations"}

@@ -9,32 +9,36 @@ from pathlib import Path
 import pytest
 
 from autonomath_pipelines.cli import main
+from autonomath_pipelines.lib.jsonld import build_jsonld, dumps_jsonld
 from autonomath_pipelines.quality.partitions import eval_partitions, range_keys
 from autonomath_pipelines.quality.report import JSON_NAME, MD_NAME, PNG_NAME, markdown_table
 from autonomath_pipelines.quality.runner import file_sha256, run_eval
 from autonomath_pipelines.quality.scores import Metric, jsonld_errors
-from autonomath_pipelines.lib.jsonld import build_jsonld, dumps_jsonld
 from autonomath_pipelines.resources import AutonomathDatabase
 
 
 def test_verdicts_compare_with_baseline_and_target():
     assert Metric("X", "m", 0.8, 0.5).verdict == "pass"
-    assert Metric("X", "m", 0.5, 0.5).verdict == "pass"                   # ties are not worse
+    assert Metric("X", "m", 0.5, 0.5).verdict == "pass"  # ties are not worse
     assert Metric("X", "m", 0.4, 0.5).verdict == "FAIL"
     assert Metric("X", "m", 3.0, 4.0, better="lower", unit="days").verdict == "pass"
     assert Metric("X", "m", 5.0, 4.0, better="lower", unit="days").verdict == "FAIL"
     assert Metric("X", "m", 0, better="equal", target=0, unit="count").verdict == "pass"
     assert Metric("X", "m", 1, better="equal", target=0, unit="count").verdict == "FAIL"
     assert Metric("X", "m", 7, 7, better="equal", unit="jpy").verdict == "pass"
-    assert Metric("X", "m", 0.9, 0.5, target=0.95).verdict == "FAIL"      # beats the baseline, misses the target
+    assert Metric("X", "m", 0.9, 0.5, target=0.95).verdict == "FAIL"  # beats the baseline, misses the target
     assert Metric("X", "m", float("nan"), 0.5).verdict == "n/a"
     assert Metric("X", "m", 0.3, 0.9, better="info").verdict == "info"
 
 
 def test_markdown_table_escapes_pipes_and_formats_units():
-    rows = markdown_table([Metric("X", "a|b", 0.5, 0.25, "base"),
-                           Metric("Y", "mae", 8.123, 9.5, "none", better="lower", unit="days"),
-                           Metric("Z", "total", 92631, 92631, "Σ", better="equal", unit="jpy")]).splitlines()
+    rows = markdown_table(
+        [
+            Metric("X", "a|b", 0.5, 0.25, "base"),
+            Metric("Y", "mae", 8.123, 9.5, "none", better="lower", unit="days"),
+            Metric("Z", "total", 92631, 92631, "Σ", better="equal", unit="jpy"),
+        ]
+    ).splitlines()
     assert rows[0] == "| loop | metric | value | baseline | verdict |"
     assert rows[2] == "| X | a\\|b | 0.500 | 0.250 (base) | pass (≥ baseline) |"
     assert rows[3] == "| Y | mae | 8.12 d | 9.50 d (none) | pass (≤ baseline) |"
@@ -42,10 +46,18 @@ def test_markdown_table_escapes_pipes_and_formats_units():
 
 
 def test_independent_jsonld_validator():
-    page = dumps_jsonld(build_jsonld(name="東京都創業助成金", rating_value=4.33, rating_count=3, provider="東京都",
-                                     area="東京都", category="創業"))
+    page = dumps_jsonld(
+        build_jsonld(
+            name="東京都創業助成金",
+            rating_value=4.33,
+            rating_count=3,
+            provider="東京都",
+            area="東京都",
+            category="創業",
+        )
+    )
     assert jsonld_errors(page, min_count=3) == []
-    assert "ratingCount" in jsonld_errors(page, min_count=4)             # fewer ratings than k
+    assert "ratingCount" in jsonld_errors(page, min_count=4)  # fewer ratings than k
     doc = json.loads(page)
     doc["aggregateRating"]["ratingValue"] = 6
     assert "ratingValue range" in jsonld_errors(json.dumps(doc), min_count=1)
@@ -56,24 +68,32 @@ def test_independent_jsonld_validator():
 
 def test_partitions_follow_the_world_end(small_world_pristine):
     db = AutonomathDatabase(path=str(small_world_pristine))
-    keys = eval_partitions(dt.date(2026, 11, 1), db)          # a Sunday and the 1st of a month
+    keys = eval_partitions(dt.date(2026, 11, 1), db)  # a Sunday and the 1st of a month
     assert keys["A"] == keys["E"] == keys["F"] == keys["I"] == "2026-10-25"
-    assert keys["C"] == "2026-10-18"                          # its replay week ends where the logs do
-    assert keys["H"] == "2026-10-30"                          # its replay day is the last day
+    assert keys["C"] == "2026-10-18"  # its replay week ends where the logs do
+    assert keys["H"] == "2026-10-30"  # its replay day is the last day
     assert keys["B"] == keys["G"] == keys["J"] == "2026-10-01"
     first, last = keys["D"].split("..")
-    assert first <= last == "2026-09-01"                      # October's calibration has nothing after it
+    assert first <= last == "2026-09-01"  # October's calibration has nothing after it
     assert range_keys("D", keys["D"])[-1] == last
 
 
 def test_eval_on_the_small_world_is_stable(small_world_pristine, embedding_cache, tmp_path):
     digest = file_sha256(small_world_pristine)
     lines: list[str] = []
-    first = run_eval(db_path=str(small_world_pristine), out_dir=str(tmp_path / "one"),
-                     embedding_cache=str(embedding_cache), say=lines.append)
-    second = run_eval(db_path=str(small_world_pristine), out_dir=str(tmp_path / "two"),
-                      embedding_cache=str(embedding_cache), say=lambda line: None)
-    assert file_sha256(small_world_pristine) == digest                 # a dry run: nothing written
+    first = run_eval(
+        db_path=str(small_world_pristine),
+        out_dir=str(tmp_path / "one"),
+        embedding_cache=str(embedding_cache),
+        say=lines.append,
+    )
+    second = run_eval(
+        db_path=str(small_world_pristine),
+        out_dir=str(tmp_path / "two"),
+        embedding_cache=str(embedding_cache),
+        say=lambda line: None,
+    )
+    assert file_sha256(small_world_pristine) == digest  # a dry run: nothing written
     table = (tmp_path / "one" / MD_NAME).read_text(encoding="utf-8")
     assert table == (tmp_path / "two" / MD_NAME).read_text(encoding="utf-8")
     assert first["metrics"] == second["metrics"] and first["details"] == second["details"]
@@ -85,7 +105,7 @@ def test_eval_on_the_small_world_is_stable(small_world_pristine, embedding_cache
     by_metric = {(m["loop"], m["metric"]): m for m in first["metrics"]}
 
     def value(loop: str, starts: str):
-        return next(m["value"] for (l, name), m in by_metric.items() if l == loop and name.startswith(starts))
+        return next(m["value"] for (letter, name), m in by_metric.items() if letter == loop and name.startswith(starts))
 
     # What must hold exactly on any world: the independent recomputations agree, nothing leaks.
     assert value("F", "channel cells") == 0
@@ -99,7 +119,7 @@ def test_eval_never_overwrites_a_database_without_truth(tmp_path, capsys):
     db = tmp_path / "service.db"
     db.write_bytes(b"not a demo world")
     assert main(["eval", "--db", str(db), "--out", str(tmp_path / "out")]) == 2
-    assert "not an SQLite database" in capsys.readouterr().err    # said before looking for the truth
+    assert "not an SQLite database" in capsys.readouterr().err  # said before looking for the truth
     assert db.read_bytes() == b"not a demo world"
 
 

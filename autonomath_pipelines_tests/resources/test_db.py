@@ -2,13 +2,12 @@ import hashlib
 import re
 import shutil
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import pytest
-
-from autonomath_pipelines.resources import AutonomathDatabase, DatabaseMissingError
 from autonomath_pipelines.contract.sqlite import sqlite3
+from autonomath_pipelines.resources import AutonomathDatabase, DatabaseMissingError
 
 
 def digest(path):
@@ -25,8 +24,11 @@ def test_read_only_connection_cannot_write(programs_db, tmp_path):
     shutil.copyfile(programs_db, path)
     before = digest(path)
     with AutonomathDatabase(path=str(path)).read_only() as conn:
-        for statement in ("DELETE FROM programs", "INSERT INTO query_cache (query_hash) VALUES ('x')",
-                          "CREATE TABLE x (a)"):
+        for statement in (
+            "DELETE FROM programs",
+            "INSERT INTO query_cache (query_hash) VALUES ('x')",
+            "CREATE TABLE x (a)",
+        ):
             with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|query_only"):
                 conn.execute(statement)
     assert digest(path) == before
@@ -45,7 +47,7 @@ def test_write_transaction_rolls_back_everything_on_error(programs_db, tmp_path)
 
 def test_write_transaction_creates_missing_output_tables_only(tmp_path):
     path = tmp_path / "bare.db"
-    with sqlite3.connect(str(path)) as conn:    # a database with no tables (not a 0-byte file, which is refused)
+    with sqlite3.connect(str(path)) as conn:  # a database with no tables (not a 0-byte file, which is refused)
         conn.execute("CREATE TABLE t (a)")
         conn.execute("DROP TABLE t")
     db = AutonomathDatabase(path=str(path))
@@ -70,17 +72,30 @@ def test_read_only_connection_cannot_attach_vacuum_into_or_flip_pragmas(programs
     shutil.copyfile(programs_db, path)
     before = digest(path)
     with AutonomathDatabase(path=str(path)).read_only() as conn:
-        for statement in (f"ATTACH '{tmp_path / 'a.db'}' AS a", f"ATTACH 'file:{tmp_path / 'b.db'}?mode=rwc' AS b",
-                          f"VACUUM INTO '{tmp_path / 'c.db'}'", "PRAGMA query_only = OFF",
-                          "PRAGMA writable_schema = ON", "PRAGMA journal_mode = WAL", "PRAGMA user_version = 7",
-                          "DETACH main"):
+        for statement in (
+            f"ATTACH '{tmp_path / 'a.db'}' AS a",
+            f"ATTACH 'file:{tmp_path / 'b.db'}?mode=rwc' AS b",
+            f"VACUUM INTO '{tmp_path / 'c.db'}'",
+            "PRAGMA query_only = OFF",
+            "PRAGMA writable_schema = ON",
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA user_version = 7",
+            "DETACH main",
+        ):
             with pytest.raises(sqlite3.DatabaseError, match="not authorized|authorization denied"):
                 conn.execute(statement)
-        for statement in ("CREATE TEMP TABLE t (a)", "CREATE TEMP VIEW v AS SELECT 1",
-                          "UPDATE sqlite_master SET sql = ''", "ANALYZE", "VACUUM", "DROP TABLE programs",
-                          "ALTER TABLE programs ADD COLUMN x"):
-            with pytest.raises(sqlite3.DatabaseError,
-                               match="readonly|read-only|query_only|may not be modified|authorization denied"):
+        for statement in (
+            "CREATE TEMP TABLE t (a)",
+            "CREATE TEMP VIEW v AS SELECT 1",
+            "UPDATE sqlite_master SET sql = ''",
+            "ANALYZE",
+            "VACUUM",
+            "DROP TABLE programs",
+            "ALTER TABLE programs ADD COLUMN x",
+        ):
+            with pytest.raises(
+                sqlite3.DatabaseError, match="readonly|read-only|query_only|may not be modified|authorization denied"
+            ):
                 conn.execute(statement)
         # What the loops need still works: reads, introspection, reading a pragma.
         assert conn.execute("SELECT COUNT(*) FROM programs").fetchone() == (6,)
@@ -88,7 +103,7 @@ def test_read_only_connection_cannot_attach_vacuum_into_or_flip_pragmas(programs
         assert conn.execute("SELECT COUNT(*) FROM pragma_table_info('programs')").fetchone()[0] > 5
         assert conn.execute("PRAGMA query_only").fetchone() == (1,)
     assert digest(path) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db"]     # no file created by ATTACH/VACUUM INTO
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db"]  # no file created by ATTACH/VACUUM INTO
 
 
 def test_read_only_rolls_back_what_a_killed_writer_left(programs_db, tmp_path):
@@ -103,7 +118,11 @@ def test_read_only_rolls_back_what_a_killed_writer_left(programs_db, tmp_path):
     path = tmp_path / "copy.db"
     shutil.copyfile(programs_db, path)
     ready = tmp_path / "ready"
-    child = subprocess.Popen([sys.executable, "-c", f"""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
 import time
 from autonomath_pipelines.contract.sqlite import sqlite3
 conn = sqlite3.connect({str(path)!r}, isolation_level=None)
@@ -116,7 +135,9 @@ conn.executemany("INSERT INTO query_cache (query_hash, query_text, payload_json,
                  [(str(i), 'x' * 500) for i in range(2000)])
 open({str(ready)!r}, 'w').close()
 time.sleep(600)
-"""])
+""",
+        ]
+    )
     deadline = time.monotonic() + 60
     while not ready.exists():
         assert child.poll() is None and time.monotonic() < deadline
@@ -145,8 +166,15 @@ def test_a_write_never_creates_the_database(tmp_path, monkeypatch):
     assert not path.exists()
 
 
-@pytest.mark.parametrize("content, words", [(b"", "empty file"), (b"hello\n", "not an SQLite database (a text file"),
-                                            (b"SQLite for", "truncated"), (b"\x00\xff" * 80, "binary data")])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", "empty file"),
+        (b"hello\n", "not an SQLite database (a text file"),
+        (b"SQLite for", "truncated"),
+        (b"\x00\xff" * 80, "binary data"),
+    ],
+)
 def test_bad_files_are_named_for_what_they_are(tmp_path, content, words):
     from autonomath_pipelines.resources import DatabaseFileError
 

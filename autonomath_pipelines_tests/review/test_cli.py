@@ -29,7 +29,8 @@ def test_the_weekly_routine_from_the_command_line(world, capsys):
 def test_a_refusal_exits_2_with_one_line_naming_the_problem(world, capsys):
     assert _review(world, "promote", "A:1", "--execute") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["autonomath-loops: cannot promote A:1: it is pending_review; only a candidate that is approved "
-                   "can be promoted"]
+    assert err == [
+        "autonomath-loops: cannot promote A:1: it is pending_review; only a candidate that is approved can be promoted"
+    ]
     assert _review(world, "list", "--loop", "F") == 2
     assert "is not reviewable" in capsys.readouterr().err

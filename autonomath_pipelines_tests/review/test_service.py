@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from autonomath_pipelines.contract.schema import create_all
+from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.lib.gold import parse_gold
 from autonomath_pipelines.resources import AutonomathDatabase
 from autonomath_pipelines.review import IllegalTransition, ReviewError, ReviewService
 from autonomath_pipelines.review import service as service_module
-from autonomath_pipelines.contract.schema import create_all
-from autonomath_pipelines.contract.sqlite import sqlite3
 
 NOW = "2026-11-22T01:00:00Z"
 GOLD = (Path(__file__).parents[2] / "evals" / "gold.yaml").read_text(encoding="utf-8")
@@ -24,23 +24,41 @@ PROVENANCE = "'loop_a_hallucination_guard', 'run-1', '2026-11-08', 'v1', '2026-1
 def _make_db(path: Path) -> Path:
     conn = sqlite3.connect(str(path))
     create_all(conn)
-    conn.execute("INSERT INTO hallucination_guard VALUES (1, '既存の偽制度', 'launch', '2026-01-01T00:00:00Z', 'launch')")
-    conn.execute("INSERT INTO am_alias VALUES (1, 'P000001', 'ものづくり補助金', 'ja', 'launch', '2026-01-01T00:00:00Z')")
-    for cid, pattern, score in ((1, "返済不要 1億円 補助金", 9.0), (2, "ペット 飼育費 補助金", 2.0), (3, "既存の偽制度", 1.0)):
+    conn.execute(
+        "INSERT INTO hallucination_guard VALUES (1, '既存の偽制度', 'launch', '2026-01-01T00:00:00Z', 'launch')"
+    )
+    conn.execute(
+        "INSERT INTO am_alias VALUES (1, 'P000001', 'ものづくり補助金', 'ja', 'launch', '2026-01-01T00:00:00Z')"
+    )
+    for cid, pattern, score in (
+        (1, "返済不要 1億円 補助金", 9.0),
+        (2, "ペット 飼育費 補助金", 2.0),
+        (3, "既存の偽制度", 1.0),
+    ):
         conn.execute(
-            "INSERT INTO hallucination_guard_candidates (candidate_id, pattern, label, cluster_size, score, evidence_json, "
-            f"loop_id, run_id, partition_key, code_version, created_at) VALUES (?, ?, 'label', 5, ?, '{{}}', {PROVENANCE})",
-            (cid, pattern, score))
+            "INSERT INTO hallucination_guard_candidates (candidate_id, pattern, label, cluster_size, score, "
+            "evidence_json, "
+            f"loop_id, run_id, partition_key, code_version, created_at) VALUES (?, ?, 'label', 5, ?, '{{}}', "
+            f"{PROVENANCE})",
+            (cid, pattern, score),
+        )
     for cid, surface in ((1, "monozukuri"), (2, "ものづくり補助金")):
         conn.execute(
-            "INSERT INTO alias_candidates (candidate_id, entity_id, surface, lang, source, score, evidence_json, loop_id, "
+            "INSERT INTO alias_candidates (candidate_id, entity_id, surface, lang, source, score, evidence_json, "
+            "loop_id, "
             "run_id, partition_key, code_version, created_at) VALUES (?, 'P000001', ?, 'ja-Latn', 'loop_e', 0.9, '{}', "
-            "'loop_e_alias_expansion', 'run-2', '2026-11-08', 'v1', '2026-11-16T00:00:00Z')", (cid, surface))
+            "'loop_e_alias_expansion', 'run-2', '2026-11-08', 'v1', '2026-11-16T00:00:00Z')",
+            (cid, surface),
+        )
     conn.execute(
-        "INSERT INTO seo_testimonial_candidates (candidate_id, program_id, prefecture_code, page_path, markdown, jsonld, "
-        "group_size, evidence_json, loop_id, run_id, partition_key, code_version, created_at) VALUES (1, 'P000001', '13', "
-        "'site/blog/case-P000001-13.md', '# 事例\n', '{}', 5, '{}', 'loop_b_testimonial_seo', 'run-3', '2026-10-01', 'v1', "
-        "'2026-11-01T01:00:00Z')")
+        "INSERT INTO seo_testimonial_candidates (candidate_id, program_id, prefecture_code, page_path, markdown, "
+        "jsonld, "
+        "group_size, evidence_json, loop_id, run_id, partition_key, code_version, created_at) VALUES (1, 'P000001', "
+        "'13', "
+        "'site/blog/case-P000001-13.md', '# 事例\n', '{}', 5, '{}', 'loop_b_testimonial_seo', 'run-3', '2026-10-01', "
+        "'v1', "
+        "'2026-11-01T01:00:00Z')"
+    )
     conn.commit()
     conn.close()
     return path
@@ -105,7 +123,9 @@ def _table_dump(db: Path, table: str) -> list[str]:
 
     conn = stdlib_sqlite3.connect(str(db))
     try:
-        return [line for line in conn.iterdump() if line.startswith((f'INSERT INTO "{table}"', f"CREATE TABLE {table}"))]
+        return [
+            line for line in conn.iterdump() if line.startswith((f'INSERT INTO "{table}"', f"CREATE TABLE {table}"))
+        ]
     finally:
         conn.close()
 
@@ -128,11 +148,21 @@ def _tree(repo: Path) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------- listing
 
+
 def test_list_shows_every_reviewable_loop_with_status_and_filters(world):
     service = _service(world)
     ids = [c.id for c in service.list()]
-    assert ids == ["A:1", "A:2", "A:3", "B:1", "E:1", "E:2", "G:keyerror_lookup_0a1b2c3d",
-                   "J:2026-10/cand-aaaaaaaaaaaa", "J:2026-10/cand-bbbbbbbbbbbb"]
+    assert ids == [
+        "A:1",
+        "A:2",
+        "A:3",
+        "B:1",
+        "E:1",
+        "E:2",
+        "G:keyerror_lookup_0a1b2c3d",
+        "J:2026-10/cand-aaaaaaaaaaaa",
+        "J:2026-10/cand-bbbbbbbbbbbb",
+    ]
     assert {c.status for c in service.list()} == {"pending_review"}
     assert [c.id for c in service.list("E", partition="2026-11-08")] == ["E:1", "E:2"]
     assert service.list("A", partition="2099-01-01") == []
@@ -153,6 +183,7 @@ def test_non_reviewable_and_unknown_loops_are_named(world):
 
 # ------------------------------------------------------------------------------------ decisions
 
+
 def test_dry_run_is_the_default_and_changes_nothing(world):
     db, repo = world
     before_db, before_tree = _sha(db), _tree(repo)
@@ -171,11 +202,23 @@ def test_approve_and_reject_record_who_when_what_and_why(world):
     assert service.show("A:1").status == "approved"
     assert service.show("J:2026-10/cand-aaaaaaaaaaaa").status == "approved"
     assert service.show("A:2").status == "rejected"
-    audit = _query(db, "SELECT actor, action, candidate_id, from_status, to_status, reason, proposed_at, dagster_run_id "
-                       "FROM review_audit_log ORDER BY audit_id")
+    audit = _query(
+        db,
+        "SELECT actor, action, candidate_id, from_status, to_status, reason, proposed_at, dagster_run_id "
+        "FROM review_audit_log ORDER BY audit_id",
+    )
     assert audit == [
         ("yamada", "approve", "A:1", "pending_review", "approved", None, "2026-11-16T00:00:00Z", "run-xyz"),
-        ("yamada", "approve", "J:2026-10/cand-aaaaaaaaaaaa", "pending_review", "approved", None, audit[1][6], "run-xyz"),
+        (
+            "yamada",
+            "approve",
+            "J:2026-10/cand-aaaaaaaaaaaa",
+            "pending_review",
+            "approved",
+            None,
+            audit[1][6],
+            "run-xyz",
+        ),
         ("yamada", "reject", "A:2", "pending_review", "rejected", "too generic", "2026-11-16T00:00:00Z", "run-xyz"),
     ]
 
@@ -212,6 +255,7 @@ def test_an_illegal_transition_refuses_the_whole_request(world):
 
 # ---------------------------------------------------------------------------- promote + rollback
 
+
 @pytest.mark.parametrize("letter, candidate, table", [("A", "A:1", "hallucination_guard"), ("E", "E:1", "am_alias")])
 def test_table_promotion_and_rollback_restore_the_table_exactly(world, letter, candidate, table):
     db, _ = world
@@ -226,10 +270,16 @@ def test_table_promotion_and_rollback_restore_the_table_exactly(world, letter, c
     assert [t.to_status for t in rolled.transitions] == ["rolled_back"]
     assert _table_dump(db, table) == before
     assert service.show(candidate).status == "rolled_back"
-    actions = _query(db, "SELECT action, to_status, promotion_id FROM review_audit_log WHERE candidate_id = ? "
-                         "ORDER BY audit_id", (candidate,))
-    assert actions == [("approve", "approved", None), ("promote", "promoted", outcome.promotion_id),
-                       ("rollback", "rolled_back", outcome.promotion_id)]
+    actions = _query(
+        db,
+        "SELECT action, to_status, promotion_id FROM review_audit_log WHERE candidate_id = ? ORDER BY audit_id",
+        (candidate,),
+    )
+    assert actions == [
+        ("approve", "approved", None),
+        ("promote", "promoted", outcome.promotion_id),
+        ("rollback", "rolled_back", outcome.promotion_id),
+    ]
     assert service.promotions()[0].state == "rolled_back"
 
 
@@ -358,8 +408,9 @@ def test_promotion_record_keeps_the_exact_before_and_after(world):
     service = _service(world)
     service.decide("approve", ["E:1"], execute=True)
     service.promote(["E:1"], execute=True)
-    target, refs, before, after = _query(db, "SELECT target, candidate_refs, before_json, after_json "
-                                             "FROM review_promotions")[0]
+    target, refs, before, after = _query(
+        db, "SELECT target, candidate_refs, before_json, after_json FROM review_promotions"
+    )[0]
     assert target == "table:am_alias" and json.loads(refs) == ["E:1"]
     assert json.loads(before) == {"table": "am_alias", "key": ["alias_id"], "rows": []}
     row = json.loads(after)["rows"][0]
@@ -406,6 +457,7 @@ def test_a_promotion_killed_between_its_file_writes_and_its_commit_is_undone_by_
         raise KeyboardInterrupt("killed before COMMIT")
 
     monkeypatch.setattr(ReviewService, "_apply_files", apply_then_die)
+
     def dead(done):
         raise RuntimeError("a killed process puts nothing back")
 
@@ -413,10 +465,10 @@ def test_a_promotion_killed_between_its_file_writes_and_its_commit_is_undone_by_
     with pytest.raises(RuntimeError, match="puts nothing back"):
         service.promote(["B:1"], execute=True)
     monkeypatch.undo()
-    assert page.exists() and (repo / service_module.JOURNAL).exists()   # the torn state a crash leaves
+    assert page.exists() and (repo / service_module.JOURNAL).exists()  # the torn state a crash leaves
     assert _service(world).recover() is True
     assert not page.exists() and not (repo / service_module.JOURNAL).exists()
-    outcome = _service(world).promote(["B:1"], execute=True)            # and the promotion can be redone
+    outcome = _service(world).promote(["B:1"], execute=True)  # and the promotion can be redone
     assert page.read_text(encoding="utf-8") == "# 事例\n" and outcome.promotion_id == 1
     assert not (repo / service_module.JOURNAL).exists()
 
@@ -426,7 +478,11 @@ def test_a_committed_promotion_keeps_its_files_when_only_the_journal_was_left(wo
     service = _service(world)
     service.decide("approve", ["B:1"], execute=True)
     service.promote(["B:1"], execute=True)
-    token = json.loads(_query(world[0], "SELECT detail_json FROM review_audit_log WHERE action = 'promote'")[0][0])["journal"]
-    (repo / service_module.JOURNAL).write_text(json.dumps({"token": token, "files": {"site/blog/case-P000001-13.md": None}}))
+    token = json.loads(_query(world[0], "SELECT detail_json FROM review_audit_log WHERE action = 'promote'")[0][0])[
+        "journal"
+    ]
+    (repo / service_module.JOURNAL).write_text(
+        json.dumps({"token": token, "files": {"site/blog/case-P000001-13.md": None}})
+    )
     assert service.recover() is True
     assert (repo / "site" / "blog" / "case-P000001-13.md").exists()

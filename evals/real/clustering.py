@@ -56,8 +56,16 @@ BASELINE_EPS, BASELINE_MIN_SAMPLES = 0.25, 8
 
 
 def _row(corpus: str, metric: str, value, baseline=None, target=None, verdict="info", n=0) -> dict:
-    return {"section": SECTION, "corpus": corpus, "metric": metric, "value": value, "baseline": baseline,
-            "target": target, "verdict": verdict, "n": n}
+    return {
+        "section": SECTION,
+        "corpus": corpus,
+        "metric": metric,
+        "value": value,
+        "baseline": baseline,
+        "target": target,
+        "verdict": verdict,
+        "n": n,
+    }
 
 
 def load_corpus(folder: pathlib.Path, max_texts: int = MAX_TEXTS) -> tuple[list[str], list[float], list[str]]:
@@ -105,8 +113,9 @@ def _frame(texts, weights, vectors) -> pd.DataFrame:
     return pd.DataFrame({"text": texts, "weight": weights, "vector": list(vectors)})
 
 
-def label_cut_share(texts: Sequence[str], vectors: np.ndarray, weights: Sequence[float], labels: np.ndarray,
-                    analyzer: str = "words") -> tuple[float, int]:
+def label_cut_share(
+    texts: Sequence[str], vectors: np.ndarray, weights: Sequence[float], labels: np.ndarray, analyzer: str = "words"
+) -> tuple[float, int]:
     """(share of label pieces that cut a word, pieces) for the clusters in ``labels``."""
     lab = np.asarray(labels)
     if analyzer == "words":
@@ -127,8 +136,9 @@ def label_cut_share(texts: Sequence[str], vectors: np.ndarray, weights: Sequence
     return (cut / pieces if pieces else 0.0), pieces
 
 
-def evaluate_corpus(texts: list[str], weights: list[float], intents: list[str], corpus: str,
-                    models: Sequence[str] = MODELS) -> list[dict]:
+def evaluate_corpus(
+    texts: list[str], weights: list[float], intents: list[str], corpus: str, models: Sequence[str] = MODELS
+) -> list[dict]:
     from autonomath_pipelines.lib.embedding_backends import EmbeddingModelUnavailable
     from autonomath_pipelines.loops.loop_a_hallucination_guard import GuardClusteringConfig
     from autonomath_pipelines.loops.text_clustering import cluster_with_config
@@ -153,25 +163,50 @@ def evaluate_corpus(texts: list[str], weights: list[float], intents: list[str], 
             _row(name, "purity", p, bp, f"≥ {PURITY_TARGET} at noise ≤ {NOISE_TARGET}", "pass" if ok else "FAIL", n),
             _row(name, "ari", a, ba, None, "info", n),
             _row(name, "noise_share", z, bz, f"≤ {NOISE_TARGET}", "pass" if z <= NOISE_TARGET else "FAIL", n),
-            _row(name, f"eps ({meta.get('eps_method', '?')}); guard split/trimmed/dropped "
-                       f"{meta.get('guard_clusters_split', 0)}/{meta.get('guard_clusters_trimmed', 0)}/"
-                       f"{meta.get('guard_clusters_dropped', 0)}", float(meta["eps_chosen"]), BASELINE_EPS, None, "info", n),
+            _row(
+                name,
+                f"eps ({meta.get('eps_method', '?')}); guard split/trimmed/dropped "
+                f"{meta.get('guard_clusters_split', 0)}/{meta.get('guard_clusters_trimmed', 0)}/"
+                f"{meta.get('guard_clusters_dropped', 0)}",
+                float(meta["eps_chosen"]),
+                BASELINE_EPS,
+                None,
+                "info",
+                n,
+            ),
         ]
-        for label, alt in (("hdbscan", GuardClusteringConfig(algorithm="hdbscan")),
-                           ("dbscan, knee eps, chaining guard",
-                            GuardClusteringConfig(algorithm="dbscan", eps_method="knee", guard=True)),
-                           ("dbscan, median eps, chaining guard",
-                            GuardClusteringConfig(algorithm="dbscan", eps_method="quantile", guard=True))):
+        for label, alt in (
+            ("hdbscan", GuardClusteringConfig(algorithm="hdbscan")),
+            (
+                "dbscan, knee eps, chaining guard",
+                GuardClusteringConfig(algorithm="dbscan", eps_method="knee", guard=True),
+            ),
+            (
+                "dbscan, median eps, chaining guard",
+                GuardClusteringConfig(algorithm="dbscan", eps_method="quantile", guard=True),
+            ),
+        ):
             alt_clustered, _ = cluster_with_config(_frame(texts, weights, vectors), alt)
             ap, aa, az = _scores(intents, alt_clustered["cluster"].to_numpy())
-            out += [_row(name, f"{label}: purity", ap, bp, None, "info", n),
-                    _row(name, f"{label}: ari", aa, ba, None, "info", n),
-                    _row(name, f"{label}: noise_share", az, bz, None, "info", n)]
+            out += [
+                _row(name, f"{label}: purity", ap, bp, None, "info", n),
+                _row(name, f"{label}: ari", aa, ba, None, "info", n),
+                _row(name, f"{label}: noise_share", az, bz, None, "info", n),
+            ]
         if mi == 0:
             share, pieces = label_cut_share(texts, vectors, weights, new)
             base_share, _ = label_cut_share(texts, vectors, weights, new, analyzer="chars")
-            out.append(_row(name, "label pieces cutting a word", share, base_share, "0",
-                            "pass" if share == 0 else "FAIL", pieces))
+            out.append(
+                _row(
+                    name,
+                    "label pieces cutting a word",
+                    share,
+                    base_share,
+                    "0",
+                    "pass" if share == 0 else "FAIL",
+                    pieces,
+                )
+            )
     return out
 
 

@@ -30,20 +30,34 @@ import subprocess
 
 HWU = ("xliuhw+NLU-Evaluation-Data", "CC BY 4.0")
 SKILLS = {
-    "uemuram+alexa-calendar": "Apache-2.0", "uemuram+alexa-fitbitRecord": "Apache-2.0",
-    "uemuram+alexa-yubaba": "Apache-2.0", "uemuram+alexa-stopwatch": "Apache-2.0", "uemuram+alexa-shogi": "Apache-2.0",
-    "r-ca+kidshift-skills": "MIT", "myasumoto16+nudge": "MIT", "kun432+alexa-skill-http-status-code": "MIT",
+    "uemuram+alexa-calendar": "Apache-2.0",
+    "uemuram+alexa-fitbitRecord": "Apache-2.0",
+    "uemuram+alexa-yubaba": "Apache-2.0",
+    "uemuram+alexa-stopwatch": "Apache-2.0",
+    "uemuram+alexa-shogi": "Apache-2.0",
+    "r-ca+kidshift-skills": "MIT",
+    "myasumoto16+nudge": "MIT",
+    "kun432+alexa-skill-http-status-code": "MIT",
     "dabblelab+29-alexa-appointment-scheduler-skill": "redistribution permitted (LICENSE.txt)",
-    "squall0627+alexa-skill-ns": "Apache-2.0 (package.json)", "mu-777+BusTimetableAlexaSkill": "Apache-2.0 (package.json)",
-    "chandora+alexa-samples-alexa-skill-reminder": "Apache-2.0 (package.json)", "Ojoxux+Myera": "MIT (package.json)",
+    "squall0627+alexa-skill-ns": "Apache-2.0 (package.json)",
+    "mu-777+BusTimetableAlexaSkill": "Apache-2.0 (package.json)",
+    "chandora+alexa-samples-alexa-skill-reminder": "Apache-2.0 (package.json)",
+    "Ojoxux+Myera": "MIT (package.json)",
     "ambit1977+buscool": "ISC (package.json)",
 }
 BUILTIN_VALUES = {
-    "AMAZON.NUMBER": ["3", "10", "25"], "AMAZON.FOUR_DIGIT_NUMBER": ["5", "2"],
-    "AMAZON.DATE": ["今日", "明日", "来週の月曜日", "3月5日"], "AMAZON.TIME": ["7時", "午後3時", "10時半"],
-    "AMAZON.DURATION": ["5分", "1時間", "30秒"], "AMAZON.SearchQuery": ["テスト", "買い物"],
-    "AMAZON.FirstName": ["太郎", "花子"], "AMAZON.Person": ["太郎", "花子"], "AMAZON.City": ["東京", "大阪"],
-    "AMAZON.JP_CITY": ["東京", "大阪"], "AMAZON.Color": ["赤", "青"], "AMAZON.Food": ["りんご", "牛乳"],
+    "AMAZON.NUMBER": ["3", "10", "25"],
+    "AMAZON.FOUR_DIGIT_NUMBER": ["5", "2"],
+    "AMAZON.DATE": ["今日", "明日", "来週の月曜日", "3月5日"],
+    "AMAZON.TIME": ["7時", "午後3時", "10時半"],
+    "AMAZON.DURATION": ["5分", "1時間", "30秒"],
+    "AMAZON.SearchQuery": ["テスト", "買い物"],
+    "AMAZON.FirstName": ["太郎", "花子"],
+    "AMAZON.Person": ["太郎", "花子"],
+    "AMAZON.City": ["東京", "大阪"],
+    "AMAZON.JP_CITY": ["東京", "大阪"],
+    "AMAZON.Color": ["赤", "青"],
+    "AMAZON.Food": ["りんご", "牛乳"],
     "AMAZON.Country": ["日本", "フランス"],
 }
 MIN_TEXTS = 8
@@ -69,10 +83,16 @@ def _write(folder: pathlib.Path, rows: list[tuple[str, str]], source: str) -> No
 
 def build_hwu(mirrors: pathlib.Path, out: pathlib.Path) -> int:
     repo, licence = HWU
-    files = [f for f in _git(mirrors, repo, "ls-tree", "-r", "--name-only", "HEAD").splitlines()
-             if f.endswith(".json") and any(f"/KFold_{k}/testset/annotated/" in f for k in (1, 2, 3))]
-    rows = [(r["text"].strip(), r["intent"]) for f in files
-            for r in json.loads(_git(mirrors, repo, "show", f"HEAD:{f}"))["test_data_annotation"]]
+    files = [
+        f
+        for f in _git(mirrors, repo, "ls-tree", "-r", "--name-only", "HEAD").splitlines()
+        if f.endswith(".json") and any(f"/KFold_{k}/testset/annotated/" in f for k in (1, 2, 3))
+    ]
+    rows = [
+        (r["text"].strip(), r["intent"])
+        for f in files
+        for r in json.loads(_git(mirrors, repo, "show", f"HEAD:{f}"))["test_data_annotation"]
+    ]
     _write(out / "hwu64_en", rows, f"HWU64, github.com/{repo.replace('+', '/')}, folds 1-3 test sets. {licence}.\n")
     return len(rows)
 
@@ -82,8 +102,11 @@ def build_alexa(mirrors: pathlib.Path, out: pathlib.Path) -> int:
     rows: list[tuple[str, str]] = []
     sources = []
     for repo, licence in SKILLS.items():
-        paths = [f for f in _git(mirrors, repo, "ls-tree", "-r", "--name-only", "HEAD").splitlines()
-                 if f.endswith("ja-JP.json") and ("interactionModels" in f or f.endswith("models/ja-JP.json"))]
+        paths = [
+            f
+            for f in _git(mirrors, repo, "ls-tree", "-r", "--name-only", "HEAD").splitlines()
+            if f.endswith("ja-JP.json") and ("interactionModels" in f or f.endswith("models/ja-JP.json"))
+        ]
         model = json.loads(_git(mirrors, repo, "show", f"HEAD:{paths[0]}"))["interactionModel"]["languageModel"]
         types = {t["name"]: [v["name"]["value"] for v in t["values"]] for t in model.get("types", [])}
         sources.append(f"- github.com/{repo.replace('+', '/')} `{paths[0]}` — {licence}")
@@ -107,8 +130,11 @@ def build_alexa(mirrors: pathlib.Path, out: pathlib.Path) -> int:
     rows = list(dict.fromkeys(rows))
     counts = collections.Counter(label for _, label in rows)
     rows = [r for r in rows if counts[r[1]] >= MIN_TEXTS]
-    _write(out / "alexa_ja", rows, "Pooled ja-JP Alexa interaction models (see evals/real/intents_corpus.py).\n\n"
-           + "\n".join(sources) + "\n")
+    _write(
+        out / "alexa_ja",
+        rows,
+        "Pooled ja-JP Alexa interaction models (see evals/real/intents_corpus.py).\n\n" + "\n".join(sources) + "\n",
+    )
     return len(rows)
 
 

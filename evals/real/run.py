@@ -70,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "real_eval.md").write_text(
-        f"# Real-data eval\n\nData: `{args.data}`\n\n{table}\n\nSeconds per section: {seconds}\n", encoding="utf-8")
+        f"# Real-data eval\n\nData: `{args.data}`\n\n{table}\n\nSeconds per section: {seconds}\n", encoding="utf-8"
+    )
     (args.out / "real_eval.json").write_text(
         json.dumps({"data": str(args.data), "rows": rows, "seconds": seconds}, ensure_ascii=False, indent=2),
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return 1 if any(row.get("verdict") == "FAIL" for row in rows) else 0
 
 

@@ -27,10 +27,10 @@ import unicodedata
 
 import jaconv
 
-from autonomath_pipelines.lib.search import ProgramSearcher
-from autonomath_pipelines.lib.textnorm import normalize_query, tokens
 from autonomath_pipelines.contract.schema import create_all
 from autonomath_pipelines.contract.sqlite import sqlite3
+from autonomath_pipelines.lib.search import ProgramSearcher
+from autonomath_pipelines.lib.textnorm import normalize_query, tokens
 
 SECTION = "search"
 #: Names searched per corpus (every k-th, deterministic): the whole register is indexed either way.
@@ -75,10 +75,23 @@ def service_database(programs: list[dict], path: pathlib.Path):
     ts = "2026-01-01T00:00:00Z"
     conn.executemany(
         "INSERT INTO programs VALUES (?, ?, ?, ?, 'national', NULL, NULL, 'その他', NULL, 'B', ?, ?, ?)",
-        [(p["program_id"], p["name"], p.get("summary") or "", p.get("agency") or "", "https://example.go.jp/", ts, ts)
-         for p in programs])
-    conn.executemany("INSERT INTO programs_fts VALUES (?, ?, ?, ?, '')",
-                     [(p["program_id"], p["name"], p.get("summary") or "", p.get("agency") or "") for p in programs])
+        [
+            (
+                p["program_id"],
+                p["name"],
+                p.get("summary") or "",
+                p.get("agency") or "",
+                "https://example.go.jp/",
+                ts,
+                ts,
+            )
+            for p in programs
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO programs_fts VALUES (?, ?, ?, ?, '')",
+        [(p["program_id"], p["name"], p.get("summary") or "", p.get("agency") or "") for p in programs],
+    )
     conn.commit()
     return conn
 
@@ -109,13 +122,17 @@ def evaluate_programs(programs: list[dict], corpus: str = "", sample: int = DEFA
         by_name.setdefault(unicodedata.normalize("NFKC", p["name"]), set()).add(p["program_id"])
     step = max(1, len(programs) // sample) if sample else 1
     chosen = programs[::step][:sample] if sample else programs
-    stats = {"new": {"exact": [], "top1": [], "empty": [], "generic": []},
-             "baseline": {"exact": [], "top1": [], "empty": [], "generic": []}}
+    stats = {
+        "new": {"exact": [], "top1": [], "empty": [], "generic": []},
+        "baseline": {"exact": [], "top1": [], "empty": [], "generic": []},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         conn = service_database(programs, pathlib.Path(tmp) / "service.db")
         with ProgramSearcher.over(conn, limit=TOP_K) as searcher:
-            engines = {"new": lambda q: [r["program_id"] for r in searcher.search(q)],
-                       "baseline": lambda q: baseline_search(conn, q)}
+            engines = {
+                "new": lambda q: [r["program_id"] for r in searcher.search(q)],
+                "baseline": lambda q: baseline_search(conn, q),
+            }
             for program in chosen:
                 wanted = by_name[unicodedata.normalize("NFKC", program["name"])]
                 for engine, search in engines.items():
@@ -135,17 +152,38 @@ def evaluate_programs(programs: list[dict], corpus: str = "", sample: int = DEFA
     n_exact, n_generic = len(stats["new"]["exact"]), len(stats["new"]["generic"])
     recall = share("new", "exact")
     rows = [
-        {"metric": "recall@10, exact names in width/kana variants", "value": recall,
-         "baseline": share("baseline", "exact"), "target": "= 1.0", "verdict": "pass" if recall == 1.0 else "FAIL",
-         "n": n_exact},
-        {"metric": "recall@1, exact names in width/kana variants", "value": share("new", "top1"),
-         "baseline": share("baseline", "top1"), "target": None, "verdict": "info", "n": n_exact},
-        {"metric": "empty-answer share, exact names", "value": share("new", "empty"),
-         "baseline": share("baseline", "empty"), "target": "= 0", "verdict": "pass" if share("new", "empty") == 0 else "FAIL",
-         "n": n_exact},
-        {"metric": "recall@10, name + a generic word (助成金/支援)", "value": share("new", "generic"),
-         "baseline": share("baseline", "generic"), "target": "> baseline",
-         "verdict": "pass" if share("new", "generic") > share("baseline", "generic") else "FAIL", "n": n_generic},
+        {
+            "metric": "recall@10, exact names in width/kana variants",
+            "value": recall,
+            "baseline": share("baseline", "exact"),
+            "target": "= 1.0",
+            "verdict": "pass" if recall == 1.0 else "FAIL",
+            "n": n_exact,
+        },
+        {
+            "metric": "recall@1, exact names in width/kana variants",
+            "value": share("new", "top1"),
+            "baseline": share("baseline", "top1"),
+            "target": None,
+            "verdict": "info",
+            "n": n_exact,
+        },
+        {
+            "metric": "empty-answer share, exact names",
+            "value": share("new", "empty"),
+            "baseline": share("baseline", "empty"),
+            "target": "= 0",
+            "verdict": "pass" if share("new", "empty") == 0 else "FAIL",
+            "n": n_exact,
+        },
+        {
+            "metric": "recall@10, name + a generic word (助成金/支援)",
+            "value": share("new", "generic"),
+            "baseline": share("baseline", "generic"),
+            "target": "> baseline",
+            "verdict": "pass" if share("new", "generic") > share("baseline", "generic") else "FAIL",
+            "n": n_generic,
+        },
     ]
     return [{"section": SECTION, "corpus": corpus, **row} for row in rows]
 
@@ -154,8 +192,18 @@ def evaluate(data_dir: pathlib.Path, sample: int = DEFAULT_SAMPLE) -> list[dict]
     """One block of rows per corpus under ``data_dir/search``; none when the folder is missing."""
     root = pathlib.Path(data_dir) / "search"
     if not root.is_dir():
-        return [{"section": SECTION, "corpus": "(none)", "metric": "skipped", "value": None, "baseline": None,
-                 "target": None, "verdict": "info", "n": 0}]
+        return [
+            {
+                "section": SECTION,
+                "corpus": "(none)",
+                "metric": "skipped",
+                "value": None,
+                "baseline": None,
+                "target": None,
+                "verdict": "info",
+                "n": 0,
+            }
+        ]
     rows: list[dict] = []
     for folder in sorted(p for p in root.iterdir() if (p / "programs.csv").is_file()):
         rows.extend(evaluate_programs(load_programs(folder / "programs.csv"), corpus=folder.name, sample=sample))

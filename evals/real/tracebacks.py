@@ -79,12 +79,32 @@ def evaluate_rows(rows: list[dict], in_app_prefixes=None, corpus: str = "") -> l
     n = len(rows)
     parse_rate = sum(k is not None for k in keys) / n if n else float("nan")
     ari = ari_with_noise(labels, _codes(keys)) if n else float("nan")
-    out = [{"section": SECTION, "corpus": corpus, "metric": "parse_rate", "value": parse_rate, "baseline": None,
-            "target": f"≥ {PARSE_RATE_TARGET}", "verdict": "pass" if parse_rate >= PARSE_RATE_TARGET else "FAIL", "n": n}]
+    out = [
+        {
+            "section": SECTION,
+            "corpus": corpus,
+            "metric": "parse_rate",
+            "value": parse_rate,
+            "baseline": None,
+            "target": f"≥ {PARSE_RATE_TARGET}",
+            "verdict": "pass" if parse_rate >= PARSE_RATE_TARGET else "FAIL",
+            "n": n,
+        }
+    ]
     for name, baseline_keys in (("type only", type_only), ("type + normalized message", type_message)):
         base = ari_with_noise(labels, _codes(baseline_keys)) if n else float("nan")
-        out.append({"section": SECTION, "corpus": corpus, "metric": f"grouping_ari vs {name}", "value": ari,
-                    "baseline": base, "target": "> baseline", "verdict": "pass" if ari > base else "FAIL", "n": n})
+        out.append(
+            {
+                "section": SECTION,
+                "corpus": corpus,
+                "metric": f"grouping_ari vs {name}",
+                "value": ari,
+                "baseline": base,
+                "target": "> baseline",
+                "verdict": "pass" if ari > base else "FAIL",
+                "n": n,
+            }
+        )
     return out
 
 
@@ -92,8 +112,18 @@ def evaluate(data_dir: pathlib.Path) -> list[dict]:
     """One block of rows per corpus under ``data_dir/tracebacks``; none when the folder is missing."""
     root = pathlib.Path(data_dir) / "tracebacks"
     if not root.is_dir():
-        return [{"section": SECTION, "corpus": "(none)", "metric": "skipped", "value": None, "baseline": None,
-                 "target": None, "verdict": "info", "n": 0}]
+        return [
+            {
+                "section": SECTION,
+                "corpus": "(none)",
+                "metric": "skipped",
+                "value": None,
+                "baseline": None,
+                "target": None,
+                "verdict": "info",
+                "n": 0,
+            }
+        ]
     rows: list[dict] = []
     for folder in sorted(p for p in root.iterdir() if (p / "traces.jsonl").is_file()):
         corpus_rows, prefixes = load_corpus(folder)

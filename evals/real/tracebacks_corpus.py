@@ -26,20 +26,26 @@ APP = {
     "app/__init__.py": "",
     "app/scoring.py": "def region_boost(hit, key):\n    return hit[key] * 2\n",
     "app/cache.py": "CACHE = {}\n\ndef lookup(key):\n    return CACHE[key]\n",
-    "app/parse.py": "def fiscal_year(text):\n    return int(text.removesuffix('年度') if hasattr(text, 'removesuffix') else text)\n",
+    "app/parse.py": "def fiscal_year(text):\n"
+    "    return int(text.removesuffix('年度') if hasattr(text, 'removesuffix') else text)\n",
     "app/forms.py": "def age(field):\n    value = field.strip()\n    return int(value)\n",
     "app/webhook.py": "import json\n\ndef handle(body):\n    event = json.loads(body)\n    return event['type']\n",
     "app/stats.py": "def mean(xs):\n    return sum(xs) / len(xs)\n",
-    "app/db.py": ("import sqlite3\n\nclass StorageError(Exception):\n    pass\n\n"
-                  "def read(table):\n    conn = sqlite3.connect(':memory:')\n    try:\n"
-                  "        return conn.execute('SELECT * FROM ' + table).fetchall()\n"
-                  "    except sqlite3.OperationalError as exc:\n"
-                  "        raise StorageError('could not read ' + table) from exc\n"),
-    "app/render.py": "def render(program):\n    return {'deadline': program.get('closes_at')}\n\ndef detail(pid):\n    return render(None)\n",
+    "app/db.py": (
+        "import sqlite3\n\nclass StorageError(Exception):\n    pass\n\n"
+        "def read(table):\n    conn = sqlite3.connect(':memory:')\n    try:\n"
+        "        return conn.execute('SELECT * FROM ' + table).fetchall()\n"
+        "    except sqlite3.OperationalError as exc:\n"
+        "        raise StorageError('could not read ' + table) from exc\n"
+    ),
+    "app/render.py": "def render(program):\n    return {'deadline': program.get('closes_at')}\n\n"
+    "def detail(pid):\n    return render(None)\n",
     "app/alias.py": "def follow(graph, node):\n    return follow(graph, graph[node])\n",
-    "app/jobs.py": ("import asyncio\n\nasync def fetch(n):\n    raise ValueError('bad page ' + str(n))\n\n"
-                    "async def run_batch(n):\n    async with asyncio.TaskGroup() as tg:\n"
-                    "        tg.create_task(fetch(n))\n\ndef batch(n):\n    asyncio.run(run_batch(n))\n"),
+    "app/jobs.py": (
+        "import asyncio\n\nasync def fetch(n):\n    raise ValueError('bad page ' + str(n))\n\n"
+        "async def run_batch(n):\n    async with asyncio.TaskGroup() as tg:\n"
+        "        tg.create_task(fetch(n))\n\ndef batch(n):\n    asyncio.run(run_batch(n))\n"
+    ),
 }
 
 #: label → (module, call with ``{x}`` for the varying input, inputs, minimum Python minor version)
@@ -57,7 +63,7 @@ BUGS = {
 }
 
 #: How the trace leaves the process (each run prints through one of these).
-DRIVER = r'''
+DRIVER = r"""
 import json, logging, sys, traceback
 sys.path.insert(0, sys.argv[1])
 mode = sys.argv[2]
@@ -74,7 +80,7 @@ except BaseException:
     else:
         print(json.dumps({"level": "error", "logger": "app.api", "message": "request failed",
                           "exc_info": traceback.format_exc()}))
-'''
+"""
 MODES = ("stderr", "logging", "json")
 
 
@@ -105,9 +111,13 @@ def build(out: pathlib.Path, small: bool = False) -> int:
                     continue
                 for k, x in enumerate(inputs[:1] if small else inputs):
                     for mode in MODES[:2] if small else MODES:
-                        proc = subprocess.run([python, "-c", DRIVER, str(root), mode, module, call.format(x=x)],
-                                              capture_output=True, text=True, timeout=60,
-                                              env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+                        proc = subprocess.run(
+                            [python, "-c", DRIVER, str(root), mode, module, call.format(x=x)],
+                            capture_output=True,
+                            text=True,
+                            timeout=60,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+                        )
                         text = proc.stdout.replace(str(root), "/srv/service")
                         rows.append({"text": text, "label": label, "python": f"3.{minor}", "mode": mode})
     with open(out / "traces.jsonl", "w", encoding="utf-8") as fh:
