@@ -37,8 +37,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -92,15 +93,6 @@ def proposal_id(query: str) -> str:
 #: names the same program: that program, the distinct sessions and requests, and the confidences' sum.
 EVIDENCE_COLUMNS = ["query", "program", "sessions", "requests", "confidence_sum"]
 
-#: Per raw text of ``query_log`` rows selected by ``{where}``: what ``evidence_from_raw_texts``
-#: combines per normalized text. ``id`` names the text's first row (for reports of undecodable text).
-RAW_TEXTS_SQL = """
-SELECT MIN(id) AS id, query_text, COUNT(*) AS requests, SUM(confidence) AS confidence_sum,
-       COUNT(DISTINCT top1_program_id) AS programs, SUM(top1_program_id IS NULL) AS unanswered,
-       MIN(top1_program_id) AS program, COUNT(DISTINCT session_id) AS sessions
-FROM query_log WHERE {where} GROUP BY query_text
-"""
-
 
 def text_evidence(rows: pd.DataFrame) -> pd.DataFrame:
     """The rule's evidence (``EVIDENCE_COLUMNS``) from query rows already at the confidence threshold
@@ -132,44 +124,89 @@ def text_evidence(rows: pd.DataFrame) -> pd.DataFrame:
     return consistent[EVIDENCE_COLUMNS].reset_index(drop=True)
 
 
-def evidence_from_raw_texts(
-    raw: pd.DataFrame, sessions_of: Callable[[list[str]], Iterable[tuple[str, str]]]
-) -> pd.DataFrame:
-    """The rule's evidence from per-raw-text aggregates (``RAW_TEXTS_SQL``), equal to
-    ``text_evidence`` over the rows behind them without holding those rows: a month of a busy
-    service is millions of rows but far fewer texts.
+class EvidenceCounter:
+    """The rule's evidence (``text_evidence``) counted over query rows fed in chunks, holding per
+    normalized text only its counts and its distinct sessions as 64-bit hashes: a month of a busy
+    service is millions of rows, which never sit in memory at once.
 
-    A normalized text is consistent when each of its raw forms names one program and none is
-    unanswered, all the same program. Its distinct sessions are its raw form's when it has one;
-    for several forms ``sessions_of(raw texts)`` gives the distinct (raw text, session) pairs, whose
-    union is counted (a session may have asked two forms)."""
-    if raw.empty:
-        return pd.DataFrame(columns=EVIDENCE_COLUMNS)
-    raw = raw.assign(query=[normalize_query(str(t)) for t in raw["query_text"]])
-    raw = raw[raw["query"] != ""]
-    raw = raw.assign(clean=(raw["programs"] == 1) & (raw["unanswered"] == 0))
-    grouped = raw.groupby("query", sort=True).agg(
-        clean=("clean", "all"),
-        program_count=("program", "nunique"),
-        program=("program", "first"),
-        forms=("query_text", "size"),
-        sessions=("sessions", "sum"),
-        requests=("requests", "sum"),
-        confidence_sum=("confidence_sum", "sum"),
-    )
-    consistent = grouped[grouped["clean"] & (grouped["program_count"] == 1)].reset_index()
-    several = consistent["forms"] > 1
-    if several.any():
-        forms = raw[raw["query"].isin(set(consistent.loc[several, "query"]))]
-        query_of = dict(zip(forms["query_text"], forms["query"]))
-        sessions: dict[str, set] = {}
-        for text, session in sessions_of(sorted(query_of)):
-            sessions.setdefault(query_of[text], set()).add(session)
-        consistent.loc[several, "sessions"] = consistent.loc[several, "query"].map(lambda q: len(sessions.get(q, ())))
-    consistent["sessions"] = consistent["sessions"].astype(int)
-    consistent["requests"] = consistent["requests"].astype(int)
-    consistent["confidence_sum"] = consistent["confidence_sum"].astype(float)
-    return consistent[EVIDENCE_COLUMNS].reset_index(drop=True)
+    ``add(chunk)`` takes rows already at the confidence threshold (the columns of ``text_evidence``);
+    ``evidence()`` gives what ``text_evidence`` gives over all of them (two sessions whose 64-bit
+    hashes collide would count once: with a few million sessions, odds below one in a million)."""
+
+    def __init__(self) -> None:
+        self._text_code: dict[str, int] = {}  # raw text -> normalized text code (-1: empty)
+        self._queries: dict[str, int] = {}  # normalized text -> code
+        self._program_code: dict[str, int] = {}  # program id -> code (an unanswered row: -1)
+        self._requests = np.zeros(0, dtype=np.int64)
+        self._confidence = np.zeros(0, dtype=np.float64)
+        self._lowest = np.zeros(0, dtype=np.int64)  # per text, the least and greatest program code:
+        self._highest = np.zeros(0, dtype=np.int64)  # equal and >= 0 when one program answered every row
+        self._pairs: list[pd.DataFrame] = []  # distinct (text, session hash) of each chunk
+
+    def _codes(self, values: pd.Series, table: dict, encode) -> np.ndarray:
+        for value in pd.unique(values):
+            if value not in table:
+                table[value] = encode(value)
+        return values.map(table).to_numpy(dtype=np.int64)
+
+    def _new_query(self, raw: str) -> int:
+        query = normalize_query(raw)
+        if not query:
+            return -1
+        return self._queries.setdefault(query, len(self._queries))
+
+    def add(self, rows: pd.DataFrame) -> None:
+        if rows.empty:
+            return
+        codes = self._codes(rows["query_text"].astype(str), self._text_code, self._new_query)
+        answered = rows["top1_program_id"].notna().to_numpy()
+        program_codes = np.full(len(rows), -1, dtype=np.int64)
+        program_codes[answered] = self._codes(
+            rows.loc[answered, "top1_program_id"].astype(str), self._program_code, lambda _: len(self._program_code)
+        )
+        keep = codes >= 0
+        codes, program_codes = codes[keep], program_codes[keep]
+        n = len(self._queries)
+        grow = n - len(self._requests)
+        if grow:
+            self._requests = np.concatenate([self._requests, np.zeros(grow, dtype=np.int64)])
+            self._confidence = np.concatenate([self._confidence, np.zeros(grow)])
+            self._lowest = np.concatenate([self._lowest, np.full(grow, np.iinfo(np.int64).max)])
+            self._highest = np.concatenate([self._highest, np.full(grow, -2, dtype=np.int64)])
+        self._requests += np.bincount(codes, minlength=n)
+        self._confidence += np.bincount(codes, weights=rows["confidence"].astype(float).to_numpy()[keep], minlength=n)
+        np.minimum.at(self._lowest, codes, program_codes)
+        np.maximum.at(self._highest, codes, program_codes)
+        sessions = pd.util.hash_array(rows["session_id"].astype(str).to_numpy(dtype=object)[keep])
+        self._pairs.append(pd.DataFrame({"code": codes, "session": sessions}).drop_duplicates())
+
+    @property
+    def distinct_texts(self) -> int:
+        """Distinct raw texts added so far."""
+        return len(self._text_code)
+
+    def evidence(self) -> pd.DataFrame:
+        consistent = np.flatnonzero((self._lowest == self._highest) & (self._lowest >= 0))
+        if not len(consistent):
+            return pd.DataFrame(columns=EVIDENCE_COLUMNS)
+        pairs = pd.concat(self._pairs, ignore_index=True)
+        pairs = pairs[pairs["code"].isin(consistent)].drop_duplicates()
+        sessions = pairs.groupby("code")["session"].size()
+        query_of = np.empty(len(self._queries), dtype=object)
+        query_of[list(self._queries.values())] = list(self._queries)
+        program_of = np.empty(len(self._program_code), dtype=object)
+        program_of[list(self._program_code.values())] = list(self._program_code)
+        evidence = pd.DataFrame(
+            {
+                "query": query_of[consistent],
+                "program": program_of[self._lowest[consistent]],
+                "sessions": sessions.reindex(consistent).fillna(0).astype(int).to_numpy(),
+                "requests": self._requests[consistent],
+                "confidence_sum": self._confidence[consistent],
+            },
+            columns=EVIDENCE_COLUMNS,
+        )
+        return evidence.sort_values("query", kind="mergesort").reset_index(drop=True)
 
 
 def choose_gold(

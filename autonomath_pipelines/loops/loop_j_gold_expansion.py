@@ -11,7 +11,6 @@ The rule and the schema live in ``lib/gold.py``. The gold set is read from
 malformed one fails the run with an error naming the file.
 """
 
-import json
 
 import dagster as dg
 import pandas as pd
@@ -79,9 +78,8 @@ class CandidatesConfig(dg.Config):
     gold_path: str = Field(default=GOLD_PATH, description="The gold set, relative to the service repo root.")
 
 
-#: Raw texts per session query (SQLite's bound-parameter limit does not apply to one JSON array, but a
-#: bounded batch keeps each result small).
-SESSION_BATCH = 2000
+#: Ids of query_log read at once: a slice of a busy month, a few hundred MB at most in memory.
+ID_SLICE = 500_000
 
 
 def snapshot_min_confidence(snapshot: pd.DataFrame) -> float:
@@ -121,34 +119,30 @@ def gold_expansion_snapshot(
 ) -> dg.MaterializeResult[pd.DataFrame]:
     """The rule's evidence over the 30 days ending at the partition end: per normalized text whose
     every high-confidence answer names one program, that program, its sessions, requests and
-    confidences (``lib/gold.py``). Counted per raw text in SQL, so a month of a busy service never
-    sits in memory row by row; malformed rows (a confidence that is not a number in [0, 1], a
-    timestamp not contract text, …) are skipped and counted."""
+    confidences (``lib/gold.py``). The window is read in slices of ids and counted as it goes, so a
+    month of a busy service never sits in memory row by row; malformed rows (a confidence that is
+    not a number in [0, 1], a timestamp not contract text, …) are skipped and counted."""
     autonomath_db.preflight(SPEC.reads, context=SPEC.loop_id)
     window = window_for(context, SPEC)
     params = (window.start_iso, window.end_iso, config.min_confidence)
-    where = f"ts >= ? AND ts < ? AND confidence >= ? AND {QUERY_RULES.good('query_log')}"
-    raw, bad = badrows.read_checked(
-        autonomath_db.read_only, goldlib.RAW_TEXTS_SQL.format(where=where), params, table="query_log", key="id"
+    # ``+ts``: each slice is found by its id range, never by a scan of the whole window's ts index.
+    sql = (
+        "SELECT id, session_id, query_text, top1_program_id, confidence FROM query_log "
+        f"WHERE id >= ? AND id < ? AND +ts >= ? AND +ts < ? AND confidence >= ? AND {QUERY_RULES.good('query_log')}"
     )
-
-    def sessions_of(texts: list[str]) -> list[tuple[str, str]]:
-        with autonomath_db.read_only() as conn:
-            return [
-                pair
-                for start in range(0, len(texts), SESSION_BATCH)
-                for pair in badrows.checked_rows(
-                    conn,
-                    f"SELECT DISTINCT query_text, session_id FROM query_log WHERE {where} "
-                    "AND query_text IN (SELECT value FROM json_each(?))",
-                    (*params, json.dumps(texts[start : start + SESSION_BATCH], ensure_ascii=False)),
-                    table="query_log",
-                )
-            ]
-
-    evidence = goldlib.evidence_from_raw_texts(raw, sessions_of).assign(min_confidence=float(config.min_confidence))
+    counter, bad, rows_read = goldlib.EvidenceCounter(), badrows.BadRows(), 0
     with autonomath_db.read_only() as conn:
+        first, last = conn.execute(
+            "SELECT MIN(id), MAX(id) FROM query_log WHERE ts >= ? AND ts < ?", params[:2]
+        ).fetchone()
+        for start in range(first, last + 1, ID_SLICE) if first is not None else ():
+            rows, bad = badrows.frame_checked(
+                conn, sql, (start, start + ID_SLICE, *params), table="query_log", key="id", bad=bad
+            )
+            counter.add(rows)
+            rows_read += len(rows)
         bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", params[:2]))
+    evidence = counter.evidence().assign(min_confidence=float(config.min_confidence))
     log_bad_rows(context, bad)
     return dg.MaterializeResult(
         value=evidence,
@@ -157,8 +151,8 @@ def gold_expansion_snapshot(
             goldlib.EVIDENCE_COLUMNS,
             **window.metadata(),
             param_min_confidence=float(config.min_confidence),
-            distinct_texts=len(raw),
-            high_confidence_requests=int(raw["requests"].sum()) if len(raw) else 0,
+            distinct_texts=counter.distinct_texts,
+            high_confidence_requests=rows_read,
             **bad_rows_metadata(bad),
         ),
     )

@@ -154,38 +154,12 @@ def test_gates():
     assert not broken["yaml_parses"].passed and broken["not_in_gold_set"].passed and broken["program_ids_exist"].passed
 
 
-def evidence_through_sqlite(frame: pd.DataFrame, min_confidence: float = gold.MIN_CONFIDENCE) -> pd.DataFrame:
-    """``evidence_from_raw_texts`` the way loop J reads it: per raw text in SQLite, sessions of texts
-    with several forms asked again."""
-    import json
-
-    from autonomath_pipelines.contract.sqlite import sqlite3
-
-    conn = sqlite3.connect(":memory:")
-    conn.execute(
-        "CREATE TABLE query_log (id INTEGER PRIMARY KEY, query_text TEXT, session_id TEXT, "
-        "top1_program_id TEXT, confidence REAL)"
-    )
-    conn.executemany(
-        "INSERT INTO query_log (query_text, session_id, top1_program_id, confidence) VALUES (?, ?, ?, ?)",
-        frame[["query_text", "session_id", "top1_program_id", "confidence"]].itertuples(index=False),
-    )
-    where, params = "confidence >= ?", (min_confidence,)
-    cursor = conn.execute(gold.RAW_TEXTS_SQL.format(where=where), params)
-    raw = pd.DataFrame(cursor.fetchall(), columns=[c[0] for c in cursor.description])
-    asked = []
-
-    def sessions_of(texts):
-        asked.append(list(texts))
-        return conn.execute(
-            f"SELECT DISTINCT query_text, session_id FROM query_log WHERE {where} AND query_text IN "
-            "(SELECT value FROM json_each(?))",
-            (*params, json.dumps(texts)),
-        ).fetchall()
-
-    evidence = gold.evidence_from_raw_texts(raw, sessions_of)
-    evidence.attrs["asked"] = asked
-    return evidence
+def evidence_in_chunks(frame: pd.DataFrame, size: int) -> gold.EvidenceCounter:
+    counter = gold.EvidenceCounter()
+    high = frame[frame["confidence"] >= gold.MIN_CONFIDENCE]
+    for start in range(0, len(high), size):
+        counter.add(high.iloc[start : start + size])
+    return counter
 
 
 @settings(max_examples=150, deadline=None)
@@ -198,26 +172,28 @@ def evidence_through_sqlite(frame: pd.DataFrame, min_confidence: float = gold.MI
             st.floats(0, 1),
         ),
         max_size=80,
-    )
+    ),
+    st.integers(1, 30),
 )
-def test_evidence_counted_per_raw_text_in_sql_equals_the_rows(records):
+def test_evidence_counted_in_chunks_equals_the_rows(records, size):
     frame = rows(*[(q, f"s{s}", p, c) for q, s, p, c in records])
     expected = gold.text_evidence(frame[frame["confidence"] >= gold.MIN_CONFIDENCE])
-    got = evidence_through_sqlite(frame)
+    counter = evidence_in_chunks(frame, size)
+    got = counter.evidence()
     pd.testing.assert_frame_equal(
         got.drop(columns="confidence_sum"), expected.drop(columns="confidence_sum"), check_dtype=False
     )
     assert got["confidence_sum"].to_numpy() == pytest.approx(expected["confidence_sum"].to_numpy())
     assert gold.choose_gold(got)["query"].tolist() == gold.propose_gold(frame)["query"].tolist()
+    assert counter.distinct_texts == frame.loc[frame["confidence"] >= gold.MIN_CONFIDENCE, "query_text"].nunique()
 
 
-def test_sessions_of_a_text_with_several_forms_are_a_union_not_a_sum():
-    # Session s0 asks both forms: 5 distinct sessions, not 6; only that text's forms are asked again.
+def test_a_session_asking_two_forms_in_two_chunks_counts_once_and_a_later_second_program_spoils_the_text():
     frame = rows(
         *[("ＩＴ導入", f"s{i}", "P1", 0.9) for i in range(3)],
         *[("it導入", f"s{i}", "P1", 0.9) for i in (0, 3, 4)],
         *[("single", f"s{i}", "P2", 0.9) for i in range(5)],
+        ("single", "s9", "P3", 0.9),
     )
-    evidence = evidence_through_sqlite(frame)
-    assert dict(zip(evidence["query"], evidence["sessions"])) == {"it導入": 5, "single": 5}
-    assert evidence.attrs["asked"] == [["it導入", "ＩＴ導入"]]
+    evidence = evidence_in_chunks(frame, 4).evidence()
+    assert dict(zip(evidence["query"], evidence["sessions"])) == {"it導入": 5}
