@@ -143,11 +143,17 @@ class EvidenceCounter:
         self._highest = np.zeros(0, dtype=np.int64)  # equal and >= 0 when one program answered every row
         self._pairs: list[pd.DataFrame] = []  # distinct (text, session hash) of each chunk
 
-    def _codes(self, values: pd.Series, table: dict, encode) -> np.ndarray:
-        for value in pd.unique(values):
-            if value not in table:
-                table[value] = encode(value)
-        return values.map(table).to_numpy(dtype=np.int64)
+    @staticmethod
+    def _codes(values: pd.Series, table: dict, encode) -> np.ndarray:
+        """Each value's code in ``table``, new values encoded on first sight (one call per distinct value)."""
+        positions, uniques = pd.factorize(values.to_numpy(dtype=object))
+        codes = np.empty(len(uniques), dtype=np.int64)
+        for i, value in enumerate(uniques):
+            code = table.get(value)
+            if code is None:
+                code = table[value] = encode(value)
+            codes[i] = code
+        return codes[positions]
 
     def _new_query(self, raw: str) -> int:
         query = normalize_query(raw)

@@ -34,11 +34,15 @@ def _normalize(text: str) -> str:
     while previous != text:
         previous = text
         text = unicodedata.normalize("NFKC", text).casefold()
-        text = "".join(
-            " " if ch.isspace() else ch
-            for ch in text
-            if ch.isspace() or unicodedata.category(ch) not in _DROPPED_CATEGORIES
-        )
+        # isprintable() is false for every dropped category and every separator but the ASCII space:
+        # a printable text has nothing to drop or turn into a space (the per-character pass is the
+        # identity), and most queries are printable.
+        if not text.isprintable():
+            text = "".join(
+                " " if ch.isspace() else ch
+                for ch in text
+                if ch.isspace() or unicodedata.category(ch) not in _DROPPED_CATEGORIES
+            )
         text = " ".join(text.split())
     return text
 
