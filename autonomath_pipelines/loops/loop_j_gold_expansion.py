@@ -11,7 +11,6 @@ The rule and the schema live in ``lib/gold.py``. The gold set is read from
 malformed one fails the run with an error naming the file.
 """
 
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field
