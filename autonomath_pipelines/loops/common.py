@@ -555,6 +555,24 @@ VerifyFn = Callable[
 ]
 
 
+def review_queue(table: str, key_columns: Sequence[str]) -> PlanFn:
+    """The plan of a loop whose rows wait for the operator's review: the run's partitions' rows still
+    pending review are replaced; reviewed rows keep their status (``PublishPlan.preserve_columns``)."""
+
+    def plan(context, settings: LoopSettings, window: Window, candidates: pd.DataFrame) -> PublishPlan:
+        keys = list(context.partition_keys)
+        return PublishPlan(
+            table=table,
+            rows=candidates,
+            key_columns=list(key_columns),
+            stale_where=f"partition_key IN ({', '.join('?' * len(keys))}) AND status = 'pending_review'",
+            stale_params=tuple(keys),
+            metadata={"partitions": len(keys)},
+        )
+
+    return plan
+
+
 def published_asset(
     spec: LoopSpec,
     name: str,

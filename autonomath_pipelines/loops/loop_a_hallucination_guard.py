@@ -30,8 +30,6 @@ from autonomath_pipelines.lib.suspect_texts import suspect_texts
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_query
 from autonomath_pipelines.loops.common import (
     LoopDefinition,
-    PublishPlan,
-    Window,
     asset_defaults,
     bad_rows_metadata,
     evidence_json,
@@ -41,6 +39,7 @@ from autonomath_pipelines.loops.common import (
     log_bad_rows,
     provenance,
     published_asset,
+    review_queue,
     window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
@@ -52,7 +51,7 @@ from autonomath_pipelines.loops.text_clustering import (
     stack_vectors,
     with_vectors,
 )
-from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
+from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel
 
 SPEC = loop_spec("loop_a_hallucination_guard")
 COMMON = asset_defaults(SPEC)
@@ -464,23 +463,11 @@ def hallucination_guard_candidates(
     )
 
 
-def guard_candidates_plan(
-    context: dg.AssetExecutionContext, settings: LoopSettings, window: Window, candidates: pd.DataFrame
-) -> PublishPlan:
-    return PublishPlan(
-        table="hallucination_guard_candidates",
-        rows=candidates,
-        key_columns=["partition_key", "pattern"],
-        stale_where="partition_key = ? AND status = 'pending_review'",
-        stale_params=(window.partition_key,),
-    )
-
-
 hallucination_guard_candidates_published = published_asset(
     SPEC,
     "hallucination_guard_candidates_published",
     candidates="hallucination_guard_candidates",
-    plan=guard_candidates_plan,
+    plan=review_queue("hallucination_guard_candidates", ["partition_key", "pattern"]),
     description="`hallucination_guard_candidates` rows of this week, pending operator review (dry run: nothing "
     "written).\n\nRe-running replaces the week's still-pending rows; reviewed rows keep their status.",
 )

@@ -27,7 +27,6 @@ from autonomath_pipelines.lib import badrows
 from autonomath_pipelines.lib.case_pages import candidate_gates, page_candidate, page_path, promotable
 from autonomath_pipelines.loops.common import (
     LoopDefinition,
-    PublishPlan,
     Window,
     asset_defaults,
     bad_rows_metadata,
@@ -37,9 +36,10 @@ from autonomath_pipelines.loops.common import (
     log_bad_rows,
     provenance,
     published_asset,
+    review_queue,
     window_for,
 )
-from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
+from autonomath_pipelines.resources import AutonomathDatabase
 
 SPEC = loop_spec("loop_b_testimonial_seo")
 COMMON = asset_defaults(SPEC)
@@ -305,23 +305,11 @@ def testimonial_seo_candidates(
     )
 
 
-def testimonial_pages_plan(
-    context: dg.AssetExecutionContext, settings: LoopSettings, window: Window, candidates: pd.DataFrame
-) -> PublishPlan:
-    return PublishPlan(
-        table="seo_testimonial_candidates",
-        rows=candidates,
-        key_columns=["partition_key", "program_id", "prefecture_code"],
-        stale_where="partition_key = ? AND status = 'pending_review'",
-        stale_params=(window.partition_key,),
-    )
-
-
 seo_testimonial_candidates_published = published_asset(
     SPEC,
     "seo_testimonial_candidates_published",
     candidates="testimonial_seo_candidates",
-    plan=testimonial_pages_plan,
+    plan=review_queue("seo_testimonial_candidates", ["partition_key", "program_id", "prefecture_code"]),
     window_gated=False,
     description="`seo_testimonial_candidates` rows of this month, pending operator review (dry run: nothing "
     "written).\n\nRe-running replaces the month's still-pending pages; reviewed pages keep their status.",

@@ -23,8 +23,6 @@ from autonomath_pipelines.lib import badrows
 from autonomath_pipelines.lib.calibration import COEF_KEYS, calibrate, candidate_gates
 from autonomath_pipelines.loops.common import (
     LoopDefinition,
-    PublishPlan,
-    Window,
     asset_defaults,
     bad_rows_metadata,
     frame_metadata,
@@ -33,9 +31,10 @@ from autonomath_pipelines.loops.common import (
     log_bad_rows,
     provenance,
     published_asset,
+    review_queue,
     window_for,
 )
-from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
+from autonomath_pipelines.resources import AutonomathDatabase
 
 SPEC = loop_spec("loop_d_forecast_accuracy")
 COMMON = asset_defaults(SPEC, backfill_policy=dg.BackfillPolicy.single_run())
@@ -259,29 +258,11 @@ def forecast_accuracy_candidates(
     )
 
 
-def calibration_plan(
-    context: dg.AssetExecutionContext, settings: LoopSettings, window: Window, candidates: pd.DataFrame
-) -> PublishPlan:
-    keys = list(context.partition_keys)
-    return PublishPlan(
-        table="forecast_calibration",
-        rows=candidates,
-        key_columns=["program_id", "partition_key"],
-        stale_where=(
-            "partition_key = ? AND status = 'pending_review'"
-            if len(keys) == 1
-            else f"partition_key IN ({', '.join('?' * len(keys))}) AND status = 'pending_review'"
-        ),
-        stale_params=tuple(keys),
-        metadata={"partitions": len(keys)},
-    )
-
-
 forecast_calibration_published = published_asset(
     SPEC,
     "forecast_calibration_published",
     candidates="forecast_accuracy_candidates",
-    plan=calibration_plan,
+    plan=review_queue("forecast_calibration", ["program_id", "partition_key"]),
     window_gated=False,
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="`forecast_calibration` rows of this month, pending operator review (dry run: nothing written)."

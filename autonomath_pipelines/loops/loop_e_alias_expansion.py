@@ -19,8 +19,6 @@ from autonomath_pipelines.lib.langdetect import LANGS, detect_lang
 from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_query
 from autonomath_pipelines.loops.common import (
     LoopDefinition,
-    PublishPlan,
-    Window,
     asset_defaults,
     bad_rows_metadata,
     evidence_json,
@@ -30,6 +28,7 @@ from autonomath_pipelines.loops.common import (
     log_bad_rows,
     provenance,
     published_asset,
+    review_queue,
     window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
@@ -40,7 +39,7 @@ from autonomath_pipelines.loops.text_clustering import (
     embed_texts,
     with_vectors,
 )
-from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel, LoopSettings
+from autonomath_pipelines.resources import AutonomathDatabase, EmbeddingModel
 
 SPEC = loop_spec("loop_e_alias_expansion")
 COMMON = asset_defaults(SPEC)
@@ -359,23 +358,11 @@ def alias_expansion_candidates(
     )
 
 
-def alias_candidates_plan(
-    context: dg.AssetExecutionContext, settings: LoopSettings, window: Window, candidates: pd.DataFrame
-) -> PublishPlan:
-    return PublishPlan(
-        table="alias_candidates",
-        rows=candidates,
-        key_columns=["entity_id", "surface"],
-        stale_where="partition_key = ? AND status = 'pending_review'",
-        stale_params=(window.partition_key,),
-    )
-
-
 alias_candidates_published = published_asset(
     SPEC,
     "alias_candidates_published",
     candidates="alias_expansion_candidates",
-    plan=alias_candidates_plan,
+    plan=review_queue("alias_candidates", ["entity_id", "surface"]),
     description="`alias_candidates` rows of this week, pending operator review (dry run: nothing written).\n\n"
     "Keyed by (entity, surface): a surface proposed again updates its evidence, never its review status.",
 )

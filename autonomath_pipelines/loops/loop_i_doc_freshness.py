@@ -38,7 +38,6 @@ from autonomath_pipelines.lib.gates import Gate, GateResult
 from autonomath_pipelines.loops.common import (
     LoopDefinition,
     PublishPlan,
-    Window,
     asset_defaults,
     bad_rows_metadata,
     check_result,
@@ -49,9 +48,10 @@ from autonomath_pipelines.loops.common import (
     log_bad_rows,
     provenance,
     published_asset,
+    review_queue,
     window_for,
 )
-from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
+from autonomath_pipelines.resources import AutonomathDatabase
 
 SPEC = loop_spec("loop_i_doc_freshness")
 COMMON = asset_defaults(SPEC)
@@ -314,18 +314,6 @@ def doc_freshness_candidates(
     )
 
 
-def refetch_queue_plan(
-    context: dg.AssetExecutionContext, settings: LoopSettings, window: Window, candidates: pd.DataFrame
-) -> PublishPlan:
-    return PublishPlan(
-        table="source_refetch_queue",
-        rows=candidates,
-        key_columns=["source_url", "partition_key"],
-        stale_where="partition_key = ? AND status = 'pending_review'",
-        stale_params=(window.partition_key,),
-    )
-
-
 def fetched_at_untouched(
     database: AutonomathDatabase, plan: PublishPlan, published: dict, inputs: dict
 ) -> list[GateResult]:
@@ -341,7 +329,7 @@ source_refetch_queue_published = published_asset(
     SPEC,
     "source_refetch_queue_published",
     candidates="doc_freshness_candidates",
-    plan=refetch_queue_plan,
+    plan=review_queue("source_refetch_queue", ["source_url", "partition_key"]),
     window_gated=False,
     checks=(FETCHED_AT_UNTOUCHED,),
     verify=fetched_at_untouched,
