@@ -177,6 +177,21 @@ def bad_rows_metadata(bad: "BadRows") -> dict[str, Any]:
     return {**bad.metrics(), "bad_rows": dg.MetadataValue.md(bad.markdown())}
 
 
+def snapshot_result(
+    context: dg.AssetExecutionContext,
+    snapshot: pd.DataFrame,
+    preview_columns: Sequence[str] | None,
+    bad: "BadRows",
+    **figures: Any,
+) -> dg.MaterializeResult:
+    """A snapshot's materialization: the frame, its preview, the loop's figures (window bounds,
+    counts) and what the read skipped as malformed input (logged as a warning too)."""
+    log_bad_rows(context, bad)
+    return dg.MaterializeResult(
+        value=snapshot, metadata=frame_metadata(snapshot, preview_columns, **figures, **bad_rows_metadata(bad))
+    )
+
+
 def log_bad_rows(context: dg.AssetExecutionContext, bad: "BadRows") -> None:
     if bad.total:
         context.log.warning(bad.summary())

@@ -40,6 +40,7 @@ from autonomath_pipelines.loops.common import (
     provenance,
     published_asset,
     review_queue,
+    snapshot_result,
     window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
@@ -202,19 +203,16 @@ def hallucination_guard_snapshot(
             "AND query_text IS NULL",
             params,
         ).fetchone()[0]
-    log_bad_rows(context, bad)
     snapshot = pd.concat([queries, feedback], ignore_index=True) if len(feedback) else queries
-    return dg.MaterializeResult(
-        value=snapshot,
-        metadata=frame_metadata(
-            snapshot,
-            ["source", "ts", "text", "result_count"],
-            **window.metadata(),
-            zero_result_rows=int((queries["result_count"] == 0).sum()) if len(queries) else 0,
-            wrong_answer_reports=len(feedback),
-            wrong_answer_reports_without_text=int(reports_without_text),
-            **bad_rows_metadata(bad),
-        ),
+    return snapshot_result(
+        context,
+        snapshot,
+        ["source", "ts", "text", "result_count"],
+        bad,
+        **window.metadata(),
+        zero_result_rows=int((queries["result_count"] == 0).sum()) if len(queries) else 0,
+        wrong_answer_reports=len(feedback),
+        wrong_answer_reports_without_text=int(reports_without_text),
     )
 
 

@@ -29,14 +29,13 @@ from autonomath_pipelines.loops.common import (
     LoopDefinition,
     Window,
     asset_defaults,
-    bad_rows_metadata,
     frame_metadata,
     gate_results,
     gate_specs,
-    log_bad_rows,
     provenance,
     published_asset,
     review_queue,
+    snapshot_result,
     window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase
@@ -198,22 +197,19 @@ def testimonial_seo_snapshot(
             (window.start_iso, window.end_iso),
         ).fetchone()
         bad.extend(badrows.count_bad(conn, EVENT_RULES, "ts >= ? AND ts < ?", (window.start_iso, window.end_iso)))
-    log_bad_rows(context, bad)
     snapshot = snapshot.assign(min_group_size=k)
-    return dg.MaterializeResult(
-        value=snapshot,
-        metadata=frame_metadata(
-            snapshot,
-            ["program_id", "prefecture_code", "group_size", "adopted_count", "rating_value"],
-            **window.metadata(),
-            min_group_size=k,
-            consented_events=int(consented),
-            non_consented_events=int(not_consented),
-            consented_groups=int(consented_group_count),
-            groups_suppressed_below_k=int(consented_group_count) - len(snapshot),
-            events_published=int(snapshot["group_size"].sum()) if len(snapshot) else 0,
-            **bad_rows_metadata(bad),
-        ),
+    return snapshot_result(
+        context,
+        snapshot,
+        ["program_id", "prefecture_code", "group_size", "adopted_count", "rating_value"],
+        bad,
+        **window.metadata(),
+        min_group_size=k,
+        consented_events=int(consented),
+        non_consented_events=int(not_consented),
+        consented_groups=int(consented_group_count),
+        groups_suppressed_below_k=int(consented_group_count) - len(snapshot),
+        events_published=int(snapshot["group_size"].sum()) if len(snapshot) else 0,
     )
 
 

@@ -46,9 +46,9 @@ from autonomath_pipelines.loops.common import (
     frame_metadata,
     gate_results,
     gate_specs,
-    log_bad_rows,
     provenance,
     published_asset,
+    snapshot_result,
     window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings, ProgramSearch
@@ -166,16 +166,13 @@ def personalized_cache_snapshot(
     with autonomath_db.read_only() as conn:
         bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", (window.start_iso, window.end_iso)))
         bad.extend(badrows.count_bad(conn, KEY_RULES, "tier = 'paid' AND revoked_at IS NULL"))
-    log_bad_rows(context, bad)
-    return dg.MaterializeResult(
-        value=snapshot,
-        metadata=frame_metadata(
-            snapshot,
-            ["ts", "customer_id", "query_text"],
-            customers_seen=int(snapshot["customer_id"].nunique()) if len(snapshot) else 0,
-            **window.metadata(),
-            **bad_rows_metadata(bad),
-        ),
+    return snapshot_result(
+        context,
+        snapshot,
+        ["ts", "customer_id", "query_text"],
+        bad,
+        customers_seen=int(snapshot["customer_id"].nunique()) if len(snapshot) else 0,
+        **window.metadata(),
     )
 
 

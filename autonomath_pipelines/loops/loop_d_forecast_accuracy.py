@@ -24,14 +24,13 @@ from autonomath_pipelines.lib.calibration import COEF_KEYS, calibrate, candidate
 from autonomath_pipelines.loops.common import (
     LoopDefinition,
     asset_defaults,
-    bad_rows_metadata,
     frame_metadata,
     gate_results,
     gate_specs,
-    log_bad_rows,
     provenance,
     published_asset,
     review_queue,
+    snapshot_result,
     window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase
@@ -179,21 +178,18 @@ def forecast_accuracy_snapshot(
         frames.append(frame)
     with autonomath_db.read_only() as conn:
         bad = count_bad_forecasts(conn).extend(undecodable)
-    log_bad_rows(context, bad)
     snapshot = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SNAPSHOT_COLUMNS)
     snapshot = snapshot[SNAPSHOT_COLUMNS]
     snapshot["error_days"] = pd.to_numeric(snapshot["error_days"]).round(6)
-    return dg.MaterializeResult(
-        value=snapshot,
-        metadata=frame_metadata(
-            snapshot,
-            ["partition_key", "program_id", "round_id", "opens_at", "predicted_opens_at", "error_days"],
-            window_end_utc=window.end_iso,
-            window="all rounds resolved by the window end",
-            programs=int(snapshot["program_id"].nunique()) if len(snapshot) else 0,
-            rounds=int(snapshot["round_id"].nunique()) if len(snapshot) else 0,
-            **bad_rows_metadata(bad),
-        ),
+    return snapshot_result(
+        context,
+        snapshot,
+        ["partition_key", "program_id", "round_id", "opens_at", "predicted_opens_at", "error_days"],
+        bad,
+        window_end_utc=window.end_iso,
+        window="all rounds resolved by the window end",
+        programs=int(snapshot["program_id"].nunique()) if len(snapshot) else 0,
+        rounds=int(snapshot["round_id"].nunique()) if len(snapshot) else 0,
     )
 
 

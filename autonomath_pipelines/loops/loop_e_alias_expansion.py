@@ -20,15 +20,14 @@ from autonomath_pipelines.lib.textnorm import MAX_QUERY_CHARS, clip, normalize_q
 from autonomath_pipelines.loops.common import (
     LoopDefinition,
     asset_defaults,
-    bad_rows_metadata,
     evidence_json,
     frame_metadata,
     gate_results,
     gate_specs,
-    log_bad_rows,
     provenance,
     published_asset,
     review_queue,
+    snapshot_result,
     window_for,
 )
 from autonomath_pipelines.loops.text_clustering import (
@@ -98,15 +97,12 @@ def alias_expansion_snapshot(
     )
     with autonomath_db.read_only() as conn:
         bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", (window.start_iso, window.end_iso)))
-    log_bad_rows(context, bad)
-    return dg.MaterializeResult(
-        value=snapshot,
-        metadata=frame_metadata(
-            snapshot,
-            ["ts", "query_text", "top1_program_id", "confidence"],
-            **window.metadata(),
-            **bad_rows_metadata(bad),
-        ),
+    return snapshot_result(
+        context,
+        snapshot,
+        ["ts", "query_text", "top1_program_id", "confidence"],
+        bad,
+        **window.metadata(),
     )
 
 
@@ -145,7 +141,6 @@ def alias_expansion_surfaces(
         len(unknown),
         unknown["id"].head(badrows.EXAMPLES) if "id" in unknown.columns else (),
     )
-    log_bad_rows(context, bad)
     surfaces = (
         (
             rows[known]
@@ -172,16 +167,14 @@ def alias_expansion_surfaces(
     surfaces["program_name"] = surfaces["entity_id"].map(programs)
     surfaces["weight"] = surfaces["requests"].astype(float)
     surfaces = surfaces[SURFACE_COLUMNS].reset_index(drop=True)
-    return dg.MaterializeResult(
-        value=surfaces,
-        metadata=frame_metadata(
-            surfaces,
-            ["entity_id", "surface", "lang", "requests"],
-            unknown_entity_rows=int((~known).sum()),
-            already_aliased=int((~fresh).sum()),
-            programs_touched=int(surfaces["entity_id"].nunique()) if len(surfaces) else 0,
-            **bad_rows_metadata(bad),
-        ),
+    return snapshot_result(
+        context,
+        surfaces,
+        ["entity_id", "surface", "lang", "requests"],
+        bad,
+        unknown_entity_rows=int((~known).sum()),
+        already_aliased=int((~fresh).sum()),
+        programs_touched=int(surfaces["entity_id"].nunique()) if len(surfaces) else 0,
     )
 
 

@@ -19,13 +19,12 @@ from autonomath_pipelines.loops.common import (
     PublishPlan,
     Window,
     asset_defaults,
-    bad_rows_metadata,
     frame_metadata,
     gate_results,
     gate_specs,
-    log_bad_rows,
     provenance,
     published_asset,
+    snapshot_result,
     window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
@@ -74,19 +73,16 @@ def channel_roi_snapshot(
             ).fetchone()[0]
         )
         bad = channel_roi.bad_input(conn, window.start_iso, window.end_iso)
-    log_bad_rows(context, bad)
     attributed = int(snapshot["requests_28d"].sum()) if len(snapshot) else 0
-    return dg.MaterializeResult(
-        value=snapshot,
-        metadata=frame_metadata(
-            snapshot,
-            ["utm_source", "attributed", "signups_28d", "paid_28d", "revenue_28d_jpy", "requests_28d"],
-            raw_groups=len(snapshot),
-            window_requests=window_requests,
-            requests_without_channel=window_requests - attributed,
-            **window.metadata(),
-            **bad_rows_metadata(bad),
-        ),
+    return snapshot_result(
+        context,
+        snapshot,
+        ["utm_source", "attributed", "signups_28d", "paid_28d", "revenue_28d_jpy", "requests_28d"],
+        bad,
+        raw_groups=len(snapshot),
+        window_requests=window_requests,
+        requests_without_channel=window_requests - attributed,
+        **window.metadata(),
     )
 
 

@@ -34,12 +34,11 @@ from autonomath_pipelines.loops.common import (
     LoopDefinition,
     Window,
     asset_defaults,
-    bad_rows_metadata,
     frame_metadata,
     gate_results,
     gate_specs,
-    log_bad_rows,
     published_asset,
+    snapshot_result,
     window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
@@ -144,18 +143,15 @@ def invariant_expansion_snapshot(
                 conn, FEEDBACK_RULES, "ts >= ? AND ts < ? AND wrong_answer = 1 AND program_id IS NOT NULL", params
             )
         )
-    log_bad_rows(context, bad)
     snapshot = pd.concat([errors, feedback], ignore_index=True) if len(feedback) else errors
-    return dg.MaterializeResult(
-        value=snapshot,
-        metadata=frame_metadata(
-            snapshot,
-            ["source", "id", "ts", "endpoint", "exception_type"],
-            **window.metadata(),
-            error_rows=len(errors),
-            wrong_answer_reports=len(feedback),
-            **bad_rows_metadata(bad),
-        ),
+    return snapshot_result(
+        context,
+        snapshot,
+        ["source", "id", "ts", "endpoint", "exception_type"],
+        bad,
+        **window.metadata(),
+        error_rows=len(errors),
+        wrong_answer_reports=len(feedback),
     )
 
 

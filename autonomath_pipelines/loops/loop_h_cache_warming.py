@@ -38,9 +38,9 @@ from autonomath_pipelines.loops.common import (
     frame_metadata,
     gate_results,
     gate_specs,
-    log_bad_rows,
     provenance,
     published_asset,
+    snapshot_result,
     window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings, ProgramSearch
@@ -100,13 +100,7 @@ def cache_warming_snapshot(
     )
     with autonomath_db.read_only() as conn:
         bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", (window.start_iso, window.end_iso)))
-    log_bad_rows(context, bad)
-    return dg.MaterializeResult(
-        value=snapshot,
-        metadata=frame_metadata(
-            snapshot, ["ts", "query_text", "result_count", "tier"], **window.metadata(), **bad_rows_metadata(bad)
-        ),
-    )
+    return snapshot_result(context, snapshot, ["ts", "query_text", "result_count", "tier"], bad, **window.metadata())
 
 
 @dg.asset(name="cache_warming_zipf_head", kinds={"pandas", "parquet"}, **COMMON)

@@ -39,16 +39,15 @@ from autonomath_pipelines.loops.common import (
     LoopDefinition,
     PublishPlan,
     asset_defaults,
-    bad_rows_metadata,
     check_result,
     evidence_json,
     frame_metadata,
     gate_results,
     gate_specs,
-    log_bad_rows,
     provenance,
     published_asset,
     review_queue,
+    snapshot_result,
     window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase
@@ -168,23 +167,20 @@ def doc_freshness_snapshot(
     with autonomath_db.read_only() as conn:
         bad.extend(badrows.count_bad(conn, PROGRAM_RULES))
         bad.extend(badrows.count_bad(conn, SIGNAL_RULES, "observed_at < ?", (window.end_iso,)))
-    log_bad_rows(context, bad)
     snapshot = programs.merge(signals.drop(columns=["signal_id"]), on="source_url", how="left")
     digest = fetched_at_digest(zip(snapshot["program_id"], snapshot["source_fetched_at"]))
     scanned = int(snapshot["signal_status"].notna().sum()) if len(snapshot) else 0
-    return dg.MaterializeResult(
-        value=snapshot[SNAPSHOT_COLUMNS],
-        metadata=frame_metadata(
-            snapshot,
-            SNAPSHOT_COLUMNS,
-            **window.metadata(),
-            as_of_utc=window.end_iso,
-            programs=len(snapshot),
-            programs_with_signal=scanned,
-            source_fetched_at_sha256=digest,
-            programs_sharing_a_url=int(snapshot["source_url"].duplicated(keep=False).sum()) if len(snapshot) else 0,
-            **bad_rows_metadata(bad),
-        ),
+    return snapshot_result(
+        context,
+        snapshot[SNAPSHOT_COLUMNS],
+        SNAPSHOT_COLUMNS,
+        bad,
+        **window.metadata(),
+        as_of_utc=window.end_iso,
+        programs=len(snapshot),
+        programs_with_signal=scanned,
+        source_fetched_at_sha256=digest,
+        programs_sharing_a_url=int(snapshot["source_url"].duplicated(keep=False).sum()) if len(snapshot) else 0,
     )
 
 

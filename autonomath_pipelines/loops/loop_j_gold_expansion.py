@@ -25,13 +25,12 @@ from autonomath_pipelines.loops.common import (
     LoopDefinition,
     Window,
     asset_defaults,
-    bad_rows_metadata,
     frame_metadata,
     gate_results,
     gate_specs,
-    log_bad_rows,
     provenance,
     published_asset,
+    snapshot_result,
     window_for,
 )
 from autonomath_pipelines.resources import AutonomathDatabase, LoopSettings
@@ -142,18 +141,15 @@ def gold_expansion_snapshot(
             rows_read += len(rows)
         bad.extend(badrows.count_bad(conn, QUERY_RULES, "ts >= ? AND ts < ?", params[:2]))
     evidence = counter.evidence().assign(min_confidence=float(config.min_confidence))
-    log_bad_rows(context, bad)
-    return dg.MaterializeResult(
-        value=evidence,
-        metadata=frame_metadata(
-            evidence,
-            goldlib.EVIDENCE_COLUMNS,
-            **window.metadata(),
-            param_min_confidence=float(config.min_confidence),
-            distinct_texts=counter.distinct_texts,
-            high_confidence_requests=rows_read,
-            **bad_rows_metadata(bad),
-        ),
+    return snapshot_result(
+        context,
+        evidence,
+        goldlib.EVIDENCE_COLUMNS,
+        bad,
+        **window.metadata(),
+        param_min_confidence=float(config.min_confidence),
+        distinct_texts=counter.distinct_texts,
+        high_confidence_requests=rows_read,
     )
 
 
