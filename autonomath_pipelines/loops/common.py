@@ -570,9 +570,11 @@ VerifyFn = Callable[
 ]
 
 
-def review_queue(table: str, key_columns: Sequence[str]) -> PlanFn:
-    """The plan of a loop whose rows wait for the operator's review: the run's partitions' rows still
-    pending review are replaced; reviewed rows keep their status (``PublishPlan.preserve_columns``)."""
+def review_queue(spec: LoopSpec, key_columns: Sequence[str]) -> PlanFn:
+    """The plan of a loop whose rows (in the table its catalog row writes) wait for the operator's
+    review: the run's partitions' rows still pending review are replaced; reviewed rows keep their
+    status (``PublishPlan.preserve_columns``)."""
+    table = spec.writes[0]
 
     def plan(context, settings: LoopSettings, window: Window, candidates: pd.DataFrame) -> PublishPlan:
         keys = list(context.partition_keys)
@@ -590,9 +592,8 @@ def review_queue(table: str, key_columns: Sequence[str]) -> PlanFn:
 
 def published_asset(
     spec: LoopSpec,
-    name: str,
+    name: str | None = None,
     *,
-    candidates: str,
     description: str,
     plan: PlanFn,
     kinds: set[str] | None = None,
@@ -607,8 +608,14 @@ def published_asset(
     A loop whose catalog row names a candidates folder writes files; the others write rows through the
     database-write pool. ``window_gated``: the blocking window gate judges the loop's snapshot
     (``<short>_snapshot``) before anything is written. ``checks`` are the loop's own, non-blocking
-    checks of what the write left, evaluated by ``verify``."""
+    checks of what the write left, evaluated by ``verify``. It reads ``<short>_candidates``; its name
+    is ``<table>_published`` for the table the catalog row writes (a file-writing loop names it)."""
     writes_files = spec.candidates_folder is not None
+    if name is None:
+        if writes_files:
+            raise ValueError(f"{spec.loop_id} writes files: name its published asset")
+        name = f"{spec.writes[0]}_published"
+    candidates = f"{spec.short}_candidates"
     snapshot = f"{spec.short}_snapshot" if window_gated else None
     specs = [
         *(gate_specs(name, [WINDOW_GATE]) if window_gated else []),

@@ -463,9 +463,7 @@ def hallucination_guard_candidates(
 
 hallucination_guard_candidates_published = published_asset(
     SPEC,
-    "hallucination_guard_candidates_published",
-    candidates="hallucination_guard_candidates",
-    plan=review_queue("hallucination_guard_candidates", ["partition_key", "pattern"]),
+    plan=review_queue(SPEC, ["partition_key", "pattern"]),
     description="`hallucination_guard_candidates` rows of this week, pending operator review (dry run: nothing "
     "written).\n\nRe-running replaces the week's still-pending rows; reviewed rows keep their status.",
 )

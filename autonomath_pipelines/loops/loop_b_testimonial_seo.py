@@ -303,9 +303,7 @@ def testimonial_seo_candidates(
 
 seo_testimonial_candidates_published = published_asset(
     SPEC,
-    "seo_testimonial_candidates_published",
-    candidates="testimonial_seo_candidates",
-    plan=review_queue("seo_testimonial_candidates", ["partition_key", "program_id", "prefecture_code"]),
+    plan=review_queue(SPEC, ["partition_key", "program_id", "prefecture_code"]),
     window_gated=False,
     description="`seo_testimonial_candidates` rows of this month, pending operator review (dry run: nothing "
     "written).\n\nRe-running replaces the month's still-pending pages; reviewed pages keep their status.",

@@ -319,8 +319,6 @@ def personalized_cache_plan(
 
 personalized_cache_published = published_asset(
     SPEC,
-    "personalized_cache_published",
-    candidates="personalized_cache_candidates",
     plan=personalized_cache_plan,
     description="`personalized_cache` rows of this partition that answer as the service does, 7-day TTL (dry run: "
     "nothing written).\n\nReplaces the partition's earlier rows and the expired rows of the customers written "

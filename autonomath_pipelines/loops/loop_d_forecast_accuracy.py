@@ -256,9 +256,7 @@ def forecast_accuracy_candidates(
 
 forecast_calibration_published = published_asset(
     SPEC,
-    "forecast_calibration_published",
-    candidates="forecast_accuracy_candidates",
-    plan=review_queue("forecast_calibration", ["program_id", "partition_key"]),
+    plan=review_queue(SPEC, ["program_id", "partition_key"]),
     window_gated=False,
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="`forecast_calibration` rows of this month, pending operator review (dry run: nothing written)."

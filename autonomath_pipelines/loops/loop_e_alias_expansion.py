@@ -353,9 +353,7 @@ def alias_expansion_candidates(
 
 alias_candidates_published = published_asset(
     SPEC,
-    "alias_candidates_published",
-    candidates="alias_expansion_candidates",
-    plan=review_queue("alias_candidates", ["entity_id", "surface"]),
+    plan=review_queue(SPEC, ["entity_id", "surface"]),
     description="`alias_candidates` rows of this week, pending operator review (dry run: nothing written).\n\n"
     "Keyed by (entity, surface): a surface proposed again updates its evidence, never its review status.",
 )

@@ -146,8 +146,6 @@ def channel_roi_plan(
 
 channel_roi_published = published_asset(
     SPEC,
-    "channel_roi_published",
-    candidates="channel_roi_candidates",
     plan=channel_roi_plan,
     description="`channel_roi` rows of this partition (dry run: nothing written). A re-run replaces them all, so "
     "a channel that vanished from the window leaves no stale row.",

@@ -279,7 +279,6 @@ def property_stubs_plan(
 property_stubs_published = published_asset(
     SPEC,
     "property_stubs_published",
-    candidates="invariant_expansion_candidates",
     plan=property_stubs_plan,
     description="The month's stubs under <repo_root>/tests/properties/_candidates/ (dry run: nothing written). "
     "Re-running replaces this partition's earlier stubs — except those the operator has edited.",

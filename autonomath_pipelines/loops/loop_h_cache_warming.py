@@ -224,8 +224,6 @@ def query_cache_served(
 
 query_cache_published = published_asset(
     SPEC,
-    "query_cache_published",
-    candidates="cache_warming_candidates",
     plan=query_cache_plan,
     checks=(SERVES_HEAD,),
     verify=query_cache_served,

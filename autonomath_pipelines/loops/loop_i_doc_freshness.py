@@ -323,9 +323,7 @@ def fetched_at_untouched(
 
 source_refetch_queue_published = published_asset(
     SPEC,
-    "source_refetch_queue_published",
-    candidates="doc_freshness_candidates",
-    plan=review_queue("source_refetch_queue", ["source_url", "partition_key"]),
+    plan=review_queue(SPEC, ["source_url", "partition_key"]),
     window_gated=False,
     checks=(FETCHED_AT_UNTOUCHED,),
     verify=fetched_at_untouched,

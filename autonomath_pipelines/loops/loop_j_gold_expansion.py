@@ -251,7 +251,6 @@ def gold_proposals_plan(
 gold_candidates_published = published_asset(
     SPEC,
     "gold_candidates_published",
-    candidates="gold_expansion_candidates",
     plan=gold_proposals_plan,
     kinds={"yaml"},
     description="``evals/_candidates/gold_proposed_<YYYY-MM>.yaml`` under the repo root (dry run: nothing "
