@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import fcntl
 import json
 import os
 import socket
@@ -142,9 +143,24 @@ def partition_keys_for(loop: LoopDefinition, partition: str | None, until: str |
     return keys
 
 
+#: In DAGSTER_HOME: held while a process opens the instance (see ``dagster_instance``).
+INSTANCE_LOCK = ".autonomath-instance.lock"
+
+
 def dagster_instance() -> dg.DagsterInstance:
-    """The instance in DAGSTER_HOME (run history visible in the UI), else an ephemeral one."""
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    """The instance in DAGSTER_HOME (run history visible in the UI), else an ephemeral one.
+
+    Opening an instance creates its SQLite storages on first use, and Dagster 1.13 lets two
+    processes race on a fresh home ("table runs already exists": two scheduled loops, or a loop and
+    a review, started together). Processes of this package open it one at a time, under an
+    exclusive lock on a file in DAGSTER_HOME; once the tables exist the lock costs nothing."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    Path(home).mkdir(parents=True, exist_ok=True)
+    with open(Path(home) / INSTANCE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return dg.DagsterInstance.get()
 
 
 #: How long a step may wait for a database-write pool slot before its run fails (env override).

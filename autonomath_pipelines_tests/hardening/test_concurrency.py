@@ -313,3 +313,29 @@ time.sleep(600)
         assert conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 1
     cache.embed("m", ["new"], lambda ts: np.ones((len(ts), 4)))  # and it takes writes again
     cache.close()
+
+
+def _open_instance_at(home: str, at: float) -> None:
+    import os
+
+    from autonomath_pipelines.orchestrator import dagster_instance
+
+    os.environ["DAGSTER_HOME"] = home
+    time.sleep(max(0.0, at - time.time()))
+    with dagster_instance() as instance:
+        instance.get_runs(limit=1)
+
+
+def test_processes_opening_a_fresh_dagster_home_at_once_all_succeed(tmp_path):
+    """Two loops started together on a fresh DAGSTER_HOME used to fail one of them ("table runs
+    already exists": the instance's SQLite storages were created by both at once)."""
+    processes = []
+    start = time.time() + 1.0
+    for home in range(4):
+        folder = tmp_path / f"home-{home}"
+        folder.mkdir()
+        (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+        processes += [drivers.Forked(_open_instance_at, str(folder), start + home) for _ in range(6)]
+    for process in processes:
+        process.communicate(timeout=120)
+    assert [p.returncode for p in processes] == [0] * len(processes)
