@@ -54,6 +54,8 @@ PEAK_RSS_TARGET_MB = 2048.0
 JSON_NAME, MD_NAME, PNG_NAME = "bench_load.json", "bench_load.md", "bench_load.png"
 #: What a lock error looks like in a process's output: ours (resources.db) and SQLite's own.
 LOCK_ERROR = re.compile(r"database is locked|is locked by another connection|SQLITE_BUSY|SQLITE_LOCKED")
+#: The line a Python traceback ends with (``package.Error: message``): what a failed process died of.
+EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception)\b:.*$", re.MULTILINE)
 PAIR = ("A", "E")
 
 
@@ -143,6 +145,7 @@ def _finish(name: str, proc: subprocess.Popen, started: float, log: Path) -> dic
         "wall_s": round(time.perf_counter() - started, 1),
         "lock_errors": len(LOCK_ERROR.findall(output)),
         "log": str(log),
+        "error": next(iter(EXCEPTION_LINE.findall(output)[-1:]), None),
         "tail": output.strip().splitlines()[-3:],
     }
 
@@ -233,6 +236,8 @@ def _verdict(name: str, results: list[dict[str, Any]], say: Say) -> dict[str, An
     for r in results:
         if r["exit_code"] != 0 or r["lock_errors"]:
             say(f"    {r['process']}: exit {r['exit_code']}, {r['lock_errors']} lock error(s) — {r['log']}")
+            if r["error"]:
+                say(f"      {r['error'][:300]}")
     runs = [r for r in results if r["process"].startswith("loop")]
     say(
         f"    {'passed' if passed else 'FAILED'}: {len(results)} process(es), "
@@ -283,6 +288,14 @@ def run_load_benchmark(
             shutil.copyfile(truth_path(worlds[factor]), truth_path(copy))  # where its logs end
             concurrency.append(probe_two_loops(copy, Path(tmp) / "two-loops", say))
             concurrency.append(probe_loop_and_promote(copy, Path(tmp) / "loop-and-promote", say))
+            # The world copy goes with the temporary folder; every process's log is kept with the figures.
+            logs = out / "probe-logs"
+            for probe in concurrency:
+                for process in probe["processes"]:
+                    kept = logs / Path(process["log"]).name
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(process["log"], kept)
+                    process["log"] = str(kept)
     result = {
         "benchmark": "load",
         "factor": factor,
