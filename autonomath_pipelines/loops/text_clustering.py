@@ -165,27 +165,25 @@ def stack_vectors(frame: pd.DataFrame, dim: int | None = None) -> np.ndarray:
     return np.stack([np.asarray(v, dtype=np.float32) for v in frame["vector"]])
 
 
-def cluster_frame(
-    frame: pd.DataFrame,
+def cluster_labels(
+    vectors: np.ndarray,
+    weights: np.ndarray,
     params: ClusterParams,
-    weight_column: str = "weight",
     *,
     config: ClusteringConfig | None = None,
     reports: list | None = None,
-) -> pd.DataFrame:
-    """``frame`` (one row per text, with ``vector``) plus its ``cluster`` label (-1 = noise).
+) -> np.ndarray:
+    """Each text's cluster label (-1 = noise), for the texts' unit ``vectors`` and ``weights``.
 
     With only ``params``: plain weighted DBSCAN at ``params.eps``. With ``config``: its algorithm and
     chaining guard too (``params.eps`` is then the eps in use); each guard's ``GuardReport`` (and the
     HDBSCAN details) is appended to ``reports`` when given.
     """
-    weights = frame[weight_column].to_numpy(dtype=float)
-    if len(frame) == 0:
-        return frame.assign(cluster=pd.Series(dtype=int))
-    if len(frame) == 1:
+    if len(weights) == 0:
+        return np.zeros(0, dtype=int)
+    if len(weights) == 1:
         # One text is its own neighbourhood: core (cluster 0) iff its weight reaches min_samples.
-        return frame.assign(cluster=[0 if weights[0] >= params.min_samples else -1])
-    vectors = stack_vectors(frame)
+        return np.array([0 if weights[0] >= params.min_samples else -1])
     if config is not None and config.algorithm == "hdbscan":
         labels, details = hdbscan_cosine(vectors, weights, params.min_samples, attach_eps=params.eps)
         if reports is not None:
@@ -211,7 +209,22 @@ def cluster_frame(
         )
         if reports is not None:
             reports.append(report)
-    return frame.assign(cluster=np.asarray(labels).astype(int))
+    return np.asarray(labels).astype(int)
+
+
+def cluster_frame(
+    frame: pd.DataFrame,
+    params: ClusterParams,
+    weight_column: str = "weight",
+    *,
+    config: ClusteringConfig | None = None,
+    reports: list | None = None,
+) -> pd.DataFrame:
+    """``frame`` (one row per text, with ``vector``) plus its ``cluster`` label (``cluster_labels``)."""
+    if len(frame) == 0:
+        return frame.assign(cluster=pd.Series(dtype=int))
+    weights = frame[weight_column].to_numpy(dtype=float)
+    return frame.assign(cluster=cluster_labels(stack_vectors(frame), weights, params, config=config, reports=reports))
 
 
 def guard_metadata(reports: list) -> dict[str, Any]:
@@ -260,11 +273,20 @@ def cluster_with_config(
         if group_by is None:
             clustered = cluster_frame(frame, params, weight_column, config=config, reports=reports)
         else:
-            parts = [
-                cluster_frame(group, params, weight_column, config=config, reports=reports)
-                for _, group in frame.groupby(group_by, sort=True)
+            # Groups in key order, each in frame order (what concatenating the groupby's groups gives),
+            # labelled on slices of the vectors stacked once: loop E has tens of thousands of programs.
+            groups = frame.groupby(group_by, sort=True).indices
+            positions = [groups[key] for key in sorted(groups)]
+            labels = [
+                cluster_labels(vectors[rows], weights[rows], params, config=config, reports=reports)
+                for rows in positions
             ]
-            clustered = pd.concat(parts, ignore_index=True)
+            order = np.concatenate(positions) if positions else np.zeros(0, dtype=int)
+            clustered = (
+                frame.iloc[order]
+                .reset_index(drop=True)
+                .assign(cluster=np.concatenate(labels) if labels else np.zeros(0, dtype=int))
+            )
     return clustered, {**config.metadata(choice), **guard_metadata(reports)}
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autonomath_pipelines.lib.clustering import ClusterParams, dbscan_cosine
@@ -34,3 +34,35 @@ def test_empty_frame_metadata():
         "noise_texts_share": 0.0,
         "noise_weight_share": 0.0,
     }
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["P3", "P1", "P2"]), st.integers(1, 20)), min_size=1, max_size=40),
+    st.integers(0, 2**31 - 1),
+)
+def test_clustering_per_group_labels_each_group_as_clustering_it_alone_would(rows, seed):
+    from autonomath_pipelines.loops.loop_e_alias_expansion import AliasClusteringConfig
+    from autonomath_pipelines.loops.text_clustering import cluster_with_config
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, 8))
+    vectors = [centres[int(p[1]) - 1] + 0.05 * rng.normal(size=8) for p, _ in rows]
+    frame = with_vectors(
+        pd.DataFrame(
+            {
+                "entity_id": [p for p, _ in rows],
+                "text": [f"t{i}" for i in range(len(rows))],
+                "weight": [float(w) for _, w in rows],
+            }
+        ),
+        np.asarray([v / np.linalg.norm(v) for v in vectors], dtype=np.float32),
+    )
+    config = AliasClusteringConfig(eps=0.3)
+    clustered, _ = cluster_with_config(frame, config, group_by="entity_id")
+    params = config.params(0.3)
+    alone = pd.concat(
+        [cluster_frame(group, params, config=config) for _, group in frame.groupby("entity_id", sort=True)],
+        ignore_index=True,
+    )
+    pd.testing.assert_frame_equal(clustered.drop(columns="vector"), alone.drop(columns="vector"))
