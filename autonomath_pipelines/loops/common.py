@@ -360,6 +360,12 @@ def _write_counts(conn, plan: PublishPlan) -> dict[str, int]:
     return {"rows_deleted": int(deleted), "rows_inserted": len(incoming) - updated, "rows_updated": updated}
 
 
+def _not_published(base: dict[str, Any], why: str, gate: list, **extra: Any) -> dg.MaterializeResult:
+    """A publish step that wrote nothing, and why (the window gate, or a live cache's refusal)."""
+    metadata = {**base, "published": False, "not_published": why, "rows_would_write": 0, "rows_written": 0}
+    return dg.MaterializeResult(metadata={**metadata, **extra}, check_results=gate)
+
+
 def publish(
     context: dg.AssetExecutionContext,
     spec: LoopSpec,
@@ -383,17 +389,7 @@ def publish(
     base = {"dry_run": dry_run, "table": plan.table, **extra_metadata}
     if gate and not gate[0].passed:
         context.log.error(f"not published: {gate[0].description}")
-        return dg.MaterializeResult(
-            metadata={
-                **base,
-                "published": False,
-                "not_published": gate[0].description,
-                "rows_would_write": 0,
-                "rows_written": 0,
-                "rows_deleted": 0,
-            },
-            check_results=gate,
-        )
+        return _not_published(base, gate[0].description, gate, rows_deleted=0)
     partition_key = context.partition_key if context.has_partition_key else ""
     range_last = context.run.tags.get(RANGE_LAST_TAG)
     if dry_run:
@@ -402,18 +398,7 @@ def publish(
             counts = None if refusal else _write_counts(conn, plan)
         if refusal:
             context.log.warning(f"dry run, would not publish: {refusal}")
-            return dg.MaterializeResult(
-                metadata={
-                    **base,
-                    "published": False,
-                    "not_published": refusal,
-                    "rows_would_write": 0,
-                    "rows_written": 0,
-                    "rows_deleted": 0,
-                    "rows_would_delete": 0,
-                },
-                check_results=gate,
-            )
+            return _not_published(base, refusal, gate, rows_deleted=0, rows_would_delete=0)
         context.log.info(
             f"dry run: {len(plan.rows)} rows would be written to {plan.table}, {counts['rows_deleted']} deleted"
         )
@@ -450,18 +435,7 @@ def publish(
         table_rows = conn.execute(f"SELECT COUNT(*) FROM {plan.table}").fetchone()[0]
     if refusal:
         context.log.warning(f"not published: {refusal}")
-        return dg.MaterializeResult(
-            metadata={
-                **base,
-                "published": False,
-                "not_published": refusal,
-                "rows_would_write": 0,
-                "rows_written": 0,
-                "rows_deleted": 0,
-                "table_rows": table_rows,
-            },
-            check_results=gate,
-        )
+        return _not_published(base, refusal, gate, rows_deleted=0, table_rows=table_rows)
     context.log.info(f"wrote {len(records)} rows to {plan.table} (replaced {deleted})")
     return dg.MaterializeResult(
         metadata={
@@ -515,18 +489,7 @@ def publish_files(
     dry_run = not settings.execution_enabled(spec.loop_id)
     if gate and not gate[0].passed:
         context.log.error(f"not published: {gate[0].description}")
-        return dg.MaterializeResult(
-            metadata={
-                "dry_run": dry_run,
-                "published": False,
-                "not_published": gate[0].description,
-                "rows_would_write": 0,
-                "rows_written": 0,
-                "folder": str(folder),
-                **extra_metadata,
-            },
-            check_results=gate,
-        )
+        return _not_published({"dry_run": dry_run}, gate[0].description, gate, folder=str(folder), **extra_metadata)
     if dry_run:
         context.log.info(f"dry run: {len(targets)} files would be written to {folder}")
         return dg.MaterializeResult(
