@@ -17,6 +17,16 @@ from autonomath_pipelines.contract.sqlite import sqlite3
 settings.register_profile("autonomath", deadline=None)
 settings.load_profile("autonomath")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def search_index_dir(tmp_path_factory):
+    """The built-in search's shadow indexes go to a temporary folder, not the checkout's
+    ``data/search_index`` (its default): every test database would leave an index file there."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUTONOMATH_SEARCH_INDEX_DIR", str(tmp_path_factory.mktemp("search_index")))
+        yield
+
+
 #: The demo world's logs end here (JST); fixed so every test run sees the same world.
 AS_OF = dt.date(2026, 11, 21)
 #: The last complete daily partition of that world: loop H's natural target.
