@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 import jaconv
+import numpy as np
 
 from autonomath_pipelines.contract.sqlite import sqlite3
 from autonomath_pipelines.lib.badrows import BadRows, drop_bad_rows, fetch_checked
@@ -52,6 +53,9 @@ CANDIDATES = 200
 INDEX_VERSION = 2
 #: bm25 column weights of the shadow index (name, aliases, summary, agency, region).
 BM25_WEIGHTS = (10.0, 8.0, 1.0, 2.0, 3.0)
+#: (document, bm25 share) postings a searcher keeps between queries, all phrases together; the
+#: phrases used least recently go first. 8 M postings are ~100 MB.
+POSTINGS_CACHE = 8_000_000
 #: How much a term found only in body text (summary, agency, region) counts against the name/aliases.
 BODY_WEIGHT = 0.3
 #: An alias that is the query counts this share of a name that is: two programs answering to one
@@ -424,6 +428,12 @@ class ProgramSearcher:
         self.skipped_rows = skipped_rows if skipped_rows is not None else BadRows()
         (self._docs,) = index.execute("SELECT count(*) FROM docs").fetchone()
         self._weights: dict[str, float] = {}
+        (max_doc,) = index.execute("SELECT COALESCE(max(doc), 0) FROM docs").fetchone()
+        self._max_doc = int(max_doc)
+        weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+        self._bm25_sql = f"SELECT rowid, -bm25(docs_fts, {weights}) FROM docs_fts WHERE docs_fts MATCH ?"
+        self._postings: collections.OrderedDict[str, tuple[np.ndarray, np.ndarray]] = collections.OrderedDict()
+        self._postings_held = 0
         self._doc_cache: collections.OrderedDict[int, tuple] = collections.OrderedDict()
 
     @classmethod
@@ -461,14 +471,7 @@ class ProgramSearcher:
     def _candidates(self, terms: list[str]) -> dict[int, float]:
         """Docs matching any term (or any trigram of a long term), with bm25 (higher is better)."""
         phrases = list(dict.fromkeys(g for t in terms if len(t) >= TRIGRAM_MIN_CHARS for g in [t, *trigrams(t)]))
-        found: dict[int, float] = {}
-        if phrases:
-            weights = ", ".join(str(w) for w in BM25_WEIGHTS)
-            sql = (
-                f"SELECT rowid, -bm25(docs_fts, {weights}) FROM docs_fts WHERE docs_fts MATCH ? "
-                "ORDER BY bm25(docs_fts, " + weights + ") LIMIT ?"
-            )
-            found.update(self._index.execute(sql, (" OR ".join(fts_phrase(p) for p in phrases), CANDIDATES)))
+        found = self._top_bm25(phrases) if phrases else {}
         # 1–2 character terms cannot be trigram-indexed, and a typo can leave a short term no trigram
         # in common with the name it meant (「リ窓ノベ」): then the terms' bigrams are looked up in the
         # names and aliases by a LIKE scan.
@@ -480,6 +483,47 @@ class ProgramSearcher:
                 found.setdefault(doc, 0.0)
         return found
 
+    def _phrase_postings(self, phrase: str) -> tuple[np.ndarray, np.ndarray]:
+        """The documents holding ``phrase`` and each one's share of a bm25 score (FTS5's own
+        ``bm25()`` of the phrase alone), cached: the index does not change under a searcher."""
+        postings = self._postings.get(phrase)
+        if postings is not None:
+            self._postings.move_to_end(phrase)
+            return postings
+        rows = self._index.execute(self._bm25_sql, (fts_phrase(phrase),)).fetchall()
+        postings = (
+            np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows)),
+        )
+        self._postings[phrase] = postings
+        self._postings_held += len(rows)
+        while self._postings_held > POSTINGS_CACHE and len(self._postings) > 1:
+            _, (docs, _) = self._postings.popitem(last=False)
+            self._postings_held -= len(docs)
+        return postings
+
+    def _top_bm25(self, phrases: list[str]) -> dict[int, float]:
+        """The ``CANDIDATES`` best documents by bm25 over ``phrases`` OR-ed: what FTS5's ``ORDER BY
+        bm25(...) LIMIT`` answers, without FTS5 scoring anew, for every query, each of the ~100 k
+        documents that hold a common trigram (「補助金」).
+
+        FTS5's bm25 of an OR query is a sum over its phrases, in their order, of a share that depends
+        on the phrase and the document only (``fts5_aux.c``: ``score += idf[i] * num / denom``). So each
+        phrase's shares are FTS5's ``bm25()`` of that phrase alone, read once and kept; adding them
+        up in the same order gives the same floating-point score. Ties go to the lower document id."""
+        scores = np.zeros(self._max_doc + 1)
+        held = np.zeros(self._max_doc + 1, dtype=bool)
+        for phrase in phrases:
+            docs, shares = self._phrase_postings(phrase)
+            scores[docs] += shares  # a phrase's documents are distinct, so this adds each share once
+            held[docs] = True
+        docs = np.flatnonzero(held)
+        if len(docs) > CANDIDATES:
+            kth = np.partition(scores[docs], len(docs) - CANDIDATES)[len(docs) - CANDIDATES]
+            docs = docs[scores[docs] >= kth]
+        best = docs[np.lexsort((docs, -scores[docs]))][:CANDIDATES]
+        return dict(zip(best.tolist(), scores[best].tolist()))
+
     def _weight(self, term: str) -> tuple[float, bool]:
         """Inverse document frequency of ``term`` over the index (smoothed), and whether any program's
         name or alias holds it."""
@@ -487,9 +531,7 @@ class ProgramSearcher:
         if cached is None:
             if len(term) >= TRIGRAM_MIN_CHARS:
                 phrase = fts_phrase(term)
-                (df,) = self._index.execute(
-                    "SELECT count(*) FROM docs_fts WHERE docs_fts MATCH ?", (phrase,)
-                ).fetchone()
+                df = len(self._phrase_postings(term)[0])
                 in_heads = (
                     df > 0
                     and self._index.execute(

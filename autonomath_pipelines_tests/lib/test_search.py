@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 
 from autonomath_pipelines.contract.schema import create_all
 from autonomath_pipelines.contract.sqlite import sqlite3
+from autonomath_pipelines.lib import search as search_module
 from autonomath_pipelines.lib.search import (
+    BM25_WEIGHTS,
+    CANDIDATES,
     ProgramSearcher,
     compact,
     fold,
@@ -22,6 +25,7 @@ from autonomath_pipelines.lib.search import (
     rank_score,
     source_fingerprint,
     term_coverage,
+    trigrams,
 )
 from autonomath_pipelines_tests.conftest import PREFECTURES, PROGRAMS
 
@@ -356,3 +360,63 @@ def test_the_program_named_so_beats_one_aliased_so(tmp_path):
     with ProgramSearcher.over(conn) as searcher:
         assert top(searcher, "東京都創業助成金 申請方法") == "R06"
     conn.close()
+
+
+# ------------------------------------------------------------------------- candidates by bm25
+
+WORDS = ["補助金", "助成金", "事業者", "設備投資", "ものづくり", "東京都", "大阪府", "創業", "省エネ", "支援事業"]
+WORDS.append("ＤＸ")
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    """~3× ``CANDIDATES`` programs sharing a few common words, so the candidate cut falls among many
+    documents holding the same trigrams (the catalogue-wide 「補助金」 of the production world)."""
+    conn = sqlite3.connect(str(tmp_path_factory.mktemp("catalogue") / "catalogue.db"), check_same_thread=False)
+    create_all(conn)
+    conn.executemany("INSERT INTO prefectures VALUES (?, ?, ?, ?)", PREFECTURES)
+    ts = "2026-01-01T00:00:00Z"
+    rows = []
+    for i in range(600):
+        name = "".join(WORDS[(i * k) % len(WORDS)] for k in (1, 3, 7)[: 1 + i % 3]) + f"{i % 40}"
+        summary = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(i % 5))
+        rows.append((f"C{i:04d}", name, summary, "中小企業庁", "national", None, None, "その他", 1000000, "A"))
+    conn.executemany(
+        "INSERT INTO programs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*r, f"https://example.go.jp/{r[0]}", ts, ts) for r in rows],
+    )
+    conn.commit()
+    yield conn
+    conn.close()
+
+
+def fts5_top_bm25(searcher, phrases):
+    weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+    sql = (
+        f"SELECT rowid, -bm25(docs_fts, {weights}) FROM docs_fts WHERE docs_fts MATCH ? "
+        f"ORDER BY bm25(docs_fts, {weights}) LIMIT ?"
+    )
+    return dict(searcher._index.execute(sql, (" OR ".join(fts_phrase(p) for p in phrases), CANDIDATES)))
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=st.lists(st.sampled_from(WORDS + ["金", "ＤＸ推進", "存在しない語"]), min_size=1, max_size=4))
+def test_candidates_are_the_documents_and_scores_fts5_bm25_ranks_first(catalogue, words, monkeypatch):
+    """The candidate cut that every payload is ranked from: the same documents, and bit-identical
+    bm25 scores, as FTS5's own ``ORDER BY bm25 LIMIT`` — also when the postings cache evicts."""
+    monkeypatch.setattr(search_module, "POSTINGS_CACHE", 500)
+    with ProgramSearcher.over(catalogue) as searcher:
+        for query in (" ".join(words), words[0]):
+            terms = query_terms(query)
+            phrases = list(dict.fromkeys(g for t in terms if len(t) >= 3 for g in [t, *trigrams(t)]))
+            if not phrases:
+                continue
+            expected = fts5_top_bm25(searcher, phrases)
+            got = searcher._top_bm25(phrases)
+            assert sorted(got.values()) == sorted(expected.values())
+            # Documents tied at the cut may differ (FTS5 leaves their order open); above it, none may.
+            cut = min(expected.values(), default=0.0)
+            assert {d for d, s in got.items() if s > cut} == {d for d, s in expected.items() if s > cut}
+            assert all(got[d] == expected[d] for d in got.keys() & expected.keys())
+        # The cache stays within its bound, but always keeps the phrase it just read.
+        assert searcher._postings_held <= 500 or len(searcher._postings) == 1
