@@ -426,10 +426,8 @@ class ProgramSearcher:
         self.limit = limit
         #: Service rows left out of the index because their text did not decode (table, column, row ids).
         self.skipped_rows = skipped_rows if skipped_rows is not None else BadRows()
-        (self._docs,) = index.execute("SELECT count(*) FROM docs").fetchone()
+        self._docs, self._max_doc = index.execute("SELECT count(*), COALESCE(max(doc), 0) FROM docs").fetchone()
         self._weights: dict[str, float] = {}
-        (max_doc,) = index.execute("SELECT COALESCE(max(doc), 0) FROM docs").fetchone()
-        self._max_doc = int(max_doc)
         weights = ", ".join(str(w) for w in BM25_WEIGHTS)
         self._bm25_sql = f"SELECT rowid, -bm25(docs_fts, {weights}) FROM docs_fts WHERE docs_fts MATCH ?"
         self._postings: collections.OrderedDict[str, tuple[np.ndarray, np.ndarray]] = collections.OrderedDict()
