@@ -1,6 +1,8 @@
 """The Dagster code location: it loads, the graph has the intended lineage, schedules ship STOPPED."""
 
 import datetime as dt
+import subprocess
+import sys
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -195,3 +197,14 @@ def test_every_asset_is_described_grouped_kinded_and_owned():
             problems.append(f"{name}: no owner")
     assert problems == []
     assert len(list(graph.get_all_asset_keys())) > 40
+
+
+def test_loading_the_definitions_leaves_scikit_learn_and_scipy_stats_unimported():
+    """Every loop run's process loads the definitions; scikit-learn and SciPy's statistics cost ~4 CPU s
+    to import and only the steps that cluster or test links use them, so they load there."""
+    probe = (
+        "import sys, autonomath_pipelines.definitions as d; d.defs.resolve_asset_graph(); "
+        "print(sorted(m for m in ('sklearn', 'scipy.stats') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

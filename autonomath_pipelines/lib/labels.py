@@ -37,7 +37,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 from autonomath_pipelines.lib.textnorm import normalize_query
 
@@ -132,12 +131,21 @@ def _tokenizer():
 Word = tuple[int, int, bool]
 
 
+@functools.cache
+def _english_stop_words() -> frozenset[str]:
+    # scikit-learn (and the SciPy it pulls in) costs ~2.5 CPU s to import: every loop run's process imports
+    # this module, and only the loops that label clusters need it.
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return ENGLISH_STOP_WORDS
+
+
 def _is_content(surface: str, pos: str, dict_form: str, in_english: bool) -> bool:
     if not surface.strip():
         return False
     if _ASCII.match(surface):
         # English stop words only among English words: the "it" of 「it導入補助金」 is a word.
-        return (len(surface) >= 2 or surface.isdigit()) and not (in_english and surface in ENGLISH_STOP_WORDS)
+        return (len(surface) >= 2 or surface.isdigit()) and not (in_english and surface in _english_stop_words())
     if pos in _CONTENT_POS:
         return dict_form not in _LIGHT and surface not in _LIGHT
     # Letters Sudachi has no entry or part of speech for (Hangul, other scripts) are words too.
@@ -346,6 +354,8 @@ def cluster_labels(
         vals.extend(float(w[i]) for i in keep)
 
     out = {label: _fallback(texts_by_cluster[label], label) for label in labels}
+    from sklearn.feature_extraction.text import CountVectorizer  # lazily: see _english_stop_words
+
     vectorizer = CountVectorizer(analyzer=char_ngrams if chars else content_terms)
     try:
         counts = vectorizer.fit_transform(all_texts)

@@ -23,7 +23,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.stats import poisson
 
 LINK_COLUMNS = ["theme_a", "theme_b", "shared_sessions", "expected_sessions", "p_value"]
 DECISIONS = ("proposed", "covered", "duplicate", "over_cap")
@@ -65,6 +64,8 @@ def session_links(
     enough = shared.data >= min_shared_sessions
     a, b, count = shared.row[enough], shared.col[enough], shared.data[enough]
     expected = per_theme[a] * per_theme[b] / n_sessions
+    from scipy.stats import poisson  # ~1.5 CPU s to import, which every loop run's process would pay
+
     p_value = poisson.sf(count - 1, expected)
     links = pd.DataFrame(
         {
