@@ -27,11 +27,13 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import pathlib
 import tempfile
 import unicodedata
+import zlib
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -39,9 +41,12 @@ import jaconv
 import numpy as np
 
 from autonomath_pipelines.contract.sqlite import sqlite3
+from autonomath_pipelines.lib import textnorm
 from autonomath_pipelines.lib.badrows import BadRows, drop_bad_rows, fetch_checked
 from autonomath_pipelines.lib.payload import search_payload
 from autonomath_pipelines.lib.textnorm import normalize_query, tokens
+
+_log = logging.getLogger(__name__)
 
 TRIGRAM_MIN_CHARS = 3
 MAX_TOKENS = 16  # a query longer than this is truncated: the API never gets long prose
@@ -415,13 +420,131 @@ def _info(conn, path: str, fingerprint: str, rebuilt: bool) -> IndexInfo:
 # ------------------------------------------------------------------------------------------ search
 
 
+#: A match as ``search`` ranks it: (program_id, name, agency, level, prefecture_code, relevance to the
+#: query, editorial tier prior, bm25 clipped to 100).
+Contender = tuple[str, str, str, Any, Any, float, float, float]
+#: Slack for ``round(score, 6)`` and float addition when telling which matches the prior can lift.
+_ROUNDING_MARGIN = 1e-5
+
+
+def _ranking_code() -> str:
+    """What a stored answer depends on besides the index: this module and the text folding it
+    uses, and the FTS5 whose bm25 picks candidates."""
+    digest = hashlib.sha256()
+    for path in (__file__, textnorm.__file__):
+        digest.update(pathlib.Path(path).read_bytes())
+    digest.update(f"{sqlite3.sqlite_version}/{jaconv.__version__}".encode())
+    return digest.hexdigest()[:16]
+
+
+RANKING_CODE = _ranking_code()
+
+
+def _final_score(match: Contender, popularity: float) -> float:
+    """A match's score in the answer: between (nearly) equally matching programs — an alias several
+    programs share — the one the service answered most lately wins, then the editorial tier; bm25
+    breaks what is left."""
+    relevance, prior, bm25 = match[5], match[6], match[7]
+    return round(relevance + (POPULARITY_WEIGHT * popularity + 1e-3 * prior + 1e-5 * bm25 / 100.0), 6)
+
+
+class ResultStore:
+    """The contenders (``ProgramSearcher._contenders``) of queries searched before, kept in a file next
+    to the shadow index they came from, so a daily run searches only the queries it has not seen.
+
+    A stored answer is keyed by the index fingerprint (the file name), the code that ranks
+    (``RANKING_CODE``) and the query's terms, so it is the answer a fresh search would give: the
+    popularity prior, which changes every day, is applied after. The file is only a cache: when it
+    cannot be read or written it is removed with a warning naming it, and the searcher goes on without."""
+
+    FLUSH_EVERY = 256
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+        self.hits = 0
+        self.misses = 0
+        self._pending: list[tuple[str, str, bytes]] = []
+        self._conn = None
+        self._conn = self._guard(self._open, opening=True)
+
+    def _open(self):
+        conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA synchronous = OFF")  # a cache: a torn file is dropped when read fails
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS results (code TEXT, query TEXT, contenders BLOB, PRIMARY KEY (code, query))"
+            )
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _guard(self, operation, opening: bool = False):
+        if self._conn is None and not opening:
+            return None
+        try:
+            return operation()
+        except (sqlite3.DatabaseError, zlib.error, ValueError) as exc:
+            _log.warning("search result cache %s is unusable (%s): removed it; searching without it", self.path, exc)
+            self.close(flush=False)
+            self.path.unlink(missing_ok=True)
+            return None
+
+    @staticmethod
+    def _key(key: tuple[int, str]) -> tuple[str, str]:
+        return f"{RANKING_CODE}:{key[0]}", key[1]
+
+    def get(self, key: tuple[int, str]) -> list[Contender] | None:
+        found = self._guard(lambda: self._read(key))
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    def _read(self, key: tuple[int, str]) -> list[Contender] | None:
+        row = self._conn.execute(
+            "SELECT contenders FROM results WHERE code = ? AND query = ?", self._key(key)
+        ).fetchone()
+        return None if row is None else [tuple(c) for c in json.loads(zlib.decompress(row[0]))]
+
+    def put(self, key: tuple[int, str], contenders: list[Contender]) -> None:
+        # Compressed: a common query has hundreds of near-tied contenders, their names much alike.
+        self._pending.append((*self._key(key), zlib.compress(json.dumps(contenders, ensure_ascii=False).encode())))
+        if len(self._pending) >= self.FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            self._guard(lambda: self._write(pending))
+
+    def _write(self, rows: list[tuple[str, str, bytes]]) -> None:
+        with self._conn:
+            self._conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", rows)
+
+    def close(self, flush: bool = True) -> None:
+        if flush:
+            self.flush()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 class ProgramSearcher:
     """Search over a shadow index connection (``open_index``). Not thread-safe: one per thread."""
 
     def __init__(
-        self, index, limit: int = 10, skipped_rows: BadRows | None = None, popularity: Mapping[str, float] | None = None
+        self,
+        index,
+        limit: int = 10,
+        skipped_rows: BadRows | None = None,
+        popularity: Mapping[str, float] | None = None,
+        results: ResultStore | None = None,
     ):
         self._index = index
+        self._results = results
         self._popularity = popularity_prior(popularity or {})
         self.limit = limit
         #: Service rows left out of the index because their text did not decode (table, column, row ids).
@@ -447,9 +570,16 @@ class ProgramSearcher:
         """A searcher over the service tables on connection ``source`` (index built or reused);
         ``popularity``: how often the service put each program first lately (``popularity_prior``)."""
         with open_index(source, index_dir, source_name=source_name) as (conn, info, skipped):
-            searcher = cls(conn, limit, skipped, popularity)
+            results = (
+                None if info.path == ":memory:" else ResultStore(pathlib.Path(info.path).with_suffix(".results.sqlite"))
+            )
+            searcher = cls(conn, limit, skipped, popularity, results)
             searcher.index_info = info
-            yield searcher
+            try:
+                yield searcher
+            finally:
+                if results is not None:
+                    results.close()
 
     def _named(self, terms: list[str], weights: list[float]) -> dict[int, float]:
         """Docs whose name or an alias *is* the query (2.0) or one of its terms (that term's share of
@@ -596,33 +726,45 @@ class ProgramSearcher:
             cache.popitem(last=False)
         return rows
 
-    def search(self, query: str, limit: int | None = None) -> list[dict[str, Any]]:
-        terms = query_terms(query)
-        if not terms:
-            return []
+    def _contenders(self, terms: list[str], limit: int) -> list[Contender]:
+        """The programs that can be among the first ``limit`` answers to ``terms`` whatever the
+        popularity prior: every match within ``POPULARITY_WEIGHT`` (plus rounding) of the
+        ``limit``-th best score without it. The prior only adds [0, POPULARITY_WEIGHT], so a program
+        further behind is beaten by ``limit`` others under any prior, and the search's answer is the
+        same whether it ranks these or every match."""
         weights = self.term_weights(terms)
         named = self._named(terms, weights)
         candidates = self._candidates(terms)
         for doc in named:
             candidates.setdefault(doc, 0.0)
         places = self._places(terms)
-        scored = []
+        matches: list[Contender] = []
         for doc, pid, name, agency, level, pref, prior, heads, body, doc_places in self._rows(list(candidates)):
-            score = named.get(doc, 0.0) + rank_score(terms, weights, heads, body, places, doc_places)
-            if score <= 0.0:
-                continue
-            # Between (nearly) equally matching programs — an alias several programs share — the one
-            # the service answered most lately wins, then the editorial tier; bm25 breaks what is left.
-            score += (
-                POPULARITY_WEIGHT * self._popularity.get(pid, 0.0)
-                + 1e-3 * prior
-                + 1e-5 * min(candidates[doc], 100.0) / 100.0
-            )
-            scored.append((round(score, 6), pid, name, agency, level, pref))
+            relevance = named.get(doc, 0.0) + rank_score(terms, weights, heads, body, places, doc_places)
+            if relevance > 0.0:
+                matches.append((pid, name, agency, level, pref, relevance, prior, min(candidates[doc], 100.0)))
+        if len(matches) <= limit:
+            return matches
+        without_prior = sorted((_final_score(m, 0.0) for m in matches), reverse=True)
+        floor = without_prior[limit - 1] - POPULARITY_WEIGHT - _ROUNDING_MARGIN
+        return [m for m in matches if _final_score(m, 0.0) >= floor]
+
+    def search(self, query: str, limit: int | None = None) -> list[dict[str, Any]]:
+        terms = query_terms(query)
+        if not terms:
+            return []
+        limit = limit or self.limit
+        key = (limit, " ".join(terms))
+        contenders = self._results.get(key) if self._results is not None else None
+        if contenders is None:
+            contenders = self._contenders(terms, limit)
+            if self._results is not None:
+                self._results.put(key, contenders)
+        scored = [(_final_score(c, self._popularity.get(c[0], 0.0)), *c[:5]) for c in contenders]
         scored.sort(key=lambda r: (-r[0], r[1]))
         return [
             {"program_id": pid, "name": name, "agency": agency, "level": level, "prefecture_code": pref, "score": score}
-            for score, pid, name, agency, level, pref in scored[: limit or self.limit]
+            for score, pid, name, agency, level, pref in scored[:limit]
         ]
 
     def payload(self, query: str, limit: int | None = None) -> dict[str, Any]:

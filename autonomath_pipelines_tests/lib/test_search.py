@@ -1,6 +1,7 @@
 """The built-in search: aliases, text normalized on both sides, partial matches ranked, user text never
 parsed, and the shadow index kept in project storage and rebuilt when the service's tables change."""
 
+import pathlib
 import sqlite3 as stdlib_sqlite3
 import unicodedata
 
@@ -272,8 +273,9 @@ def test_index_file_is_reused_until_the_service_tables_change(tmp_path):
     assert source_fingerprint(conn) != before
     with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as rebuilt:
         assert rebuilt.index_info.rebuilt and rebuilt.index_info.aliases == len(ALIASES) + 1
-    # one index file per source: the stale one is gone
-    assert len(list(folder.glob("*.sqlite"))) == 1
+        index = pathlib.Path(rebuilt.index_info.path)
+    # one index file per source, and its stored answers: the stale ones are gone
+    assert sorted(folder.glob("*.sqlite")) == sorted([index, index.with_suffix(".results.sqlite")])
     conn.close()
 
 
@@ -431,3 +433,73 @@ def test_candidates_are_the_documents_and_scores_fts5_bm25_ranks_first(catalogue
             assert all(got[d] == expected[d] for d in got.keys() & expected.keys())
         # The cache stays within its bound, but always keeps the phrase it just read.
         assert searcher._postings_held <= 500 or len(searcher._postings) == 1
+
+
+# ------------------------------------------------------------------------- answers kept across runs
+
+
+def answer_ranking_every_match(searcher, query, popularity):
+    """What ``search`` answers when every match is ranked, none left out as unable to win."""
+    prior = search_module.popularity_prior(popularity)
+    matches = searcher._contenders(query_terms(query), limit=10**9)
+    scored = sorted((-search_module._final_score(m, prior.get(m[0], 0.0)), m[0]) for m in matches)
+    return [(pid, -negated) for negated, pid in scored[: searcher.limit]]
+
+
+@pytest.fixture(scope="module")
+def stored_answers_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("stored-answers")
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    words=st.lists(st.sampled_from(WORDS + ["金", "存在しない語"]), min_size=1, max_size=3),
+    yesterday=st.dictionaries(st.sampled_from([f"C{i:04d}" for i in range(600)]), st.integers(1, 500), max_size=40),
+    today=st.dictionaries(st.sampled_from([f"C{i:04d}" for i in range(600)]), st.integers(1, 500), max_size=40),
+)
+def test_a_stored_answer_is_what_a_fresh_search_answers_under_todays_popularity(
+    catalogue, stored_answers_dir, words, yesterday, today
+):
+    """Yesterday's run stored the query's contenders; today's popularity differs, and reranking the
+    stored contenders must give exactly the answer of ranking every match afresh."""
+    query = " ".join(words)
+    with ProgramSearcher.over(catalogue, index_dir=stored_answers_dir, popularity=yesterday) as first:
+        first.search(query)
+    with ProgramSearcher.over(catalogue, index_dir=stored_answers_dir, popularity=today) as again:
+        got = [(r["program_id"], r["score"]) for r in again.search(query)]
+        assert again._results.hits == (1 if query_terms(query) else 0)
+        assert got == answer_ranking_every_match(again, query, today)
+
+
+def test_answers_are_stored_per_ranking_code_and_index(tmp_path, monkeypatch):
+    conn = make_raw_db(tmp_path / "svc.db")
+    folder = tmp_path / "index"
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as first:
+        expected = first.search("サービス補助金")
+        assert first._results.misses == 1
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as again:
+        assert again.search("サービス補助金") == expected and again._results.hits == 1
+    # Another version of the ranking code does not read this one's answers.
+    monkeypatch.setattr(search_module, "RANKING_CODE", "another-version")
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as changed:
+        changed.search("サービス補助金")
+        assert changed._results.hits == 0 and changed._results.misses == 1
+    conn.close()
+
+
+@pytest.mark.parametrize("damage", [b"not a database at all", b"SQLite format 3\x00" + b"\x01" * 200])
+def test_an_unreadable_answer_store_is_dropped_with_a_warning_and_search_goes_on(tmp_path, damage, caplog):
+    conn = make_raw_db(tmp_path / "svc.db")
+    folder = tmp_path / "index"
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as first:
+        expected = first.search("サービス補助金")
+        store = first._results.path
+    store.write_bytes(damage)
+    with caplog.at_level("WARNING"):
+        with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as again:
+            assert again.search("サービス補助金") == expected
+    assert str(store) in caplog.text
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as after:
+        after.search("サービス補助金")
+        assert after._results is not None and after._results.misses == 1  # a new store, filling again
+    conn.close()
