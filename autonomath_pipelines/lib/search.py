@@ -458,6 +458,8 @@ class ResultStore:
     cannot be read or written it is removed with a warning naming it, and the searcher goes on without."""
 
     FLUSH_EVERY = 256
+    #: Seconds a write waits for another run (loops C and H at once) holding the file.
+    BUSY_TIMEOUT = 30.0
 
     def __init__(self, path: pathlib.Path):
         self.path = path
@@ -468,7 +470,7 @@ class ResultStore:
         self._conn = self._guard(self._open, opening=True)
 
     def _open(self):
-        conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+        conn = sqlite3.connect(str(self.path), timeout=self.BUSY_TIMEOUT, check_same_thread=False)
         try:
             conn.execute("PRAGMA synchronous = OFF")  # a cache: a torn file is dropped when read fails
             conn.execute(
@@ -486,6 +488,11 @@ class ResultStore:
         try:
             return operation()
         except (sqlite3.DatabaseError, zlib.error, ValueError) as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                # Another run held the file for longer than BUSY_TIMEOUT: the file is sound and
+                # stays; this read searches afresh, or these answers are not kept.
+                _log.warning("search result cache %s is busy (%s): going on without it for now", self.path, exc)
+                return None
             _log.warning("search result cache %s is unusable (%s): removed it; searching without it", self.path, exc)
             self.close(flush=False)
             self.path.unlink(missing_ok=True)

@@ -3,6 +3,8 @@ parsed, and the shadow index kept in project storage and rebuilt when the servic
 
 import pathlib
 import sqlite3 as stdlib_sqlite3
+import subprocess
+import sys
 import unicodedata
 
 import jaconv
@@ -502,4 +504,35 @@ def test_an_unreadable_answer_store_is_dropped_with_a_warning_and_search_goes_on
     with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as after:
         after.search("サービス補助金")
         assert after._results is not None and after._results.misses == 1  # a new store, filling again
+    conn.close()
+
+
+def test_a_store_another_run_holds_is_left_alone_not_dropped(tmp_path, monkeypatch, caplog):
+    """Loops C and H search at once: a store locked by the other run is a wait, then a miss — never
+    mistaken for a damaged file and deleted."""
+    monkeypatch.setattr(search_module.ResultStore, "BUSY_TIMEOUT", 0.05)
+    conn = make_raw_db(tmp_path / "svc.db")
+    folder = tmp_path / "index"
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as first:
+        expected = first.search("サービス補助金")
+        store = first._results.path
+    # SQLite's locks are POSIX locks, which one process never conflicts with: the other run is a process.
+    holder = (
+        "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1]); c.execute('BEGIN EXCLUSIVE'); "
+        "print('held', flush=True); sys.stdin.read()"
+    )
+    other_run = subprocess.Popen(
+        [sys.executable, "-c", holder, str(store)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert other_run.stdout.readline().strip() == "held"
+        with caplog.at_level("WARNING"):
+            with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as again:
+                assert again.search("サービス補助金") == expected
+                assert again.search("ものづくり補助金")
+    finally:
+        other_run.communicate("")
+    assert store.exists() and "busy" in caplog.text
+    with ProgramSearcher.over(conn, index_dir=folder, source_name="svc") as after:
+        assert after.search("サービス補助金") == expected and after._results.hits == 1
     conn.close()
