@@ -455,7 +455,8 @@ class ResultStore:
     A stored answer is keyed by the index fingerprint (the file name), the code that ranks
     (``RANKING_CODE``) and the query's terms, so it is the answer a fresh search would give: the
     popularity prior, which changes every day, is applied after. The file is only a cache: when it
-    cannot be read or written it is removed with a warning naming it, and the searcher goes on without."""
+    cannot be read it is removed with a warning naming it, and the searcher goes on without; when
+    another run holds it past ``BUSY_TIMEOUT`` it is left as it is, and that read or write skipped."""
 
     FLUSH_EVERY = 256
     #: Seconds a write waits for another run (loops C and H at once) holding the file.
