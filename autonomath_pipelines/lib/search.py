@@ -589,6 +589,11 @@ class ProgramSearcher:
                 if results is not None:
                     results.close()
 
+    @property
+    def answers_stored(self) -> int | None:
+        """Searches this searcher answered from an earlier run's stored contenders (None: no store)."""
+        return None if self._results is None else self._results.hits
+
     def _named(self, terms: list[str], weights: list[float]) -> dict[int, float]:
         """Docs whose name or an alias *is* the query (2.0) or one of its terms (that term's share of
         the query): 「ものづくり補助金」 finds its program through ``am_alias`` before anything else.

@@ -61,12 +61,16 @@ def pre_execute(
         payloads = {text: dumps_payload(searcher.payload(text)) for text in distinct}
         skipped: BadRows = searcher.skipped_rows
         info = getattr(searcher, "index_info", None)
+        stored = getattr(searcher, "answers_stored", None)  # the service's own search keeps none
     log_bad_rows(context, skipped)
     meta: dict[str, Any] = {
         "search": program_search.kind(),
         "payloads_computed": len(payloads),
         "popularity_programs": len(popularity or {}),
     }
+    if stored is not None:
+        # Answers an earlier run kept (reranked under today's popularity): a daily run's share is near 1.
+        meta["search_answers_stored"] = stored
     if info is not None:
         meta.update(
             search_index_programs=info.programs, search_index_aliases=info.aliases, search_index_rebuilt=info.rebuilt

@@ -138,9 +138,13 @@ def test_execute_writes_exactly_the_cacheable_head_with_live_payloads(small_worl
 def test_rerunning_a_partition_changes_nothing(small_world, tmp_path):
     assert run_loop_h(small_world, tmp_path, execute=True).success
     first = query_cache_rows(small_world)
-    assert run_loop_h(small_world, tmp_path, execute=True).success
+    again = run_loop_h(small_world, tmp_path, execute=True)
+    assert again.success
     second = query_cache_rows(small_world)
     assert len(second) == len(first) > 0
+    # The rerun searches nothing anew: every answer comes from the first run's store.
+    searched = metadata(again, "cache_warming_candidates")
+    assert searched["search_answers_stored"] == searched["payloads_computed"] > 0
     stable = ["query_hash", "query_text", "payload_json", "partition_key", "evidence_json"]
     pd.testing.assert_frame_equal(first[stable], second[stable])
 
